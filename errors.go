@@ -1,0 +1,48 @@
+package relay
+
+import "errors"
+
+// Sentinel errors shared by every backend. Backends wrap them with the operation
+// and the name involved; match them with [errors.Is].
+var (
+	// ErrClosed is returned by Publish, Subscribe and the Watermill faces when the
+	// broker, publisher or subscriber has been closed.
+	ErrClosed = errors.New("relay: closed")
+
+	// ErrInvalidTopic is returned when a topic breaks the rule of [ValidateTopic].
+	ErrInvalidTopic = errors.New("relay: invalid topic")
+
+	// ErrNilHandler is returned by Subscribe when the handler is nil.
+	ErrNilHandler = errors.New("relay: nil handler")
+
+	// ErrPayloadTooLarge is returned by Publish, before anything is sent, when a
+	// payload is larger than the backend accepts (for NATS the server's
+	// max_payload, 1 MiB by default).
+	ErrPayloadTooLarge = errors.New("relay: payload too large")
+
+	// ErrInvalidOption is returned by constructors when an option value is out of
+	// range (for example a negative max deliver or a zero ack wait) or a required
+	// argument is nil.
+	ErrInvalidOption = errors.New("relay: invalid option")
+
+	// ErrPermanent is wrapped by a handler's error to say that retrying cannot
+	// help: the message goes to the dead-letter topic at once, with no further
+	// delivery attempt. Wrap it with fmt.Errorf("...: %w", relay.ErrPermanent) or
+	// [Permanent].
+	ErrPermanent = errors.New("relay: permanent failure")
+)
+
+// Permanent wraps err so that it matches [ErrPermanent] as well as err. It
+// returns nil when err is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+type permanentError struct{ err error }
+
+func (p permanentError) Error() string { return p.err.Error() }
+
+func (p permanentError) Unwrap() []error { return []error{p.err, ErrPermanent} }

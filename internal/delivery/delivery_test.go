@@ -1,0 +1,154 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/go-relay/relay"
+)
+
+func TestBackoffBoundsAndGrowth(t *testing.T) {
+	p := Policy{MaxDeliver: 10, MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second, DeadLetterTopic: DefaultDeadLetterTopic}
+	tests := []struct {
+		name     string
+		attempt  int
+		min, max time.Duration
+	}{
+		{name: "first failure", attempt: 1, min: 50 * time.Millisecond, max: 100 * time.Millisecond},
+		{name: "second failure doubles", attempt: 2, min: 100 * time.Millisecond, max: 200 * time.Millisecond},
+		{name: "third failure doubles again", attempt: 3, min: 200 * time.Millisecond, max: 400 * time.Millisecond},
+		{name: "capped at max", attempt: 9, min: 500 * time.Millisecond, max: time.Second},
+		{name: "huge attempt does not overflow", attempt: 1 << 20, min: 500 * time.Millisecond, max: time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for range 200 {
+				if d := p.Backoff(tt.attempt); d < tt.min || d > tt.max {
+					t.Fatalf("Backoff(%d) = %v, want within [%v, %v]", tt.attempt, d, tt.min, tt.max)
+				}
+			}
+		})
+	}
+}
+
+func TestDecide(t *testing.T) {
+	p := DefaultPolicy()
+	tests := []struct {
+		name    string
+		attempt int
+		err     error
+		want    Action
+	}{
+		{name: "success acks", attempt: 1, err: nil, want: Ack},
+		{name: "first failure retries", attempt: 1, err: errors.New("x"), want: Retry},
+		{name: "failure below max retries", attempt: 2, err: errors.New("x"), want: Retry},
+		{name: "failure at max dead-letters", attempt: 3, err: errors.New("x"), want: DeadLetter},
+		{name: "permanent dead-letters at once", attempt: 1, err: fmt.Errorf("bad: %w", relay.ErrPermanent), want: DeadLetter},
+		{name: "success on last attempt acks", attempt: 3, err: nil, want: Ack},
+		{name: "stopped on last attempt is retried", attempt: 3, err: ErrStopped, want: Retry},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got, _ := p.Decide(tt.attempt, tt.err); got != tt.want {
+				t.Fatalf("Decide(%d, %v) = %v, want %v", tt.attempt, tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Policy)
+	}{
+		{name: "zero max deliver", mutate: func(p *Policy) { p.MaxDeliver = 0 }},
+		{name: "negative max deliver", mutate: func(p *Policy) { p.MaxDeliver = -1 }},
+		{name: "zero min backoff", mutate: func(p *Policy) { p.MinBackoff = 0 }},
+		{name: "max below min", mutate: func(p *Policy) { p.MaxBackoff = p.MinBackoff / 2 }},
+		{name: "nil dead-letter topic", mutate: func(p *Policy) { p.DeadLetterTopic = nil }},
+	}
+	if err := DefaultPolicy().Validate("x"); err != nil {
+		t.Fatalf("default policy invalid: %v", err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := DefaultPolicy()
+			tt.mutate(&p)
+			if err := p.Validate("x"); !errors.Is(err, relay.ErrInvalidOption) {
+				t.Fatalf("Validate = %v, want ErrInvalidOption", err)
+			}
+		})
+	}
+}
+
+type recordingSettler struct {
+	calls      []string
+	publishErr error
+	dlTopic    string
+	dl         Message
+}
+
+func (r *recordingSettler) Ack(context.Context) error { r.calls = append(r.calls, "ack"); return nil }
+func (r *recordingSettler) Retry(context.Context, time.Duration) error {
+	r.calls = append(r.calls, "retry")
+	return nil
+}
+func (r *recordingSettler) PublishDeadLetter(_ context.Context, topic string, m Message) error {
+	r.calls = append(r.calls, "publish")
+	r.dlTopic, r.dl = topic, m
+	return r.publishErr
+}
+
+func TestSettleDeadLetterPublishedBeforeAck(t *testing.T) {
+	d := &Delivery{Topic: "orders", ID: "7", Attempt: 3, Message: Message{UUID: "u1", Metadata: map[string]string{"k": "v"}, Payload: []byte{0, 1, 2}}}
+	s := &recordingSettler{}
+	if err := DefaultPolicy().Settle(context.Background(), d, errors.New("boom"), s); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(s.calls) != "[publish ack]" {
+		t.Fatalf("calls = %v, want [publish ack]", s.calls)
+	}
+	if s.dlTopic != "orders.dead" || s.dl.UUID != "u1" || string(s.dl.Payload) != "\x00\x01\x02" {
+		t.Fatalf("dead letter = %q %+v", s.dlTopic, s.dl)
+	}
+	want := map[string]string{"k": "v", relay.MetadataSourceTopic: "orders", relay.MetadataSourceID: "7", relay.MetadataAttempts: "3", relay.MetadataReason: "boom"}
+	if fmt.Sprint(s.dl.Metadata) != fmt.Sprint(want) {
+		t.Fatalf("metadata = %v, want %v", s.dl.Metadata, want)
+	}
+	if _, ok := d.Message.Metadata[relay.MetadataReason]; ok {
+		t.Fatal("Settle changed the source message's metadata")
+	}
+}
+
+func TestSettleFailedDeadLetterIsRetriedNotAcked(t *testing.T) {
+	d := &Delivery{Topic: "orders", ID: "7", Attempt: 3}
+	s := &recordingSettler{publishErr: errors.New("down")}
+	if err := DefaultPolicy().Settle(context.Background(), d, errors.New("boom"), s); err == nil {
+		t.Fatal("Settle hid the dead-letter publish failure")
+	}
+	if fmt.Sprint(s.calls) != "[publish retry]" {
+		t.Fatalf("calls = %v, want [publish retry]", s.calls)
+	}
+}
+
+func TestSettleDecodeErrorGoesToDeadLetter(t *testing.T) {
+	d := &Delivery{Topic: "orders", ID: "7", Attempt: 1, DecodeErr: errors.New("bad msgpack")}
+	s := &recordingSettler{}
+	if err := DefaultPolicy().Settle(context.Background(), d, nil, s); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(s.calls) != "[publish ack]" || s.dl.Metadata[relay.MetadataReason] == "" {
+		t.Fatalf("calls = %v, metadata %v", s.calls, s.dl.Metadata)
+	}
+}
+
+func TestCallRecoversPanic(t *testing.T) {
+	err := Call(func([]byte) error { panic("kaboom") }, nil)
+	var pe *PanicError
+	if !errors.As(err, &pe) || pe.Value != "kaboom" || len(pe.Stack) == 0 {
+		t.Fatalf("Call = %v, want a *PanicError with the value and a stack", err)
+	}
+}

@@ -1,0 +1,110 @@
+// Package wm adapts relay's backend engines to Watermill's message.Subscriber
+// channel-and-ack protocol and converts between Watermill messages and
+// delivery.Message. Every backend's Watermill face uses it, so the protocol is
+// written once.
+package wm
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"sync"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/go-relay/relay/internal/delivery"
+)
+
+// ErrNacked is the processing error of a delivery whose Watermill message was
+// nacked.
+var ErrNacked = errors.New("message nacked")
+
+// FromWatermill returns the wire form of msg. Metadata is copied; the payload is
+// shared, so the caller must encode it before msg may change.
+func FromWatermill(msg *message.Message) delivery.Message {
+	return delivery.Message{UUID: msg.UUID, Metadata: maps.Clone(map[string]string(msg.Metadata)), Payload: msg.Payload}
+}
+
+// ToWatermill returns a Watermill message carrying m's UUID, metadata and a copy
+// of its payload.
+func ToWatermill(m delivery.Message) *message.Message {
+	msg := message.NewMessage(m.UUID, append([]byte(nil), m.Payload...))
+	for k, v := range m.Metadata {
+		msg.Metadata.Set(k, v)
+	}
+	return msg
+}
+
+// Process is the function a backend engine calls for each delivery. ctx is the
+// engine's: it is done when the engine stops. A nil error acknowledges the
+// delivery; [delivery.ErrStopped] means it was not processed.
+type Process func(ctx context.Context, d *delivery.Delivery) error
+
+// Start is a backend's half of one Watermill Subscribe call: it starts
+// consuming topic, calling process for each delivery, and returns stop, which
+// stops fetching and returns once no call of process is running.
+type Start func(process Process) (stop func(), err error)
+
+// Subscribe runs Watermill's side of one Subscribe call over a backend
+// subscription. Messages are sent on the returned channel one at a time per
+// worker; each delivery's outcome is the message's Ack (nil) or Nack
+// ([ErrNacked]). When ctx is done or closing is closed, the subscription stops,
+// each message not yet acked counts as not processed ([delivery.ErrStopped]),
+// and the channel is closed after the last send. wg tracks the goroutine that
+// does that, so the subscriber's Close can wait for it.
+func Subscribe(ctx context.Context, closing <-chan struct{}, wg *sync.WaitGroup, start Start) (<-chan *message.Message, error) {
+	subCtx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-closing:
+			cancel()
+		case <-subCtx.Done():
+		}
+	}()
+	out := make(chan *message.Message)
+	stop, err := start(func(engineCtx context.Context, d *delivery.Delivery) error {
+		return deliver(subCtx, engineCtx, out, d)
+	})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		<-subCtx.Done()
+		stop()
+		close(out)
+	}()
+	return out, nil
+}
+
+// deliver sends d on out as a Watermill message and waits for its Ack or Nack.
+func deliver(subCtx, engineCtx context.Context, out chan<- *message.Message, d *delivery.Delivery) error {
+	msgCtx, cancel := context.WithCancel(subCtx)
+	defer cancel() // Watermill's contract: the message's context ends once it is settled.
+	stopEngine := context.AfterFunc(engineCtx, cancel)
+	defer stopEngine()
+
+	msg := ToWatermill(d.Message)
+	msg.SetContext(msgCtx)
+	select {
+	case out <- msg:
+	case <-msgCtx.Done():
+		return delivery.ErrStopped
+	}
+	select {
+	case <-msg.Acked():
+		return nil
+	case <-msg.Nacked():
+		return ErrNacked
+	case <-msgCtx.Done():
+		// Ack and Nack may race the stop; an Ack that made it counts.
+		select {
+		case <-msg.Acked():
+			return nil
+		default:
+			return delivery.ErrStopped
+		}
+	}
+}

@@ -1,0 +1,69 @@
+package pubsubtest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/go-relay/relay"
+)
+
+// Config is what the suite asks of each broker, publisher or subscriber it
+// makes. A harness maps every field onto the backend's options; a backend that
+// cannot honour a field cannot pass the sub-tests that rely on it.
+type Config struct {
+	// Group is the consumer group. Values made with the same Group compete for a
+	// topic's messages; values with different groups each get every message.
+	Group string
+	// MaxDeliver is the number of deliveries, including the first, before a
+	// failing message goes to the dead-letter topic.
+	MaxDeliver int
+	// MinBackoff and MaxBackoff bound the wait before a failed message is
+	// redelivered. The suite uses short ones (tens of milliseconds).
+	MinBackoff, MaxBackoff time.Duration
+	// Concurrency is the number of handlers that may run at once per
+	// subscription.
+	Concurrency int
+	// AckWait is how long the backend waits for a consumer that took a message
+	// and went silent before it gives the message to another (JetStream's ack
+	// wait, Redis Streams' claim timeout). The suite uses a short one.
+	AckWait time.Duration
+}
+
+// Harness is what a backend author fills in to run the suite. NewBroker is
+// required by [TestBroker]; NewPublisher and NewSubscriber by [TestWatermill].
+//
+// Everything the harness makes within one test must share one topic space
+// (one server, one in-process hub): a message published by one is visible to
+// the others. The suite closes what it gets; the harness closes what it made
+// itself (connections, servers) with t.Cleanup.
+type Harness struct {
+	// NewBroker returns a broker configured by cfg, or an error.
+	NewBroker func(t *testing.T, cfg Config) (relay.Broker, error)
+	// NewPublisher returns a Watermill publisher configured by cfg.
+	NewPublisher func(t *testing.T, cfg Config) (message.Publisher, error)
+	// NewSubscriber returns a Watermill subscriber configured by cfg.
+	NewSubscriber func(t *testing.T, cfg Config) (message.Subscriber, error)
+	// Restart, when set, restarts the backend's server in place (same address,
+	// same store) while brokers stay open. Sub-tests of reconnection and
+	// persistence across restarts need it, and skip with a reason without it.
+	Restart func(t *testing.T)
+	// Capabilities says what the backend guarantees.
+	Capabilities Capabilities
+}
+
+// Capabilities declares what a backend guarantees. The zero value is the
+// conservative choice: a sub-test whose guarantee is not declared is skipped
+// with a reason, never failed.
+type Capabilities struct {
+	// Persistent is true when stored messages survive the broker values that
+	// published them, and a restart of the server (with Restart).
+	Persistent bool
+	// Ordered is true when, with Concurrency 1 and one subscription, messages
+	// are handled in publish order (while no delivery fails).
+	Ordered bool
+	// MaxPayload is the largest payload in bytes the backend accepts; 0 means
+	// the suite does not test an over-limit payload.
+	MaxPayload int
+}
