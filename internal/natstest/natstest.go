@@ -94,11 +94,13 @@ func (s *Server) Start() error {
 	if err != nil {
 		return fmt.Errorf("natstest: new server: %w", err)
 	}
+	fatal := &fatalLogger{}
+	ns.SetLogger(fatal, false, false)
 	go ns.Start()
-	if !ns.ReadyForConnections(readyTimeout) {
+	if err := waitReady(ns, fatal); err != nil {
 		ns.Shutdown()
 		ns.WaitForShutdown()
-		return fmt.Errorf("natstest: server on port %d not ready after %s", s.cfg.Port, readyTimeout)
+		return err
 	}
 	s.ns = ns
 	s.cfg.Port = ns.Addr().(*net.TCPAddr).Port
@@ -159,10 +161,53 @@ func (s *Server) URL() string {
 	return "nats://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(s.cfg.Port))
 }
 
+// waitReady waits until ns accepts clients with JetStream on, and returns
+// early with the reason when the server gave up (it never exits the process:
+// without a logger of its own it only reports through fatalLogger).
+func waitReady(ns *server.Server, fatal *fatalLogger) error {
+	deadline := time.Now().Add(readyTimeout)
+	for !ns.ReadyForConnections(50 * time.Millisecond) {
+		if msg := fatal.message(); msg != "" {
+			return fmt.Errorf("natstest: start server: %s", msg)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("natstest: server not ready after %s", readyTimeout)
+		}
+	}
+	if !ns.JetStreamEnabled() {
+		return fmt.Errorf("natstest: JetStream not enabled: %s", fatal.message())
+	}
+	return nil
+}
+
+// fatalLogger keeps the server quiet but remembers why it gave up.
+type fatalLogger struct {
+	mu  sync.Mutex
+	msg string
+}
+
+func (l *fatalLogger) Fatalf(format string, v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.msg = fmt.Sprintf(format, v...)
+}
+
+func (l *fatalLogger) message() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.msg
+}
+
+func (*fatalLogger) Noticef(string, ...any) {}
+func (*fatalLogger) Warnf(string, ...any)   {}
+func (*fatalLogger) Errorf(string, ...any)  {}
+func (*fatalLogger) Debugf(string, ...any)  {}
+func (*fatalLogger) Tracef(string, ...any)  {}
+
 // cannot ends the test: an external server cannot be controlled from here.
 func (s *Server) cannot(op string) {
 	s.tb.Helper()
-	msg := fmt.Sprintf("natstest: cannot %s the external server NATS_URL=%s; unset NATS_URL to use an embedded one", op, s.external)
+	msg := fmt.Sprintf("natstest: cannot %s the external server at NATS_URL; unset NATS_URL to use an embedded one", op)
 	if os.Getenv("CI") == "true" {
 		s.tb.Fatal(msg)
 	}

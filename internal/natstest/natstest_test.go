@@ -2,6 +2,10 @@ package natstest_test
 
 import (
 	"context"
+	"fmt"
+	"net/url"
+	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -84,4 +88,81 @@ func TestRunWithoutTest(t *testing.T) {
 	s.Shutdown()
 	s.Shutdown() // idempotent
 	goleak.VerifyNone(t)
+}
+
+// fakeTB records how a helper ended the test instead of ending the real one.
+type fakeTB struct {
+	testing.TB
+	skipped, fatal string
+	cleanups       []func()
+}
+
+func (f *fakeTB) Skip(args ...any)  { f.end(&f.skipped, fmt.Sprint(args...)) }
+func (f *fakeTB) Fatal(args ...any) { f.end(&f.fatal, fmt.Sprint(args...)) }
+func (f *fakeTB) Cleanup(fn func()) { f.cleanups = append(f.cleanups, fn) }
+
+// end records msg and stops the calling goroutine, as Skip and Fatal do.
+func (f *fakeTB) end(dst *string, msg string) {
+	*dst = msg
+	runtime.Goexit()
+}
+
+func TestExternalServerCannotRestart(t *testing.T) {
+	external := natstest.Start(t)
+	for _, tc := range []struct {
+		name, ci string
+		wantSkip bool
+	}{
+		{"skips", "", true},
+		{"fails under CI", "true", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("NATS_URL", external.URL())
+			t.Setenv("CI", tc.ci)
+			f := &fakeTB{TB: t}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				s := natstest.Start(f)
+				if s.URL() != external.URL() {
+					t.Errorf("URL = %s, want NATS_URL %s", s.URL(), external.URL())
+				}
+				if err := natstest.Connect(f, s).Flush(); err != nil {
+					t.Errorf("flush to NATS_URL server: %v", err)
+				}
+				s.Restart()
+				t.Error("Restart returned on a server it cannot restart")
+			}()
+			<-done
+			for i := len(f.cleanups) - 1; i >= 0; i-- {
+				f.cleanups[i]()
+			}
+			got, other := f.fatal, f.skipped
+			if tc.wantSkip {
+				got, other = other, got
+			}
+			if got == "" || other != "" {
+				t.Fatalf("skipped=%q fatal=%q, want skip=%v", f.skipped, f.fatal, tc.wantSkip)
+			}
+			t.Log(got)
+		})
+	}
+}
+
+func TestRunOnBusyPortFailsFast(t *testing.T) {
+	s := natstest.Start(t)
+	u, err := url.Parse(s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := strconv.Atoi(u.Port())
+	start := time.Now()
+	_, err = natstest.Run(natstest.Config{Port: port})
+	if err == nil {
+		t.Fatal("Run on a busy port succeeded")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Run took %s to fail", d)
+	}
+	t.Log(err)
 }

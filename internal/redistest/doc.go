@@ -1,0 +1,38 @@
+// Package redistest starts a real Redis server for relay's tests and examples.
+//
+// # Where the server comes from
+//
+// [Start] takes, in order of preference:
+//
+//  1. the server at REDIS_URL (parsed with redis.ParseURL), when it is set;
+//  2. redis-server from PATH, started as a child process on a free 127.0.0.1
+//     port in a temporary directory;
+//  3. image redis:7 started with github.com/ory/dockertest/v3, when a Docker
+//     engine answers;
+//  4. none: the test is skipped with a message saying how to provide Redis,
+//     except when CI=true, where it fails: a missing server must fail CI.
+//
+// [Run] starts only the child process and returns an error instead of failing
+// a test; it is what programs outside tests use.
+//
+// # Isolation
+//
+// Each [Start] call with redis-server or Docker gets its own server, so tests
+// may run in parallel. With REDIS_URL every test shares one server, so each
+// [Start] call also gets a unique [Server.KeyPrefix]: tests put it in front of
+// every topic or key they use, and keys containing it are deleted in
+// t.Cleanup. Tests that always use the prefix run unchanged in every mode.
+//
+// # Restarts and crashes
+//
+// [Server.Restart], [Server.Stop], [Server.Kill] and [Server.Start] control
+// the child process; data survives a restart or a kill only with
+// [Config.AppendOnly]. A server from REDIS_URL or Docker cannot be controlled
+// this way: those methods skip the test, or fail it under CI=true.
+//
+// # Ownership
+//
+// The child process is killed by [Server.Shutdown], which [Start] registers
+// with t.Cleanup; on Linux it is also killed if the test process dies
+// (Pdeathsig). Clients from [Client] are closed in t.Cleanup.
+package redistest
