@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
 
 	"github.com/go-relay/relay"
 )
@@ -37,7 +38,9 @@ type Config struct {
 // Everything the harness makes within one test must share one topic space
 // (one server, one in-process hub): a message published by one is visible to
 // the others. The suite closes what it gets; the harness closes what it made
-// itself (connections, servers) with t.Cleanup.
+// itself (connections, servers) with t.Cleanup. The harness keeps the
+// backend's default dead-letter topic, the topic plus ".dead", which the suite
+// subscribes to.
 type Harness struct {
 	// NewBroker returns a broker configured by cfg, or an error.
 	NewBroker func(t *testing.T, cfg Config) (relay.Broker, error)
@@ -51,6 +54,26 @@ type Harness struct {
 	Restart func(t *testing.T)
 	// Capabilities says what the backend guarantees.
 	Capabilities Capabilities
+	// WatermillFeatures, when set, receives the features [TestWatermill]
+	// derived from Capabilities for Watermill's universal suite and returns
+	// the features to use: a backend may declare what Capabilities cannot say,
+	// such as a RestartServiceCommand or NewSubscriberReceivesOldMessages.
+	WatermillFeatures func(derived tests.Features) tests.Features
+}
+
+// DefaultConfig returns the configuration the suite uses unless a sub-test
+// needs another: a fresh unique Group (see [NewGroup]), MaxDeliver 3,
+// backoff 20ms to 100ms, Concurrency 4 and AckWait 2s. The timings are short
+// so that retries and dead letters show within a second.
+func DefaultConfig() Config {
+	return Config{
+		Group:       NewGroup(),
+		MaxDeliver:  3,
+		MinBackoff:  20 * time.Millisecond,
+		MaxBackoff:  100 * time.Millisecond,
+		Concurrency: 4,
+		AckWait:     2 * time.Second,
+	}
 }
 
 // Capabilities declares what a backend guarantees. The zero value is the

@@ -1,0 +1,104 @@
+package memory
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ThreeDotsLabs/watermill"
+
+	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/delivery"
+)
+
+var _ relay.Broker = (*Broker)(nil)
+
+// Broker is the byte-handler face of the memory backend: a [relay.Broker] on a
+// [Hub]. Its subscriptions form one consumer group ([WithGroup]). It is safe
+// for concurrent use. Close it to stop its subscriptions; closing it does not
+// affect the hub or the other values on it.
+type Broker struct {
+	e *engine
+}
+
+// NewBroker returns a broker on the hub of [WithHub], or on a private hub of
+// its own without it, so that the zero configuration works. Options: [WithHub],
+// [WithGroup], [WithConcurrency], [WithMaxDeliver], [WithBackoff],
+// [WithDeadLetterTopic], [WithLogger], [WithNativeRetries]. An invalid option
+// value returns an error wrapping [relay.ErrInvalidOption].
+func NewBroker(opts ...Option) (*Broker, error) {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.hub == nil {
+		cfg.hub = NewHub()
+	}
+	return &Broker{e: newEngine(cfg)}, nil
+}
+
+// Publish stores a copy of payload on topic, with a new UUID and no metadata;
+// a nil payload is delivered as an empty one. It returns once the message is
+// stored on the hub (that is all durability means in memory), blocking while
+// the topic is full ([WithCapacity]) until space frees, ctx is done (an error
+// wrapping ctx.Err()) or the broker is closed. It returns an error wrapping
+// [relay.ErrInvalidTopic] for a topic that [relay.ValidateTopic] rejects, and
+// [relay.ErrClosed] after Close. The memory backend has no payload limit.
+func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) error {
+	if err := relay.ValidateTopic(topic); err != nil {
+		return fmt.Errorf("memory: publish: %w", err)
+	}
+	if b.e.isClosed() {
+		return fmt.Errorf("memory: publish %q: %w", topic, relay.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory: publish %q: %w", topic, err)
+	}
+	msg := delivery.Message{UUID: watermill.NewUUID(), Payload: append([]byte{}, payload...)}
+	if err := b.e.hub.publish(ctx, b.e.closing, topic, msg); err != nil {
+		return fmt.Errorf("memory: publish %q: %w", topic, err)
+	}
+	return nil
+}
+
+// Subscribe joins the broker's group on topic and delivers its messages to
+// handler, up to [WithConcurrency] at once, until Close. The group is created
+// (if it is new) before Subscribe returns, starting at the oldest message
+// still stored on the topic. Each call is one more competing subscription of
+// the group. The handler gets its own copy of the payload.
+//
+// It returns an error wrapping [relay.ErrInvalidTopic], [relay.ErrNilHandler]
+// or [relay.ErrClosed].
+func (b *Broker) Subscribe(topic string, handler relay.Handler) error {
+	if err := relay.ValidateTopic(topic); err != nil {
+		return fmt.Errorf("memory: subscribe: %w", err)
+	}
+	if handler == nil {
+		return fmt.Errorf("memory: subscribe %q: %w", topic, relay.ErrNilHandler)
+	}
+	process := func(_ context.Context, d *delivery.Delivery) error {
+		// A copy per delivery: a handler that writes to its payload must not
+		// change what other groups and redeliveries get.
+		return delivery.Call(handler, append([]byte{}, d.Message.Payload...))
+	}
+	if _, err := b.e.subscribe(topic, process); err != nil {
+		return fmt.Errorf("memory: subscribe %q: %w", topic, err)
+	}
+	return nil
+}
+
+// Close stops taking messages, waits for the running handlers to return and
+// settles them; messages taken and not handled stay on the hub for the
+// group's other or later subscriptions, at once. Publish calls blocked on a
+// full topic return [relay.ErrClosed]. Close leaves no goroutine behind. It is
+// idempotent and safe to call concurrently: every call returns nil once the
+// first has finished.
+func (b *Broker) Close() error {
+	b.e.close()
+	return nil
+}
+
+// HandlesRetries reports whether the broker applies max deliver and dead
+// letters itself: true unless it was made with WithNativeRetries(false). The
+// retrier package asks it (retrier.NativeRetrier) and adds its own retry loop
+// only when it returns false.
+func (b *Broker) HandlesRetries() bool { return b.e.cfg.native }

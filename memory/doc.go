@@ -1,0 +1,90 @@
+// Package memory is relay's in-process backend: the embedded default, and a
+// faithful test double of the NATS JetStream and Redis Streams backends. It
+// keeps their delivery contract (consumer groups, at-least-once delivery,
+// redelivery after a backoff, dead letters) without a server.
+//
+// A [Hub] plays the server: a topic space shared by every [Broker],
+// [Publisher] and [Subscriber] made on it. [NewBroker] without [WithHub] makes
+// a private hub, so the zero configuration works:
+//
+//	b, err := memory.NewBroker()
+//	...
+//	err = b.Subscribe("orders", func(p []byte) error { ... })
+//	err = b.Publish(ctx, "orders", []byte("42"))
+//
+// # Delivery semantics
+//
+// Each topic of a hub is a log; each consumer group has its own position in
+// it. Subscriptions of one group on one topic compete (each message goes to
+// one of them); different groups each get every message. A message is removed
+// once every group that exists has acknowledged it: a byte handler returned
+// nil, or a Watermill message was acked. Messages published while a topic has
+// no group are kept, and a group created later (by its first Subscribe)
+// starts at the oldest message still stored, so publishing before subscribing
+// loses nothing. Groups, like durable consumers, outlive their subscriptions.
+//
+// Storage is bounded per topic by [WithCapacity] ([DefaultCapacity]): when a
+// topic holds that many messages not yet acknowledged by some group (or, with
+// no group, that many messages), Publish blocks until one is freed, its
+// context is done, or the publishing value is closed. Nothing is dropped.
+//
+// Each subscription runs up to [WithConcurrency] handlers at once, with one
+// dispatching goroutine and no buffer beyond the messages being handled. With
+// concurrency 1 a subscription handles messages in publish order while none
+// fails. A failed message waits out its backoff while later messages keep
+// flowing, then is redelivered before newer messages: after a failure, order
+// is that of a JetStream consumer, not publish order.
+//
+// Nothing survives the process: there is no persistence and no server to
+// restart.
+//
+// # Retries and dead letters
+//
+// A handler error, a panic (recovered) or a Nack makes the message due again
+// after a backoff ([WithBackoff]): from the minimum, doubling per failure up to
+// the maximum, the upper half random. Redelivery never spins and never holds
+// up other messages. After [WithMaxDeliver] deliveries, or at once for an
+// error wrapping [relay.ErrPermanent], the message is published to the
+// dead-letter topic ([WithDeadLetterTopic], by default topic + ".dead") on the
+// same hub, and only then removed from the source. The dead letter keeps the
+// UUID, metadata and payload and records [relay.MetadataSourceTopic],
+// [relay.MetadataSourceID] (the message's sequence number on its topic,
+// starting at 1), [relay.MetadataAttempts] and [relay.MetadataReason]. If the
+// dead-letter topic is full the message stays on the source and is retried
+// after a backoff.
+//
+// [Broker.HandlesRetries] reports true, as the NATS and Redis brokers do. With
+// WithNativeRetries(false) the memory backend is a plain queue instead: a
+// failed delivery is redelivered after the backoff forever and never
+// dead-lettered, and HandlesRetries reports false so that the retrier package
+// runs attempts and dead letters itself.
+//
+// A delivery that a stopping consumer took and did not process does not count
+// as an attempt and is due again at once for the group's other subscriptions.
+//
+// # Topics
+//
+// Topics follow [relay.ValidateTopic], as on every backend; there is no
+// mapping to a server's names. The memory backend has no payload size limit.
+//
+// # Watermill
+//
+// [Publisher] and [Subscriber] implement Watermill's message.Publisher and
+// message.Subscriber over the same engine as [Broker], so each face reads what
+// the other writes. A Watermill message keeps its UUID and metadata; a byte
+// face message gets a new UUID and no metadata. Ack settles a message, Nack
+// redelivers it after the backoff, and every delivered message has a context
+// that ends once it is settled. Each Subscribe call is a competing
+// subscription of the subscriber's group. Closing the subscriber, or ending
+// the context given to Subscribe, closes the output channels; messages not
+// acked by then stay on the hub.
+//
+// # Ownership
+//
+// The caller keeps its payload slice: Publish copies it, and each delivery
+// gets its own copy. A [Hub] runs no goroutine and needs no closing. Each
+// Broker, Publisher and Subscriber is closed by whoever made it; Close is
+// idempotent, waits for the handlers that are running, leaves no goroutine,
+// stops the backoff timers, and does not affect the hub or the other values
+// on it. After Close, Publish and Subscribe return [relay.ErrClosed].
+package memory

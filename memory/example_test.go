@@ -1,0 +1,119 @@
+package memory_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/go-relay/relay/memory"
+)
+
+func ExampleNewBroker() {
+	b, err := memory.NewBroker() // a private hub: nothing to set up
+	if err != nil {
+		panic(err)
+	}
+	defer b.Close()
+
+	got := make(chan string, 1)
+	if err := b.Subscribe("orders.placed", func(p []byte) error {
+		got <- string(p)
+		return nil
+	}); err != nil {
+		panic(err)
+	}
+	if err := b.Publish(context.Background(), "orders.placed", []byte("order 42")); err != nil {
+		panic(err)
+	}
+	fmt.Println(<-got)
+	// Output: order 42
+}
+
+// Two brokers of different groups on one hub each get every message; brokers
+// of the same group would compete for them.
+func ExampleNewHub() {
+	hub := memory.NewHub()
+	billing, _ := memory.NewBroker(memory.WithHub(hub), memory.WithGroup("billing"))
+	defer billing.Close()
+	shipping, _ := memory.NewBroker(memory.WithHub(hub), memory.WithGroup("shipping"))
+	defer shipping.Close()
+
+	// Published before anyone subscribed: the hub keeps it for the groups.
+	if err := billing.Publish(context.Background(), "orders", []byte("order 7")); err != nil {
+		panic(err)
+	}
+
+	billed, shipped := make(chan string, 1), make(chan string, 1)
+	_ = billing.Subscribe("orders", func(p []byte) error { billed <- string(p); return nil })
+	_ = shipping.Subscribe("orders", func(p []byte) error { shipped <- string(p); return nil })
+	fmt.Println("billing:", <-billed)
+	fmt.Println("shipping:", <-shipped)
+	// Output:
+	// billing: order 7
+	// shipping: order 7
+}
+
+func ExampleWithCapacity() {
+	hub := memory.NewHub(memory.WithCapacity(1))
+	b, _ := memory.NewBroker(memory.WithHub(hub))
+	defer b.Close()
+
+	_ = b.Publish(context.Background(), "jobs", []byte("first"))
+	// Nobody consumes "jobs": the topic is full and Publish waits for space.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	err := b.Publish(ctx, "jobs", []byte("second"))
+	fmt.Println(errors.Is(err, context.DeadlineExceeded))
+	// Output: true
+}
+
+func ExampleNewPublisher() {
+	hub := memory.NewHub()
+	pub, err := memory.NewPublisher(hub)
+	if err != nil {
+		panic(err)
+	}
+	defer pub.Close()
+	// A broker on the same hub reads what the Watermill publisher wrote.
+	b, _ := memory.NewBroker(memory.WithHub(hub))
+	defer b.Close()
+	got := make(chan string, 1)
+	_ = b.Subscribe("greetings", func(p []byte) error { got <- string(p); return nil })
+
+	msg := message.NewMessage(watermill.NewUUID(), []byte("hello"))
+	if err := pub.Publish("greetings", msg); err != nil {
+		panic(err)
+	}
+	fmt.Println(<-got)
+	// Output: hello
+}
+
+func ExampleNewSubscriber() {
+	hub := memory.NewHub()
+	sub, err := memory.NewSubscriber(hub, memory.WithGroup("audit"))
+	if err != nil {
+		panic(err)
+	}
+	defer sub.Close()
+	pub, _ := memory.NewPublisher(hub)
+	defer pub.Close()
+
+	msgs, err := sub.Subscribe(context.Background(), "events")
+	if err != nil {
+		panic(err)
+	}
+	sent := message.NewMessage("3f1c-example-uuid", []byte("user signed up"))
+	sent.Metadata.Set("trace_id", "t-1")
+	if err := pub.Publish("events", sent); err != nil {
+		panic(err)
+	}
+
+	msg := <-msgs
+	fmt.Println(msg.UUID, msg.Metadata.Get("trace_id"), string(msg.Payload))
+	msg.Ack() // Nack would redeliver it after the backoff
+	// Output: 3f1c-example-uuid t-1 user signed up
+}

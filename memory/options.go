@@ -1,0 +1,197 @@
+package memory
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/delivery"
+)
+
+// Defaults of the options. The option docs link to them.
+const (
+	// DefaultGroup is the consumer group of a [Broker] or [Subscriber] made
+	// without [WithGroup].
+	DefaultGroup = "go-relay"
+	// DefaultConcurrency is the number of handlers that run at once per
+	// subscription without [WithConcurrency].
+	DefaultConcurrency = 8
+	// DefaultMaxDeliver is the number of deliveries, including the first,
+	// without [WithMaxDeliver].
+	DefaultMaxDeliver = delivery.DefaultMaxDeliver
+	// DefaultMinBackoff is the wait before the first redelivery without
+	// [WithBackoff]; the wait doubles per failed delivery.
+	DefaultMinBackoff = delivery.DefaultMinBackoff
+	// DefaultMaxBackoff is the longest wait before a redelivery without
+	// [WithBackoff].
+	DefaultMaxBackoff = delivery.DefaultMaxBackoff
+	// DefaultCapacity is the number of messages a topic of a [Hub] holds
+	// without [WithCapacity].
+	DefaultCapacity = 65536
+)
+
+// DefaultDeadLetterTopic returns the dead-letter topic of topic used without
+// [WithDeadLetterTopic]: topic + ".dead".
+func DefaultDeadLetterTopic(topic string) string { return delivery.DefaultDeadLetterTopic(topic) }
+
+// Option configures a [Broker], [Publisher] or [Subscriber]. Options are
+// applied in order; a later option overrides an earlier one. An out-of-range
+// value makes the constructor return an error wrapping [relay.ErrInvalidOption].
+type Option func(*config) error
+
+type config struct {
+	hub         *Hub
+	group       string
+	concurrency int
+	policy      delivery.Policy
+	native      bool
+	logger      *slog.Logger
+}
+
+func newConfig(opts []Option) (config, error) {
+	c := config{
+		group:       DefaultGroup,
+		concurrency: DefaultConcurrency,
+		policy:      delivery.DefaultPolicy(),
+		native:      true,
+		logger:      slog.Default(),
+	}
+	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
+		if err := opt(&c); err != nil {
+			return config{}, err
+		}
+	}
+	if err := c.policy.Validate("memory"); err != nil {
+		return config{}, err
+	}
+	return c, nil
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("memory: %w: %s", relay.ErrInvalidOption, fmt.Sprintf(format, args...))
+}
+
+// WithHub makes a [Broker] use hub, so that it sees the topics of every other
+// broker, publisher and subscriber on hub. Without it, [NewBroker] makes a
+// private hub. A nil hub is an error wrapping [relay.ErrInvalidOption].
+//
+// [NewPublisher] and [NewSubscriber] take their hub as an argument; passing
+// them WithHub with a different hub is an error.
+func WithHub(hub *Hub) Option {
+	return func(c *config) error {
+		if hub == nil {
+			return invalid("nil hub")
+		}
+		c.hub = hub
+		return nil
+	}
+}
+
+// WithGroup sets the consumer group, by default [DefaultGroup]. Subscriptions
+// of one group on one topic compete for its messages (each message goes to
+// one of them); every group gets every message. The group must not be empty.
+func WithGroup(group string) Option {
+	return func(c *config) error {
+		if group == "" {
+			return invalid("empty group")
+		}
+		c.group = group
+		return nil
+	}
+}
+
+// WithConcurrency sets how many handlers run at once per subscription, by
+// default [DefaultConcurrency]; n must be at least 1. With n = 1 a subscription
+// handles messages in publish order while none fails.
+func WithConcurrency(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return invalid("concurrency %d, must be at least 1", n)
+		}
+		c.concurrency = n
+		return nil
+	}
+}
+
+// WithMaxDeliver sets the number of deliveries of a message, including the
+// first, after which a failing message goes to the dead-letter topic; by
+// default [DefaultMaxDeliver] (3). n must be at least 1. It has no effect with
+// WithNativeRetries(false).
+func WithMaxDeliver(n int) Option {
+	return func(c *config) error {
+		c.policy.MaxDeliver = n
+		return nil // validated with the whole policy
+	}
+}
+
+// WithBackoff sets the wait before a failed message is redelivered: min after
+// the first failure, doubling per failure up to max, the upper half of each
+// wait random. Defaults: [DefaultMinBackoff] (100ms) and [DefaultMaxBackoff]
+// (10s). min must be positive and max at least min.
+func WithBackoff(min, max time.Duration) Option {
+	return func(c *config) error {
+		c.policy.MinBackoff, c.policy.MaxBackoff = min, max
+		return nil // validated with the whole policy
+	}
+}
+
+// WithDeadLetterTopic sets the function that names the dead-letter topic of a
+// topic, by default [DefaultDeadLetterTopic] (topic + ".dead"). Dead letters
+// are published on the same [Hub]. A nil function is an error.
+func WithDeadLetterTopic(name func(topic string) string) Option {
+	return func(c *config) error {
+		if name == nil {
+			return invalid("nil dead-letter topic function")
+		}
+		c.policy.DeadLetterTopic = name
+		return nil
+	}
+}
+
+// WithLogger sets the logger for background errors and handler failures, by
+// default [slog.Default]. A nil logger is an error.
+func WithLogger(logger *slog.Logger) Option {
+	return func(c *config) error {
+		if logger == nil {
+			return invalid("nil logger")
+		}
+		c.logger = logger
+		return nil
+	}
+}
+
+// WithNativeRetries says whether the memory engine applies max deliver and
+// dead letters itself, as the NATS and Redis backends do (true, the default),
+// or behaves as a plain queue (false): a failed delivery is then redelivered
+// after the backoff, forever, never dead-lettered, whatever the error, and
+// [Broker.HandlesRetries] reports false so that the retrier package supplies
+// attempts and dead letters.
+func WithNativeRetries(native bool) Option {
+	return func(c *config) error {
+		c.native = native
+		return nil
+	}
+}
+
+// HubOption configures a [Hub].
+type HubOption func(*hubConfig)
+
+type hubConfig struct {
+	capacity int
+}
+
+// WithCapacity sets how many messages one topic of the hub holds, by default
+// [DefaultCapacity]: messages that some existing group has not acknowledged
+// yet, or, while the topic has no group, every message published to it. When
+// a topic is full, Publish blocks until a message is freed or its context is
+// done. WithCapacity panics if n < 1, as make does for a negative size.
+func WithCapacity(n int) HubOption {
+	if n < 1 {
+		panic(fmt.Sprintf("memory: WithCapacity(%d): capacity must be at least 1", n))
+	}
+	return func(c *hubConfig) { c.capacity = n }
+}

@@ -1,0 +1,91 @@
+package memory
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/wm"
+)
+
+var _ message.Publisher = (*Publisher)(nil)
+
+// Publisher is the Watermill face of the memory backend for publishing: a
+// message.Publisher on a [Hub]. Messages it publishes are read by the hub's
+// [Broker] and [Subscriber] values alike. It is safe for concurrent use.
+type Publisher struct {
+	hub *Hub
+
+	mu      sync.Mutex
+	closed  bool
+	closing chan struct{}
+}
+
+// NewPublisher returns a publisher on hub. No option changes what a publisher
+// does, but options are validated as for [NewBroker]; a nil hub, or a
+// [WithHub] naming another hub, returns an error wrapping
+// [relay.ErrInvalidOption].
+func NewPublisher(hub *Hub, opts ...Option) (*Publisher, error) {
+	if _, err := faceConfig(hub, opts); err != nil {
+		return nil, err
+	}
+	return &Publisher{hub: hub, closing: make(chan struct{})}, nil
+}
+
+// faceConfig is the configuration of a Watermill face on hub.
+func faceConfig(hub *Hub, opts []Option) (config, error) {
+	if hub == nil {
+		return config{}, invalid("nil hub")
+	}
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return config{}, err
+	}
+	if cfg.hub != nil && cfg.hub != hub {
+		return config{}, invalid("WithHub names another hub than the hub argument")
+	}
+	cfg.hub = hub
+	return cfg, nil
+}
+
+// Publish stores msgs on topic in order, each with its UUID, its metadata and
+// a copy of its payload, so the caller may reuse the message afterwards. It
+// blocks while the topic is full ([WithCapacity]) until space frees, the
+// message's context is done (an error wrapping the context's error; messages
+// before it are stored) or the publisher is closed. It returns an error
+// wrapping [relay.ErrInvalidTopic] for a topic that [relay.ValidateTopic]
+// rejects, and [relay.ErrClosed] after Close.
+func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
+	if err := relay.ValidateTopic(topic); err != nil {
+		return fmt.Errorf("memory: publish: %w", err)
+	}
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		return fmt.Errorf("memory: publish %q: %w", topic, relay.ErrClosed)
+	}
+	for _, msg := range msgs {
+		m := wm.FromWatermill(msg)
+		m.Payload = append([]byte{}, m.Payload...)
+		if err := p.hub.publish(msg.Context(), p.closing, topic, m); err != nil {
+			return fmt.Errorf("memory: publish %q: message %s: %w", topic, msg.UUID, err)
+		}
+	}
+	return nil
+}
+
+// Close makes Publish return [relay.ErrClosed], including calls blocked on a
+// full topic. It does not affect the hub. It is idempotent, safe to call
+// concurrently, and returns nil.
+func (p *Publisher) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.closed {
+		p.closed = true
+		close(p.closing)
+	}
+	return nil
+}

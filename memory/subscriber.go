@@ -1,0 +1,115 @@
+package memory
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/wm"
+)
+
+var (
+	_ message.Subscriber           = (*Subscriber)(nil)
+	_ message.SubscribeInitializer = (*Subscriber)(nil)
+)
+
+// Subscriber is the Watermill face of the memory backend for consuming: a
+// message.Subscriber on a [Hub], running on the same engine as [Broker]. All
+// its subscriptions belong to one consumer group ([WithGroup]). It is safe for
+// concurrent use.
+type Subscriber struct {
+	e *engine
+
+	mu      sync.RWMutex // held for reading by Subscribe, so Close waits for it
+	closed  bool
+	closing chan struct{}
+	wg      sync.WaitGroup // the goroutines that close output channels
+
+	closeOnce sync.Once
+}
+
+// NewSubscriber returns a subscriber on hub. Options: [WithGroup],
+// [WithConcurrency], [WithMaxDeliver], [WithBackoff], [WithDeadLetterTopic],
+// [WithLogger], [WithNativeRetries]. A nil hub, a [WithHub] naming another
+// hub, or an invalid option value returns an error wrapping
+// [relay.ErrInvalidOption].
+func NewSubscriber(hub *Hub, opts ...Option) (*Subscriber, error) {
+	cfg, err := faceConfig(hub, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Subscriber{e: newEngine(cfg), closing: make(chan struct{})}, nil
+}
+
+// Subscribe joins the subscriber's group on topic (creating it, if new, at
+// the oldest message still stored) and returns the channel its messages come
+// on. Each call is one more competing subscription of the group, with up to
+// [WithConcurrency] messages out at once. Each message carries the UUID and
+// metadata it was published with and a context that ends once it is acked or
+// nacked. Ack removes it for the group; Nack redelivers it after the backoff
+// ([WithBackoff]), and after [WithMaxDeliver] deliveries it goes to the
+// dead-letter topic (unless WithNativeRetries(false)).
+//
+// When ctx is done or the subscriber is closed, the channel is closed; a
+// message sent and not acked by then stays on the hub for redelivery to the
+// group. It returns an error wrapping [relay.ErrInvalidTopic] or
+// [relay.ErrClosed].
+func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	if err := relay.ValidateTopic(topic); err != nil {
+		return nil, fmt.Errorf("memory: subscribe: %w", err)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, fmt.Errorf("memory: subscribe %q: %w", topic, relay.ErrClosed)
+	}
+	out, err := wm.Subscribe(ctx, s.closing, &s.wg, func(process wm.Process) (func(), error) {
+		sub, err := s.e.subscribe(topic, process)
+		if err != nil {
+			return nil, err
+		}
+		return sub.stop, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("memory: subscribe %q: %w", topic, err)
+	}
+	return out, nil
+}
+
+// SubscribeInitialize creates the subscriber's group on topic without
+// subscribing, so that the topic keeps every message published from now on for
+// the group even while no subscription runs. It returns an error wrapping
+// [relay.ErrInvalidTopic] or [relay.ErrClosed].
+func (s *Subscriber) SubscribeInitialize(topic string) error {
+	if err := relay.ValidateTopic(topic); err != nil {
+		return fmt.Errorf("memory: subscribe initialize: %w", err)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return fmt.Errorf("memory: subscribe initialize %q: %w", topic, relay.ErrClosed)
+	}
+	s.e.join(topic)
+	return nil
+}
+
+// Close stops every subscription and closes every output channel. A message
+// sent and not acked or nacked by then counts as not processed: its context
+// ends, a later Ack has no effect, and it stays on the hub for the group's
+// other or later subscriptions, at once and without counting as a delivery. Close leaves no goroutine behind and does not affect the hub.
+// It is idempotent and safe to call concurrently: every call returns nil once
+// the first has finished.
+func (s *Subscriber) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		close(s.closing)
+		s.e.close()
+		s.wg.Wait()
+	})
+	return nil
+}

@@ -1,0 +1,83 @@
+// Package pubsubtest is relay's conformance suite: the checks a message
+// backend must pass to be a relay backend, importable by anyone who writes
+// one, in the spirit of testing/fstest.TestFS and gocloud's drivertest.
+//
+// # Usage
+//
+// A backend author fills in a [Harness] (constructors mapping a [Config] onto
+// the backend's options, and the [Capabilities] the backend declares) and
+// calls the suite from a test:
+//
+//	func harness(t *testing.T) pubsubtest.Harness {
+//		hub := memory.NewHub() // one topic space for the whole test
+//		opts := func(c pubsubtest.Config) []memory.Option {
+//			return []memory.Option{memory.WithGroup(c.Group), memory.WithMaxDeliver(c.MaxDeliver),
+//				memory.WithBackoff(c.MinBackoff, c.MaxBackoff), memory.WithConcurrency(c.Concurrency)}
+//		}
+//		return pubsubtest.Harness{
+//			NewBroker: func(t *testing.T, c pubsubtest.Config) (relay.Broker, error) {
+//				return memory.NewBroker(append(opts(c), memory.WithHub(hub))...)
+//			},
+//			NewPublisher:  func(t *testing.T, c pubsubtest.Config) (message.Publisher, error) { return memory.NewPublisher(hub, opts(c)...) },
+//			NewSubscriber: func(t *testing.T, c pubsubtest.Config) (message.Subscriber, error) { return memory.NewSubscriber(hub, opts(c)...) },
+//			Capabilities:  pubsubtest.Capabilities{Ordered: true},
+//		}
+//	}
+//
+//	func TestConformance(t *testing.T) {
+//		pubsubtest.TestBroker(t, harness(t))    // the byte face: relay.Broker
+//		pubsubtest.TestWatermill(t, harness(t)) // the Watermill face
+//	}
+//
+// [TestBroker] checks the byte face ([relay.Broker]); [TestWatermill] runs
+// Watermill's own universal suite (github.com/ThreeDotsLabs/watermill/pubsub/tests)
+// on the Watermill face, then relay's own Watermill rows and the rows where a
+// message crosses from one face to the other. Each sub-test is named by the
+// behaviour it checks ("Close waits for running handlers to return"), so a
+// failure reads as the broken promise; run one with
+// go test -run 'TestConformance/Close_waits'.
+//
+// # What is checked
+//
+// Every line of relay's delivery contract and of its bad-input table: payloads
+// round-trip byte for byte (empty, binary, invalid UTF-8, 512 KiB); every
+// message reaches every group exactly once while handlers succeed, with
+// subscriptions of one group competing; messages published before a group
+// exists reach it; a failed or panicking delivery is redelivered after a
+// backoff, at most MaxDeliver times, and then goes to the dead-letter topic
+// (topic + ".dead") with its payload intact, at once for [relay.ErrPermanent];
+// order is kept with Concurrency 1; Close is idempotent, concurrent-safe,
+// waits for running handlers, loses nothing and leaves no goroutine; Publish
+// and Subscribe return [relay.ErrClosed] after Close, [relay.ErrInvalidTopic],
+// [relay.ErrNilHandler], [relay.ErrPayloadTooLarge] and the context's error
+// where due; and, with [Harness].Restart, messages and running subscriptions
+// survive a server restart.
+//
+// # Capabilities
+//
+// What a backend cannot promise it declares in [Capabilities]; the zero value
+// is the conservative choice, and a sub-test that needs an undeclared
+// capability is skipped with the reason, never failed:
+//
+//   - Persistent: stored messages survive a restart of the server. Checked
+//     only with [Harness].Restart.
+//   - Ordered: with Concurrency 1 and one subscription, messages are handled
+//     in publish order.
+//   - MaxPayload: the largest payload accepted; a larger one must be rejected
+//     with [relay.ErrPayloadTooLarge] before anything is sent.
+//
+// [DeriveFeatures] documents how Capabilities become the flags of Watermill's
+// suite; [Harness].WatermillFeatures may change them.
+//
+// # Timing and isolation
+//
+// The suite configures brokers with [DefaultConfig]: short backoffs (20 to
+// 100 milliseconds), MaxDeliver 3 and a 2 second AckWait, so that retries and
+// dead letters show within a second. Every sub-test uses fresh topics
+// ([NewTopic]) and groups ([NewGroup]), so one shared server serves the whole
+// suite. Every wait polls and is bounded (up to 30 seconds for the largest
+// loads, returning as soon as its condition holds); -short shrinks the
+// largest loads. The byte-face suite takes a few seconds on the memory
+// backend. Do not run TestBroker in parallel with other tests: one sub-test
+// counts goroutines.
+package pubsubtest

@@ -1,0 +1,367 @@
+package pubsubtest
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
+
+	"github.com/go-relay/relay"
+)
+
+// DeriveFeatures returns the flags of Watermill's universal suite
+// (tests.Features) that a relay backend declaring c is held to. Every flag is
+// derived from what the flag's tests check, so that the strongest honest set
+// runs:
+//
+//   - ConsumerGroups: true. Every relay backend has groups (TestConsumerGroups).
+//   - Persistent: true. Watermill's flag means "messages survive between
+//     instances of a Pub/Sub": TestContinueAfterSubscribeClose and
+//     TestContinueAfterErrors close subscribers and expect a new one of the same
+//     group to continue where they left off. That is relay's contract for every
+//     backend (nothing lost on Close, publish before subscribe persists, one
+//     topic space per harness), not only for those whose
+//     [Capabilities].Persistent also survives a server restart.
+//   - GuaranteedOrder and GuaranteedOrderWithSingleSubscriber: c.Ordered.
+//     TestPublishSubscribeInOrder then uses one subscriber, and TestNoAck
+//     expects no second message before the first is acked; [TestWatermill]
+//     runs the suite with Concurrency 1 in that case, the setting under which
+//     relay promises order.
+//   - ExactlyOnceDelivery: false. Delivery is at least once.
+//   - NewSubscriberReceivesOldMessages: false. Watermill's constructor gives
+//     every subscriber the same group, and in a group a consumed message is
+//     gone (Kafka-like replay is not part of relay's contract).
+//   - RequireSingleInstance: false. Instances share the harness's topic space.
+//   - RestartServiceCommand: empty, so TestReconnect skips: Watermill restarts
+//     a server with an external command, which an in-process server has not.
+//     [TestBroker] tests reconnection with [Harness].Restart instead.
+//   - GenerateTopicFunc: topics "relay_wm_<uuid>", valid by
+//     [relay.ValidateTopic].
+//
+// [Harness].WatermillFeatures may change the result for one backend.
+func DeriveFeatures(c Capabilities) tests.Features {
+	return tests.Features{
+		ConsumerGroups:                      true,
+		ExactlyOnceDelivery:                 false,
+		GuaranteedOrder:                     c.Ordered,
+		GuaranteedOrderWithSingleSubscriber: c.Ordered,
+		Persistent:                          true,
+		RequireSingleInstance:               false,
+		NewSubscriberReceivesOldMessages:    false,
+		GenerateTopicFunc: func(tctx tests.TestContext) string {
+			return "relay_wm_" + string(tctx.TestID)
+		},
+	}
+}
+
+// TestWatermill runs the Watermill-face conformance suite against the
+// publishers and subscribers that h.NewPublisher and h.NewSubscriber make:
+// first Watermill's own universal suite (tests.TestPubSub) with the features
+// of [DeriveFeatures] (changed by h.WatermillFeatures when set), then relay's
+// own rows: UUID and metadata round trip, redelivery after Nack, dead letters
+// with their metadata, ErrClosed, and, when h.NewBroker is set too, messages
+// crossing between the byte face and the Watermill face.
+//
+// Watermill's suite runs its sub-tests in parallel and takes some seconds;
+// -short shrinks it. It runs on [DefaultConfig] except that MaxDeliver is
+// 10,000, since Watermill expects a nacked message back however often it is
+// nacked, and Concurrency is 1 when the features promise order.
+func TestWatermill(t *testing.T, h Harness) {
+	if h.NewPublisher == nil || h.NewSubscriber == nil {
+		t.Fatal("pubsubtest: Harness.NewPublisher and NewSubscriber are required by TestWatermill")
+	}
+	s := &wmSuite{h: h, bytes: &byteSuite{h: h}}
+	for _, c := range []struct {
+		name string
+		run  func(t *testing.T)
+	}{
+		{"Watermill's universal suite passes", s.testUniversal},
+		{"a message keeps its UUID, metadata and payload", s.testRoundTrip},
+		{"a nacked message is redelivered after a backoff", s.testNack},
+		{"a message nacked MaxDeliver times goes to the dead-letter topic with relay's metadata", s.testDeadLetter},
+		{"Publish and Subscribe return ErrClosed after Close", s.testErrClosed},
+		{"a message published on the byte face is received on the Watermill face", s.testByteToWatermill},
+		{"a message published on the Watermill face is received on the byte face", s.testWatermillToByte},
+		{"a dead letter of the byte face carries relay's metadata on the Watermill face", s.testByteDeadLetter},
+	} {
+		t.Run(c.name, c.run)
+	}
+}
+
+type wmSuite struct {
+	h     Harness
+	bytes *byteSuite
+}
+
+func (s *wmSuite) publisher(t *testing.T, cfg Config) message.Publisher {
+	t.Helper()
+	p, err := s.h.NewPublisher(t, cfg)
+	if err != nil {
+		t.Fatalf("NewPublisher(%+v): %v", cfg, err)
+	}
+	t.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			t.Errorf("publisher Close at cleanup: %v", err)
+		}
+	})
+	return p
+}
+
+func (s *wmSuite) subscriber(t *testing.T, cfg Config) message.Subscriber {
+	t.Helper()
+	sub, err := s.h.NewSubscriber(t, cfg)
+	if err != nil {
+		t.Fatalf("NewSubscriber(%+v): %v", cfg, err)
+	}
+	t.Cleanup(func() {
+		if err := sub.Close(); err != nil {
+			t.Errorf("subscriber Close at cleanup: %v", err)
+		}
+	})
+	return sub
+}
+
+// subscribeWM subscribes sub to topic for the rest of t.
+func subscribeWM(t *testing.T, sub message.Subscriber, topic string) <-chan *message.Message {
+	t.Helper()
+	ch, err := sub.Subscribe(t.Context(), topic)
+	if err != nil {
+		t.Fatalf("Subscribe(%q): %v", topic, err)
+	}
+	return ch
+}
+
+func publishWM(t *testing.T, pub message.Publisher, topic string, msgs ...*message.Message) {
+	t.Helper()
+	if err := pub.Publish(topic, msgs...); err != nil {
+		t.Fatalf("Publish(%q): %v", topic, err)
+	}
+}
+
+// receiveWM returns the next message of ch, failing t after timeout.
+func receiveWM(t *testing.T, ch <-chan *message.Message, timeout time.Duration, what string) *message.Message {
+	t.Helper()
+	select {
+	case m, ok := <-ch:
+		if !ok {
+			t.Fatalf("%s: channel closed before a message arrived", what)
+		}
+		return m
+	case <-time.After(timeout):
+		t.Fatalf("%s: no message within %v", what, timeout)
+		return nil
+	}
+}
+
+// universalMaxDeliver is the MaxDeliver of the brokers Watermill's universal
+// suite runs on: more deliveries than any of its tests makes.
+const universalMaxDeliver = 10_000
+
+func (s *wmSuite) testUniversal(t *testing.T) {
+	features := DeriveFeatures(s.h.Capabilities)
+	if s.h.WatermillFeatures != nil {
+		features = s.h.WatermillFeatures(features)
+	}
+	base := DefaultConfig()
+	// Watermill's suite knows no dead letters: it expects a message to come
+	// back however often it is nacked (TestContinueAfterErrors nacks 300 times
+	// over 50 messages), so relay's MaxDeliver must not cut in.
+	base.MaxDeliver = universalMaxDeliver
+	if features.GuaranteedOrder || features.GuaranteedOrderWithSingleSubscriber {
+		base.Concurrency = 1 // relay keeps order only with one handler at a time
+	}
+	group := NewGroup() // one group for the plain constructor, as Watermill expects
+	withGroup := func(t *testing.T, g string) (message.Publisher, message.Subscriber) {
+		cfg := base
+		cfg.Group = g
+		return s.publisher(t, cfg), s.subscriber(t, cfg)
+	}
+	tests.TestPubSub(t, features,
+		func(t *testing.T) (message.Publisher, message.Subscriber) { return withGroup(t, group) },
+		withGroup,
+	)
+}
+
+func (s *wmSuite) testRoundTrip(t *testing.T) {
+	topic := NewTopic(t)
+	ch := subscribeWM(t, s.subscriber(t, DefaultConfig()), topic)
+	payload := []byte("\x00\x01\xff binary \xc3\x28")
+	sent := message.NewMessage(watermill.NewUUID(), payload)
+	md := map[string]string{"trace_id": "abc-123", "content_type": "application/octet-stream", "note": "caf\u00e9 = ok"}
+	for k, v := range md {
+		sent.Metadata.Set(k, v)
+	}
+	publishWM(t, s.publisher(t, DefaultConfig()), topic, sent)
+	got := receiveWM(t, ch, waitShort, "subscriber")
+	got.Ack()
+	if got.UUID != sent.UUID {
+		t.Errorf("UUID = %q, want %q", got.UUID, sent.UUID)
+	}
+	if err := checkMetadataKept(got.Metadata, md); err != nil {
+		t.Error(err)
+	}
+	if err := checkPayload(got.Payload, payload); err != nil {
+		t.Error(err)
+	}
+}
+
+func (s *wmSuite) testNack(t *testing.T) {
+	cfg := DefaultConfig()
+	topic := NewTopic(t)
+	ch := subscribeWM(t, s.subscriber(t, cfg), topic)
+	sent := message.NewMessage(watermill.NewUUID(), []byte("n"))
+	publishWM(t, s.publisher(t, DefaultConfig()), topic, sent)
+	first := receiveWM(t, ch, waitShort, "first delivery")
+	t1 := time.Now()
+	first.Nack()
+	second := receiveWM(t, ch, waitShort, "redelivery after Nack")
+	t2 := time.Now()
+	second.Ack()
+	if first.UUID != sent.UUID || second.UUID != sent.UUID {
+		t.Errorf("UUIDs %q then %q, want %q twice", first.UUID, second.UUID, sent.UUID)
+	}
+	if err := checkBackoff([]time.Time{t1, t2}, cfg.MinBackoff/2); err != nil {
+		t.Error(err)
+	}
+	select {
+	case m, ok := <-ch:
+		if ok {
+			m.Ack()
+			t.Errorf("message %q delivered again after Ack", m.UUID)
+		}
+	case <-time.After(settleWindow(cfg)):
+	}
+}
+
+func (s *wmSuite) testDeadLetter(t *testing.T) {
+	cfg := DefaultConfig()
+	topic := NewTopic(t)
+	src := subscribeWM(t, s.subscriber(t, cfg), topic)
+	var deliveries atomic.Int32
+	go func() {
+		for m := range src { // ends when the subscriber closes at cleanup
+			deliveries.Add(1)
+			m.Nack()
+		}
+	}()
+	dead := subscribeWM(t, s.subscriber(t, DefaultConfig()), topic+".dead")
+	payload := []byte("dead \x00\xff letter")
+	sent := message.NewMessage(watermill.NewUUID(), payload)
+	orig := map[string]string{"trace_id": "t-1"}
+	sent.Metadata.Set("trace_id", "t-1")
+	publishWM(t, s.publisher(t, DefaultConfig()), topic, sent)
+	got := receiveWM(t, dead, waitShort, "dead-letter topic "+topic+".dead")
+	got.Ack()
+	quiet(settleWindow(cfg))
+	if err := checkDeliveries(int(deliveries.Load()), cfg.MaxDeliver); err != nil {
+		t.Errorf("source topic: %v", err)
+	}
+	if got.UUID != sent.UUID {
+		t.Errorf("dead letter UUID = %q, want the source's %q", got.UUID, sent.UUID)
+	}
+	if err := checkPayload(got.Payload, payload); err != nil {
+		t.Errorf("dead letter: %v", err)
+	}
+	if err := checkDeadLetterMetadata(got.Metadata, orig, topic, cfg.MaxDeliver); err != nil {
+		t.Errorf("dead letter: %v", err)
+	}
+}
+
+func (s *wmSuite) testErrClosed(t *testing.T) {
+	topic := NewTopic(t)
+	pub := s.publisher(t, DefaultConfig())
+	sub := s.subscriber(t, DefaultConfig())
+	open, err := sub.Subscribe(context.Background(), topic)
+	if err != nil {
+		t.Fatalf("Subscribe(%q): %v", topic, err)
+	}
+	if err := pub.Close(); err != nil {
+		t.Fatalf("publisher Close: %v", err)
+	}
+	if err := sub.Close(); err != nil {
+		t.Fatalf("subscriber Close: %v", err)
+	}
+	err = pub.Publish(topic, message.NewMessage(watermill.NewUUID(), []byte("x")))
+	if err := checkErrorIs("Publish after Close", err, relay.ErrClosed); err != nil {
+		t.Error(err)
+	}
+	_, err = sub.Subscribe(context.Background(), topic)
+	if err := checkErrorIs("Subscribe after Close", err, relay.ErrClosed); err != nil {
+		t.Error(err)
+	}
+	select {
+	case m, ok := <-open:
+		if ok {
+			t.Errorf("message %q delivered after Close, want the channel closed", m.UUID)
+		}
+	case <-time.After(waitShort):
+		t.Errorf("the channel of a Subscribe call is still open %v after Close", waitShort)
+	}
+}
+
+func (s *wmSuite) needBroker(t *testing.T) {
+	t.Helper()
+	if s.h.NewBroker == nil {
+		t.Skip("Harness.NewBroker is nil: cannot cross between the byte face and the Watermill face")
+	}
+}
+
+func (s *wmSuite) testByteToWatermill(t *testing.T) {
+	s.needBroker(t)
+	topic := NewTopic(t)
+	ch := subscribeWM(t, s.subscriber(t, DefaultConfig()), topic)
+	payload := []byte("byte face \x00\xff")
+	publish(t, s.bytes.broker(t, DefaultConfig()), topic, payload)
+	got := receiveWM(t, ch, waitShort, "Watermill subscriber")
+	got.Ack()
+	if err := checkPayload(got.Payload, payload); err != nil {
+		t.Error(err)
+	}
+	if got.UUID == "" {
+		t.Error("a message published on the byte face arrived without a UUID")
+	}
+}
+
+func (s *wmSuite) testWatermillToByte(t *testing.T) {
+	s.needBroker(t)
+	topic := NewTopic(t)
+	in := newInbox()
+	subscribe(t, s.bytes.broker(t, DefaultConfig()), topic, in.handler(nil))
+	payload := []byte("watermill face \x00\xff")
+	sent := message.NewMessage(watermill.NewUUID(), payload)
+	sent.Metadata.Set("trace_id", "x")
+	publishWM(t, s.publisher(t, DefaultConfig()), topic, sent)
+	in.waitDistinct(t, 1, waitShort, "byte subscriber")
+	quiet(settleWindow(DefaultConfig()))
+	if err := checkExactlyOnce(in.counts(), []string{string(payload)}); err != nil {
+		t.Error(err)
+	}
+}
+
+func (s *wmSuite) testByteDeadLetter(t *testing.T) {
+	s.needBroker(t)
+	cfg := DefaultConfig()
+	topic := NewTopic(t)
+	in := newInbox()
+	b := s.bytes.broker(t, cfg)
+	subscribe(t, b, topic, in.handler(func([]byte) error { return errInduced }))
+	dead := subscribeWM(t, s.subscriber(t, DefaultConfig()), topic+".dead")
+	payload := []byte("byte dead \x00\xff letter")
+	publish(t, b, topic, payload)
+	got := receiveWM(t, dead, waitShort, "dead-letter topic "+topic+".dead")
+	got.Ack()
+	if err := checkPayload(got.Payload, payload); err != nil {
+		t.Errorf("dead letter: %v", err)
+	}
+	if err := checkDeadLetterMetadata(got.Metadata, nil, topic, cfg.MaxDeliver); err != nil {
+		t.Errorf("dead letter: %v", err)
+	}
+	if reason := got.Metadata.Get(relay.MetadataReason); !strings.Contains(reason, errInduced.Error()) {
+		t.Errorf("dead letter reason %q does not contain the handler's error %q", reason, errInduced)
+	}
+}

@@ -1,0 +1,107 @@
+package retrier
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/delivery"
+)
+
+// Defaults of the retrier, the same as the native backends'.
+const (
+	// DefaultMaxDeliver is the number of attempts per delivery, the first
+	// included, when [WithMaxDeliver] is not given.
+	DefaultMaxDeliver = delivery.DefaultMaxDeliver
+	// DefaultMinBackoff is the wait after the first failed attempt when
+	// [WithBackoff] is not given.
+	DefaultMinBackoff = delivery.DefaultMinBackoff
+	// DefaultMaxBackoff is the longest wait between attempts when [WithBackoff]
+	// is not given.
+	DefaultMaxBackoff = delivery.DefaultMaxBackoff
+)
+
+// Option configures [New]. Options are applied in order, a later one
+// overriding an earlier one, and a nil Option is ignored. An option given an
+// invalid value makes New return an error wrapping [relay.ErrInvalidOption].
+type Option func(*config) error
+
+type config struct {
+	policy  delivery.Policy
+	logger  *slog.Logger
+	onError func(error)
+}
+
+func defaultConfig() config {
+	return config{policy: delivery.DefaultPolicy(), logger: slog.Default()}
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("retrier: %w: %s", relay.ErrInvalidOption, fmt.Sprintf(format, args...))
+}
+
+// WithMaxDeliver sets how many times a delivery is attempted in all, the first
+// attempt included, before the message goes to the dead-letter topic. n must be
+// at least 1; 1 means no retry. It defaults to [DefaultMaxDeliver] (3).
+func WithMaxDeliver(n int) Option {
+	return func(c *config) error {
+		c.policy.MaxDeliver = n
+		return nil // validated with the whole policy, by the one rule
+	}
+}
+
+// WithBackoff bounds the wait between two attempts. After the k-th failed
+// attempt the retrier waits min·2^(k-1), capped at max, of which the upper half
+// is random; the wait is thus never below min/2 nor above max. min must be
+// positive and max at least min. They default to [DefaultMinBackoff] (100ms)
+// and [DefaultMaxBackoff] (10s). The same backoff spaces the retries of a
+// failed dead-letter publish.
+func WithBackoff(min, max time.Duration) Option {
+	return func(c *config) error {
+		c.policy.MinBackoff, c.policy.MaxBackoff = min, max
+		return nil // validated with the whole policy, by the one rule
+	}
+}
+
+// WithDeadLetterTopic sets the function that names the dead-letter topic of a
+// topic. It defaults to appending ".dead" ("orders" → "orders.dead"). The
+// function must be non-nil, safe for concurrent use, and return a topic that
+// [relay.ValidateTopic] accepts; a message whose dead-letter topic is invalid
+// is logged and left to the wrapped broker, which redelivers it.
+func WithDeadLetterTopic(f func(topic string) string) Option {
+	return func(c *config) error {
+		c.policy.DeadLetterTopic = f // nil is rejected with the whole policy
+		return nil
+	}
+}
+
+// WithLogger sets the logger of background events: failed attempts (Debug;
+// a panic at Warn, with its stack), dead letters with their attempt count and last error (Warn), failed
+// dead-letter publishes (Error). It must be non-nil and defaults to
+// [slog.Default].
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error {
+		if l == nil {
+			return invalid("nil logger")
+		}
+		c.logger = l
+		return nil
+	}
+}
+
+// WithErrorHandler sets a function called with each background error, in
+// addition to the logger: today, every failed attempt to publish a dead letter
+// (the message is kept and the publish retried, see the package doc). It is
+// called from the goroutine that delivered the message, so it must be safe for
+// concurrent use and should return quickly. It must be non-nil; by default
+// errors go to the logger only.
+func WithErrorHandler(f func(error)) Option {
+	return func(c *config) error {
+		if f == nil {
+			return invalid("nil error handler")
+		}
+		c.onError = f
+		return nil
+	}
+}

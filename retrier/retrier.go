@@ -1,0 +1,262 @@
+package retrier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/delivery"
+)
+
+// NativeRetrier is an optional interface that a [relay.Broker] implements to
+// say whether it retries failed deliveries and writes dead letters itself, as
+// the delivery contract requires (attempts up to a max deliver, backoff between
+// them, dead letter before acknowledgement, [relay.ErrPermanent] honoured).
+//
+// When HandlesRetries returns true, [New] adds nothing to delivery. When a
+// broker does not implement NativeRetrier, it is treated as if HandlesRetries
+// returned false: New adds its retry loop. New asks once; the answer must not
+// change over the broker's life.
+//
+// The broker returned by New implements NativeRetrier and reports true, so
+// wrapping it again adds nothing.
+type NativeRetrier interface {
+	// HandlesRetries reports whether the broker retries and dead-letters
+	// failed deliveries on its own. It must be safe for concurrent use.
+	HandlesRetries() bool
+}
+
+// New returns a broker that delivers the messages of b with the retries and
+// dead letters of the delivery contract, configured by opts.
+//
+// When b implements [NativeRetrier] and HandlesRetries reports true, New
+// returns b itself: the options are validated but not used, since b applies
+// its own. Otherwise New returns a broker whose Subscribe wraps the handler in
+// the retry loop described in the package doc, whose Publish is b's, and whose
+// Close stops the retry loops and then closes b. Its errors from Publish,
+// Subscribe and Close are b's, returned as they are, except its own: after
+// Close, Publish and Subscribe return an error wrapping [relay.ErrClosed]
+// ("retrier: publish \"orders\": relay: closed"), and Subscribe checks the
+// topic ([relay.ErrInvalidTopic]) and the handler ([relay.ErrNilHandler])
+// before b sees them. In both cases the returned broker implements
+// [NativeRetrier] and reports true, and it is safe for concurrent use.
+//
+// New takes ownership of b: closing the returned broker closes b, and b must
+// not be closed or subscribed to directly. New returns an error wrapping
+// [relay.ErrInvalidOption] when b is nil or an option is invalid; b is then
+// left open.
+func New(b relay.Broker, opts ...Option) (relay.Broker, error) {
+	if b == nil {
+		return nil, invalid("nil broker")
+	}
+	cfg := defaultConfig()
+	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
+		if err := opt(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.policy.Validate("retrier"); err != nil {
+		return nil, err
+	}
+	if nr, ok := b.(NativeRetrier); ok && nr.HandlesRetries() {
+		return b, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &broker{
+		inner:   b,
+		policy:  cfg.policy,
+		logger:  cfg.logger,
+		onError: cfg.onError,
+		ctx:     ctx,
+		cancel:  cancel,
+	}, nil
+}
+
+// broker runs every delivery of inner through the retry loop.
+type broker struct {
+	inner   relay.Broker
+	policy  delivery.Policy
+	logger  *slog.Logger
+	onError func(error)
+
+	// ctx is canceled by Close: it interrupts backoff waits and dead-letter
+	// publishes.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	closed bool
+	// loops counts the wrapped handler calls in progress. Add happens under mu
+	// while !closed, so that Close's Wait never races an Add.
+	loops sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var (
+	_ relay.Broker  = (*broker)(nil)
+	_ NativeRetrier = (*broker)(nil)
+)
+
+// HandlesRetries reports true: the retrier handles the retries of the broker it
+// wraps.
+func (r *broker) HandlesRetries() bool { return true }
+
+// Publish publishes through the wrapped broker.
+func (r *broker) Publish(ctx context.Context, topic string, payload []byte) error {
+	if r.isClosed() {
+		return fmt.Errorf("retrier: publish %q: %w", topic, relay.ErrClosed)
+	}
+	return r.inner.Publish(ctx, topic, payload)
+}
+
+// Subscribe subscribes to the wrapped broker with handler wrapped in the retry
+// loop.
+func (r *broker) Subscribe(topic string, handler relay.Handler) error {
+	if r.isClosed() {
+		return fmt.Errorf("retrier: subscribe %q: %w", topic, relay.ErrClosed)
+	}
+	if err := relay.ValidateTopic(topic); err != nil {
+		return fmt.Errorf("retrier: subscribe: %w", err)
+	}
+	if handler == nil {
+		return fmt.Errorf("retrier: subscribe %q: %w", topic, relay.ErrNilHandler)
+	}
+	return r.inner.Subscribe(topic, func(payload []byte) error {
+		if !r.enter() {
+			return fmt.Errorf("retrier: %q: message not handled: %w", topic, relay.ErrClosed)
+		}
+		defer r.loops.Done()
+		return r.deliver(topic, handler, payload)
+	})
+}
+
+// Close stops the retry loops, waits for them and closes the wrapped broker,
+// returning its error.
+func (r *broker) Close() error {
+	r.closeOnce.Do(func() {
+		r.mu.Lock()
+		r.closed = true
+		r.mu.Unlock()
+		r.cancel()
+		r.loops.Wait()
+		if err := r.inner.Close(); err != nil {
+			r.closeErr = fmt.Errorf("retrier: close: %w", err)
+		}
+	})
+	return r.closeErr
+}
+
+func (r *broker) isClosed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
+}
+
+// enter registers a retry loop; it returns false once Close has begun.
+func (r *broker) enter() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	r.loops.Add(1)
+	return true
+}
+
+// deliver runs the attempts of one delivery. It returns nil once the message
+// was handled or dead-lettered, and an error, for the wrapped broker to keep
+// the message, when Close interrupted it first or the dead letter cannot be
+// published.
+func (r *broker) deliver(topic string, h relay.Handler, payload []byte) error {
+	for attempt := 1; ; attempt++ {
+		// Each attempt gets its own copy: the handler owns its payload and may
+		// change it, and the dead letter must be the original byte for byte.
+		err := delivery.Call(h, append([]byte(nil), payload...))
+		action, wait := r.policy.Decide(attempt, err)
+		switch action {
+		case delivery.Ack:
+			return nil
+		case delivery.DeadLetter:
+			return r.deadLetter(topic, payload, attempt, err)
+		}
+		r.logAttempt(topic, attempt, wait, err)
+		if !r.wait(wait) {
+			return fmt.Errorf("retrier: %q: closed while waiting after attempt %d (last error: %v): %w",
+				topic, attempt, err, relay.ErrClosed)
+		}
+	}
+}
+
+// deadLetter publishes payload to the dead-letter topic of topic, retrying a
+// failed publish with backoff until it succeeds, fails for good, or Close.
+func (r *broker) deadLetter(topic string, payload []byte, attempts int, cause error) error {
+	dlTopic := r.policy.DeadLetterTopic(topic)
+	r.logger.Warn("retrier: dead-lettering message", "topic", topic, "dead_letter_topic", dlTopic,
+		"attempts", attempts, "error", cause)
+	for try := 1; ; try++ {
+		perr := r.inner.Publish(r.ctx, dlTopic, payload)
+		if perr == nil {
+			return nil
+		}
+		err := fmt.Errorf("retrier: publish dead letter of %q to %q (try %d, after %d attempts, last error: %v): %w",
+			topic, dlTopic, try, attempts, cause, perr)
+		if r.ctx.Err() != nil {
+			// Close canceled the publish: not a backend failure to report.
+			return fmt.Errorf("%w; closed before the dead letter was published: %w", err, relay.ErrClosed)
+		}
+		r.report(err)
+		if !retryable(perr) {
+			return err
+		}
+		if !r.wait(r.policy.Backoff(try)) {
+			return fmt.Errorf("%w; closed before the dead letter was published: %w", err, relay.ErrClosed)
+		}
+	}
+}
+
+// retryable reports whether a failed publish may succeed if tried again.
+func retryable(err error) bool {
+	return !errors.Is(err, relay.ErrInvalidTopic) &&
+		!errors.Is(err, relay.ErrPayloadTooLarge) &&
+		!errors.Is(err, relay.ErrClosed)
+}
+
+// wait waits for d and reports true, or reports false as soon as Close begins.
+func (r *broker) wait(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.ctx.Done():
+		return false
+	}
+}
+
+// logAttempt logs a failed attempt that will be retried: at level Debug, since
+// the contract expects failures, except a panic, a bug worth seeing, at Warn
+// with its stack.
+func (r *broker) logAttempt(topic string, attempt int, wait time.Duration, err error) {
+	attrs := []any{"topic", topic, "attempt", attempt, "max_deliver", r.policy.MaxDeliver, "backoff", wait, "error", err}
+	if pe, ok := errors.AsType[*delivery.PanicError](err); ok {
+		r.logger.Warn("retrier: handler panicked", append(attrs, "stack", string(pe.Stack))...)
+		return
+	}
+	r.logger.Debug("retrier: attempt failed", attrs...)
+}
+
+func (r *broker) report(err error) {
+	r.logger.Error("retrier: dead letter not published; message kept", "error", err)
+	if r.onError != nil {
+		r.onError(err)
+	}
+}
