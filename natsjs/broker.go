@@ -1,0 +1,171 @@
+package natsjs
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/delivery"
+)
+
+var _ relay.Broker = (*Broker)(nil)
+
+// Broker is the byte-handler face of the JetStream backend: a [relay.Broker]
+// over the caller's jetstream.JetStream. Its subscriptions belong to one
+// consumer group ([WithGroup]). It is safe for concurrent use.
+type Broker struct {
+	e *engine
+
+	// ctx is canceled by Close, to cut short a Subscribe setting up.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	closed bool
+	stops  []func()
+	setups sync.WaitGroup // Subscribe calls setting up; added to under mu while open
+	done   chan struct{}  // closed once Close has stopped everything
+}
+
+// NewBroker returns a Broker that publishes and consumes through js. js is the
+// caller's: the Broker never closes its connection, and configures nothing on
+// it. It returns an error wrapping [relay.ErrInvalidOption] when js is nil or
+// an option is invalid. It does not contact the server.
+func NewBroker(js jetstream.JetStream, opts ...Option) (*Broker, error) {
+	e, err := newEngine(js, opts)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Broker{e: e, ctx: ctx, cancel: cancel, done: make(chan struct{})}, nil
+}
+
+// HandlesRetries reports true: the Broker redelivers failed messages with
+// backoff and dead-letters them itself, so retrier.New adds nothing to it.
+func (b *Broker) HandlesRetries() bool { return true }
+
+// Publish stores payload on topic and returns once JetStream acknowledged it
+// (the message is durable then). The topic's stream is created on the first
+// publish, so a group that subscribes later still gets the message. Each
+// message gets a new UUID, which is also its Nats-Msg-Id.
+//
+// Publish waits at most until ctx is done, or for the request timeout
+// ([WithRequestTimeout]) when ctx has no deadline; transient failures
+// (disconnection, server restart) are retried within that time. Concurrent
+// calls are pipelined on the connection, each waiting for its own
+// acknowledgement. It returns an error wrapping [relay.ErrInvalidTopic],
+// [relay.ErrPayloadTooLarge] (payload plus headers above the server's
+// max_payload, before anything is sent), [relay.ErrClosed] after Close, or
+// ctx's error.
+func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) error {
+	if err := b.usable(topic); err != nil {
+		return fmt.Errorf("natsjs: publish %q: %w", topic, err)
+	}
+	ctx, cancel := b.e.bound(ctx)
+	defer cancel()
+	m := delivery.Message{UUID: watermill.NewUUID(), Payload: payload}
+	if err := b.e.publish([]context.Context{ctx}, topic, []delivery.Message{m}); err != nil {
+		return fmt.Errorf("natsjs: publish %q: %w", topic, err)
+	}
+	return nil
+}
+
+// Subscribe creates or updates the topic's stream and the group's durable
+// consumer, then delivers the topic's messages to handler in the background,
+// up to [WithConcurrency] at once, until Close. It returns once the consumer
+// exists, so everything the stream holds, and everything published later, is
+// delivered. Several Subscribe calls on one topic compete for its messages.
+//
+// A handler error, a panic, or an error wrapping [relay.ErrPermanent] is
+// settled as the package documentation says. Subscribe returns an error
+// wrapping [relay.ErrInvalidTopic], [relay.ErrNilHandler], [relay.ErrClosed],
+// or the server's error when the stream or consumer cannot be set up within
+// the request timeout.
+func (b *Broker) Subscribe(topic string, handler relay.Handler) error {
+	if err := relay.ValidateTopic(topic); err != nil {
+		return fmt.Errorf("natsjs: subscribe %q: %w", topic, err)
+	}
+	if handler == nil {
+		return fmt.Errorf("natsjs: subscribe %q: %w", topic, relay.ErrNilHandler)
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return fmt.Errorf("natsjs: subscribe %q: %w", topic, relay.ErrClosed)
+	}
+	b.setups.Add(1)
+	b.mu.Unlock()
+	defer b.setups.Done()
+
+	stop, err := b.e.subscribe(b.ctx, topic, func(_ context.Context, d *delivery.Delivery) error {
+		return delivery.Call(handler, d.Message.Payload)
+	})
+	if err != nil {
+		if b.ctx.Err() != nil {
+			err = relay.ErrClosed
+		}
+		return fmt.Errorf("natsjs: subscribe %q: %w", topic, err)
+	}
+	b.mu.Lock()
+	if b.closed {
+		// Close ran while the consumer was being set up.
+		b.mu.Unlock()
+		stop()
+		return fmt.Errorf("natsjs: subscribe %q: %w", topic, relay.ErrClosed)
+	}
+	b.stops = append(b.stops, stop)
+	b.mu.Unlock()
+	return nil
+}
+
+// Close stops fetching on every subscription, waits for running handlers to
+// return and settles their deliveries (ack, or redelivery after backoff, or
+// dead letter); messages fetched but not yet handled are returned to
+// JetStream for immediate redelivery to the group. Deliveries whose handler
+// never returns keep Close waiting. Close leaves no goroutine of the Broker
+// and does not close the connection. It is idempotent and safe for
+// concurrent use: every call returns nil once the first has finished.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		<-b.done
+		return nil
+	}
+	b.closed = true
+	stops := b.stops
+	b.stops = nil
+	b.mu.Unlock()
+
+	b.cancel()
+	b.setups.Wait() // a Subscribe that raced Close stops its own subscription
+	stopAll(stops)
+	close(b.done)
+	return nil
+}
+
+func (b *Broker) usable(topic string) error {
+	if err := relay.ValidateTopic(topic); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return relay.ErrClosed
+	}
+	return nil
+}
+
+// stopAll stops subscriptions in parallel, so that Close waits for the
+// slowest handler rather than the sum of them.
+func stopAll(stops []func()) {
+	var wg sync.WaitGroup
+	for _, stop := range stops {
+		wg.Go(stop)
+	}
+	wg.Wait()
+}

@@ -1,0 +1,99 @@
+package natsjs
+
+import (
+	"fmt"
+	"net/textproto"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/go-relay/relay/internal/delivery"
+)
+
+// UUIDHeader is the header that carries a message's Watermill UUID, the one
+// watermill-nats uses. Each metadata entry is a header of its own.
+const UUIDHeader = "_watermill_message_uuid"
+
+// natsHeaderPrefix starts the headers that are JetStream's, not metadata:
+// Nats-Msg-Id, Nats-Expected-Stream, Nats-TTL, ...
+const natsHeaderPrefix = "Nats-"
+
+// encode returns the JetStream message of m on subject topic. The UUID is
+// also the Nats-Msg-Id, so that the stream drops a retried publish.
+func encode(topic string, m delivery.Message) (*nats.Msg, error) {
+	h := make(nats.Header, len(m.Metadata)+2)
+	for k, v := range m.Metadata {
+		if !validHeaderKey(k) {
+			return nil, fmt.Errorf("metadata key %q cannot be a NATS header (printable ASCII without spaces or %s)", k, forbiddenKeyChars)
+		}
+		if k == UUIDHeader {
+			return nil, fmt.Errorf("metadata key %q is reserved for the message UUID", k)
+		}
+		h.Set(k, v)
+	}
+	h.Set(UUIDHeader, m.UUID)
+	if m.UUID != "" {
+		h.Set(nats.MsgIdHdr, m.UUID)
+	}
+	return &nats.Msg{Subject: topic, Header: h, Data: m.Payload}, nil
+}
+
+// decode reads a stored message. A missing UUID header gives an empty UUID;
+// headers starting with "Nats-" are JetStream's and are left out of the
+// metadata. A header with several values cannot be metadata: decode returns
+// what it read and an error, and the message goes to the dead-letter topic.
+func decode(h nats.Header, data []byte) (delivery.Message, error) {
+	m := delivery.Message{Payload: data}
+	var multi []string
+	for k, vs := range h {
+		switch {
+		case strings.HasPrefix(k, natsHeaderPrefix):
+			continue
+		case len(vs) != 1:
+			multi = append(multi, k)
+		case k == UUIDHeader:
+			m.UUID = vs[0]
+		default:
+			if m.Metadata == nil {
+				m.Metadata = make(map[string]string, len(h))
+			}
+			m.Metadata[k] = vs[0]
+		}
+	}
+	if len(multi) > 0 {
+		return m, fmt.Errorf("natsjs: headers %q have several values; metadata holds one value per key", multi)
+	}
+	return m, nil
+}
+
+// headerSize is the size on the wire of h, as nats.go encodes it.
+func headerSize(h nats.Header) int {
+	if len(h) == 0 {
+		return 0
+	}
+	n := len("NATS/1.0\r\n") + len("\r\n")
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(": ") + len(textproto.TrimString(v)) + len("\r\n")
+		}
+	}
+	return n
+}
+
+// forbiddenKeyChars are the printable ASCII bytes nats.go refuses in a
+// header name.
+const forbiddenKeyChars = "\"()/,:;<=>?@[\\]{}"
+
+// validHeaderKey mirrors the rule nats.go applies to header names, so that a
+// bad key is reported before anything is sent.
+func validHeaderKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; c <= ' ' || c >= 0x7f || strings.IndexByte(forbiddenKeyChars, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}

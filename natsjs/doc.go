@@ -1,0 +1,116 @@
+// Package natsjs is relay's NATS JetStream backend: a [Broker] (the
+// [relay.Broker] byte-handler face) and a Watermill [Publisher] and
+// [Subscriber], all three over one engine and over the caller's
+// jetstream.JetStream (github.com/nats-io/nats.go/jetstream).
+//
+//	js, _ := jetstream.New(nc)
+//	b, err := natsjs.NewBroker(js, natsjs.WithGroup("billing"))
+//
+// # Delivery semantics
+//
+// Delivery is at least once. Each topic is a subject held by a stream of its
+// own ([StreamName]), created or updated (file storage by default) on the first
+// Publish of the process as well as on Subscribe, so messages published before
+// any group subscribed are kept. A group ([WithGroup]) is one durable pull
+// consumer per topic ([ConsumerName]) with explicit acks: the subscriptions of
+// a group compete for its messages, different groups each get every message,
+// and a new group starts from everything the stream still holds (deliver
+// policy "all"; [WithConsumerConfig] may change that).
+//
+// Publish returns once JetStream acknowledged the message (PubAck): it is
+// durable then. Every message carries a Nats-Msg-Id equal to its UUID, so a
+// publish retried within the stream's duplicate window (two minutes by
+// default) is stored once. Publishes are pipelined: concurrent calls, and the
+// messages of one Watermill Publish, are sent without waiting for each other's
+// acknowledgement, and each caller gets its own.
+//
+// Each subscription fetches in batches of at most as many messages as it has
+// free handler slots ([WithConcurrency]), so no fetched message waits unleased
+// in a buffer. While a message is held (from its arrival until it is settled)
+// relay tells JetStream every third of the ack wait ([WithAckWait]) that it is
+// in progress, so a handler that runs longer than the ack wait is not given to
+// a second consumer. A consumer that dies or loses its connection stops
+// extending its leases, and its messages go to the rest of the group after the
+// ack wait.
+//
+// The subscriptions survive a server restart or an outage without help: a
+// pull request that gets no answer expires after a few seconds and is sent
+// again once the connection is back; a failed fetch is retried with backoff
+// (never in a hot loop) after setting up the stream and consumer again.
+// Publish retries transient failures (disconnection, no responders, JetStream
+// unavailable) with backoff within its context; the retries are safe because
+// of Nats-Msg-Id. The connection itself, and how it reconnects, is the
+// caller's.
+//
+// # Retries and dead letters
+//
+// A handler that returns an error, panics, or a Watermill message that is
+// nacked, is negatively acknowledged with a delay (NakWithDelay) that grows
+// from the minimum to the maximum backoff ([WithBackoff]); JetStream
+// redelivers it then, to any member of the group. There is no immediate
+// redelivery loop. An error that wraps [relay.ErrPermanent] sends the message
+// to the dead-letter topic at once.
+//
+// After max deliver ([WithMaxDeliver]) failed deliveries, the message is
+// published to the dead-letter topic ([WithDeadLetterTopic], by default the
+// topic plus ".dead") with its payload byte for byte, its metadata, and the
+// metadata keys [relay.MetadataSourceTopic], [relay.MetadataSourceID] (the
+// stream sequence), [relay.MetadataAttempts] and [relay.MetadataReason] (the
+// last error); only once JetStream acknowledged the dead letter is the source
+// message acknowledged. If the dead letter cannot be published, the source
+// message stays pending and is tried again after a backoff.
+//
+// relay does not set the consumer's MaxDeliver to max deliver: it sets it to
+// -1 (unlimited) and counts deliveries itself from the delivery count that
+// JetStream reports with every message (NumDelivered). With a server-side
+// limit, a consumer that died during the last attempt would leave the message
+// neither acknowledged nor dead-lettered, and the server would never deliver
+// it again: silently lost. Instead, such a message is delivered once more, and
+// a delivery whose count is above max deliver is dead-lettered without calling
+// the handler (the message may be what killed the consumer). The consumer's
+// server-side BackOff is not used either; relay's own delays apply.
+//
+// Close, or a canceled Watermill subscription, negatively acknowledges the
+// messages it fetched but did not handle, for immediate redelivery to the
+// group. JetStream counts these as deliveries too, so a message caught by many
+// shutdowns in a row may reach max deliver without having failed.
+//
+// A stored message whose headers relay cannot read as metadata (a header with
+// several values) goes to the dead-letter topic with the decode error,
+// without calling the handler. A message without the UUID header (published
+// by another client) is delivered with an empty UUID.
+//
+// # Topics
+//
+// Topics follow [relay.ValidateTopic] and are used as NATS subjects unchanged,
+// so the dots of "orders.eu" are subject tokens. Stream and consumer names are
+// derived by [StreamName] and [ConsumerName]: unchanged when the topic is a
+// plain name, otherwise sanitized with a hash suffix, so that no two topics
+// share a stream. When another stream already captures the topic's subject
+// (one made by another tool), relay uses that stream rather than failing.
+// [WithStreamConfig] adjusts the streams relay creates (storage, replicas,
+// limits) and [WithConsumerConfig] the consumers; both list the fields relay
+// sets back.
+//
+// # Watermill
+//
+// [Publisher] and [Subscriber] are Watermill's message.Publisher and
+// message.Subscriber. The wire format is that of watermill-nats v2
+// (pkg/jetstream with its NATS marshaler): the payload is the message data, the
+// UUID is the header [UUIDHeader] ("_watermill_message_uuid"), each metadata
+// entry is a header, and headers starting with "Nats-" belong to JetStream and
+// are not metadata. A service can thus move between watermill-nats and relay
+// one process at a time, and [Broker] and [Subscriber] read each other's
+// messages. Metadata keys must be valid NATS header names; NATS trims white
+// space around header values.
+//
+// # Ownership
+//
+// The jetstream.JetStream and its connection belong to the caller: relay
+// configures nothing on them and never closes them. Close on a [Broker] or
+// [Subscriber] stops fetching, waits for the running handlers (or, on the
+// Watermill face, for the messages out on the channels to be acked or nacked
+// or the subscription to end), settles them, flushes the acknowledgements, and
+// leaves no goroutine behind. A [Publisher] has nothing to close beyond
+// refusing further calls.
+package natsjs

@@ -1,0 +1,573 @@
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/delivery"
+)
+
+// Tuning of the engine. They are not options: they trade latency of rare
+// events (idle fetch renewal, recovery after an outage) against load.
+const (
+	// fetchWait bounds one pull request. An idle subscription renews its pull
+	// request this often; it is also the longest a fetch waits on a server
+	// that went away without a word.
+	fetchWait = 5 * time.Second
+	// minRetry and maxRetry bound the backoff between attempts of a failed
+	// fetch, stream or consumer set-up, or publish.
+	minRetry = 50 * time.Millisecond
+	maxRetry = 5 * time.Second
+	// attemptTimeout bounds one attempt of a management request or of a
+	// publish within a longer deadline.
+	attemptTimeout = 5 * time.Second
+	// flushTimeout bounds the flush of acks when a subscription stops.
+	flushTimeout = 2 * time.Second
+)
+
+// JetStream error codes relay reacts to.
+const (
+	codeStreamSubjectOverlap = 10065
+	codeMessageTooLarge      = jetstream.JSErrCodeStreamMessageExceedsMaximum
+)
+
+// engine is what a Broker, a Publisher and a Subscriber share: stream set-up,
+// publishing, and the fetch loop that delivers to a process function and
+// settles by the delivery policy.
+type engine struct {
+	js  jetstream.JetStream
+	cfg config
+	log *slog.Logger
+
+	// streams maps a topic to the name of the stream known to hold it, so that
+	// a stream is set up once per topic and process, not once per message.
+	streams sync.Map
+}
+
+func newEngine(js jetstream.JetStream, opts []Option) (*engine, error) {
+	if js == nil {
+		return nil, fmt.Errorf("natsjs: %w: %w", relay.ErrInvalidOption, errNilJetStream)
+	}
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.logger.With(slog.String("broker", "natsjs"), slog.String("group", cfg.group))
+	return &engine{js: js, cfg: cfg, log: log}, nil
+}
+
+// bound returns ctx, limited to the request timeout if it has no deadline.
+func (e *engine) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, e.cfg.requestTimeout)
+}
+
+// ensureStream creates or updates the stream of topic, once per engine, and
+// returns its name. When another stream already captures the topic's subject
+// (for example one made by another Watermill adapter), relay uses that one.
+func (e *engine) ensureStream(ctx context.Context, topic string) (string, error) {
+	if name, ok := e.streams.Load(topic); ok {
+		return name.(string), nil
+	}
+	sc := jetstream.StreamConfig{
+		Name:      StreamName(topic),
+		Subjects:  []string{topic},
+		Storage:   jetstream.FileStorage,
+		Retention: jetstream.LimitsPolicy,
+	}
+	if e.cfg.streamConfig != nil {
+		e.cfg.streamConfig(&sc)
+		sc.Name, sc.Subjects = StreamName(topic), []string{topic}
+	}
+	name := sc.Name
+	_, err := e.js.CreateOrUpdateStream(ctx, sc)
+	if isAPIError(err, codeStreamSubjectOverlap) {
+		name, err = e.js.StreamNameBySubject(ctx, topic)
+	}
+	if err != nil {
+		return "", fmt.Errorf("create stream %q: %w", sc.Name, err)
+	}
+	e.streams.Store(topic, name)
+	return name, nil
+}
+
+// ensureConsumer creates or updates the group's durable consumer on stream.
+func (e *engine) ensureConsumer(ctx context.Context, stream, topic string) (jetstream.Consumer, error) {
+	name := ConsumerName(e.cfg.group)
+	cc := jetstream.ConsumerConfig{
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	if e.cfg.consumerConfig != nil {
+		e.cfg.consumerConfig(&cc)
+	}
+	cc.Name, cc.Durable = name, name
+	cc.FilterSubject, cc.FilterSubjects = topic, nil
+	cc.AckPolicy = jetstream.AckExplicitPolicy
+	cc.AckWait = e.cfg.ackWait
+	// Unlimited: the server must never give up on a message by itself, or a
+	// message whose last attempt died with its consumer would be neither
+	// acknowledged nor dead-lettered. relay counts attempts (see doc.go).
+	cc.MaxDeliver = -1
+	cc.BackOff = nil
+	cons, err := e.js.CreateOrUpdateConsumer(ctx, stream, cc)
+	if err != nil {
+		return nil, fmt.Errorf("create consumer %q on stream %q: %w", name, stream, err)
+	}
+	return cons, nil
+}
+
+// setup makes sure topic's stream and the group's consumer exist, retrying
+// transient failures within ctx.
+func (e *engine) setup(ctx context.Context, topic string) (jetstream.Consumer, error) {
+	var cons jetstream.Consumer
+	err := e.retry(ctx, topic, func(ctx context.Context) error {
+		stream, err := e.ensureStream(ctx, topic)
+		if err != nil {
+			return err
+		}
+		cons, err = e.ensureConsumer(ctx, stream, topic)
+		return err
+	})
+	return cons, err
+}
+
+// retry runs op until it succeeds, fails with an error that is not
+// transient, or ctx is done, waiting with backoff between attempts. Each
+// attempt has at most attemptTimeout: a request lost with a server that went
+// down is given up and sent again, rather than awaited until ctx ends.
+func (e *engine) retry(ctx context.Context, topic string, op func(ctx context.Context) error) error {
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		err := op(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+		}
+		lost := errors.Is(err, context.DeadlineExceeded) // the attempt timed out, ctx did not
+		if !lost && !transient(err) {
+			return err
+		}
+		if forgetsStream(err) {
+			e.streams.Delete(topic)
+		}
+		if !sleep(ctx, retryDelay(attempt)) {
+			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+		}
+	}
+}
+
+// publish stores msgs on topic and returns once every one is acknowledged by
+// the stream, or failed. ctxs[i] bounds msgs[i]. Messages are sent without
+// waiting for each other's acknowledgement; one that fails for a transient
+// reason is sent again (its Nats-Msg-Id makes that safe) until its context is
+// done. A message too large for the server fails them all, before anything
+// is sent.
+func (e *engine) publish(ctxs []context.Context, topic string, msgs []delivery.Message) error {
+	if err := ctxs[0].Err(); err != nil {
+		return err
+	}
+	if err := e.retry(ctxs[0], topic, func(ctx context.Context) error {
+		_, err := e.ensureStream(ctx, topic)
+		return err
+	}); err != nil {
+		return err
+	}
+	nms := make([]*nats.Msg, len(msgs))
+	for i, m := range msgs {
+		nm, err := encode(topic, m)
+		if err == nil {
+			err = e.checkSize(nm)
+		}
+		if err != nil {
+			return e.nameFailure(i, msgs, err)
+		}
+		nms[i] = nm
+	}
+	futures := make([]jetstream.PubAckFuture, len(nms))
+	sendErrs := make([]error, len(nms))
+	for i, nm := range nms {
+		if sendErrs[i] = ctxs[i].Err(); sendErrs[i] == nil {
+			futures[i], sendErrs[i] = e.js.PublishMsgAsync(nm)
+		}
+	}
+	var errs []error
+	for i, nm := range nms {
+		err := sendErrs[i]
+		if err == nil {
+			actx, cancel := context.WithTimeout(ctxs[i], attemptTimeout)
+			err = await(actx, futures[i])
+			cancel()
+		}
+		lost := errors.Is(err, context.DeadlineExceeded) && ctxs[i].Err() == nil
+		if err != nil && (lost || transient(err)) {
+			err = e.retry(ctxs[i], topic, func(ctx context.Context) error { return e.publishOne(ctx, topic, nm) })
+		}
+		if err != nil {
+			errs = append(errs, e.nameFailure(i, msgs, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// publishOne sends nm and waits for its acknowledgement.
+func (e *engine) publishOne(ctx context.Context, topic string, nm *nats.Msg) error {
+	if _, err := e.ensureStream(ctx, topic); err != nil {
+		return err
+	}
+	f, err := e.js.PublishMsgAsync(nm)
+	if err != nil {
+		return err
+	}
+	return await(ctx, f)
+}
+
+func await(ctx context.Context, f jetstream.PubAckFuture) error {
+	select {
+	case <-f.Ok():
+		return nil
+	case err := <-f.Err():
+		if isAPIError(err, codeMessageTooLarge) {
+			return fmt.Errorf("%w: %w", relay.ErrPayloadTooLarge, err)
+		}
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (e *engine) nameFailure(i int, msgs []delivery.Message, err error) error {
+	if len(msgs) == 1 {
+		return err
+	}
+	return fmt.Errorf("message %d of %d (uuid %q): %w", i+1, len(msgs), msgs[i].UUID, err)
+}
+
+// checkSize refuses a message that the server would refuse: payload and
+// headers above the connection's max_payload. Before the first connection
+// the limit is unknown and the server decides.
+func (e *engine) checkSize(nm *nats.Msg) error {
+	limit := e.js.Conn().MaxPayload()
+	if limit <= 0 {
+		return nil
+	}
+	hdr := headerSize(nm.Header)
+	if int64(len(nm.Data)+hdr) > limit {
+		return fmt.Errorf("%w: payload of %d bytes with %d bytes of headers exceeds the server's max_payload of %d bytes",
+			relay.ErrPayloadTooLarge, len(nm.Data), hdr, limit)
+	}
+	return nil
+}
+
+// subscribe starts consuming topic: it sets up the stream and the consumer,
+// then fetches in the background and calls process for each delivery, up to
+// the configured concurrency. stop stops fetching, waits for process calls
+// to return and their deliveries to be settled.
+func (e *engine) subscribe(ctx context.Context, topic string, process func(context.Context, *delivery.Delivery) error) (stop func(), err error) {
+	setupCtx, cancelSetup := e.bound(ctx)
+	defer cancelSetup()
+	cons, err := e.setup(setupCtx, topic)
+	if err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	s := &subscription{
+		e:       e,
+		topic:   topic,
+		log:     e.log.With(slog.String("topic", topic)),
+		cons:    cons,
+		process: process,
+		pool:    delivery.NewPool(e.cfg.concurrency),
+		held:    make(map[jetstream.Msg]struct{}),
+	}
+	fetched := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		defer close(fetched)
+		s.fetchLoop(runCtx)
+	}()
+	go func() {
+		defer wg.Done()
+		s.leaseLoop(fetched)
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			if err := e.js.Conn().FlushTimeout(flushTimeout); err != nil {
+				s.log.Debug("natsjs: flush acks on stop", slog.Any("error", err))
+			}
+		})
+	}, nil
+}
+
+// subscription is one fetch loop with its worker pool and leases.
+type subscription struct {
+	e       *engine
+	topic   string
+	log     *slog.Logger
+	cons    jetstream.Consumer
+	process func(context.Context, *delivery.Delivery) error
+	pool    *delivery.Pool
+
+	mu   sync.Mutex
+	held map[jetstream.Msg]struct{} // received and not yet settled
+}
+
+// fetchLoop pulls batches of at most as many messages as there are free
+// handler slots (at least one, which then waits for a slot under lease), so
+// that no message sits unleased in a client buffer. It returns once ctx is
+// done and every handler has returned.
+func (s *subscription) fetchLoop(ctx context.Context) {
+	defer s.pool.Wait()
+	failures := 0
+	for ctx.Err() == nil {
+		err := s.fetch(ctx)
+		if err == nil {
+			failures = 0
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		failures++
+		delay := retryDelay(failures)
+		s.log.Warn("natsjs: fetch failed; retrying", slog.Any("error", err), slog.Duration("retry_in", delay))
+		if !sleep(ctx, delay) {
+			return
+		}
+		// The consumer (or its stream) may be gone: a server that lost its
+		// store, an operator's delete. Setting it up again is idempotent.
+		setupCtx, cancel := s.e.bound(ctx)
+		cons, err := s.e.setup(setupCtx, s.topic)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("natsjs: set up consumer again", slog.Any("error", err))
+			}
+			continue
+		}
+		s.cons = cons
+	}
+}
+
+// fetch runs one pull request and dispatches what it brings. An expired pull
+// request (no message, or no server to answer) is not an error.
+func (s *subscription) fetch(ctx context.Context) error {
+	fctx, cancel := context.WithTimeout(ctx, fetchWait)
+	defer cancel()
+	batch, err := s.cons.Fetch(max(s.pool.Free(), 1), jetstream.FetchContext(fctx))
+	if err != nil {
+		return err
+	}
+	for msg := range batch.Messages() {
+		s.dispatch(ctx, msg)
+	}
+	err = batch.Error()
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// dispatch leases msg and hands it to a free handler slot, waiting for one.
+func (s *subscription) dispatch(ctx context.Context, msg jetstream.Msg) {
+	s.hold(msg)
+	d := s.delivery(msg)
+	if err := s.pool.Go(ctx, func() { s.handle(ctx, msg, d) }); err != nil {
+		s.settle(msg, d, delivery.ErrStopped)
+	}
+}
+
+func (s *subscription) delivery(msg jetstream.Msg) *delivery.Delivery {
+	d := &delivery.Delivery{Topic: s.topic, Attempt: 1}
+	if md, err := msg.Metadata(); err != nil {
+		s.log.Error("natsjs: read delivery metadata", slog.Any("error", err))
+	} else {
+		d.ID = strconv.FormatUint(md.Sequence.Stream, 10)
+		d.Attempt = int(md.NumDelivered)
+	}
+	d.Message, d.DecodeErr = decode(msg.Headers(), msg.Data())
+	return d
+}
+
+// handle processes one delivery in a handler slot and settles it.
+func (s *subscription) handle(ctx context.Context, msg jetstream.Msg, d *delivery.Delivery) {
+	var err error
+	switch maxDeliver := s.e.cfg.policy.MaxDeliver; {
+	case ctx.Err() != nil:
+		err = delivery.ErrStopped
+	case d.DecodeErr != nil:
+		// Settle dead-letters it with the decode error.
+	case d.Attempt > maxDeliver:
+		// A consumer took the last attempt and never settled it (it died,
+		// or lost its connection): the message may be what kills
+		// consumers, so it is not handled again.
+		err = fmt.Errorf("delivered %d times, max deliver is %d: an earlier attempt was never settled", d.Attempt, maxDeliver)
+	default:
+		err = s.process(ctx, d)
+	}
+	s.settle(msg, d, err)
+}
+
+// settle ends the lease of msg and applies the delivery policy. It runs to
+// completion even while the subscription stops, within the request timeout.
+func (s *subscription) settle(msg jetstream.Msg, d *delivery.Delivery, err error) {
+	s.release(msg)
+	ctx, cancel := context.WithTimeout(context.Background(), s.e.cfg.requestTimeout)
+	defer cancel()
+	if serr := s.e.cfg.policy.Settle(ctx, d, err, settler{s: s, msg: msg, d: d}); serr != nil {
+		s.log.Warn("natsjs: settle delivery", slog.String("id", d.ID), slog.Int("attempt", d.Attempt), slog.Any("error", serr))
+	}
+}
+
+func (s *subscription) hold(msg jetstream.Msg) {
+	s.mu.Lock()
+	s.held[msg] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *subscription) release(msg jetstream.Msg) {
+	s.mu.Lock()
+	delete(s.held, msg)
+	s.mu.Unlock()
+}
+
+// leaseLoop tells JetStream, every third of the ack wait, that each held
+// message is still in progress, so a slow handler's message is not given to
+// another consumer. It runs until done is closed, which happens only after
+// every handler has returned, so leases last through a Close.
+func (s *subscription) leaseLoop(done <-chan struct{}) {
+	t := time.NewTicker(max(s.e.cfg.ackWait/3, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			s.extend()
+		}
+	}
+}
+
+func (s *subscription) extend() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for msg := range s.held {
+		// Sent under the lock: release, and so the ack, waits for it.
+		if err := msg.InProgress(); err != nil {
+			s.log.Debug("natsjs: extend lease", slog.Any("error", err))
+		}
+	}
+}
+
+// settler is the delivery.Settler of one JetStream message.
+type settler struct {
+	s   *subscription
+	msg jetstream.Msg
+	d   *delivery.Delivery
+}
+
+func (x settler) Ack(context.Context) error { return x.msg.Ack() }
+
+func (x settler) Retry(_ context.Context, delay time.Duration) error {
+	if delay <= 0 {
+		return x.msg.Nak()
+	}
+	return x.msg.NakWithDelay(delay)
+}
+
+// PublishDeadLetter publishes the dead letter with a Nats-Msg-Id of its own,
+// per group and source message, so that a repeated dead-lettering of one
+// delivery is dropped by the stream, while each group's dead letter is kept.
+func (x settler) PublishDeadLetter(ctx context.Context, topic string, m delivery.Message) error {
+	if err := relay.ValidateTopic(topic); err != nil {
+		return err
+	}
+	e := x.s.e
+	nm, err := encode(topic, m)
+	if err != nil {
+		return err
+	}
+	nm.Header.Set(nats.MsgIdHdr, "relay-dead-letter:"+ConsumerName(e.cfg.group)+":"+x.s.topic+":"+x.d.ID)
+	if err := e.checkSize(nm); err != nil {
+		return err
+	}
+	return e.retry(ctx, topic, func(ctx context.Context) error { return e.publishOne(ctx, topic, nm) })
+}
+
+// transient reports whether err may go away by itself: a reconnecting
+// client, a server or stream not answering yet.
+func transient(err error) bool {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, nats.ErrReconnectBufExceeded),
+		errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, jetstream.ErrAsyncPublishTimeout),
+		errors.Is(err, jetstream.ErrTooManyStalledMsgs),
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled),
+		errors.Is(err, jetstream.ErrStreamNotFound),
+		errors.Is(err, jetstream.ErrConsumerNotFound):
+		return true
+	case errors.As(err, &apiErr):
+		return apiErr.Code == http.StatusServiceUnavailable
+	}
+	return false
+}
+
+// forgetsStream reports whether err says the stream may be gone, so that it
+// is set up again on the next attempt.
+func forgetsStream(err error) bool {
+	return errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, jetstream.ErrStreamNotFound)
+}
+
+func isAPIError(err error, code jetstream.ErrorCode) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == code
+}
+
+// retryDelay is the wait before attempt+1 of a failed operation: doubling
+// from minRetry up to maxRetry, the upper half random.
+func retryDelay(attempt int) time.Duration {
+	d := minRetry
+	for i := 1; i < attempt && d < maxRetry; i++ {
+		d *= 2
+	}
+	d = min(d, maxRetry)
+	return d/2 + rand.N(d/2+1)
+}
+
+// sleep waits d or until ctx is done, and reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,231 @@
+package natsjs
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/delivery"
+)
+
+// Defaults of the options. Every [Option] that is not given keeps these.
+const (
+	// DefaultGroup is the consumer group of [WithGroup]: the durable consumer
+	// name (after [ConsumerName]).
+	DefaultGroup = "go-relay"
+	// DefaultMaxDeliver is the number of deliveries, including the first, of
+	// [WithMaxDeliver].
+	DefaultMaxDeliver = delivery.DefaultMaxDeliver
+	// DefaultAckWait is the lease of a delivery of [WithAckWait].
+	DefaultAckWait = 30 * time.Second
+	// DefaultMinBackoff and DefaultMaxBackoff bound the redelivery delay of
+	// [WithBackoff].
+	DefaultMinBackoff = delivery.DefaultMinBackoff
+	DefaultMaxBackoff = delivery.DefaultMaxBackoff
+	// DefaultConcurrency is the number of handlers per subscription of
+	// [WithConcurrency].
+	DefaultConcurrency = 8
+	// DefaultRequestTimeout bounds, by default, the calls that have no deadline
+	// of their own ([WithRequestTimeout]).
+	DefaultRequestTimeout = 30 * time.Second
+)
+
+// Option configures a [Broker], [Publisher] or [Subscriber]. The same Option
+// values work for all three; options that only concern consuming are ignored
+// by a Publisher. An invalid value makes the constructor return an error
+// wrapping [relay.ErrInvalidOption].
+type Option func(*config) error
+
+type config struct {
+	group          string
+	policy         delivery.Policy
+	ackWait        time.Duration
+	concurrency    int
+	requestTimeout time.Duration
+	logger         *slog.Logger
+	streamConfig   func(*jetstream.StreamConfig)
+	consumerConfig func(*jetstream.ConsumerConfig)
+}
+
+func newConfig(opts []Option) (config, error) {
+	c := config{
+		group:          DefaultGroup,
+		policy:         delivery.DefaultPolicy(),
+		ackWait:        DefaultAckWait,
+		concurrency:    DefaultConcurrency,
+		requestTimeout: DefaultRequestTimeout,
+		logger:         slog.Default(),
+	}
+	for _, opt := range opts {
+		if opt == nil {
+			return c, invalid("nil option")
+		}
+		if err := opt(&c); err != nil {
+			return c, err
+		}
+	}
+	if err := c.policy.Validate("natsjs"); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("natsjs: %w: %s", relay.ErrInvalidOption, fmt.Sprintf(format, args...))
+}
+
+// WithGroup sets the consumer group, [DefaultGroup] by default. Brokers and
+// Subscribers of one group share one durable pull consumer per topic, named
+// [ConsumerName](group), and compete for its messages; different groups each
+// get every message. It must not be empty. All members of a group should be
+// built with the same options: each one creates or updates the shared
+// consumer with its own configuration.
+func WithGroup(group string) Option {
+	return func(c *config) error {
+		if group == "" {
+			return invalid("empty group")
+		}
+		c.group = group
+		return nil
+	}
+}
+
+// WithMaxDeliver sets the number of deliveries of a message, including the
+// first, after which a failing message goes to the dead-letter topic;
+// [DefaultMaxDeliver] (3) by default. It must be at least 1. It is counted by
+// relay from JetStream's delivery count, not set on the consumer: see the
+// package documentation.
+func WithMaxDeliver(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return invalid("max deliver %d, must be at least 1", n)
+		}
+		c.policy.MaxDeliver = n
+		return nil
+	}
+}
+
+// WithAckWait sets the consumer's ack wait: how long JetStream waits for a
+// consumer that took a message and went silent before it delivers the message
+// again (to any member of the group). [DefaultAckWait] (30 s) by default; it
+// must be positive. While a handler runs, relay extends the lease every third
+// of the ack wait, so a handler may run longer than the ack wait.
+func WithAckWait(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return invalid("ack wait %v, must be positive", d)
+		}
+		c.ackWait = d
+		return nil
+	}
+}
+
+// WithBackoff sets the bounds of the delay before a failed delivery is
+// redelivered: min after the first failure, doubling per failure up to max,
+// of which the upper half is random. Defaults [DefaultMinBackoff] (100 ms) and
+// [DefaultMaxBackoff] (10 s). min must be positive and max at least min.
+func WithBackoff(min, max time.Duration) Option {
+	return func(c *config) error {
+		if min <= 0 || max < min {
+			return invalid("backoff %v..%v, want 0 < min <= max", min, max)
+		}
+		c.policy.MinBackoff, c.policy.MaxBackoff = min, max
+		return nil
+	}
+}
+
+// WithDeadLetterTopic sets the function that names a topic's dead-letter
+// topic; by default topic + ".dead". The name it returns must pass
+// [relay.ValidateTopic]; if it does not, dead-lettering fails, is logged, and
+// the message stays pending.
+func WithDeadLetterTopic(f func(topic string) string) Option {
+	return func(c *config) error {
+		if f == nil {
+			return invalid("nil dead-letter topic function")
+		}
+		c.policy.DeadLetterTopic = f
+		return nil
+	}
+}
+
+// WithConcurrency sets how many handlers (Watermill face: messages awaiting
+// Ack or Nack) run at once per subscription; [DefaultConcurrency] (8) by
+// default, at least 1. With 1, messages are handled in stream order while none
+// fails. A subscription never holds more than n+1 unsettled messages.
+func WithConcurrency(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return invalid("concurrency %d, must be at least 1", n)
+		}
+		c.concurrency = n
+		return nil
+	}
+}
+
+// WithRequestTimeout bounds each server round trip that has no deadline of its
+// own: a Publish whose context has no deadline (Watermill's Publish takes
+// none), the stream and consumer set-up of Subscribe, and the dead-letter
+// publish. [DefaultRequestTimeout] (30 s) by default; it must be positive.
+// Transient failures (disconnection, no responders, JetStream unavailable)
+// are retried with backoff within this bound.
+func WithRequestTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return invalid("request timeout %v, must be positive", d)
+		}
+		c.requestTimeout = d
+		return nil
+	}
+}
+
+// WithLogger sets the logger of background errors (failed acks, fetch errors,
+// failed dead-letter publishes); slog.Default() by default. It must not be nil.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error {
+		if l == nil {
+			return invalid("nil logger")
+		}
+		c.logger = l
+		return nil
+	}
+}
+
+// WithStreamConfig lets f adjust the configuration of every stream relay
+// creates or updates (storage, replicas, retention limits, max age, duplicate
+// window, ...). f gets relay's configuration: Name = [StreamName](topic),
+// Subjects = [topic], file storage, limits retention. After f, relay sets Name
+// and Subjects back. Interest or limits retention keep fan-out to several groups
+// working; work-queue retention allows one group per topic only.
+func WithStreamConfig(f func(*jetstream.StreamConfig)) Option {
+	return func(c *config) error {
+		if f == nil {
+			return invalid("nil stream config function")
+		}
+		c.streamConfig = f
+		return nil
+	}
+}
+
+// WithConsumerConfig lets f adjust the configuration of every durable consumer
+// relay creates or updates (max ack pending, replicas, memory storage, deliver
+// policy of a new group, ...). f gets relay's configuration; after f, relay
+// sets back the fields its delivery contract relies on: Name and Durable
+// ([ConsumerName] of the group), FilterSubject (the topic) and FilterSubjects
+// (none), AckPolicy (explicit), AckWait ([WithAckWait]), MaxDeliver (-1,
+// unlimited: relay counts deliveries itself) and BackOff (none: relay delays
+// redeliveries itself).
+func WithConsumerConfig(f func(*jetstream.ConsumerConfig)) Option {
+	return func(c *config) error {
+		if f == nil {
+			return invalid("nil consumer config function")
+		}
+		c.consumerConfig = f
+		return nil
+	}
+}
+
+var errNilJetStream = errors.New("nil jetstream.JetStream")

@@ -1,0 +1,93 @@
+package natsjs
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/wm"
+)
+
+var _ message.Publisher = (*Publisher)(nil)
+
+// Publisher is the Watermill face of the JetStream backend for publishing: a
+// message.Publisher over the caller's jetstream.JetStream, writing the same
+// wire format as [Broker] and watermill-nats. It is safe for concurrent use.
+type Publisher struct {
+	e *engine
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// NewPublisher returns a Publisher that publishes through js, which stays the
+// caller's (the Publisher never closes its connection). Options that concern
+// consuming are accepted and ignored. It returns an error wrapping
+// [relay.ErrInvalidOption] when js is nil or an option is invalid.
+func NewPublisher(js jetstream.JetStream, opts ...Option) (*Publisher, error) {
+	e, err := newEngine(js, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Publisher{e: e}, nil
+}
+
+// Publish stores messages on topic, keeping each one's UUID (also its
+// Nats-Msg-Id, so JetStream drops a retried publish of the same message) and
+// metadata (as headers). All messages are sent at once and Publish returns
+// once JetStream acknowledged every one, or with an error naming each that
+// failed; a failure does not stop the others. Each message's Context bounds
+// its own wait, limited to the request timeout ([WithRequestTimeout]) when it
+// has no deadline.
+//
+// It returns an error wrapping [relay.ErrInvalidTopic], [relay.ErrClosed], or
+// [relay.ErrPayloadTooLarge] (before anything is sent) when one message is
+// over the server's max_payload; a metadata key that cannot be a NATS header
+// is refused the same way.
+func (p *Publisher) Publish(topic string, messages ...*message.Message) error {
+	if err := p.usable(topic); err != nil {
+		return fmt.Errorf("natsjs: publish %q: %w", topic, err)
+	}
+	if len(messages) == 0 {
+		return nil
+	}
+	ctxs := make([]context.Context, len(messages))
+	msgs := make([]delivery.Message, len(messages))
+	for i, msg := range messages {
+		ctx, cancel := p.e.bound(msg.Context())
+		defer cancel()
+		ctxs[i], msgs[i] = ctx, wm.FromWatermill(msg)
+	}
+	if err := p.e.publish(ctxs, topic, msgs); err != nil {
+		return fmt.Errorf("natsjs: publish %q: %w", topic, err)
+	}
+	return nil
+}
+
+// Close marks the Publisher closed: later Publish calls return
+// [relay.ErrClosed]. Publish waits for its acknowledgements, so there is
+// nothing to flush; the connection stays open. Close is idempotent and
+// always returns nil.
+func (p *Publisher) Close() error {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *Publisher) usable(topic string) error {
+	if err := relay.ValidateTopic(topic); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return relay.ErrClosed
+	}
+	return nil
+}
