@@ -1,0 +1,91 @@
+package redisstreams
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/delivery"
+)
+
+var _ relay.Broker = (*Broker)(nil)
+
+// Broker is the byte-handler face of the Redis Streams backend: a
+// [relay.Broker] whose subscriptions belong to one consumer group
+// ([WithGroup]). Its methods are safe for concurrent use.
+type Broker struct {
+	e *engine
+}
+
+// NewBroker returns a Broker that uses client, which may be a single,
+// cluster, sentinel-backed or ring client. It sends nothing to Redis until
+// the first Publish or Subscribe. It returns an error wrapping
+// [relay.ErrInvalidOption] when client is nil or an option is out of range.
+// The caller keeps ownership of client: Close does not close it, and client
+// must stay open until Close has returned.
+func NewBroker(client redis.UniversalClient, opts ...Option) (*Broker, error) {
+	e, err := newEngine(client, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Broker{e: e}, nil
+}
+
+// Publish appends payload to the stream named topic (XADD, trimmed as
+// [WithMaxLen] says) with a new UUID and no metadata, and returns once Redis
+// answered, which makes the entry as durable as the server's persistence
+// settings. A nil payload is stored as an empty one. It returns an error
+// wrapping [relay.ErrInvalidTopic] for an invalid topic, [relay.ErrClosed]
+// after Close, ctx.Err() when ctx is done before Redis answered, or the
+// Redis error.
+func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) error {
+	if err := relay.ValidateTopic(topic); err != nil {
+		return fmt.Errorf("%s: publish: %w", pkg, err)
+	}
+	msg := delivery.Message{UUID: watermill.NewUUID(), Payload: payload}
+	if err := b.e.publish(ctx, topic, msg); err != nil {
+		return fmt.Errorf("%s: publish %q: %w", pkg, topic, err)
+	}
+	return nil
+}
+
+// Subscribe creates the consumer group on topic's stream unless it exists
+// (starting at [WithStartID], by default everything stored), then delivers
+// the stream's entries to handler in the background, up to
+// [WithConcurrency] at once, until Close. It blocks only until the group
+// exists. Several Subscribe calls on one topic compete for its entries, as
+// consumers of the group. It returns an error wrapping
+// [relay.ErrInvalidTopic], [relay.ErrNilHandler] or [relay.ErrClosed], or the
+// Redis error of creating the group.
+func (b *Broker) Subscribe(topic string, handler relay.Handler) error {
+	if err := relay.ValidateTopic(topic); err != nil {
+		return fmt.Errorf("%s: subscribe: %w", pkg, err)
+	}
+	if handler == nil {
+		return fmt.Errorf("%s: subscribe %q: %w", pkg, topic, relay.ErrNilHandler)
+	}
+	_, err := b.e.subscribe(topic, func(_ context.Context, d *delivery.Delivery) error {
+		return delivery.Call(handler, d.Message.Payload)
+	})
+	if err != nil {
+		return fmt.Errorf("%s: subscribe %q: %w", pkg, topic, err)
+	}
+	return nil
+}
+
+// Close stops reading, which takes up to the block timeout
+// ([WithBlockTimeout]) for a read in progress, waits for the running handlers
+// to return, acknowledges those that succeeded and leaves every other entry
+// pending, for another consumer to claim after the claim timeout or for this
+// consumer name to take back after a restart ([WithConsumer]). It deletes the
+// consumers of the broker that have nothing pending. Close is idempotent and
+// safe for concurrent use; every call returns once the broker is stopped. It
+// does not close the client.
+func (b *Broker) Close() error { return b.e.close() }
+
+// HandlesRetries reports true: the broker redelivers failed entries and
+// writes dead letters itself, so the retrier package adds nothing.
+func (b *Broker) HandlesRetries() bool { return true }

@@ -1,0 +1,87 @@
+package redisstreams
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/go-relay/relay/internal/delivery"
+)
+
+// Field names of a stream entry: those of watermill-redisstream, so that its
+// publishers and subscribers and ours read each other's entries.
+const (
+	fieldUUID     = "_watermill_message_uuid"
+	fieldMetadata = "metadata"
+	fieldPayload  = "payload"
+)
+
+// errNoPayload is the decode error of an entry without a payload field.
+var errNoPayload = errors.New("entry has no " + fieldPayload + " field")
+
+// encode returns the XADD field-value list of m. Metadata is a msgpack map of
+// strings, empty when m has none, as watermill-redisstream writes it.
+func encode(m delivery.Message) ([]any, error) {
+	md := []byte{}
+	if len(m.Metadata) > 0 {
+		var err error
+		if md, err = msgpack.Marshal(m.Metadata); err != nil {
+			return nil, fmt.Errorf("encode metadata: %w", err)
+		}
+	}
+	payload := m.Payload
+	if payload == nil {
+		payload = []byte{} // go-redis writes nil as "", but say so
+	}
+	return []any{fieldUUID, m.UUID, fieldMetadata, md, fieldPayload, payload}, nil
+}
+
+// decode reads an entry's fields. The payload field is required; the UUID and
+// metadata fields are optional, so the seed's entries (only payload) decode
+// with an empty UUID. Other fields are ignored. On error the returned message
+// holds what could be read, for the dead letter.
+func decode(values map[string]any) (delivery.Message, error) {
+	var m delivery.Message
+	var errs []error
+	if raw, ok := values[fieldPayload]; !ok {
+		errs = append(errs, errNoPayload)
+	} else if b, err := bytesOf(fieldPayload, raw); err != nil {
+		errs = append(errs, err)
+	} else {
+		m.Payload = b
+	}
+	if raw, ok := values[fieldUUID]; ok {
+		if b, err := bytesOf(fieldUUID, raw); err != nil {
+			errs = append(errs, err)
+		} else {
+			m.UUID = string(b)
+		}
+	}
+	if raw, ok := values[fieldMetadata]; ok {
+		b, err := bytesOf(fieldMetadata, raw)
+		if err == nil && len(b) > 0 {
+			err = msgpack.Unmarshal(b, &m.Metadata)
+			if err != nil {
+				m.Metadata = nil
+				err = fmt.Errorf("decode %s field: %w", fieldMetadata, err)
+			}
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return m, errors.Join(errs...)
+}
+
+// bytesOf returns a field value as go-redis hands it over: a string (RESP2
+// and RESP3 bulk strings), or []byte.
+func bytesOf(field string, v any) ([]byte, error) {
+	switch v := v.(type) {
+	case string:
+		return []byte(v), nil
+	case []byte:
+		return v, nil
+	}
+	return nil, fmt.Errorf("field %s has type %T, want a string", field, v)
+}

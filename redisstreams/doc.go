@@ -1,0 +1,104 @@
+// Package redisstreams is relay's Redis Streams backend, over
+// github.com/redis/go-redis/v9 and any [redis.UniversalClient] (single,
+// cluster, sentinel, ring). [Broker] is the byte-handler face
+// ([relay.Broker]); [Publisher] and [Subscriber] are Watermill's
+// message.Publisher and message.Subscriber. All three take the same [Option]
+// values and share one engine.
+//
+// # Delivery semantics
+//
+// Delivery is at least once. Publish is XADD and returns once Redis answered;
+// the entry is then as durable as the server's persistence makes it (use the
+// append-only file with fsync for no loss on a crash). Each Broker or
+// Subscriber belongs to one consumer group ([WithGroup]); Subscribe creates
+// the group with MKSTREAM, at [StartOldest] by default, so entries published
+// before any subscriber existed are delivered. An existing group
+// (BUSYGROUP) is joined as it is.
+//
+// Every subscription is a consumer of the group. It reads new entries with
+// XREADGROUP ">" in batches of at most the free worker slots, runs up to
+// [WithConcurrency] handlers at once, and acknowledges the successful ones
+// with one XACK per batch of acks that finished together. An entry is removed
+// from the group's pending list only once its handler returned nil (or the
+// Watermill message was acked).
+//
+// While a handler runs, its consumer resets the entry's idle time (XCLAIM
+// JUSTID to itself) every third of the claim timeout ([WithClaimTimeout]), so
+// a slow handler's entry is not claimed by another consumer. The entries of a
+// consumer that stopped refreshing (its process died, or Redis was cut off
+// from it) are claimed by the others, which look every half claim timeout for
+// entries idle longer than the claim timeout (XPENDING IDLE, then XCLAIM with
+// the same MIN-IDLE, so that two claimers cannot both win).
+//
+// # Retries and dead letters
+//
+// The attempt number of a delivery is Redis' delivery counter of the pending
+// entry: 1 for an entry read with ">", which costs no extra round trip; for a
+// claimed entry, the counter after the claim (which increments it). A failed
+// delivery (an error, a panic, a Nack) stays pending on its consumer, which
+// keeps a timer for the backoff ([WithBackoff]); when it fires, the consumer
+// claims the entry back to itself (XCLAIM, counting one more delivery, with a
+// MIN-IDLE of about the backoff so that an entry another consumer took
+// meanwhile is left to it), reads the counter (XPENDING, in the same
+// pipeline) and delivers it again. A backoff longer than the claim timeout is
+// cut short when another consumer claims the entry first.
+//
+// After [WithMaxDeliver] deliveries (3 by default), or at once for an error
+// wrapping [relay.ErrPermanent], the entry is written to the dead-letter
+// stream (by default the topic plus ".dead", [WithDeadLetterTopic]) with the
+// same UUID and payload and metadata extended by [relay.MetadataSourceTopic],
+// [relay.MetadataSourceID] (the entry id), [relay.MetadataAttempts] and
+// [relay.MetadataReason]; only once that XADD succeeded is the entry
+// acknowledged. When the XADD fails the entry stays pending and is tried
+// again after the backoff: it is never lost. An entry that cannot be decoded
+// (no payload field, corrupt metadata) goes to the dead-letter stream with the
+// decode error as its reason. Deliveries cut short by Close count as
+// deliveries in the counter, but are never dead-lettered for it: the handler
+// runs once more and only a failure then leads to the dead-letter stream.
+//
+// # Topics
+//
+// A topic is the key of its stream, unchanged, as in watermill-redisstream.
+// Topics follow [relay.ValidateTopic]. Streams grow without bound unless
+// [WithMaxLen] caps them (XADD MAXLEN ~): trimming is blind to consumer
+// groups, so an entry trimmed before it was read is lost.
+//
+// # Wire format
+//
+// An entry has the fields of watermill-redisstream: "_watermill_message_uuid"
+// (the UUID), "metadata" (a msgpack map of strings, empty when there is no
+// metadata) and "payload" (the bytes, unchanged). Entries with only a payload
+// field, as older relay versions wrote, are read with an empty UUID. The byte
+// face writes a new UUID and no metadata.
+//
+// # Watermill
+//
+// [Subscriber] sends one message at a time per worker on each Subscribe
+// channel and waits for its Ack or Nack. On Close, or when the Subscribe
+// context is done, the channel is closed after the last send; messages sent
+// but neither acked nor nacked stay pending.
+//
+// # Consumers
+//
+// A consumer is named after the host plus a random suffix, new for every
+// Broker or Subscriber, or [WithConsumer]; a second subscription to the same
+// topic by one value gets "-2" appended, and so on. On Close each
+// subscription deletes its consumer when nothing is pending on it. Besides,
+// every subscription removes now and then the group's consumers that have no
+// pending entry and have been idle for ten times the larger of the claim and
+// block timeouts (those of processes that died), checking and deleting in one
+// atomic script, so that the group's consumer list does not grow with every
+// restart. A consumer that still has pending entries is kept until they are
+// claimed.
+//
+// # Ownership
+//
+// The caller owns the client: Close never closes it, and it must stay open
+// until Close returned. Close stops reading (a blocking XREADGROUP in
+// progress ends within [WithBlockTimeout]), waits for the running handlers,
+// acknowledges those that succeeded, leaves every other entry pending and
+// returns once no goroutine of the value is left. Read failures (Redis down)
+// are logged and retried after a pause that grows to 2 seconds; consumption
+// resumes by itself, and a group lost with a non-persistent server is
+// created again.
+package redisstreams

@@ -1,0 +1,7 @@
+package redisstreams
+
+import (
+	"log/slog"
+)
+
+func testLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

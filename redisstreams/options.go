@@ -1,0 +1,190 @@
+package redisstreams
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/delivery"
+)
+
+// Defaults of the options. The option docs link to them.
+const (
+	// DefaultGroup is the consumer group of [WithGroup].
+	DefaultGroup = "go-relay"
+	// DefaultMaxDeliver is the number of deliveries of [WithMaxDeliver].
+	DefaultMaxDeliver = delivery.DefaultMaxDeliver
+	// DefaultMinBackoff and DefaultMaxBackoff bound the redelivery wait of
+	// [WithBackoff].
+	DefaultMinBackoff = delivery.DefaultMinBackoff
+	DefaultMaxBackoff = delivery.DefaultMaxBackoff
+	// DefaultConcurrency is the number of handlers per subscription of
+	// [WithConcurrency].
+	DefaultConcurrency = 8
+	// DefaultClaimTimeout is the idle time of [WithClaimTimeout].
+	DefaultClaimTimeout = 30 * time.Second
+	// DefaultBlockTimeout is the XREADGROUP block time of [WithBlockTimeout].
+	DefaultBlockTimeout = 2 * time.Second
+	// MinClaimTimeout is the smallest value [WithClaimTimeout] accepts.
+	MinClaimTimeout = 10 * time.Millisecond
+)
+
+// Start positions for [WithStartID]: the ids a new consumer group starts
+// reading after.
+const (
+	// StartOldest makes a new group deliver every entry still stored in the
+	// stream, including those published before the group existed. It is the
+	// default.
+	StartOldest = "0"
+	// StartNewest makes a new group deliver only entries added after it was
+	// created (Redis' "$").
+	StartNewest = "$"
+)
+
+// Option configures a [Broker], a [Publisher] or a [Subscriber]. The same
+// Option values work for all three; an option that does not concern one of
+// them (a group for a publisher) is accepted and ignored. Constructors check
+// the values and return an error wrapping [relay.ErrInvalidOption] for one out
+// of range.
+type Option func(*config)
+
+type config struct {
+	group        string
+	policy       delivery.Policy
+	concurrency  int
+	consumer     string
+	consumerSet  bool
+	claimTimeout time.Duration
+	blockTimeout time.Duration
+	maxLen       int64
+	startID      string
+	logger       *slog.Logger
+}
+
+func newConfig(opts []Option) (config, error) {
+	c := config{
+		group:        DefaultGroup,
+		policy:       delivery.DefaultPolicy(),
+		concurrency:  DefaultConcurrency,
+		claimTimeout: DefaultClaimTimeout,
+		blockTimeout: DefaultBlockTimeout,
+		startID:      StartOldest,
+		logger:       slog.Default(),
+	}
+	for _, o := range opts {
+		if o != nil {
+			o(&c)
+		}
+	}
+	return c, c.validate()
+}
+
+func (c config) validate() error {
+	if err := c.policy.Validate(pkg); err != nil {
+		return err
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%s: %w: %s", pkg, relay.ErrInvalidOption, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case c.group == "":
+		return bad("empty group")
+	case c.consumerSet && c.consumer == "":
+		return bad("empty consumer name")
+	case c.concurrency < 1:
+		return bad("concurrency %d, must be at least 1", c.concurrency)
+	case c.claimTimeout < MinClaimTimeout:
+		return bad("claim timeout %v, must be at least %v", c.claimTimeout, MinClaimTimeout)
+	case c.blockTimeout < time.Millisecond:
+		return bad("block timeout %v, must be at least 1ms", c.blockTimeout)
+	case c.maxLen < 0:
+		return bad("max length %d, must not be negative", c.maxLen)
+	case c.startID == "":
+		return bad("empty start id")
+	case c.logger == nil:
+		return bad("nil logger")
+	}
+	return nil
+}
+
+// WithGroup sets the consumer group (Redis' XGROUP) that subscriptions join;
+// it defaults to [DefaultGroup]. Subscriptions of one group compete for a
+// stream's entries; each group gets every entry. An empty name is invalid.
+func WithGroup(name string) Option { return func(c *config) { c.group = name } }
+
+// WithMaxDeliver sets how many times an entry is delivered, the first delivery
+// included, before a failing entry goes to the dead-letter topic; it defaults
+// to [DefaultMaxDeliver] (3) and must be at least 1. The count is Redis'
+// delivery counter of the pending entry, so deliveries to consumers that died
+// count too.
+func WithMaxDeliver(n int) Option { return func(c *config) { c.policy.MaxDeliver = n } }
+
+// WithBackoff bounds the wait before a failed entry is delivered again: min
+// after the first failure, doubled per failure up to max, the upper half
+// random. The defaults are [DefaultMinBackoff] (100 ms) and
+// [DefaultMaxBackoff] (10 s); min must be positive and max at least min. A wait
+// longer than the claim timeout ([WithClaimTimeout]) is cut short when another
+// consumer of the group claims the entry.
+func WithBackoff(min, max time.Duration) Option {
+	return func(c *config) { c.policy.MinBackoff, c.policy.MaxBackoff = min, max }
+}
+
+// WithDeadLetterTopic sets the function that names the dead-letter topic of a
+// topic; it defaults to topic + ".dead". The dead-letter topic is the Redis
+// stream of that name. A nil function is invalid.
+func WithDeadLetterTopic(f func(topic string) string) Option {
+	return func(c *config) { c.policy.DeadLetterTopic = f }
+}
+
+// WithConcurrency sets how many handlers run at once per subscription; it
+// defaults to [DefaultConcurrency] (8) and must be at least 1. With 1, entries
+// are handled in stream order while none fails. It also bounds the entries a
+// subscription fetches ahead.
+func WithConcurrency(n int) Option { return func(c *config) { c.concurrency = n } }
+
+// WithConsumer sets the consumer name of the first subscription of each topic;
+// later subscriptions to the same topic by the same value get name-2, name-3,
+// and so on. By default a name is made of the host name and a random suffix,
+// new for every Broker or Subscriber. A stable name lets a restarted process
+// take back the entries it left pending at once, instead of after the claim
+// timeout; it must then be unique among the live processes of the group. An
+// empty name is invalid.
+func WithConsumer(name string) Option {
+	return func(c *config) { c.consumer, c.consumerSet = name, true }
+}
+
+// WithClaimTimeout sets how long an entry pending on another consumer must be
+// idle before this one claims it (XPENDING IDLE, then XCLAIM); it defaults to
+// [DefaultClaimTimeout] (30 s) and must be at least [MinClaimTimeout]. It is
+// how long the entries of a consumer that died wait for redelivery. A
+// handler that runs longer is not claimed: its consumer resets the entry's idle
+// time every third of the timeout while the handler runs.
+func WithClaimTimeout(d time.Duration) Option { return func(c *config) { c.claimTimeout = d } }
+
+// WithBlockTimeout sets how long one XREADGROUP waits for new entries; it
+// defaults to [DefaultBlockTimeout] (2 s) and must be at least 1 ms. Close
+// waits at most about this long for a read in progress, since go-redis cannot
+// interrupt a blocking command.
+func WithBlockTimeout(d time.Duration) Option { return func(c *config) { c.blockTimeout = d } }
+
+// WithMaxLen caps each stream this value publishes to at about n entries
+// (XADD MAXLEN ~ n): Redis drops the oldest entries, in whole macro-nodes, so
+// a stream may hold somewhat more than n. Trimming does not look at consumer
+// groups: an entry trimmed before a group read or acknowledged it is lost for
+// that group, so pick n well above the backlog you expect. Zero, the default,
+// turns trimming off; a negative n is invalid. Dead-letter streams are never
+// trimmed.
+func WithMaxLen(n int64) Option { return func(c *config) { c.maxLen = n } }
+
+// WithStartID sets where a consumer group that Subscribe creates starts
+// reading: [StartOldest] ("0", the default) delivers everything still stored,
+// [StartNewest] ("$") only what is added afterwards, and an entry id delivers
+// the entries after it. It has no effect on a group that exists already. An
+// empty id is invalid.
+func WithStartID(id string) Option { return func(c *config) { c.startID = id } }
+
+// WithLogger sets the logger for background errors (failed reads, acks,
+// claims) and dead letters; it defaults to [slog.Default]. A nil logger is
+// invalid.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }

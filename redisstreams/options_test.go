@@ -1,0 +1,67 @@
+package redisstreams
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-relay/relay"
+)
+
+func TestOptionsValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		opts    []Option
+		wantErr string // substring; empty for valid
+	}{
+		{"defaults", nil, ""},
+		{"every option set", []Option{WithGroup("g"), WithMaxDeliver(5), WithBackoff(time.Millisecond, time.Second),
+			WithDeadLetterTopic(func(s string) string { return s + ".dlq" }), WithConcurrency(1), WithConsumer("c"),
+			WithClaimTimeout(time.Second), WithBlockTimeout(time.Millisecond), WithMaxLen(1000), WithStartID(StartNewest),
+			WithLogger(nil), WithLogger(testLogger())}, ""},
+		{"empty group", []Option{WithGroup("")}, "empty group"},
+		{"zero max deliver", []Option{WithMaxDeliver(0)}, "max deliver"},
+		{"negative backoff", []Option{WithBackoff(-time.Second, time.Second)}, "min backoff"},
+		{"max backoff below min", []Option{WithBackoff(time.Second, time.Millisecond)}, "max backoff"},
+		{"nil dead-letter function", []Option{WithDeadLetterTopic(nil)}, "dead-letter"},
+		{"zero concurrency", []Option{WithConcurrency(0)}, "concurrency"},
+		{"empty consumer", []Option{WithConsumer("")}, "consumer"},
+		{"claim timeout too small", []Option{WithClaimTimeout(time.Millisecond)}, "claim timeout"},
+		{"zero block timeout", []Option{WithBlockTimeout(0)}, "block timeout"},
+		{"negative max length", []Option{WithMaxLen(-1)}, "max length"},
+		{"empty start id", []Option{WithStartID("")}, "start id"},
+		{"nil logger", []Option{WithLogger(nil)}, "logger"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := newConfig(tc.opts)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("newConfig: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, relay.ErrInvalidOption) || !strings.Contains(err.Error(), tc.wantErr) ||
+				!strings.HasPrefix(err.Error(), "redisstreams: ") {
+				t.Fatalf("newConfig error = %v, want ErrInvalidOption mentioning %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestNilClient(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		make func() error
+	}{
+		{"NewBroker", func() error { _, err := NewBroker(nil); return err }},
+		{"NewPublisher", func() error { _, err := NewPublisher(nil); return err }},
+		{"NewSubscriber", func() error { _, err := NewSubscriber(nil); return err }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.make(); !errors.Is(err, relay.ErrInvalidOption) {
+				t.Fatalf("error = %v, want ErrInvalidOption", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,57 @@
+package redisstreams
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/wm"
+)
+
+var _ message.Publisher = (*Publisher)(nil)
+
+// Publisher is the Watermill face for publishing: a message.Publisher that
+// writes the wire format of watermill-redisstream, so that its subscribers
+// and ours read the entries. Its methods are safe for concurrent use.
+type Publisher struct {
+	e *engine
+}
+
+// NewPublisher returns a Publisher that uses client. Of the options, only
+// [WithMaxLen] concerns it; the others are checked and ignored. It returns an
+// error wrapping [relay.ErrInvalidOption] when client is nil or an option is
+// out of range. The caller keeps ownership of client.
+func NewPublisher(client redis.UniversalClient, opts ...Option) (*Publisher, error) {
+	e, err := newEngine(client, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Publisher{e: e}, nil
+}
+
+// Publish appends messages to the stream named topic, with their UUIDs and
+// metadata, in one pipeline, and returns once Redis answered every XADD. On an
+// error some of the messages may have been stored. It returns an error
+// wrapping [relay.ErrInvalidTopic], [relay.ErrClosed] after Close, or the
+// Redis error.
+func (p *Publisher) Publish(topic string, messages ...*message.Message) error {
+	if err := relay.ValidateTopic(topic); err != nil {
+		return fmt.Errorf("%s: publish: %w", pkg, err)
+	}
+	msgs := make([]delivery.Message, len(messages))
+	for i, m := range messages {
+		msgs[i] = wm.FromWatermill(m)
+	}
+	if err := p.e.publish(context.Background(), topic, msgs...); err != nil {
+		return fmt.Errorf("%s: publish %q: %w", pkg, topic, err)
+	}
+	return nil
+}
+
+// Close makes later Publish calls return [relay.ErrClosed]. It is idempotent
+// and does not close the client.
+func (p *Publisher) Close() error { return p.e.close() }

@@ -1,0 +1,81 @@
+package redisstreams
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/wm"
+)
+
+var _ message.Subscriber = (*Subscriber)(nil)
+
+// Subscriber is the Watermill face for consuming: a message.Subscriber over
+// the same engine as [Broker], so retries, dead letters, claims and shutdown
+// behave the same. Its methods are safe for concurrent use.
+type Subscriber struct {
+	e *engine
+
+	mu      sync.Mutex
+	closed  bool
+	closing chan struct{}
+	wg      sync.WaitGroup
+}
+
+// NewSubscriber returns a Subscriber that uses client. It returns an error
+// wrapping [relay.ErrInvalidOption] when client is nil or an option is out of
+// range. The caller keeps ownership of client.
+func NewSubscriber(client redis.UniversalClient, opts ...Option) (*Subscriber, error) {
+	e, err := newEngine(client, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Subscriber{e: e, closing: make(chan struct{})}, nil
+}
+
+// Subscribe creates the consumer group on topic's stream unless it exists,
+// then sends the stream's entries on the returned channel, one at a time per
+// worker ([WithConcurrency]), until ctx is done or Close is called; then the
+// channel is closed. msg.Ack() acknowledges an entry; msg.Nack() redelivers
+// it after the backoff, up to the max deliver ([WithMaxDeliver]), after which
+// it goes to the dead-letter topic. A message neither acked nor nacked when
+// the subscription stops stays pending. It returns an error wrapping
+// [relay.ErrInvalidTopic] or [relay.ErrClosed], or the Redis error of
+// creating the group.
+func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	if err := relay.ValidateTopic(topic); err != nil {
+		return nil, fmt.Errorf("%s: subscribe: %w", pkg, err)
+	}
+	// The lock orders wm.Subscribe's wg.Add before Close's wg.Wait.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, fmt.Errorf("%s: subscribe %q: %w", pkg, topic, relay.ErrClosed)
+	}
+	out, err := wm.Subscribe(ctx, s.closing, &s.wg, func(process wm.Process) (func(), error) {
+		return s.e.subscribe(topic, process)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: subscribe %q: %w", pkg, topic, err)
+	}
+	return out, nil
+}
+
+// Close stops every subscription as [Broker.Close] does, closes their
+// channels and returns once they are all stopped. Messages sent but neither
+// acked nor nacked stay pending. It is idempotent and safe for concurrent
+// use, and does not close the client.
+func (s *Subscriber) Close() error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.closing)
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return s.e.close()
+}
