@@ -1,0 +1,357 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"golang.org/x/term"
+
+	"github.com/go-relay/relay"
+)
+
+// order is the event the flow moves. Kind decides its fate in validation; a
+// real service would of course not know it in advance.
+type order struct {
+	ID       string `json:"id"`
+	Customer string `json:"customer"`
+	Cents    int    `json:"cents"`
+	Kind     string `json:"kind"` // "ok", "flaky" (fails once) or "poison" (always fails)
+}
+
+const placedAtKey = "placed_at" // metadata: when the order was published, Unix nanoseconds
+
+// result is what a run found.
+type result struct {
+	published, lost int
+}
+
+// generate returns n orders drawn from seed: the same seed gives the same orders.
+func generate(cfg config) []order {
+	r := rand.New(rand.NewPCG(cfg.seed, 0x5eed))
+	orders := make([]order, cfg.n)
+	for i := range orders {
+		kind, x := "ok", r.Float64()
+		switch {
+		case x < cfg.poison:
+			kind = "poison"
+		case x < cfg.poison+cfg.failRate:
+			kind = "flaky"
+		}
+		orders[i] = order{ID: fmt.Sprintf("order-%07d", i), Customer: fmt.Sprintf("customer-%03d", r.IntN(500)),
+			Cents: 100 + r.IntN(100_000), Kind: kind}
+	}
+	return orders
+}
+
+// run publishes the orders, runs the flow until every order is accounted for
+// (or ctx ends, or the timeout passes) and prints the summary to out.
+func run(ctx context.Context, cfg config, out io.Writer) (result, error) {
+	// Dead letters are expected here and counted in the summary, so the
+	// backends log only errors.
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	b, err := openBackend(cfg, settings{logger: logger, concurrency: cfg.concurrency, maxDeliver: 3,
+		minBackoff: 20 * time.Millisecond, maxBackoff: 500 * time.Millisecond})
+	if err != nil {
+		return result{}, err
+	}
+	defer b.close()
+
+	// A namespace per run keeps runs against a long-lived external server apart.
+	ns := "pipeline" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	topics := flowTopics{placed: ns + ".orders.placed", accepted: ns + ".orders.accepted"}
+	topics.dead = topics.placed + ".dead" // the backends' default dead-letter topic
+
+	orders := generate(cfg)
+	tr := newTracker()
+	router, err := buildRouter(b, topics, tr)
+	if err != nil {
+		return result{}, err
+	}
+	routerDone := make(chan error, 1)
+	go func() { routerDone <- router.Run(context.Background()) }()
+	defer func() {
+		_ = router.Close() // closes the handlers' subscribers; errors are reported by the router's logger
+		<-routerDone
+		_ = b.publisher.Close()
+	}()
+	select {
+	case <-router.Running():
+	case err := <-routerDone:
+		return result{}, fmt.Errorf("router stopped at start: %w", err)
+	}
+
+	fmt.Fprintf(out, "pipeline: %d orders over %s (fail once %.1f%%, poison %.1f%%, concurrency %d)\n",
+		cfg.n, b.desc, 100*cfg.failRate, 100*cfg.poison, cfg.concurrency)
+	start := time.Now()
+	prog := startProgress(out, tr, cfg.n)
+	if err := publish(ctx, b.publisher, topics.placed, orders, tr); err != nil {
+		prog.stop()
+		return result{}, err
+	}
+	finished := tr.waitAll(ctx, orders, cfg.timeout)
+	elapsed := time.Since(start)
+	prog.stop()
+
+	res := summarize(out, orders, tr, elapsed)
+	switch {
+	case ctx.Err() != nil:
+		fmt.Fprintln(out, "interrupted: the router and broker were closed; unfinished messages stay on the broker")
+	case !finished:
+		fmt.Fprintf(out, "timed out after %v waiting for the flow to finish\n", cfg.timeout)
+	}
+	return res, nil
+}
+
+type flowTopics struct{ placed, accepted, dead string }
+
+func buildRouter(b *backend, topics flowTopics, tr *tracker) (*message.Router, error) {
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, watermill.NopLogger{})
+	if err != nil {
+		return nil, err
+	}
+	router.AddMiddleware(middleware.Recoverer)
+	subs := map[string]message.Subscriber{}
+	for _, group := range []string{"validator", "billing", "audit", "ops"} {
+		if subs[group], err = b.subscriber(group); err != nil {
+			return nil, fmt.Errorf("subscriber for group %q: %w", group, err)
+		}
+	}
+	router.AddHandler("validate", topics.placed, subs["validator"], topics.accepted, b.publisher, tr.validate)
+	router.AddConsumerHandler("bill", topics.accepted, subs["billing"], tr.stage("billed"))
+	router.AddConsumerHandler("audit", topics.accepted, subs["audit"], tr.stage("audited"))
+	router.AddConsumerHandler("dead-letters", topics.dead, subs["ops"], tr.stage("dead"))
+	return router, nil
+}
+
+// publish sends the orders in batches of 100: Watermill's variadic Publish,
+// which the backends pipeline.
+func publish(ctx context.Context, pub message.Publisher, topic string, orders []order, tr *tracker) error {
+	const batch = 100
+	for i := 0; i < len(orders); i += batch {
+		if ctx.Err() != nil {
+			return nil
+		}
+		msgs := make([]*message.Message, 0, batch)
+		for _, o := range orders[i:min(i+batch, len(orders))] {
+			payload, err := json.Marshal(o)
+			if err != nil {
+				return err
+			}
+			msg := message.NewMessage(watermill.NewUUID(), payload)
+			msg.Metadata.Set(placedAtKey, strconv.FormatInt(time.Now().UnixNano(), 10))
+			msgs = append(msgs, msg)
+		}
+		if err := pub.Publish(topic, msgs...); err != nil {
+			return fmt.Errorf("publish orders %d..%d: %w", i, i+len(msgs)-1, err)
+		}
+		tr.published(len(msgs))
+	}
+	return nil
+}
+
+// tracker records every delivery by order id, so the summary can say, id by id,
+// what happened.
+type tracker struct {
+	mu        sync.Mutex
+	nPub      int
+	attempts  map[string]int            // validation deliveries per id
+	seen      map[string]map[string]int // stage → id → successful handlings
+	latencies []time.Duration           // placed → billed
+}
+
+func newTracker() *tracker {
+	return &tracker{attempts: map[string]int{}, seen: map[string]map[string]int{
+		"validated": {}, "billed": {}, "audited": {}, "dead": {}}}
+}
+
+func (t *tracker) published(n int) { t.mu.Lock(); t.nPub += n; t.mu.Unlock() }
+
+func (t *tracker) validate(msg *message.Message) ([]*message.Message, error) {
+	var o order
+	if err := json.Unmarshal(msg.Payload, &o); err != nil {
+		return nil, relay.Permanent(fmt.Errorf("decode order: %w", err))
+	}
+	t.mu.Lock()
+	t.attempts[o.ID]++
+	attempt := t.attempts[o.ID]
+	t.mu.Unlock()
+	switch {
+	case o.Kind == "poison":
+		return nil, fmt.Errorf("order %s: customer %s is blocked", o.ID, o.Customer)
+	case o.Kind == "flaky" && attempt == 1:
+		return nil, fmt.Errorf("order %s: credit check timed out", o.ID)
+	}
+	t.count("validated", o.ID)
+	accepted := message.NewMessage(watermill.NewUUID(), msg.Payload)
+	accepted.Metadata.Set(placedAtKey, msg.Metadata.Get(placedAtKey))
+	return []*message.Message{accepted}, nil
+}
+
+func (t *tracker) stage(name string) message.NoPublishHandlerFunc {
+	return func(msg *message.Message) error {
+		var o order
+		if err := json.Unmarshal(msg.Payload, &o); err != nil {
+			return relay.Permanent(fmt.Errorf("decode order: %w", err))
+		}
+		t.count(name, o.ID)
+		if name == "billed" {
+			if ns, err := strconv.ParseInt(msg.Metadata.Get(placedAtKey), 10, 64); err == nil {
+				t.mu.Lock()
+				t.latencies = append(t.latencies, time.Since(time.Unix(0, ns)))
+				t.mu.Unlock()
+			}
+		}
+		return nil
+	}
+}
+
+func (t *tracker) count(stage, id string) {
+	t.mu.Lock()
+	t.seen[stage][id]++
+	t.mu.Unlock()
+}
+
+// waitAll polls until every good order was billed and audited and every poison
+// order dead-lettered, or ctx ends, or timeout passes. It reports whether the
+// flow finished.
+func (t *tracker) waitAll(ctx context.Context, orders []order, timeout time.Duration) bool {
+	var good, poison int
+	for _, o := range orders {
+		if o.Kind == "poison" {
+			poison++
+		} else {
+			good++
+		}
+	}
+	deadline := time.After(timeout)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		t.mu.Lock()
+		done := len(t.seen["billed"]) >= good && len(t.seen["audited"]) >= good && len(t.seen["dead"]) >= poison
+		t.mu.Unlock()
+		if done {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-deadline:
+			return false
+		case <-tick.C:
+		}
+	}
+}
+
+// summarize prints the table and checks every id.
+func summarize(out io.Writer, orders []order, t *tracker, elapsed time.Duration) result {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var lost, dups, redelivered int
+	var lostIDs []string
+	for _, o := range orders {
+		var ok bool
+		if o.Kind == "poison" {
+			ok = t.seen["dead"][o.ID] > 0
+		} else {
+			ok = t.seen["billed"][o.ID] > 0 && t.seen["audited"][o.ID] > 0
+		}
+		if !ok {
+			lost++
+			if len(lostIDs) < 5 {
+				lostIDs = append(lostIDs, o.ID)
+			}
+		}
+		redelivered += max(0, t.attempts[o.ID]-1)
+	}
+	for _, byID := range t.seen {
+		for _, n := range byID {
+			dups += max(0, n-1)
+		}
+	}
+	slices.Sort(t.latencies)
+	pct := func(p float64) string {
+		if len(t.latencies) == 0 {
+			return "-"
+		}
+		return t.latencies[min(len(t.latencies)-1, int(p*float64(len(t.latencies))))].Round(10 * time.Microsecond).String()
+	}
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	row := func(name string, v any) { fmt.Fprintf(w, "  %s\t%v\n", name, v) }
+	fmt.Fprintln(out)
+	row("published", t.nPub)
+	row("validated", len(t.seen["validated"]))
+	row("billed", len(t.seen["billed"]))
+	row("audited", len(t.seen["audited"]))
+	row("redelivered (retries)", redelivered)
+	row("dead-lettered", len(t.seen["dead"]))
+	row("duplicates seen", dups)
+	row("lost (checked by id)", lost)
+	row("elapsed", elapsed.Round(time.Millisecond))
+	row("orders/s", fmt.Sprintf("%.0f", float64(t.nPub)/elapsed.Seconds()))
+	row("latency p50 placed→billed", pct(0.50))
+	row("latency p99 placed→billed", pct(0.99))
+	_ = w.Flush()
+	if lost > 0 {
+		fmt.Fprintf(out, "LOST %d orders, for example %v\n", lost, lostIDs)
+	}
+	return result{published: t.nPub, lost: lost}
+}
+
+// progress prints a live line: rewritten in place on a terminal, otherwise at
+// most one line every five seconds so that logs stay readable.
+type progress struct {
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+func startProgress(out io.Writer, t *tracker, n int) *progress {
+	p := &progress{done: make(chan struct{})}
+	f, isFile := out.(*os.File)
+	tty := isFile && term.IsTerminal(int(f.Fd()))
+	every := 5 * time.Second
+	if tty {
+		every = 200 * time.Millisecond
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-p.done:
+				if tty {
+					fmt.Fprint(out, "\r\033[K")
+				}
+				return
+			case <-tick.C:
+			}
+			t.mu.Lock()
+			line := fmt.Sprintf("published %d/%d  validated %d  billed %d  audited %d  dead %d",
+				t.nPub, n, len(t.seen["validated"]), len(t.seen["billed"]), len(t.seen["audited"]), len(t.seen["dead"]))
+			t.mu.Unlock()
+			if tty {
+				fmt.Fprint(out, "\r\033[K"+line)
+			} else {
+				fmt.Fprintln(out, line)
+			}
+		}
+	}()
+	return p
+}
+
+func (p *progress) stop() { close(p.done); p.wg.Wait() }
