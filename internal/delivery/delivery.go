@@ -110,11 +110,32 @@ func (p Policy) Decide(attempt int, err error) (Action, time.Duration) {
 		return Ack, 0
 	case errors.Is(err, ErrStopped):
 		return Retry, 0
-	case errors.Is(err, relay.ErrPermanent), attempt >= p.MaxDeliver:
+	case errors.Is(err, relay.ErrPermanent), errors.Is(err, ErrUnsettled), attempt >= p.MaxDeliver:
 		return DeadLetter, 0
 	default:
 		return Retry, p.Backoff(attempt)
 	}
+}
+
+// ErrUnsettled is the processing error of a delivery whose number exceeds
+// MaxDeliver: an earlier consumer took the last attempt and never settled it
+// (it died or lost its connection mid-handler). The message may be what kills
+// consumers, so it is dead-lettered without calling the handler again, and a
+// poison message cannot crash-loop a service. See [Policy.Skip].
+var ErrUnsettled = errors.New("an earlier delivery past max deliver was never settled (its consumer died?)")
+
+// Skip returns the error to settle d with instead of processing it, or nil when
+// d should be processed: a decode error, or [ErrUnsettled] wrapped with the
+// counts when d.Attempt exceeds MaxDeliver. Every backend calls it before the
+// handler, so the rule is the same everywhere.
+func (p Policy) Skip(d *Delivery) error {
+	switch {
+	case d.DecodeErr != nil:
+		return fmt.Errorf("%w: decode: %w", relay.ErrPermanent, d.DecodeErr)
+	case d.Attempt > p.MaxDeliver:
+		return fmt.Errorf("delivery %d, max deliver %d: %w", d.Attempt, p.MaxDeliver, ErrUnsettled)
+	}
+	return nil
 }
 
 // Delivery is one delivery of a stored message to a consumer.
@@ -146,7 +167,7 @@ type Settler interface {
 // The returned error is the backend's, for the logger.
 func (p Policy) Settle(ctx context.Context, d *Delivery, err error, s Settler) error {
 	if d.DecodeErr != nil {
-		err = fmt.Errorf("%w: decode: %w", relay.ErrPermanent, d.DecodeErr)
+		err = p.Skip(d)
 	}
 	action, delay := p.Decide(d.Attempt, err)
 	switch action {

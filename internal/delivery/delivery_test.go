@@ -152,3 +152,35 @@ func TestCallRecoversPanic(t *testing.T) {
 		t.Fatalf("Call = %v, want a *PanicError with the value and a stack", err)
 	}
 }
+
+func TestSkip(t *testing.T) {
+	p := DefaultPolicy()
+	tests := []struct {
+		name string
+		d    Delivery
+		want error
+	}{
+		{name: "first delivery is processed", d: Delivery{Attempt: 1}},
+		{name: "last delivery is processed", d: Delivery{Attempt: 3}},
+		{name: "delivery past max deliver is skipped", d: Delivery{Attempt: 4}, want: ErrUnsettled},
+		{name: "undecodable delivery is skipped", d: Delivery{Attempt: 1, DecodeErr: errors.New("bad")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := p.Skip(&tt.d)
+			switch {
+			case tt.d.DecodeErr != nil:
+				if !errors.Is(err, tt.d.DecodeErr) {
+					t.Fatalf("Skip = %v, want the decode error", err)
+				}
+			case tt.want == nil && err != nil, tt.want != nil && !errors.Is(err, tt.want):
+				t.Fatalf("Skip = %v, want %v", err, tt.want)
+			}
+			if err != nil {
+				if a, _ := p.Decide(tt.d.Attempt, err); a != DeadLetter {
+					t.Fatalf("Decide after Skip = %v, want DeadLetter", a)
+				}
+			}
+		})
+	}
+}
