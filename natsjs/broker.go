@@ -65,8 +65,6 @@ func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) erro
 	if err := b.usable(topic); err != nil {
 		return fmt.Errorf("natsjs: publish %q: %w", topic, err)
 	}
-	ctx, cancel := b.e.bound(ctx)
-	defer cancel()
 	m := delivery.Message{UUID: watermill.NewUUID(), Payload: payload}
 	if err := b.e.publish([]context.Context{ctx}, topic, []delivery.Message{m}); err != nil {
 		return fmt.Errorf("natsjs: publish %q: %w", topic, err)

@@ -22,6 +22,7 @@ const natsHeaderPrefix = "Nats-"
 // also the Nats-Msg-Id, so that the stream drops a retried publish.
 func encode(topic string, m delivery.Message) (*nats.Msg, error) {
 	h := make(nats.Header, len(m.Metadata)+2)
+	id := []string{m.UUID} // shared by both headers: nats.go only reads them
 	for k, v := range m.Metadata {
 		if !validHeaderKey(k) {
 			return nil, fmt.Errorf("metadata key %q cannot be a NATS header (printable ASCII without spaces or %s)", k, forbiddenKeyChars)
@@ -31,9 +32,9 @@ func encode(topic string, m delivery.Message) (*nats.Msg, error) {
 		}
 		h.Set(k, v)
 	}
-	h.Set(UUIDHeader, m.UUID)
+	h[UUIDHeader] = id
 	if m.UUID != "" {
-		h.Set(nats.MsgIdHdr, m.UUID)
+		h[nats.MsgIdHdr] = id
 	}
 	return &nats.Msg{Subject: topic, Header: h, Data: m.Payload}, nil
 }

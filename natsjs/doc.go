@@ -24,12 +24,15 @@
 // messages of one Watermill Publish, are sent without waiting for each other's
 // acknowledgement, and each caller gets its own.
 //
-// Each subscription fetches in batches of at most as many messages as it has
-// free handler slots ([WithConcurrency]), so no fetched message waits unleased
-// in a buffer. While a message is held (from its arrival until it is settled)
-// relay tells JetStream every third of the ack wait ([WithAckWait]) that it is
-// in progress, so a handler that runs longer than the ack wait is not given to
-// a second consumer. A consumer that dies or loses its connection stops
+// Each subscription runs up to [WithConcurrency] handlers and fetches up to
+// [WithPrefetch] messages ahead of them, in pull requests for no more messages
+// than it has room for, so a fetched message never waits unleased in a
+// buffer and a subscription holds a bounded number of messages. While a
+// message is held (from its arrival until it is settled, whether it waits for
+// a handler or runs in one) relay tells JetStream every third of the ack wait
+// ([WithAckWait]) that it is in progress, so neither a handler that runs
+// longer than the ack wait nor a message waiting behind it is given to a
+// second consumer. A consumer that dies or loses its connection stops
 // extending its leases, and its messages go to the rest of the group after the
 // ack wait.
 //

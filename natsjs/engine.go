@@ -173,50 +173,78 @@ func (e *engine) retry(ctx context.Context, topic string, op func(ctx context.Co
 }
 
 // publish stores msgs on topic and returns once every one is acknowledged by
-// the stream, or failed. ctxs[i] bounds msgs[i]. Messages are sent without
-// waiting for each other's acknowledgement; one that fails for a transient
-// reason is sent again (its Nats-Msg-Id makes that safe) until its context is
-// done. A message too large for the server fails them all, before anything
-// is sent.
+// the stream, or failed. ctxs[i] bounds msgs[i]; a context without a deadline
+// is bounded by the request timeout. Messages are sent without waiting for
+// each other's acknowledgement; one that fails for a transient reason, or
+// whose acknowledgement does not come within attemptTimeout, is sent again
+// (its Nats-Msg-Id makes that safe) until its context is done. A message too
+// large for the server fails them all, before anything is sent.
+//
+// The common case, an acknowledgement within the attempt, costs one timer for
+// the whole call and no context.
 func (e *engine) publish(ctxs []context.Context, topic string, msgs []delivery.Message) error {
 	if err := ctxs[0].Err(); err != nil {
 		return err
 	}
-	if err := e.retry(ctxs[0], topic, func(ctx context.Context) error {
-		_, err := e.ensureStream(ctx, topic)
-		return err
-	}); err != nil {
-		return err
+	start := time.Now()
+	if _, ok := e.streams.Load(topic); !ok {
+		ctx, cancel := e.bound(ctxs[0])
+		err := e.retry(ctx, topic, func(ctx context.Context) error {
+			_, err := e.ensureStream(ctx, topic)
+			return err
+		})
+		cancel()
+		if err != nil {
+			return err
+		}
 	}
-	nms := make([]*nats.Msg, len(msgs))
+	limit := e.js.Conn().MaxPayload()
+	type sent struct {
+		nm     *nats.Msg
+		future jetstream.PubAckFuture
+		err    error
+	}
+	batch := make([]sent, len(msgs))
 	for i, m := range msgs {
 		nm, err := encode(topic, m)
 		if err == nil {
-			err = e.checkSize(nm)
+			err = e.checkSize(nm, limit)
 		}
 		if err != nil {
 			return e.nameFailure(i, msgs, err)
 		}
-		nms[i] = nm
+		batch[i].nm = nm
 	}
-	futures := make([]jetstream.PubAckFuture, len(nms))
-	sendErrs := make([]error, len(nms))
-	for i, nm := range nms {
-		if sendErrs[i] = ctxs[i].Err(); sendErrs[i] == nil {
-			futures[i], sendErrs[i] = e.js.PublishMsgAsync(nm)
+	wait := attemptTimeout
+	for i := range batch {
+		if _, ok := ctxs[i].Deadline(); !ok {
+			wait = min(wait, e.cfg.requestTimeout)
+		}
+		if batch[i].err = ctxs[i].Err(); batch[i].err == nil {
+			batch[i].future, batch[i].err = e.js.PublishMsgAsync(batch[i].nm)
 		}
 	}
+	// One timer for the whole batch: its messages were sent together.
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	expired := false
 	var errs []error
-	for i, nm := range nms {
-		err := sendErrs[i]
+	for i, b := range batch {
+		err := b.err
 		if err == nil {
-			actx, cancel := context.WithTimeout(ctxs[i], attemptTimeout)
-			err = await(actx, futures[i])
-			cancel()
+			expired, err = await(ctxs[i], b.future, timer.C, expired)
 		}
-		lost := errors.Is(err, context.DeadlineExceeded) && ctxs[i].Err() == nil
-		if err != nil && (lost || transient(err)) {
-			err = e.retry(ctxs[i], topic, func(ctx context.Context) error { return e.publishOne(ctx, topic, nm) })
+		if err != nil && (errors.Is(err, errAttemptLost) || transient(err)) {
+			ctx, cancel := ctxs[i], context.CancelFunc(func() {})
+			if _, ok := ctx.Deadline(); !ok {
+				ctx, cancel = context.WithDeadline(ctx, start.Add(e.cfg.requestTimeout))
+			}
+			if ctx.Err() != nil {
+				err = fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+			} else {
+				err = e.retry(ctx, topic, func(ctx context.Context) error { return e.publishOne(ctx, topic, b.nm) })
+			}
+			cancel()
 		}
 		if err != nil {
 			errs = append(errs, e.nameFailure(i, msgs, err))
@@ -224,6 +252,9 @@ func (e *engine) publish(ctxs []context.Context, topic string, msgs []delivery.M
 	}
 	return errors.Join(errs...)
 }
+
+// errAttemptLost is await's error when the attempt timed out before ctx.
+var errAttemptLost = errors.New("no acknowledgement within the attempt timeout")
 
 // publishOne sends nm and waits for its acknowledgement.
 func (e *engine) publishOne(ctx context.Context, topic string, nm *nats.Msg) error {
@@ -234,21 +265,45 @@ func (e *engine) publishOne(ctx context.Context, topic string, nm *nats.Msg) err
 	if err != nil {
 		return err
 	}
-	return await(ctx, f)
+	_, err = await(ctx, f, nil, false)
+	return err
 }
 
-func await(ctx context.Context, f jetstream.PubAckFuture) error {
+// await waits for the acknowledgement of f, ctx, or a tick of lost
+// (errAttemptLost). expired says that lost ticked already; await returns
+// whether it has by now.
+func await(ctx context.Context, f jetstream.PubAckFuture, lost <-chan time.Time, expired bool) (bool, error) {
+	if expired {
+		// The attempt is over: take what has come, wait for nothing more.
+		select {
+		case <-f.Ok():
+			return true, nil
+		case err := <-f.Err():
+			return true, ackError(err)
+		default:
+			if err := ctx.Err(); err != nil {
+				return true, err
+			}
+			return true, errAttemptLost
+		}
+	}
 	select {
 	case <-f.Ok():
-		return nil
+		return false, nil
 	case err := <-f.Err():
-		if isAPIError(err, codeMessageTooLarge) {
-			return fmt.Errorf("%w: %w", relay.ErrPayloadTooLarge, err)
-		}
-		return err
+		return false, ackError(err)
 	case <-ctx.Done():
-		return ctx.Err()
+		return false, ctx.Err()
+	case <-lost:
+		return true, errAttemptLost
 	}
+}
+
+func ackError(err error) error {
+	if isAPIError(err, codeMessageTooLarge) {
+		return fmt.Errorf("%w: %w", relay.ErrPayloadTooLarge, err)
+	}
+	return err
 }
 
 func (e *engine) nameFailure(i int, msgs []delivery.Message, err error) error {
@@ -259,10 +314,9 @@ func (e *engine) nameFailure(i int, msgs []delivery.Message, err error) error {
 }
 
 // checkSize refuses a message that the server would refuse: payload and
-// headers above the connection's max_payload. Before the first connection
-// the limit is unknown and the server decides.
-func (e *engine) checkSize(nm *nats.Msg) error {
-	limit := e.js.Conn().MaxPayload()
+// headers above limit, the connection's max_payload. Before the first
+// connection the limit is unknown (0) and the server decides.
+func (e *engine) checkSize(nm *nats.Msg, limit int64) error {
 	if limit <= 0 {
 		return nil
 	}
@@ -286,32 +340,37 @@ func (e *engine) subscribe(ctx context.Context, topic string, process func(conte
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
+	capacity := e.cfg.concurrency + e.cfg.prefetch
 	s := &subscription{
-		e:       e,
-		topic:   topic,
-		log:     e.log.With(slog.String("topic", topic)),
-		cons:    cons,
-		process: process,
-		pool:    delivery.NewPool(e.cfg.concurrency),
-		held:    make(map[jetstream.Msg]struct{}),
+		e:         e,
+		topic:     topic,
+		log:       e.log.With(slog.String("topic", topic)),
+		cons:      cons,
+		process:   process,
+		capacity:  capacity,
+		threshold: max(1, min(capacity/2, e.cfg.prefetch)),
+		queue:     make(chan jetstream.Msg, capacity),
+		freed:     make(chan struct{}, 1),
+		held:      make(map[jetstream.Msg]struct{}, capacity),
 	}
-	fetched := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		defer close(fetched)
+	var work, lease sync.WaitGroup
+	work.Go(func() {
+		defer close(s.queue)
 		s.fetchLoop(runCtx)
-	}()
-	go func() {
-		defer wg.Done()
-		s.leaseLoop(fetched)
-	}()
+	})
+	for range e.cfg.concurrency {
+		work.Go(func() { s.work(runCtx) })
+	}
+	leaseDone := make(chan struct{})
+	lease.Go(func() { s.leaseLoop(leaseDone) })
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			cancel()
-			wg.Wait()
+			work.Wait()
+			// Leases last until every held message is settled.
+			close(leaseDone)
+			lease.Wait()
 			if err := e.js.Conn().FlushTimeout(flushTimeout); err != nil {
 				s.log.Debug("natsjs: flush acks on stop", slog.Any("error", err))
 			}
@@ -319,34 +378,45 @@ func (e *engine) subscribe(ctx context.Context, topic string, process func(conte
 	}, nil
 }
 
-// subscription is one fetch loop with its worker pool and leases.
+// subscription is one fetch loop, its workers and the leases of the messages
+// it holds.
+//
+// Every message it receives is held (leased) from its arrival until it is
+// settled, and the fetch loop asks for no more messages than it can hold:
+// capacity (concurrency plus prefetch) less those held. So a received message
+// never waits unleased in a client buffer, the queue never blocks the fetch
+// loop, and at most capacity messages are held at once.
 type subscription struct {
-	e       *engine
-	topic   string
-	log     *slog.Logger
-	cons    jetstream.Consumer
-	process func(context.Context, *delivery.Delivery) error
-	pool    *delivery.Pool
+	e         *engine
+	topic     string
+	log       *slog.Logger
+	cons      jetstream.Consumer
+	process   func(context.Context, *delivery.Delivery) error
+	capacity  int // most messages held at once
+	threshold int // fewest free places worth a pull request
+	queue     chan jetstream.Msg
+	freed     chan struct{} // signaled when a held message is released
 
 	mu   sync.Mutex
 	held map[jetstream.Msg]struct{} // received and not yet settled
 }
 
-// fetchLoop pulls batches of at most as many messages as there are free
-// handler slots (at least one, which then waits for a slot under lease), so
-// that no message sits unleased in a client buffer. It returns once ctx is
-// done and every handler has returned.
+// fetchLoop pulls messages into the queue while there is room for them. It
+// returns once ctx is done and the last pull request has ended.
 func (s *subscription) fetchLoop(ctx context.Context) {
-	defer s.pool.Wait()
 	failures := 0
-	for ctx.Err() == nil {
-		err := s.fetch(ctx)
+	for {
+		n, ok := s.room(ctx)
+		if !ok {
+			return
+		}
+		err := s.fetch(ctx, n)
+		if ctx.Err() != nil {
+			return
+		}
 		if err == nil {
 			failures = 0
 			continue
-		}
-		if ctx.Err() != nil {
-			return
 		}
 		failures++
 		delay := retryDelay(failures)
@@ -369,17 +439,40 @@ func (s *subscription) fetchLoop(ctx context.Context) {
 	}
 }
 
-// fetch runs one pull request and dispatches what it brings. An expired pull
-// request (no message, or no server to answer) is not an error.
-func (s *subscription) fetch(ctx context.Context) error {
+// room waits until at least threshold messages fit besides those held, and
+// returns how many fit; false once ctx is done.
+func (s *subscription) room(ctx context.Context) (int, bool) {
+	for {
+		s.mu.Lock()
+		free := s.capacity - len(s.held)
+		s.mu.Unlock()
+		if free >= s.threshold {
+			return free, true
+		}
+		select {
+		case <-s.freed:
+		case <-ctx.Done():
+			return 0, false
+		}
+	}
+}
+
+// fetch runs one pull request for at most n messages and queues what it
+// brings as it arrives. An expired pull request (no message, or no server to
+// answer) is not an error.
+func (s *subscription) fetch(ctx context.Context, n int) error {
+	if most := s.cons.CachedInfo().Config.MaxRequestBatch; most > 0 {
+		n = min(n, most) // set by WithConsumerConfig; more is refused
+	}
 	fctx, cancel := context.WithTimeout(ctx, fetchWait)
 	defer cancel()
-	batch, err := s.cons.Fetch(max(s.pool.Free(), 1), jetstream.FetchContext(fctx))
+	batch, err := s.cons.Fetch(n, jetstream.FetchContext(fctx))
 	if err != nil {
 		return err
 	}
 	for msg := range batch.Messages() {
-		s.dispatch(ctx, msg)
+		s.hold(msg)
+		s.queue <- msg // never blocks: at most capacity are held
 	}
 	err = batch.Error()
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
@@ -388,12 +481,18 @@ func (s *subscription) fetch(ctx context.Context) error {
 	return err
 }
 
-// dispatch leases msg and hands it to a free handler slot, waiting for one.
-func (s *subscription) dispatch(ctx context.Context, msg jetstream.Msg) {
-	s.hold(msg)
-	d := s.delivery(msg)
-	if err := s.pool.Go(ctx, func() { s.handle(ctx, msg, d) }); err != nil {
-		s.settle(msg, d, delivery.ErrStopped)
+// work handles queued messages one at a time until the queue is closed and
+// drained. Once ctx is done, what is left is settled unhandled.
+func (s *subscription) work(ctx context.Context) {
+	for msg := range s.queue {
+		d := s.delivery(msg)
+		err := delivery.ErrStopped
+		if ctx.Err() == nil {
+			if err = s.e.cfg.policy.Skip(d); err == nil {
+				err = s.process(ctx, d)
+			}
+		}
+		s.settle(msg, d, err)
 	}
 }
 
@@ -409,32 +508,12 @@ func (s *subscription) delivery(msg jetstream.Msg) *delivery.Delivery {
 	return d
 }
 
-// handle processes one delivery in a handler slot and settles it.
-func (s *subscription) handle(ctx context.Context, msg jetstream.Msg, d *delivery.Delivery) {
-	var err error
-	switch maxDeliver := s.e.cfg.policy.MaxDeliver; {
-	case ctx.Err() != nil:
-		err = delivery.ErrStopped
-	case d.DecodeErr != nil:
-		// Settle dead-letters it with the decode error.
-	case d.Attempt > maxDeliver:
-		// A consumer took the last attempt and never settled it (it died,
-		// or lost its connection): the message may be what kills
-		// consumers, so it is not handled again.
-		err = fmt.Errorf("delivered %d times, max deliver is %d: an earlier attempt was never settled", d.Attempt, maxDeliver)
-	default:
-		err = s.process(ctx, d)
-	}
-	s.settle(msg, d, err)
-}
-
 // settle ends the lease of msg and applies the delivery policy. It runs to
-// completion even while the subscription stops, within the request timeout.
+// completion even while the subscription stops; a dead-letter publish is
+// bounded by the request timeout.
 func (s *subscription) settle(msg jetstream.Msg, d *delivery.Delivery, err error) {
 	s.release(msg)
-	ctx, cancel := context.WithTimeout(context.Background(), s.e.cfg.requestTimeout)
-	defer cancel()
-	if serr := s.e.cfg.policy.Settle(ctx, d, err, settler{s: s, msg: msg, d: d}); serr != nil {
+	if serr := s.e.cfg.policy.Settle(context.Background(), d, err, settler{s: s, msg: msg, d: d}); serr != nil {
 		s.log.Warn("natsjs: settle delivery", slog.String("id", d.ID), slog.Int("attempt", d.Attempt), slog.Any("error", serr))
 	}
 }
@@ -449,12 +528,17 @@ func (s *subscription) release(msg jetstream.Msg) {
 	s.mu.Lock()
 	delete(s.held, msg)
 	s.mu.Unlock()
+	select {
+	case s.freed <- struct{}{}:
+	default:
+	}
 }
 
 // leaseLoop tells JetStream, every third of the ack wait, that each held
-// message is still in progress, so a slow handler's message is not given to
-// another consumer. It runs until done is closed, which happens only after
-// every handler has returned, so leases last through a Close.
+// message is still in progress, so that neither a slow handler's message nor
+// one waiting in the queue is given to another consumer. It runs until done
+// is closed, which happens only after every held message was settled, so
+// leases last through a Close.
 func (s *subscription) leaseLoop(done <-chan struct{}) {
 	t := time.NewTicker(max(s.e.cfg.ackWait/3, time.Millisecond))
 	defer t.Stop()
@@ -508,9 +592,11 @@ func (x settler) PublishDeadLetter(ctx context.Context, topic string, m delivery
 		return err
 	}
 	nm.Header.Set(nats.MsgIdHdr, "relay-dead-letter:"+ConsumerName(e.cfg.group)+":"+x.s.topic+":"+x.d.ID)
-	if err := e.checkSize(nm); err != nil {
+	if err := e.checkSize(nm, e.js.Conn().MaxPayload()); err != nil {
 		return err
 	}
+	ctx, cancel := e.bound(ctx)
+	defer cancel()
 	return e.retry(ctx, topic, func(ctx context.Context) error { return e.publishOne(ctx, topic, nm) })
 }
 

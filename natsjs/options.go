@@ -29,6 +29,9 @@ const (
 	// DefaultConcurrency is the number of handlers per subscription of
 	// [WithConcurrency].
 	DefaultConcurrency = 8
+	// DefaultPrefetch is the number of messages a subscription fetches ahead
+	// of its handlers, of [WithPrefetch].
+	DefaultPrefetch = 256
 	// DefaultRequestTimeout bounds, by default, the calls that have no deadline
 	// of their own ([WithRequestTimeout]).
 	DefaultRequestTimeout = 30 * time.Second
@@ -45,6 +48,7 @@ type config struct {
 	policy         delivery.Policy
 	ackWait        time.Duration
 	concurrency    int
+	prefetch       int
 	requestTimeout time.Duration
 	logger         *slog.Logger
 	streamConfig   func(*jetstream.StreamConfig)
@@ -57,6 +61,7 @@ func newConfig(opts []Option) (config, error) {
 		policy:         delivery.DefaultPolicy(),
 		ackWait:        DefaultAckWait,
 		concurrency:    DefaultConcurrency,
+		prefetch:       DefaultPrefetch,
 		requestTimeout: DefaultRequestTimeout,
 		logger:         slog.Default(),
 	}
@@ -155,13 +160,33 @@ func WithDeadLetterTopic(f func(topic string) string) Option {
 // WithConcurrency sets how many handlers (Watermill face: messages awaiting
 // Ack or Nack) run at once per subscription; [DefaultConcurrency] (8) by
 // default, at least 1. With 1, messages are handled in stream order while none
-// fails. A subscription never holds more than n+1 unsettled messages.
+// fails. A subscription holds at most n plus the prefetch ([WithPrefetch])
+// unsettled messages.
 func WithConcurrency(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
 			return invalid("concurrency %d, must be at least 1", n)
 		}
 		c.concurrency = n
+		return nil
+	}
+}
+
+// WithPrefetch sets how many messages a subscription may fetch ahead of its
+// handlers, beyond the [WithConcurrency] ones being handled; [DefaultPrefetch]
+// (256) by default, at least 0. Fetching ahead saves a round trip per
+// message; the messages waiting are leased like those being handled (see
+// [WithAckWait]), so they are not given to another member of the group, and
+// they are returned to JetStream for immediate redelivery when the
+// subscription stops. Lower it when handlers are slow and several
+// subscriptions of a group should share a small backlog evenly; 0 fetches
+// only for free handlers.
+func WithPrefetch(n int) Option {
+	return func(c *config) error {
+		if n < 0 {
+			return invalid("prefetch %d, must not be negative", n)
+		}
+		c.prefetch = n
 		return nil
 	}
 }

@@ -59,9 +59,7 @@ func (p *Publisher) Publish(topic string, messages ...*message.Message) error {
 	ctxs := make([]context.Context, len(messages))
 	msgs := make([]delivery.Message, len(messages))
 	for i, msg := range messages {
-		ctx, cancel := p.e.bound(msg.Context())
-		defer cancel()
-		ctxs[i], msgs[i] = ctx, wm.FromWatermill(msg)
+		ctxs[i], msgs[i] = msg.Context(), wm.FromWatermill(msg)
 	}
 	if err := p.e.publish(ctxs, topic, msgs); err != nil {
 		return fmt.Errorf("natsjs: publish %q: %w", topic, err)
