@@ -2,6 +2,7 @@ package pubsubtest
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -84,6 +85,7 @@ func TestWatermill(t *testing.T, h Harness) {
 		{"a message keeps its UUID, metadata and payload", s.testRoundTrip},
 		{"a nacked message is redelivered after a backoff", s.testNack},
 		{"a message nacked MaxDeliver times goes to the dead-letter topic with relay's metadata", s.testDeadLetter},
+		{"a router handler's error becomes the dead letter's reason, and a permanent one is not retried", s.testRouterNackReason},
 		{"Publish and Subscribe return ErrClosed after Close", s.testErrClosed},
 		{"a message published on the byte face is received on the Watermill face", s.testByteToWatermill},
 		{"a message published on the Watermill face is received on the byte face", s.testWatermillToByte},
@@ -269,6 +271,42 @@ func (s *wmSuite) testDeadLetter(t *testing.T) {
 	}
 	if err := checkDeadLetterMetadata(got.Metadata, orig, topic, cfg.MaxDeliver); err != nil {
 		t.Errorf("dead letter: %v", err)
+	}
+}
+
+// testRouterNackReason runs a Watermill router with relay.NackReason: the
+// handler's error text must reach the dead letter, and an error wrapping
+// relay.ErrPermanent must dead-letter after one delivery.
+func (s *wmSuite) testRouterNackReason(t *testing.T) {
+	cfg := DefaultConfig()
+	topic := NewTopic(t)
+	var deliveries atomic.Int32
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: waitShort}, watermill.NopLogger{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	router.AddMiddleware(relay.NackReason)
+	router.AddConsumerHandler("fail", topic, s.subscriber(t, cfg), func(msg *message.Message) error {
+		deliveries.Add(1)
+		return fmt.Errorf("order %s: %w", msg.Payload, relay.ErrPermanent)
+	})
+	done := make(chan error, 1)
+	go func() { done <- router.Run(context.Background()) }()
+	t.Cleanup(func() {
+		_ = router.Close()
+		<-done
+	})
+	<-router.Running()
+	dead := subscribeWM(t, s.subscriber(t, DefaultConfig()), topic+".dead")
+	publishWM(t, s.publisher(t, DefaultConfig()), topic, message.NewMessage(watermill.NewUUID(), []byte("42")))
+	got := receiveWM(t, dead, waitShort, "dead-letter topic "+topic+".dead")
+	got.Ack()
+	quiet(settleWindow(cfg))
+	if err := checkDeliveries(int(deliveries.Load()), 1); err != nil {
+		t.Errorf("source topic: %v (a permanent error must not be retried)", err)
+	}
+	if want := "order 42: " + relay.ErrPermanent.Error(); got.Metadata.Get(relay.MetadataReason) != want {
+		t.Errorf("dead letter reason = %q, want the handler's error %q", got.Metadata.Get(relay.MetadataReason), want)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
 )
 
@@ -33,6 +34,45 @@ func ToWatermill(m delivery.Message) *message.Message {
 		msg.Metadata.Set(k, v)
 	}
 	return msg
+}
+
+// nackMetadata returns the values of the keys that relay.NackReason sets.
+func nackMetadata(msg *message.Message) [2]string {
+	return [2]string{msg.Metadata.Get(relay.MetadataReason), msg.Metadata.Get(relay.MetadataPermanent)}
+}
+
+// nackError is the processing error of a nacked message: [ErrNacked], with the
+// handler's reason and permanence when relay.NackReason recorded them. Values
+// the message already carried when it was delivered (a redriven dead letter
+// keeps its old reason) are not taken for new ones.
+func nackError(msg *message.Message, before [2]string) error {
+	after := nackMetadata(msg)
+	reason := ""
+	if after[0] != before[0] {
+		reason = after[0]
+	}
+	permanent := after[1] != before[1] && after[1] == "true"
+	if reason == "" && !permanent {
+		return ErrNacked
+	}
+	if reason == "" {
+		reason = ErrNacked.Error()
+	}
+	return &nacked{reason: reason, permanent: permanent}
+}
+
+type nacked struct {
+	reason    string
+	permanent bool
+}
+
+func (n *nacked) Error() string { return n.reason }
+
+func (n *nacked) Unwrap() []error {
+	if n.permanent {
+		return []error{ErrNacked, relay.ErrPermanent}
+	}
+	return []error{ErrNacked}
 }
 
 // Process is the function a backend engine calls for each delivery. ctx is the
@@ -88,6 +128,7 @@ func deliver(subCtx, engineCtx context.Context, out chan<- *message.Message, d *
 
 	msg := ToWatermill(d.Message)
 	msg.SetContext(msgCtx)
+	before := nackMetadata(msg)
 	select {
 	case out <- msg:
 	case <-msgCtx.Done():
@@ -97,7 +138,7 @@ func deliver(subCtx, engineCtx context.Context, out chan<- *message.Message, d *
 	case <-msg.Acked():
 		return nil
 	case <-msg.Nacked():
-		return ErrNacked
+		return nackError(msg, before)
 	case <-msgCtx.Done():
 		// Ack and Nack may race the stop; an Ack that made it counts.
 		select {
