@@ -16,7 +16,8 @@
 // while native retries leave the message on the broker, redeliver it after a
 // backoff to any consumer of the group, count deliveries on the server and
 // dead-letter it after max deliver. Recoverer turns a handler panic into an
-// error, which the backend then retries.
+// error, which the backend then retries, and relay.NackReason hands the
+// handler's error to the backend, so that the dead letter records why.
 //
 // By default the broker is NATS JetStream embedded in this process (the real
 // nats-server, file storage in a temporary directory, loopback only): nothing to

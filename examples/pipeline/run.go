@@ -122,7 +122,9 @@ func buildRouter(b *backend, topics flowTopics, tr *tracker) (*message.Router, e
 	if err != nil {
 		return nil, err
 	}
-	router.AddMiddleware(middleware.Recoverer)
+	// NackReason carries each handler error to the backend, so dead letters
+	// say why and relay.Permanent errors skip the remaining attempts.
+	router.AddMiddleware(relay.NackReason, middleware.Recoverer)
 	subs := map[string]message.Subscriber{}
 	for _, group := range []string{"validator", "billing", "audit", "ops"} {
 		if subs[group], err = b.subscriber(group); err != nil {
