@@ -20,7 +20,10 @@
 // Publish returns once JetStream acknowledged the message (PubAck): it is
 // durable then. Every message carries a Nats-Msg-Id equal to its UUID, so a
 // publish retried within the stream's duplicate window (two minutes by
-// default) is stored once. Publishes are pipelined: concurrent calls, and the
+// default) is stored once. The flip side: a Watermill message published again
+// with the same UUID inside that window is taken for a retry, acknowledged,
+// and not stored again; to publish a message anew (to redrive a dead letter,
+// say), give it a new UUID. Publishes are pipelined: concurrent calls, and the
 // messages of one Watermill Publish, are sent without waiting for each other's
 // acknowledgement, and each caller gets its own.
 //
