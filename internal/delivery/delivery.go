@@ -110,30 +110,38 @@ func (p Policy) Decide(attempt int, err error) (Action, time.Duration) {
 		return Ack, 0
 	case errors.Is(err, ErrStopped):
 		return Retry, 0
-	case errors.Is(err, relay.ErrPermanent), errors.Is(err, ErrUnsettled), attempt >= p.MaxDeliver:
+	case errors.Is(err, relay.ErrPermanent), attempt >= p.MaxDeliver:
 		return DeadLetter, 0
 	default:
 		return Retry, p.Backoff(attempt)
 	}
 }
 
-// ErrUnsettled is the processing error of a delivery whose number exceeds
-// MaxDeliver: an earlier consumer took the last attempt and never settled it
-// (it died or lost its connection mid-handler). The message may be what kills
-// consumers, so it is dead-lettered without calling the handler again, and a
-// poison message cannot crash-loop a service. See [Policy.Skip].
-var ErrUnsettled = errors.New("an earlier delivery past max deliver was never settled (its consumer died?)")
-
 // Skip returns the error to settle d with instead of processing it, or nil when
-// d should be processed: a decode error, or [ErrUnsettled] wrapped with the
-// counts when d.Attempt exceeds MaxDeliver. Every backend calls it before the
-// handler, so the rule is the same everywhere.
+// d should be processed: an entry that could not be decoded goes to the
+// dead-letter topic without reaching the handler. Every backend calls it
+// before the handler, so the rule is the same everywhere.
+//
+// A delivery numbered above MaxDeliver (a consumer took the last attempt and
+// died, or a stopping consumer handed the message back) is processed once more
+// and dead-lettered if that fails: deliveries that a Close handed back count as
+// attempts on the servers, so skipping them would dead-letter messages no
+// handler ever saw.
 func (p Policy) Skip(d *Delivery) error {
-	switch {
-	case d.DecodeErr != nil:
+	if d.DecodeErr != nil {
 		return fmt.Errorf("%w: decode: %w", relay.ErrPermanent, d.DecodeErr)
-	case d.Attempt > p.MaxDeliver:
-		return fmt.Errorf("delivery %d, max deliver %d: %w", d.Attempt, p.MaxDeliver, ErrUnsettled)
+	}
+	return nil
+}
+
+// CheckTopic returns an error wrapping relay.ErrInvalidTopic when the
+// dead-letter topic of topic is not a valid topic (for example, a 255-byte
+// topic plus ".dead" is too long). Subscribe calls it, so that a message is
+// never left with nowhere to go.
+func (p Policy) CheckTopic(topic string) error {
+	dl := p.DeadLetterTopic(topic)
+	if err := relay.ValidateTopic(dl); err != nil {
+		return fmt.Errorf("dead-letter topic of %q (set it with WithDeadLetterTopic): %w", topic, err)
 	}
 	return nil
 }
@@ -202,7 +210,8 @@ func DeadLetterMessage(d *Delivery, err error) Message {
 	return Message{UUID: d.Message.UUID, Metadata: md, Payload: d.Message.Payload}
 }
 
-// PanicError is the error a handler's panic is turned into.
+// PanicError is the error a handler's panic is turned into, and the error that
+// replaces a returned error whose Error method panics (a typed nil pointer).
 type PanicError struct {
 	Value any
 	Stack []byte
@@ -210,12 +219,52 @@ type PanicError struct {
 
 func (e *PanicError) Error() string { return fmt.Sprintf("handler panic: %v", e.Value) }
 
-// Call runs h(payload) and turns a panic into a *PanicError.
+// ErrGoexit is the processing error of a handler that called
+// runtime.Goexit (t.FailNow in a test handler does).
+var ErrGoexit = errors.New("handler called runtime.Goexit")
+
+// Call runs h on a copy of payload (a handler may change its slice without
+// changing the dead letter) and returns its error. A panic becomes a
+// *PanicError, and so does a returned error whose Error method panics (a typed
+// nil pointer), so that formatting it later cannot crash the process. A
+// handler that calls runtime.Goexit ends the calling goroutine: engines use
+// [CallSettled], which settles the delivery even then.
 func Call(h relay.Handler, payload []byte) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = &PanicError{Value: v, Stack: debug.Stack()}
 		}
 	}()
-	return h(payload)
+	return checkError(h(append([]byte(nil), payload...)))
+}
+
+// CallSettled is [Call] that passes the outcome to settle exactly once, even
+// when the handler calls runtime.Goexit: settle then gets [ErrGoexit], and the
+// calling goroutine exits after it (Goexit cannot be stopped), so an engine
+// with long-lived workers must start a replacement when a worker ends inside
+// CallSettled.
+func CallSettled(h relay.Handler, payload []byte, settle func(error)) {
+	returned := false
+	defer func() {
+		if !returned {
+			settle(ErrGoexit)
+		}
+	}()
+	err := Call(h, payload)
+	returned = true
+	settle(err)
+}
+
+// checkError returns err, or a *PanicError when err.Error() panics.
+func checkError(err error) (checked error) {
+	if err == nil {
+		return nil
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			checked = &PanicError{Value: fmt.Sprintf("the %T returned by the handler panics in Error: %v", err, v), Stack: debug.Stack()}
+		}
+	}()
+	_ = err.Error()
+	return err
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -145,6 +147,48 @@ func TestSettleDecodeErrorGoesToDeadLetter(t *testing.T) {
 	}
 }
 
+type nilPointerError struct{ msg string }
+
+func (e *nilPointerError) Error() string { return e.msg }
+
+func TestCallSurvivesHandlerMisbehaviour(t *testing.T) {
+	t.Run("an error whose Error method panics becomes a PanicError", func(t *testing.T) {
+		var typedNil *nilPointerError
+		err := Call(func([]byte) error { return typedNil }, nil)
+		var pe *PanicError
+		if !errors.As(err, &pe) {
+			t.Fatalf("Call = %#v, want a *PanicError", err)
+		}
+		_ = DeadLetterMessage(&Delivery{Topic: "t"}, err) // must not panic
+	})
+	t.Run("the handler gets its own copy of the payload", func(t *testing.T) {
+		payload := []byte("original")
+		_ = Call(func(p []byte) error { copy(p, "XXXXXXXX"); return nil }, payload)
+		if string(payload) != "original" {
+			t.Fatalf("payload changed to %q by the handler", payload)
+		}
+	})
+	t.Run("runtime.Goexit still settles the delivery", func(t *testing.T) {
+		got := make(chan error, 2)
+		go CallSettled(func([]byte) error { runtime.Goexit(); return nil }, nil, func(err error) { got <- err })
+		select {
+		case err := <-got:
+			if !errors.Is(err, ErrGoexit) {
+				t.Fatalf("settled with %v, want ErrGoexit", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a handler that called runtime.Goexit left its delivery unsettled")
+		}
+	})
+	t.Run("CallSettled settles once with the handler's error", func(t *testing.T) {
+		var calls []error
+		CallSettled(func([]byte) error { return errors.New("x") }, nil, func(err error) { calls = append(calls, err) })
+		if len(calls) != 1 || calls[0] == nil || calls[0].Error() != "x" {
+			t.Fatalf("settle calls = %v, want one with the handler's error", calls)
+		}
+	})
+}
+
 func TestCallRecoversPanic(t *testing.T) {
 	err := Call(func([]byte) error { panic("kaboom") }, nil)
 	var pe *PanicError
@@ -162,7 +206,7 @@ func TestSkip(t *testing.T) {
 	}{
 		{name: "first delivery is processed", d: Delivery{Attempt: 1}},
 		{name: "last delivery is processed", d: Delivery{Attempt: 3}},
-		{name: "delivery past max deliver is skipped", d: Delivery{Attempt: 4}, want: ErrUnsettled},
+		{name: "delivery past max deliver is processed once more", d: Delivery{Attempt: 4}},
 		{name: "undecodable delivery is skipped", d: Delivery{Attempt: 1, DecodeErr: errors.New("bad")}},
 	}
 	for _, tt := range tests {
@@ -182,5 +226,20 @@ func TestSkip(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestCheckTopic(t *testing.T) {
+	p := DefaultPolicy()
+	if err := p.CheckTopic("orders"); err != nil {
+		t.Fatalf("CheckTopic(orders) = %v", err)
+	}
+	long := strings.Repeat("a", relay.MaxTopicLength) // valid, but its dead-letter topic is too long
+	if err := p.CheckTopic(long); !errors.Is(err, relay.ErrInvalidTopic) {
+		t.Fatalf("CheckTopic(255 bytes) = %v, want ErrInvalidTopic", err)
+	}
+	p.DeadLetterTopic = func(string) string { return "dead.*" }
+	if err := p.CheckTopic("orders"); !errors.Is(err, relay.ErrInvalidTopic) {
+		t.Fatalf("CheckTopic with a wildcard dead-letter topic = %v, want ErrInvalidTopic", err)
 	}
 }
