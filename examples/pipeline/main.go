@@ -74,8 +74,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "pipeline:", err)
 		os.Exit(1)
 	}
-	if res.lost > 0 {
+	switch {
+	case res.lost > 0:
 		os.Exit(1)
+	case res.interrupted:
+		os.Exit(130) // the shell's code for a run ended by Ctrl-C
 	}
 }
 

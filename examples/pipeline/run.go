@@ -36,6 +36,7 @@ const placedAtKey = "placed_at" // metadata: when the order was published, Unix 
 // result is what a run found.
 type result struct {
 	published, lost int
+	interrupted     bool // Ctrl-C: the run ended early and lost was not checked
 }
 
 // generate returns n orders drawn from seed: the same seed gives the same orders.
@@ -84,7 +85,11 @@ func run(ctx context.Context, cfg config, out io.Writer) (result, error) {
 	go func() { routerDone <- router.Run(context.Background()) }()
 	defer func() {
 		_ = router.Close() // closes the handlers' subscribers; errors are reported by the router's logger
-		<-routerDone
+		select {
+		case <-routerDone:
+		case <-time.After(time.Minute):
+			fmt.Fprintln(out, "the router did not stop within a minute; exiting anyway")
+		}
 		_ = b.publisher.Close()
 	}()
 	select {
@@ -105,10 +110,14 @@ func run(ctx context.Context, cfg config, out io.Writer) (result, error) {
 	elapsed := time.Since(start)
 	prog.stop()
 
-	res := summarize(out, orders, tr, elapsed)
+	if ctx.Err() != nil {
+		res := summarize(out, orders, tr, elapsed, false)
+		fmt.Fprintln(out, "interrupted: losses not checked; the router and broker are closed and unfinished messages stay on the broker")
+		res.interrupted = true
+		return res, nil
+	}
+	res := summarize(out, orders, tr, elapsed, true)
 	switch {
-	case ctx.Err() != nil:
-		fmt.Fprintln(out, "interrupted: the router and broker were closed; unfinished messages stay on the broker")
 	case !finished:
 		fmt.Fprintf(out, "timed out after %v waiting for the flow to finish\n", cfg.timeout)
 	}
@@ -259,7 +268,9 @@ func (t *tracker) waitAll(ctx context.Context, orders []order, timeout time.Dura
 }
 
 // summarize prints the table and checks every id.
-func summarize(out io.Writer, orders []order, t *tracker, elapsed time.Duration) result {
+// When check is false (the run was interrupted) lost is not computed: orders
+// not yet handled are not lost, merely unfinished.
+func summarize(out io.Writer, orders []order, t *tracker, elapsed time.Duration, check bool) result {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var lost, dups, redelivered int
@@ -301,13 +312,18 @@ func summarize(out io.Writer, orders []order, t *tracker, elapsed time.Duration)
 	row("redelivered (retries)", redelivered)
 	row("dead-lettered", len(t.seen["dead"]))
 	row("duplicates seen", dups)
-	row("lost (checked by id)", lost)
+	if check {
+		row("lost (checked by id)", lost)
+	} else {
+		row("lost (checked by id)", "not checked")
+		lost = 0
+	}
 	row("elapsed", elapsed.Round(time.Millisecond))
 	row("orders/s", fmt.Sprintf("%.0f", float64(t.nPub)/elapsed.Seconds()))
 	row("latency p50 placed→billed", pct(0.50))
 	row("latency p99 placed→billed", pct(0.99))
 	_ = w.Flush()
-	if lost > 0 {
+	if check && lost > 0 {
 		fmt.Fprintf(out, "LOST %d orders, for example %v\n", lost, lostIDs)
 	}
 	return result{published: t.nPub, lost: lost}
