@@ -9,22 +9,27 @@
 //
 // Delivery is at least once. Publish is XADD and returns once Redis answered;
 // the entry is then as durable as the server's persistence makes it (use the
-// append-only file with fsync for no loss on a crash). Each Broker or
+// append-only file with fsync for no loss on a crash). Publish calls made at
+// the same time on one value share round trips: one sends its XADD at once,
+// the others queue (boundedly) for a writer that sends all that queued up
+// meanwhile in one pipeline, and each returns with its own answer. Each Broker or
 // Subscriber belongs to one consumer group ([WithGroup]); Subscribe creates
 // the group with MKSTREAM, at [StartOldest] by default, so entries published
 // before any subscriber existed are delivered. An existing group
 // (BUSYGROUP) is joined as it is.
 //
 // Every subscription is a consumer of the group. It reads new entries with
-// XREADGROUP ">" in batches of at most the free worker slots, runs up to
-// [WithConcurrency] handlers at once, and acknowledges the successful ones
-// with one XACK per batch of acks that finished together. An entry is removed
-// from the group's pending list only once its handler returned nil (or the
-// Watermill message was acked).
+// XREADGROUP ">" up to [WithPrefetch] ahead of its handlers, runs up to
+// [WithConcurrency] handlers at once, in stream order, and acknowledges the
+// successful ones with one XACK per batch of acks that finished meanwhile,
+// without making the handlers wait for it. An entry is removed from the
+// group's pending list only once its handler returned nil (or the Watermill
+// message was acked); when that XACK fails the failure is logged and the
+// entry, still pending, is delivered again.
 //
-// While a handler runs, its consumer resets the entry's idle time (XCLAIM
-// JUSTID to itself) every third of the claim timeout ([WithClaimTimeout]), so
-// a slow handler's entry is not claimed by another consumer. The entries of a
+// While an entry waits for a handler or its handler runs, its consumer resets
+// its idle time (XCLAIM JUSTID to itself) every third of the claim timeout
+// ([WithClaimTimeout]), so that no other consumer claims it. The entries of a
 // consumer that stopped refreshing (its process died, or Redis was cut off
 // from it) are claimed by the others, which look every half claim timeout for
 // entries idle longer than the claim timeout (XPENDING IDLE, then XCLAIM with
@@ -96,7 +101,10 @@
 // The caller owns the client: Close never closes it, and it must stay open
 // until Close returned. Close stops reading (a blocking XREADGROUP in
 // progress ends within [WithBlockTimeout]), waits for the running handlers,
-// acknowledges those that succeeded, leaves every other entry pending and
+// acknowledges those that succeeded, leaves every other entry pending, hands
+// the entries read ahead that no handler saw back to the group (their
+// delivery counter restored, idle as long as the claim timeout, so another
+// consumer claims them at once), lets the publish calls in flight finish and
 // returns once no goroutine of the value is left. Read failures (Redis down)
 // are logged and retried after a pause that grows to 2 seconds; consumption
 // resumes by itself, and a group lost with a non-persistent server is

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -54,6 +55,9 @@ type engine struct {
 	closed bool
 	subs   map[*subscription]struct{}
 	names  map[string]int // subscriptions made per topic, for consumer names
+	w      *writer        // started by the first concurrent publish
+
+	publishing atomic.Int64 // publish calls in flight
 }
 
 func newEngine(client redis.UniversalClient, opts []Option) (*engine, error) {
@@ -85,7 +89,10 @@ func (e *engine) isClosed() bool {
 }
 
 // publish appends msgs to topic's stream, in one pipeline when there are
-// several, and returns once Redis answered every XADD.
+// several, and returns once Redis answered every XADD. A call made while no
+// other is in flight sends its commands itself: a lone publisher pays one
+// round trip and no hand-off. Concurrent calls go to the writer, which sends
+// what queued up meanwhile in one pipeline (see [writer]).
 func (e *engine) publish(ctx context.Context, topic string, msgs ...delivery.Message) error {
 	if e.isClosed() {
 		return relay.ErrClosed
@@ -93,32 +100,92 @@ func (e *engine) publish(ctx context.Context, topic string, msgs ...delivery.Mes
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	args := make([]*redis.XAddArgs, len(msgs))
+	if len(msgs) == 0 {
+		return nil
+	}
+	r := &pubRequest{ctx: ctx}
+	if len(msgs) == 1 {
+		r.args = r.one[:]
+	} else {
+		r.args = make([]redis.XAddArgs, len(msgs))
+	}
 	for i, m := range msgs {
 		values, err := encode(m)
 		if err != nil {
 			return err
 		}
-		args[i] = &redis.XAddArgs{Stream: streamKey(topic), Values: values, MaxLen: e.cfg.maxLen, Approx: true}
+		r.args[i] = redis.XAddArgs{Stream: streamKey(topic), Values: values, MaxLen: e.cfg.maxLen, Approx: true}
 	}
 	var err error
-	switch len(args) {
-	case 0:
-		return nil
-	case 1:
-		err = e.client.XAdd(ctx, args[0]).Err()
-	default:
-		_, err = e.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, a := range args {
-				p.XAdd(ctx, a)
-			}
-			return nil
-		})
+	if e.publishing.Add(1) == 1 {
+		err = e.send(ctx, r.args)
+	} else {
+		err = e.enqueue(r)
 	}
+	e.publishing.Add(-1)
 	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 		err = fmt.Errorf("%w (%w)", ctx.Err(), err)
 	}
 	return err
+}
+
+// send sends args, one XADD or a pipeline, and returns the first error.
+func (e *engine) send(ctx context.Context, args []redis.XAddArgs) error {
+	if len(args) == 1 {
+		return e.client.XAdd(ctx, &args[0]).Err()
+	}
+	_, err := e.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range args {
+			p.XAdd(ctx, &args[i])
+		}
+		return nil
+	})
+	return err
+}
+
+// enqueue hands r to the writer and waits for its answer, ctx, or the end of
+// the writer.
+func (e *engine) enqueue(r *pubRequest) error {
+	w := e.startWriter()
+	if w == nil {
+		return relay.ErrClosed
+	}
+	r.done = make(chan error, 1)
+	select {
+	case w.queue <- r:
+	case <-r.ctx.Done():
+		return r.ctx.Err()
+	case <-w.exited:
+		return relay.ErrClosed
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-r.ctx.Done():
+		return r.ctx.Err() // the writer skips r or sends it regardless
+	case <-w.exited:
+		select {
+		case err := <-r.done:
+			return err
+		default:
+			return relay.ErrClosed // queued after the writer's last drain
+		}
+	}
+}
+
+// startWriter returns the writer, started on first use, or nil after Close.
+func (e *engine) startWriter() *writer {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil
+	}
+	if e.w == nil {
+		e.w = &writer{e: e, queue: make(chan *pubRequest, writerQueue),
+			stop: make(chan struct{}), exited: make(chan struct{})}
+		go e.w.run()
+	}
+	return e.w
 }
 
 // ensureGroup creates the group on topic's stream, and the stream, unless the
@@ -137,6 +204,9 @@ func (e *engine) ensureGroup(ctx context.Context, stream string) error {
 func (e *engine) subscribe(topic string, process wm.Process) (stop func(), err error) {
 	if e.isClosed() {
 		return nil, relay.ErrClosed
+	}
+	if err := e.cfg.policy.CheckTopic(topic); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
@@ -175,12 +245,17 @@ func (e *engine) shutdown() error {
 	for s := range e.subs {
 		subs = append(subs, s)
 	}
+	w := e.w
 	e.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, s := range subs {
 		wg.Go(s.stop)
 	}
 	wg.Wait()
+	if w != nil {
+		close(w.stop)
+		<-w.exited
+	}
 	return nil
 }
 
@@ -203,4 +278,118 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+const (
+	// writerQueue bounds the publish calls waiting for the writer: more
+	// wait to enqueue (back-pressure).
+	writerQueue = 1024
+	// pipelineMax is the number of XADDs after which the writer stops
+	// adding calls to a pipeline. A call is never split.
+	pipelineMax = 512
+)
+
+// pubRequest is one publish call that waits for the writer.
+type pubRequest struct {
+	ctx  context.Context
+	args []redis.XAddArgs
+	one  [1]redis.XAddArgs // args of a single message, without another allocation
+	done chan error        // buffered: the writer never blocks on it
+}
+
+// writer coalesces concurrent publish calls: it takes every call that queued
+// up while its previous pipeline was in flight and sends them in one
+// pipeline, so N concurrent publishers pay about one round trip instead of
+// N. Each caller waits for its own answer or its ctx. It runs from the first
+// concurrent publish until Close, which waits for it; calls still queued then
+// fail with relay.ErrClosed.
+type writer struct {
+	e      *engine
+	queue  chan *pubRequest
+	stop   chan struct{} // closed by shutdown
+	exited chan struct{} // closed when run returns
+}
+
+func (w *writer) run() {
+	defer close(w.exited)
+	batch := make([]*pubRequest, 0, 64)
+	args := make([]redis.XAddArgs, 0, pipelineMax)
+	for {
+		select {
+		case r := <-w.queue:
+			batch = append(batch[:0], r)
+		case <-w.stop:
+			for {
+				select {
+				case r := <-w.queue:
+					r.done <- relay.ErrClosed
+				default:
+					return
+				}
+			}
+		}
+		n := len(batch[0].args)
+	fill:
+		for n < pipelineMax {
+			select {
+			case r := <-w.queue:
+				batch = append(batch, r)
+				n += len(r.args)
+			default:
+				break fill
+			}
+		}
+		args = w.flush(batch, args[:0])
+		clear(batch) // drop the payloads
+	}
+}
+
+// flush sends the calls of batch whose ctx is not done, in one round trip,
+// and answers every call.
+func (w *writer) flush(batch []*pubRequest, args []redis.XAddArgs) []redis.XAddArgs {
+	live := batch[:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- err // its caller has returned: nothing is sent for it
+			continue
+		}
+		live = append(live, r)
+	}
+	switch len(live) {
+	case 0:
+		return args
+	case 1:
+		// Its own ctx: a deadline bounds the round trip.
+		live[0].done <- w.e.send(live[0].ctx, live[0].args)
+		return args
+	}
+	for _, r := range live {
+		args = append(args, r.args...)
+	}
+	// Several callers' ctx: none of them may cut the others' round trip
+	// short; the client's timeouts bound it.
+	ctx := context.Background()
+	cmds, err := w.e.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range args {
+			p.XAdd(ctx, &args[i])
+		}
+		return nil
+	})
+	i := 0
+	for _, r := range live {
+		rerr := err
+		if len(cmds) == len(args) {
+			rerr = nil
+			for _, c := range cmds[i : i+len(r.args)] {
+				if cerr := c.Err(); cerr != nil {
+					rerr = cerr
+					break
+				}
+			}
+		}
+		i += len(r.args)
+		r.done <- rerr
+	}
+	clear(args) // drop the payloads
+	return args
 }

@@ -22,6 +22,9 @@ const (
 	// DefaultConcurrency is the number of handlers per subscription of
 	// [WithConcurrency].
 	DefaultConcurrency = 8
+	// DefaultPrefetch is the number of entries read ahead of the handlers of
+	// [WithPrefetch].
+	DefaultPrefetch = 256
 	// DefaultClaimTimeout is the idle time of [WithClaimTimeout].
 	DefaultClaimTimeout = 30 * time.Second
 	// DefaultBlockTimeout is the XREADGROUP block time of [WithBlockTimeout].
@@ -53,6 +56,7 @@ type config struct {
 	group        string
 	policy       delivery.Policy
 	concurrency  int
+	prefetch     int
 	consumer     string
 	consumerSet  bool
 	claimTimeout time.Duration
@@ -67,6 +71,7 @@ func newConfig(opts []Option) (config, error) {
 		group:        DefaultGroup,
 		policy:       delivery.DefaultPolicy(),
 		concurrency:  DefaultConcurrency,
+		prefetch:     DefaultPrefetch,
 		claimTimeout: DefaultClaimTimeout,
 		blockTimeout: DefaultBlockTimeout,
 		startID:      StartOldest,
@@ -94,6 +99,8 @@ func (c config) validate() error {
 		return bad("empty consumer name")
 	case c.concurrency < 1:
 		return bad("concurrency %d, must be at least 1", c.concurrency)
+	case c.prefetch < 0:
+		return bad("prefetch %d, must not be negative", c.prefetch)
 	case c.claimTimeout < MinClaimTimeout:
 		return bad("claim timeout %v, must be at least %v", c.claimTimeout, MinClaimTimeout)
 	case c.blockTimeout < time.Millisecond:
@@ -137,11 +144,24 @@ func WithDeadLetterTopic(f func(topic string) string) Option {
 	return func(c *config) { c.policy.DeadLetterTopic = f }
 }
 
-// WithConcurrency sets how many handlers run at once per subscription; it
-// defaults to [DefaultConcurrency] (8) and must be at least 1. With 1, entries
-// are handled in stream order while none fails. It also bounds the entries a
-// subscription fetches ahead.
+// WithConcurrency sets how many handlers (Watermill face: messages awaiting
+// Ack or Nack) run at once per subscription; it defaults to
+// [DefaultConcurrency] (8) and must be at least 1. With 1, entries are handled
+// in stream order while none fails. A subscription holds at most n plus the
+// prefetch ([WithPrefetch]) entries that are read and not yet acknowledged.
 func WithConcurrency(n int) Option { return func(c *config) { c.concurrency = n } }
+
+// WithPrefetch sets how many entries a subscription may read ahead of its
+// handlers, beyond the [WithConcurrency] ones being handled; it defaults to
+// [DefaultPrefetch] (256) and must be at least 0. Reading ahead saves a round
+// trip per entry. The entries waiting count as held: their idle time is reset
+// like that of running handlers, so no other consumer of the group claims
+// them, and when the subscription stops they are handed back with their
+// delivery counter restored and their idle time set to the claim timeout, so
+// that another consumer claims them at once. Lower it when handlers are slow
+// and several subscriptions of a group should share a small backlog evenly;
+// 0 reads only for free handlers.
+func WithPrefetch(n int) Option { return func(c *config) { c.prefetch = n } }
 
 // WithConsumer sets the consumer name of the first subscription of each topic;
 // later subscriptions to the same topic by the same value get name-2, name-3,

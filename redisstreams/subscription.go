@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -17,20 +18,32 @@ import (
 // subscription is one consumer of the group on one stream. Its goroutines:
 //
 //   - the read loop: XREADGROUP ">" for new entries (attempt 1, no extra round
-//     trip), handed to the worker pool;
+//     trip), as many as the quota of held entries allows, queued for the
+//     workers;
+//   - the workers, [WithConcurrency] of them: each takes the next queued
+//     entry, runs the handler and settles the delivery by the policy;
 //   - the claim loop: every half claim timeout, XPENDING IDLE + XCLAIM of
 //     entries whose consumer went silent, and now and then the removal of
 //     idle consumers without pending entries;
 //   - the retry loop: re-claims to itself, after their backoff, the entries
-//     whose handler failed, which bumps their delivery counter, and delivers
+//     whose handler failed, which bumps their delivery counter, and queues
 //     them again;
 //   - the refresh loop: every third of the claim timeout, XCLAIM JUSTID to
 //     itself of the entries it holds, which resets their idle time without
-//     touching the counter, so that no one claims a slow handler's entry;
-//   - the acker: one XACK for all the acks that queued up meanwhile.
+//     touching the counter, so that no one claims a queued entry or a slow
+//     handler's;
+//   - the acker: one XACK for all the acks that queued up meanwhile. Workers
+//     hand it their acks and move on; a failed XACK is logged, and the entries
+//     stay pending, to be delivered again (at least once).
 //
-// The first three stop when stopping begins; the last two outlive the
-// handlers still running.
+// An entry is held from the read or claim that brings it until its XACK is
+// answered, its retry is scheduled, or it is handed back at stop. The quota
+// bounds the held entries to concurrency + prefetch (twice that for a moment
+// when a read and a claim coincide): that is the back-pressure on reads, and
+// what bounds the queue and the acker's backlog.
+//
+// The read, claim and retry loops and the workers stop when stopping begins;
+// the refresh loop and the acker outlive the handlers still running.
 type subscription struct {
 	e        *engine
 	topic    string
@@ -39,13 +52,15 @@ type subscription struct {
 	process  wm.Process
 	log      *slog.Logger
 
-	ctx      context.Context // fetching; done once stopping begins
+	ctx      context.Context // fetching and handling; done once stopping begins
 	cancel   context.CancelFunc
-	pool     *delivery.Pool
+	quota    *quota
+	queue    chan *entry    // read or claimed, waiting for a worker; never full
+	acks     chan string    // ids for the acker; never full
 	loops    sync.WaitGroup // read, claim and retry loops
+	workers  sync.WaitGroup
 	tail     sync.WaitGroup // refresh loop and acker
 	tailStop chan struct{}
-	acks     chan ackRequest
 	due      chan struct{} // a retry timer fired
 	stopOnce sync.Once
 
@@ -55,7 +70,7 @@ type subscription struct {
 	refreshMu sync.Mutex
 
 	mu      sync.Mutex
-	held    map[string]struct{}    // in a handler, or about to be: refreshed
+	held    map[string]struct{}    // queued, in a handler or being acked: refreshed
 	waiting map[string]*retryEntry // failed, waiting for their backoff
 	dueList []*retryEntry
 }
@@ -68,21 +83,32 @@ type retryEntry struct {
 	timer   *time.Timer
 }
 
-type ackRequest struct {
-	id   string
-	done chan error
+// entry is one delivery of a stream entry to this subscription. It settles
+// itself: it is the [delivery.Settler] of its delivery.
+type entry struct {
+	s      *subscription
+	values map[string]any // the entry's fields, decoded by the worker
+	d      delivery.Delivery
 }
+
+// readMax is the largest COUNT of one XREADGROUP.
+const readMax = 500
 
 func newSubscription(e *engine, topic, consumer string, process wm.Process) *subscription {
 	ctx, cancel := context.WithCancel(context.Background())
+	size := e.cfg.concurrency + e.cfg.prefetch
 	return &subscription{
 		e: e, topic: topic, stream: streamKey(topic), consumer: consumer, process: process,
 		log:    e.cfg.logger.With("pkg", pkg, "topic", topic, "group", e.cfg.group, "consumer", consumer),
 		ctx:    ctx,
 		cancel: cancel,
-		pool:   delivery.NewPool(e.cfg.concurrency),
-		acks:   make(chan ackRequest, e.cfg.concurrency),
-		due:    make(chan struct{}, 1),
+		quota:  &quota{free: size},
+		// A read takes what it got after it, while a claim or retry may have
+		// taken the rest of the quota meanwhile: at most twice the quota
+		// is held.
+		queue: make(chan *entry, 2*size),
+		acks:  make(chan string, 2*size),
+		due:   make(chan struct{}, 1),
 
 		tailStop: make(chan struct{}),
 		held:     make(map[string]struct{}),
@@ -94,6 +120,9 @@ func (s *subscription) start() {
 	s.tail.Add(2)
 	go func() { defer s.tail.Done(); s.refreshLoop() }()
 	go func() { defer s.tail.Done(); s.ackLoop() }()
+	for range s.e.cfg.concurrency {
+		s.workers.Go(s.work)
+	}
 	s.loops.Add(1)
 	go func() {
 		defer s.loops.Done()
@@ -107,13 +136,15 @@ func (s *subscription) start() {
 	}()
 }
 
-// stop stops fetching, waits for the handlers running, leaves what did not
-// finish pending, and deletes the consumer when nothing is pending on it.
+// stop stops fetching, waits for the handlers running, hands back the
+// entries still queued, leaves what did not finish pending, and deletes the
+// consumer when nothing is pending on it.
 func (s *subscription) stop() {
 	s.stopOnce.Do(func() {
 		s.cancel()
 		s.loops.Wait()
-		s.pool.Wait()
+		s.workers.Wait()
+		s.handBack()
 		s.mu.Lock()
 		for _, r := range s.waiting {
 			r.timer.Stop() // still pending: the next owner redelivers it
@@ -127,19 +158,62 @@ func (s *subscription) stop() {
 	})
 }
 
-// readLoop reads new entries until stopping. A failed read is retried after a
-// growing pause; a group that vanished (a Redis restart without persistence)
-// is created again.
+// work runs queued entries, one at a time, until stopping.
+func (s *subscription) work() {
+	goexit := true
+	defer func() {
+		if goexit {
+			// A handler called runtime.Goexit, which ends this goroutine
+			// whatever it does (its delivery is settled): keep the number
+			// of workers.
+			s.workers.Go(s.work)
+		}
+	}()
+	s.workLoop()
+	goexit = false
+}
+
+func (s *subscription) workLoop() {
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case en := <-s.queue:
+			if s.ctx.Err() != nil {
+				s.queue <- en // never full; handed back by stop
+				return
+			}
+			en.handle()
+		}
+	}
+}
+
+// readLoop reads new entries until stopping, as many per read as the quota
+// allows once a quarter of it is free (fewer, larger reads while the workers
+// are the bottleneck). A failed read is retried after a growing pause; a
+// group that vanished (a Redis restart without persistence) is created again.
 func (s *subscription) readLoop() {
+	least := max(1, (s.e.cfg.concurrency+s.e.cfg.prefetch)/4)
 	failures := 0
-	for s.ctx.Err() == nil {
+	for {
+		// The read does not take the quota while it blocks: a claim or a
+		// retry that is due meanwhile must not wait for it.
+		n := s.quota.await(s.ctx, least, readMax)
+		if n == 0 {
+			return
+		}
 		streams, err := s.e.client.XReadGroup(s.ctx, &redis.XReadGroupArgs{
 			Group:    s.e.cfg.group,
 			Consumer: s.consumer,
 			Streams:  []string{s.stream, ">"},
-			Count:    int64(max(s.pool.Free(), 1)),
+			Count:    int64(n),
 			Block:    s.e.cfg.blockTimeout,
 		}).Result()
+		var msgs []redis.XMessage
+		if err == nil && len(streams) > 0 {
+			msgs = streams[0].Messages
+		}
+		s.quota.force(len(msgs))
 		switch {
 		case errors.Is(err, redis.Nil): // block timeout, nothing new
 			failures = 0
@@ -153,13 +227,14 @@ func (s *subscription) readLoop() {
 			continue
 		}
 		failures = 0
-		for _, st := range streams {
-			for _, m := range st.Messages {
-				if !s.deliver(m, 1) {
-					return
-				}
-			}
+		s.hold(msgs)
+		for _, m := range msgs {
+			s.enqueue(m, 1)
 		}
+		// Let a woken worker run on this P now, rather than after the
+		// next read is sent or once another P steals it: a few tens of µs
+		// of publish → handler latency at low rates.
+		runtime.Gosched()
 	}
 }
 
@@ -184,49 +259,72 @@ func (s *subscription) readFailed(err error, failures int) {
 	}
 }
 
-// deliver hands entry m, delivered for the attempt-th time, to the pool. It
-// returns false when the subscription is stopping; m then stays pending.
-func (s *subscription) deliver(m redis.XMessage, attempt int) bool {
+// hold marks entries as held, so that the idle refresh covers them and the
+// claim loop leaves them alone.
+func (s *subscription) hold(msgs []redis.XMessage) {
+	s.mu.Lock()
+	for _, m := range msgs {
+		s.held[m.ID] = struct{}{}
+	}
+	s.mu.Unlock()
+}
+
+// enqueue queues held entry m, delivered for the attempt-th time, for the
+// workers. The caller has taken its quota, so the queue has room.
+func (s *subscription) enqueue(m redis.XMessage, attempt int) {
 	if len(m.Values) == 0 {
 		// Redis before 7 returns a pending entry that was trimmed from the
 		// stream with no fields: nothing is left to deliver.
 		s.log.Warn("redisstreams: pending entry was deleted from the stream; acking it", "id", m.ID)
-		ctx, cancel := context.WithTimeout(s.ctx, settleTimeout)
-		defer cancel()
-		if err := s.e.client.XAck(ctx, s.stream, s.e.cfg.group, m.ID).Err(); err != nil {
-			s.log.Warn("redisstreams: ack failed", "id", m.ID, "err", err)
-		}
-		return s.ctx.Err() == nil
+		s.acks <- m.ID
+		return
 	}
-	s.mu.Lock()
-	s.held[m.ID] = struct{}{}
-	s.mu.Unlock()
-	msg, err := decode(m.Values)
-	d := &delivery.Delivery{Topic: s.topic, ID: m.ID, Attempt: attempt, Message: msg, DecodeErr: err}
-	if err := s.pool.Go(s.ctx, func() { s.handle(d) }); err != nil {
-		s.release(m.ID)
-		return false
+	s.queue <- &entry{s: s, values: m.Values, d: delivery.Delivery{Topic: s.topic, ID: m.ID, Attempt: attempt}}
+}
+
+// deliverHeld takes quota for each of the held entries msgs, one at a time,
+// and queues them. It returns false when stopping; the entries not queued
+// then stay pending.
+func (s *subscription) deliverHeld(msgs []redis.XMessage, attempt func(m redis.XMessage) int) bool {
+	for i, m := range msgs {
+		if s.quota.take(s.ctx, 1, 1) == 0 {
+			s.mu.Lock()
+			for _, m := range msgs[i:] {
+				delete(s.held, m.ID)
+			}
+			s.mu.Unlock()
+			return false
+		}
+		s.enqueue(m, attempt(m))
 	}
 	return true
 }
 
-// handle runs one delivery and settles it by the policy.
-func (s *subscription) handle(d *delivery.Delivery) {
-	var err error
-	if d.DecodeErr == nil {
+// handle decodes the entry, runs the handler unless the policy skips the
+// delivery (undecodable, or past max deliver), and settles it.
+func (en *entry) handle() {
+	s, d := en.s, &en.d
+	d.Message, d.DecodeErr = decode(en.values)
+	en.values = nil
+	err := s.e.cfg.policy.Skip(d)
+	if err == nil {
+		returned := false
+		defer func() {
+			if !returned { // the handler called runtime.Goexit
+				en.settle(delivery.ErrGoexit)
+			}
+		}()
 		err = s.process(s.ctx, d)
+		returned = true
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
-	defer cancel()
-	if serr := s.e.cfg.policy.Settle(ctx, d, err, settler{s, d}); serr != nil {
-		s.log.Error("redisstreams: settle failed; the entry stays pending", "id", d.ID, "attempt", d.Attempt, "err", serr)
-	}
+	en.settle(err)
 }
 
-func (s *subscription) release(id string) {
-	s.mu.Lock()
-	delete(s.held, id)
-	s.mu.Unlock()
+func (en *entry) settle(err error) {
+	s, d := en.s, &en.d
+	if serr := s.e.cfg.policy.Settle(context.Background(), d, err, en); serr != nil {
+		s.log.Error("redisstreams: settle failed; the entry stays pending", "id", d.ID, "attempt", d.Attempt, "err", serr)
+	}
 }
 
 // isLocal reports whether this subscription deals with id already.
@@ -238,89 +336,97 @@ func (s *subscription) isLocal(id string) bool {
 	return held || waiting
 }
 
-// settler implements delivery.Settler for one delivery.
-type settler struct {
-	s *subscription
-	d *delivery.Delivery
-}
-
-func (t settler) Ack(ctx context.Context) error {
-	defer t.s.release(t.d.ID)
-	return t.s.ack(ctx, t.d.ID)
-}
-
-func (t settler) Retry(_ context.Context, delay time.Duration) error {
-	t.s.scheduleRetry(t.d, delay)
+// Ack hands the entry to the acker, without waiting for the XACK: the
+// acker logs a failure, and the entry, still pending, is delivered again.
+func (en *entry) Ack(context.Context) error {
+	en.s.acks <- en.d.ID
 	return nil
 }
 
-func (t settler) PublishDeadLetter(ctx context.Context, topic string, msg delivery.Message) error {
+func (en *entry) Retry(_ context.Context, delay time.Duration) error {
+	en.s.scheduleRetry(&en.d, delay)
+	return nil
+}
+
+func (en *entry) PublishDeadLetter(ctx context.Context, topic string, msg delivery.Message) error {
+	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
+	defer cancel()
 	values, err := encode(msg)
 	if err == nil {
-		err = t.s.e.client.XAdd(ctx, &redis.XAddArgs{Stream: streamKey(topic), Values: values}).Err()
+		err = en.s.e.client.XAdd(ctx, &redis.XAddArgs{Stream: streamKey(topic), Values: values}).Err()
 	}
 	if err != nil {
 		return err
 	}
-	t.s.log.Warn("redisstreams: entry dead-lettered", "id", t.d.ID, "attempt", t.d.Attempt,
+	en.s.log.Warn("redisstreams: entry dead-lettered", "id", en.d.ID, "attempt", en.d.Attempt,
 		"dead_letter_topic", topic, "reason", msg.Metadata[relay.MetadataReason])
 	return nil
 }
 
-// ack queues id for the acker and waits for the XACK that carries it.
-func (s *subscription) ack(ctx context.Context, id string) error {
-	done := make(chan error, 1)
-	select {
-	case s.acks <- ackRequest{id: id, done: done}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // ackLoop sends one XACK for every ack queued while the previous one was in
-// flight: with N handlers finishing together, one round trip instead of N.
+// flight: with many handlers finishing together, one round trip instead of
+// one each. After the workers are done it acks what is left and returns.
 func (s *subscription) ackLoop() {
-	batch := make([]ackRequest, 0, ackBatchMax)
 	ids := make([]string, 0, ackBatchMax)
 	for {
-		batch, ids = batch[:0], ids[:0]
 		select {
-		case r := <-s.acks:
-			batch = append(batch, r)
+		case id := <-s.acks:
+			ids = append(ids[:0], id)
 		case <-s.tailStop:
-			return
+			for {
+				ids = ids[:0]
+				for len(ids) < ackBatchMax {
+					select {
+					case id := <-s.acks:
+						ids = append(ids, id)
+						continue
+					default:
+					}
+					break
+				}
+				if len(ids) == 0 {
+					return
+				}
+				s.sendAcks(ids)
+			}
 		}
 	drain:
-		for len(batch) < ackBatchMax {
+		for len(ids) < ackBatchMax {
 			select {
-			case r := <-s.acks:
-				batch = append(batch, r)
+			case id := <-s.acks:
+				ids = append(ids, id)
 			default:
 				break drain
 			}
 		}
-		for _, r := range batch {
-			ids = append(ids, r.id)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
-		err := s.e.client.XAck(ctx, s.stream, s.e.cfg.group, ids...).Err()
-		cancel()
-		for _, r := range batch {
-			r.done <- err
-		}
+		s.sendAcks(ids)
 	}
+}
+
+// sendAcks acknowledges ids and releases them, whatever the outcome: an
+// entry whose XACK failed stays pending, for this subscription's claim loop
+// or another consumer to deliver again after the claim timeout.
+func (s *subscription) sendAcks(ids []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	err := s.e.client.XAck(ctx, s.stream, s.e.cfg.group, ids...).Err()
+	cancel()
+	if err != nil {
+		s.log.Warn("redisstreams: ack failed; the entries stay pending and will be delivered again",
+			"entries", len(ids), "err", err)
+	}
+	s.mu.Lock()
+	for _, id := range ids {
+		delete(s.held, id)
+	}
+	s.mu.Unlock()
+	s.quota.give(len(ids))
 }
 
 // scheduleRetry leaves d pending and delivers it again after delay, unless
 // the subscription stops first (or delay is zero: the delivery was stopped),
 // in which case it stays pending for whoever claims it next.
 func (s *subscription) scheduleRetry(d *delivery.Delivery, delay time.Duration) {
+	defer s.quota.give(1)
 	s.refreshMu.Lock()
 	defer s.refreshMu.Unlock()
 	s.mu.Lock()
@@ -387,32 +493,27 @@ func (s *subscription) redeliver(batch []*retryEntry) bool {
 		// after the claim timeout.
 		s.log.Warn("redisstreams: redelivery claim failed", "entries", len(batch), "err", err)
 	}
+	msgs := make([]redis.XMessage, 0, len(batch))
+	attempts := make(map[string]int, len(batch))
+	s.mu.Lock()
 	for i, r := range batch {
-		msgs, err := claims[i].Result()
-		if err != nil || len(msgs) == 0 {
-			// Failed, or claimed by another consumer, acked or trimmed.
-			s.forget(r)
-			continue
+		if s.waiting[r.id] == r {
+			delete(s.waiting, r.id)
+		}
+		got, err := claims[i].Result()
+		if err != nil || len(got) == 0 {
+			continue // failed, or claimed by another consumer, acked or trimmed
 		}
 		attempt := r.attempt + 1
 		if p, err := pends[i].Result(); err == nil && len(p) == 1 && p[0].Consumer == s.consumer {
 			attempt = int(p[0].RetryCount)
 		}
-		ok := s.deliver(msgs[0], attempt)
-		s.forget(r)
-		if !ok {
-			return false
-		}
-	}
-	return true
-}
-
-func (s *subscription) forget(r *retryEntry) {
-	s.mu.Lock()
-	if s.waiting[r.id] == r {
-		delete(s.waiting, r.id)
+		attempts[got[0].ID] = attempt
+		msgs = append(msgs, got[0])
+		s.held[got[0].ID] = struct{}{}
 	}
 	s.mu.Unlock()
+	return s.deliverHeld(msgs, func(m redis.XMessage) int { return attempts[m.ID] })
 }
 
 // claimLoop claims the entries of silent consumers every half claim timeout,
@@ -473,11 +574,10 @@ func (s *subscription) claim(minIdle time.Duration, owner string) bool {
 		if len(msgs) > 0 {
 			s.log.Info("redisstreams: claimed pending entries", "entries", len(msgs), "min_idle", minIdle)
 		}
-		for _, m := range msgs {
-			// The claim incremented the counter read before it.
-			if !s.deliver(m, int(counts[m.ID])+1) {
-				return false
-			}
+		s.hold(msgs)
+		// The claim incremented the counter read before it.
+		if !s.deliverHeld(msgs, func(m redis.XMessage) int { return int(counts[m.ID]) + 1 }) {
+			return false
 		}
 		if len(pending) < claimPage {
 			return true
@@ -485,6 +585,56 @@ func (s *subscription) claim(minIdle time.Duration, owner string) bool {
 		start = "(" + pending[len(pending)-1].ID
 	}
 	return false
+}
+
+// handBack returns the entries still queued at stop, which no handler saw,
+// to the group: XCLAIM to itself with the delivery counter as it was before
+// this subscription's read or claim, and an idle time of the claim timeout,
+// so that the next consumer to look claims them at once and counts no
+// delivery that did not happen.
+func (s *subscription) handBack() {
+	byCount := make(map[int][]string)
+	n := 0
+	for done := false; !done; {
+		select {
+		case en := <-s.queue:
+			byCount[en.d.Attempt-1] = append(byCount[en.d.Attempt-1], en.d.ID)
+			n++
+		default:
+			done = true
+		}
+	}
+	if n == 0 {
+		return
+	}
+	defer s.quota.give(n)
+	// No idle refresh may undo the idle time set here.
+	s.refreshMu.Lock()
+	defer s.refreshMu.Unlock()
+	s.mu.Lock()
+	for _, ids := range byCount {
+		for _, id := range ids {
+			delete(s.held, id)
+		}
+	}
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	_, err := s.e.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for count, ids := range byCount {
+			args := []any{"XCLAIM", s.stream, s.e.cfg.group, s.consumer, 0}
+			for _, id := range ids {
+				args = append(args, id)
+			}
+			args = append(args, "IDLE", s.e.cfg.claimTimeout.Milliseconds(), "RETRYCOUNT", count, "JUSTID")
+			p.Do(ctx, args...)
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Warn("redisstreams: hand back of unhandled entries failed; they stay pending until claimed",
+			"entries", n, "err", err)
+	}
 }
 
 // refreshLoop resets the idle time of the held entries every third of the
@@ -580,5 +730,68 @@ func (s *subscription) removeIdleConsumers() {
 		if s.deleteConsumer(c.Name, timeout) {
 			s.log.Info("redisstreams: removed idle consumer", "removed_consumer", c.Name, "idle", c.Idle)
 		}
+	}
+}
+
+// quota counts the entries a subscription may still take on. Takers wait for
+// room; give wakes them all.
+type quota struct {
+	mu   sync.Mutex
+	free int
+	wake chan struct{} // closed by give; made by a taker that waits
+}
+
+// take waits until at least least entries are free, then takes up to most
+// of them. It returns 0 when ctx is done first.
+func (q *quota) take(ctx context.Context, least, most int) int {
+	return q.wait(ctx, least, most, true)
+}
+
+// await is take without taking: it returns how many could be taken now. The
+// caller takes what it got with force.
+func (q *quota) await(ctx context.Context, least, most int) int {
+	return q.wait(ctx, least, most, false)
+}
+
+// force takes n entries, even past the limit.
+func (q *quota) force(n int) {
+	q.mu.Lock()
+	q.free -= n
+	q.mu.Unlock()
+}
+
+func (q *quota) wait(ctx context.Context, least, most int, take bool) int {
+	for {
+		q.mu.Lock()
+		if q.free >= least {
+			n := min(q.free, most)
+			if take {
+				q.free -= n
+			}
+			q.mu.Unlock()
+			return n
+		}
+		if q.wake == nil {
+			q.wake = make(chan struct{})
+		}
+		wake := q.wake
+		q.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return 0
+		}
+	}
+}
+
+// give returns n entries.
+func (q *quota) give(n int) {
+	q.mu.Lock()
+	q.free += n
+	wake := q.wake
+	q.wake = nil
+	q.mu.Unlock()
+	if wake != nil {
+		close(wake)
 	}
 }

@@ -1,0 +1,203 @@
+package faulttest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-relay/relay"
+)
+
+// Config is what a case asks of a broker. A backend maps it onto its own
+// options; a field the backend has no use for is ignored.
+type Config struct {
+	// Group is the consumer group.
+	Group string
+	// MaxDeliver is the number of deliveries, the first included, before a
+	// failing message is dead-lettered.
+	MaxDeliver int
+	// MinBackoff and MaxBackoff bound the redelivery delay of a failed
+	// message.
+	MinBackoff, MaxBackoff time.Duration
+	// Concurrency is the number of handlers at once per subscription.
+	Concurrency int
+	// AckWait is how long a delivery whose consumer went silent waits before
+	// it is delivered again: the JetStream ack wait, the Redis claim timeout.
+	AckWait time.Duration
+}
+
+// NewBrokerFunc returns a broker of cfg.Group whose client dials addr, the
+// server's address or a [Proxy] in front of it ("host:port"; empty for a
+// backend without a server). The client is closed in t.Cleanup; the caller
+// closes the broker.
+type NewBrokerFunc func(t testing.TB, addr string, cfg Config) (relay.Broker, error)
+
+// Server is a backend's real server, as a case controls it.
+type Server interface {
+	// Addr is the server's "host:port", the same across restarts.
+	Addr() string
+	// Stop takes the server down, the way its test helper stops it hardest
+	// (redis-server: SIGKILL; the embedded NATS server: shutdown), keeping
+	// its persisted data for Start.
+	Stop() error
+	// Start brings a stopped server up again on the same address and data,
+	// and returns once it accepts clients.
+	Start() error
+}
+
+// Backend describes one backend to the cases.
+type Backend struct {
+	// Name names the backend in test logs and RELIABILITY lines: "natsjs".
+	Name string
+	// Server is the backend's server for this test, nil for memory; cases
+	// that need one skip without it.
+	Server Server
+	// NewBroker makes brokers; see [NewBrokerFunc].
+	NewBroker NewBrokerFunc
+	// Helper is set when the test binary has a TestFaultHelperProcess test
+	// that calls [HelperProcess] with the same NewBroker: the consumer-crash
+	// case needs it to run a consumer in a child process.
+	Helper bool
+}
+
+// Full reports whether the full fault matrix runs: RELAY_FAULTS=full. The
+// default run uses smaller counts and shorter outages.
+func Full() bool { return os.Getenv("RELAY_FAULTS") == "full" }
+
+// pick returns full in full mode and def otherwise.
+func pick[T any](def, full T) T {
+	if Full() {
+		return full
+	}
+	return def
+}
+
+var seq atomic.Int64
+
+// names returns a topic and a group unique in the process, so that cases
+// sharing a server (REDIS_URL, NATS_URL) do not collide.
+func names(t testing.TB, b Backend) (topic, group string) {
+	n := seq.Add(1)
+	clean := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			return r
+		}
+		return '_'
+	}, t.Name())
+	return fmt.Sprintf("fault.%s.%d.%d", clean, time.Now().UnixNano()%1e9, n), fmt.Sprintf("fault-%s-%d", b.Name, n)
+}
+
+func newBroker(t testing.TB, b Backend, addr string, cfg Config) relay.Broker {
+	t.Helper()
+	br, err := b.NewBroker(t, addr, cfg)
+	if err != nil {
+		t.Fatalf("faulttest: new %s broker: %v", b.Name, err)
+	}
+	return br
+}
+
+func addrOf(b Backend) string {
+	if b.Server == nil {
+		return ""
+	}
+	return b.Server.Addr()
+}
+
+// report logs the figures of a case in the line RELIABILITY.md is made from.
+// recovery < 0 prints "-".
+func report(t testing.TB, fault string, b Backend, messages, lost, duplicates int, recovery time.Duration, extra string) {
+	t.Helper()
+	rec := "-"
+	if recovery >= 0 {
+		rec = recovery.Round(time.Millisecond).String()
+	}
+	mode := "default"
+	if Full() {
+		mode = "full"
+	}
+	t.Logf("RELIABILITY fault=%s backend=%s mode=%s messages=%d lost=%d duplicates=%d recovery=%s %s",
+		fault, b.Name, mode, messages, lost, duplicates, rec, extra)
+}
+
+// waitFor polls cond every 20 ms until it holds or timeout passes, and
+// reports whether it held.
+func waitFor(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// publishAll publishes ids [from, to) with workers goroutines, each Publish
+// bounded by perCall, recording every outcome.
+func publishAll(t testing.TB, br relay.Broker, topic string, l *Ledger, from, to, workers int, perCall time.Duration) {
+	t.Helper()
+	ids := make(chan int)
+	done := make(chan struct{})
+	for range workers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for id := range ids {
+				ctx, cancel := context.WithTimeout(context.Background(), perCall)
+				err := br.Publish(ctx, topic, Payload(id))
+				cancel()
+				l.Published(id, err)
+				if err != nil {
+					t.Errorf("publish %d: %v", id, err)
+				}
+			}
+		}()
+	}
+	for id := from; id < to; id++ {
+		ids <- id
+	}
+	close(ids)
+	for range workers {
+		<-done
+	}
+}
+
+// closeBroker closes br, failing the test on error.
+func closeBroker(t testing.TB, br relay.Broker) {
+	t.Helper()
+	if err := br.Close(); err != nil {
+		t.Errorf("close broker: %v", err)
+	}
+}
+
+// idOf reads a payload's id, failing the test for a foreign payload.
+func idOf(t testing.TB, payload []byte) int {
+	id, err := ID(payload)
+	if err != nil {
+		t.Error(err)
+		return -1
+	}
+	return id
+}
+
+// Logger is the logger the backends' brokers in the cases should use: one
+// that discards, since outages make them log a lot, unless RELAY_FAULTS_LOG
+// is set, when they log to stderr at that level ("debug", "info", "warn").
+func Logger() *slog.Logger {
+	lvl := os.Getenv("RELAY_FAULTS_LOG")
+	if lvl == "" {
+		return slog.New(slog.DiscardHandler)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(lvl)); err != nil {
+		level = slog.LevelWarn
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}

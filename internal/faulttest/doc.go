@@ -1,0 +1,53 @@
+// Package faulttest is relay's fault-injection suite: the fault matrix of
+// every backend, written once and run by each backend package's
+// faults_test.go against real servers (internal/natstest,
+// internal/redistest) or, where the fault applies, the memory backend.
+//
+// # Cases
+//
+// Each Run function is one named test case; its doc states its budget
+// (messages, outage lengths, time bounds). Every case stops by itself and
+// sends traffic on loopback only.
+//
+//   - [RunHandlerFailures]: 10% of the messages fail transiently, 1% always
+//     (poison); transient ones must be handled, poison ones dead-lettered
+//     exactly once.
+//   - [RunConsumerCrash]: a consumer in a child process ([HelperProcess]) is
+//     killed with SIGKILL while holding unacked messages; another member of
+//     the group must get them after the ack wait or claim timeout.
+//   - [RunBrokerRestart]: the server goes down and comes back while
+//     messages are published and consumed; every Publish that returned nil
+//     must be consumed.
+//   - [RunNetworkCut], [RunNetworkLatency], [RunNetworkBlackHole]: faults
+//     between the clients and the server, injected by a [Proxy]; consumption
+//     must resume by itself, with no hot loop during the outage.
+//   - [RunGracefulShutdown]: Close while 1,000 messages are in flight, then
+//     a new broker of the group; every message is handled once by the first
+//     broker (and acked) or by the second, with no goroutine left behind.
+//
+// # Modes
+//
+// By default the cases use small counts and short outages, so that the
+// backends' `go test -race` stays quick; RELAY_FAULTS=full runs the full
+// counts (20,000 messages with handler failures, three restarts, longer
+// outages). RELAY_FAULTS_LOG=warn (or info, debug) shows the brokers' logs.
+//
+// # Report
+//
+// Every case logs one line
+//
+//	RELIABILITY fault=F backend=B mode=M messages=N lost=L duplicates=D recovery=R key=value...
+//
+// from which RELIABILITY.md's table is made (see there). messages counts the
+// messages whose Publish returned nil; lost those of them never handled nor
+// dead-lettered; duplicates the handlings and dead letters of a message
+// beyond its first. recovery is defined per case in its doc; "-" where it
+// does not apply.
+//
+// # Proxy
+//
+// [Proxy] is a small TCP proxy of this package, not Toxiproxy: the only
+// Toxiproxy the module proxy serves (v2.5.0, 2022) needs its HTTP API
+// server, Prometheus and zerolog to build a proxy, which would have put a
+// dozen modules into relay's go.mod for three faults.
+package faulttest

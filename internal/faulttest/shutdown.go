@@ -1,0 +1,146 @@
+package faulttest
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// RunGracefulShutdown closes a consumer while 1,000 messages are in flight
+// (published and being handled, 32 handlers at once, each taking a few
+// milliseconds), then starts a new broker of the same group, as a restarted
+// process would. Every message must be handled: either by the first broker,
+// which then acked it (so the second must not get it again), or by the
+// second. No handler may run after Close returned, and the first broker and
+// its client must leave no goroutine behind (goleak).
+//
+// Budget: 1,000 messages (both modes); Close within 30 s; all handled within
+// 60 s.
+func RunGracefulShutdown(t *testing.T, b Backend) {
+	runShutdown(t, b, "graceful-shutdown", 2*time.Second, 60*time.Second)
+}
+
+// RunCloseReturnsUnhandled is [RunGracefulShutdown] with an ack wait of 30 s,
+// for a backend whose Close gives the deliveries it fetched but did not
+// handle back to the group at once (natsjs: Nak; memory): the second broker
+// must then handle every remaining message within 10 s, long before the ack
+// wait would have returned them. A backend that leaves them pending until the
+// ack wait or claim timeout (redisstreams, by design) does not run it.
+//
+// Budget: 1,000 messages; all handled within 10 s of the second Subscribe.
+func RunCloseReturnsUnhandled(t *testing.T, b Backend) {
+	runShutdown(t, b, "close-returns-unhandled", 30*time.Second, 10*time.Second)
+}
+
+func runShutdown(t *testing.T, b Backend, fault string, ackWait, bound time.Duration) {
+	const n = 1000
+	topic, group := names(t, b)
+	cfg := Config{Group: group, MaxDeliver: 5, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+		Concurrency: 32, AckWait: ackWait}
+	addr := addrOf(b)
+	l := NewLedger()
+
+	// The group exists before anything is published, so that the
+	// server-side state of the group (for NATS, the durable consumer's
+	// goroutines) predates the goroutine snapshot below.
+	warm := newBroker(t, b, addr, cfg)
+	if err := warm.Subscribe(topic, func([]byte) error { return fmt.Errorf("warm-up broker got a message") }); err != nil {
+		t.Fatal(err)
+	}
+	closeBroker(t, warm)
+
+	pub := newBroker(t, b, addr, cfg)
+	defer closeBroker(t, pub)
+	publishAll(t, pub, topic, l, 0, n, 8, 10*time.Second)
+
+	var (
+		mu       sync.Mutex
+		byFirst  = map[int]bool{} // handler of the first broker returned nil
+		closed   atomic.Bool      // the first broker's Close returned
+		late     atomic.Int64     // handler calls of the first broker after that
+		inFlight atomic.Int64
+		atClose  int64
+		closeDur time.Duration
+	)
+	snapshot := goleak.IgnoreCurrent()
+	t.Run("close-under-load", func(t *testing.T) {
+		first := newBroker(t, b, addr, cfg)
+		if err := first.Subscribe(topic, func(p []byte) error {
+			if closed.Load() {
+				late.Add(1)
+			}
+			inFlight.Add(1)
+			defer inFlight.Add(-1)
+			id := idOf(t, p)
+			l.Attempt(id)
+			time.Sleep(time.Duration(2+id%7) * time.Millisecond)
+			mu.Lock()
+			byFirst[id] = true
+			mu.Unlock()
+			l.Handled(id)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !waitFor(30*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(byFirst) >= n/4 }) {
+			t.Fatal("the first broker handled fewer than a quarter of the messages in 30 s")
+		}
+		atClose = inFlight.Load()
+		start := time.Now()
+		closeBroker(t, first)
+		closeDur = time.Since(start)
+		closed.Store(true)
+		if got := inFlight.Load(); got != 0 {
+			t.Errorf("%d handlers still running after Close returned", got)
+		}
+	})
+	// The first broker's client was closed by the sub-test's cleanup.
+	goleak.VerifyNone(t, snapshot)
+
+	mu.Lock()
+	firstCount := len(byFirst)
+	mu.Unlock()
+	var again atomic.Int64 // deliveries to the second broker of messages the first finished
+	second := newBroker(t, b, addr, cfg)
+	defer closeBroker(t, second)
+	start := time.Now()
+	if err := second.Subscribe(topic, func(p []byte) error {
+		id := idOf(t, p)
+		l.Attempt(id)
+		mu.Lock()
+		if byFirst[id] {
+			again.Add(1)
+		}
+		mu.Unlock()
+		l.Handled(id)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ids := l.Confirmed()
+	if !waitFor(bound, func() bool { return len(l.Missing(ids)) == 0 }) {
+		t.Errorf("%d of %d messages not handled within %s of the new broker's Subscribe (ack wait %s), e.g. %v",
+			len(l.Missing(ids)), n, bound, ackWait, head(l.Missing(ids)))
+		waitFor(ackWait+30*time.Second, func() bool { return len(l.Missing(ids)) == 0 })
+	}
+	recovery := time.Since(start)
+	time.Sleep(500 * time.Millisecond) // late redeliveries
+	if late.Load() != 0 {
+		t.Errorf("%d handler calls of the first broker started after its Close returned", late.Load())
+	}
+	if again.Load() != 0 {
+		t.Errorf("%d messages handled (handler returned nil) by the first broker before its Close were delivered again to the second: not acked by Close",
+			again.Load())
+	}
+	messages, lost, dups := l.Tally()
+	if lost != 0 {
+		t.Errorf("lost %d messages", lost)
+	}
+	report(t, fault, b, messages, lost, dups, recovery,
+		fmt.Sprintf("in_flight_at_close=%d close=%s handled_before_close=%d redelivered_after_ack=%d",
+			atClose, closeDur.Round(time.Millisecond), firstCount, again.Load()))
+}
