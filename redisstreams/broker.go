@@ -57,7 +57,14 @@ func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) erro
 // the stream's entries to handler in the background, up to
 // [WithConcurrency] at once, until Close. It blocks only until the group
 // exists. Several Subscribe calls on one topic compete for its entries, as
-// consumers of the group. It returns an error wrapping
+// consumers of the group.
+//
+// Each subscription keeps one XREADGROUP blocking: with a *redis.Client on a
+// connection of its own, outside the client's pool; with other clients on a
+// connection of the client's pool, which must then hold at least the number
+// of subscriptions plus what else uses it at once (Subscribe logs a warning
+// when the subscriptions reach PoolSize). See the package doc, Connections.
+// It returns an error wrapping
 // [relay.ErrInvalidTopic], [relay.ErrNilHandler] or [relay.ErrClosed], or the
 // Redis error of creating the group.
 func (b *Broker) Subscribe(topic string, handler relay.Handler) error {
@@ -76,15 +83,36 @@ func (b *Broker) Subscribe(topic string, handler relay.Handler) error {
 	return nil
 }
 
-// Close stops reading, which takes up to the block timeout
-// ([WithBlockTimeout]) for a read in progress, waits for the running handlers
-// to return, acknowledges those that succeeded and leaves every other entry
-// pending, for another consumer to claim after the claim timeout or for this
-// consumer name to take back after a restart ([WithConsumer]). It deletes the
-// consumers of the broker that have nothing pending. Close is idempotent and
-// safe for concurrent use; every call returns once the broker is stopped. It
-// does not close the client.
-func (b *Broker) Close() error { return b.e.close() }
+// Close is Shutdown(context.Background()): it waits for the running handlers
+// without bound, so a handler that never returns makes it never return, and
+// it must not be called from inside a handler (that handler would wait for
+// itself). See [Broker.Shutdown]. It always returns nil.
+func (b *Broker) Close() error { return b.Shutdown(context.Background()) }
+
+// Shutdown stops reading (with a *redis.Client, a blocking XREADGROUP in
+// progress ends at once; with other clients it ends within the block timeout,
+// [WithBlockTimeout]), waits for the running handlers to return, acknowledges
+// those that succeeded (a failing XACK gets one more try of at most a second)
+// and leaves every other entry pending, for another consumer to claim after
+// the claim timeout or for this consumer name to take back after a restart
+// ([WithConsumer]). Entries read ahead that no handler saw are handed back to
+// the group at once. It deletes the consumers of the broker that have nothing
+// pending, lets publish calls in flight finish, and returns nil once no
+// goroutine of the broker is left.
+//
+// When ctx is done first, Shutdown stops waiting for the handlers still
+// running and returns ctx.Err(), wrapped. Their entries stay pending and are
+// no longer kept from the claim timeout: another consumer of the group claims
+// them after it, even while the handlers run on, and what those handlers
+// return is not acknowledged. Publish and Subscribe fail with
+// [relay.ErrClosed] from the first call on. Shutdown is idempotent and safe
+// for concurrent use, and does not close the client.
+func (b *Broker) Shutdown(ctx context.Context) error {
+	if err := b.e.shutdown(ctx); err != nil {
+		return fmt.Errorf("%s: shutdown: %w", pkg, err)
+	}
+	return nil
+}
 
 // HandlesRetries reports true: the broker redelivers failed entries and
 // writes dead letters itself, so the retrier package adds nothing.

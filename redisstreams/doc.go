@@ -24,8 +24,12 @@
 // successful ones with one XACK per batch of acks that finished meanwhile,
 // without making the handlers wait for it. An entry is removed from the
 // group's pending list only once its handler returned nil (or the Watermill
-// message was acked); when that XACK fails the failure is logged and the
-// entry, still pending, is delivered again.
+// message was acked). An XACK that fails (Redis down or restarting) is kept
+// and sent again after a pause growing to 2 seconds until Redis answers; its
+// entries meanwhile stay held (refreshed, and counted against
+// [WithPrefetch]), so that a server restart does not deliver them again. At
+// Close they get one more try of at most a second, then stay pending and are
+// delivered again (at least once).
 //
 // While an entry waits for a handler or its handler runs, its consumer resets
 // its idle time (XCLAIM JUSTID to itself) every third of the claim timeout
@@ -96,11 +100,27 @@
 // restart. A consumer that still has pending entries is kept until they are
 // claimed.
 //
+// # Connections
+//
+// Each subscription blocks in XREADGROUP for up to [WithBlockTimeout]. With a
+// *redis.Client, that read runs on a client of the subscription's own, made
+// from the client's Options() with a pool of one connection: every
+// subscription opens one connection of its own to Redis (count them against
+// the server's maxclients), takes none from the client's pool, and Close
+// ends a read in progress at once by closing it. The client's hooks
+// (AddHook: tracing, metrics) do not see these reads; they see every other
+// command. With any other [redis.UniversalClient] (cluster, ring), the read
+// holds a connection of the client's pool while it blocks, and Close waits up
+// to the block timeout for it: size the pool (PoolSize, per node) to at least
+// the number of subscriptions plus the publishers and handlers that use the
+// client at once, or reads starve Publish, Subscribe, acks and claims.
+// Subscribe logs a warning when the subscriptions reach the pool size.
+//
 // # Ownership
 //
 // The caller owns the client: Close never closes it, and it must stay open
-// until Close returned. Close stops reading (a blocking XREADGROUP in
-// progress ends within [WithBlockTimeout]), waits for the running handlers,
+// until Close returned. Close stops reading (see Connections), waits for the
+// running handlers (without bound: [Broker.Shutdown] takes a context),
 // acknowledges those that succeeded, leaves every other entry pending, hands
 // the entries read ahead that no handler saw back to the group (their
 // delivery counter restored, idle as long as the claim timeout, so another

@@ -23,6 +23,8 @@ const pkg = "redisstreams"
 const (
 	// setupTimeout bounds group creation and the consumer clean-up at stop.
 	setupTimeout = 10 * time.Second
+	// ackStopTimeout bounds the last try of the acks left at stop.
+	ackStopTimeout = time.Second
 	// settleTimeout bounds one ack, dead-letter write, claim or refresh.
 	settleTimeout = 5 * time.Second
 	// readRetryMin and readRetryMax bound the pause after a failed
@@ -49,7 +51,9 @@ type engine struct {
 	client       redis.UniversalClient
 	cfg          config
 	consumerBase string
-	closeOnce    func() error
+
+	stopOnce sync.Once
+	stopped  chan struct{} // closed once every subscription and the writer stopped
 
 	mu     sync.Mutex
 	closed bool
@@ -78,7 +82,7 @@ func newEngine(client redis.UniversalClient, opts []Option) (*engine, error) {
 	}
 	e := &engine{client: client, cfg: cfg, consumerBase: base,
 		subs: make(map[*subscription]struct{}), names: make(map[string]int)}
-	e.closeOnce = sync.OnceValue(e.shutdown)
+	e.stopped = make(chan struct{})
 	return e, nil
 }
 
@@ -226,6 +230,7 @@ func (e *engine) subscribe(topic string, process wm.Process) (stop func(), err e
 	s := newSubscription(e, topic, consumer, process)
 	e.subs[s] = struct{}{}
 	s.start() // under e.mu, so that a concurrent close stops it
+	e.warnPool()
 	return s.stop, nil
 }
 
@@ -235,28 +240,66 @@ func (e *engine) remove(s *subscription) {
 	e.mu.Unlock()
 }
 
-func (e *engine) close() error { return e.closeOnce() }
-
-// shutdown stops every subscription at once and waits for them.
-func (e *engine) shutdown() error {
+// shutdown stops every subscription at once and waits for them, or, once ctx
+// is done, makes them stop waiting for their running handlers and returns
+// ctx.Err(). Every call returns once the engine is stopped or its ctx is done;
+// the first starts the stop.
+func (e *engine) shutdown(ctx context.Context) error {
+	e.stopOnce.Do(func() {
+		e.mu.Lock()
+		e.closed = true
+		subs := make([]*subscription, 0, len(e.subs))
+		for s := range e.subs {
+			subs = append(subs, s)
+		}
+		w := e.w
+		e.mu.Unlock()
+		go func() {
+			defer close(e.stopped)
+			var wg sync.WaitGroup
+			for _, s := range subs {
+				wg.Go(s.stop)
+			}
+			wg.Wait()
+			if w != nil {
+				close(w.stop)
+				<-w.exited
+			}
+		}()
+	})
+	select {
+	case <-e.stopped:
+		return nil
+	case <-ctx.Done():
+	}
 	e.mu.Lock()
-	e.closed = true
-	subs := make([]*subscription, 0, len(e.subs))
 	for s := range e.subs {
-		subs = append(subs, s)
+		s.abandon()
 	}
-	w := e.w
 	e.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, s := range subs {
-		wg.Go(s.stop)
+	return ctx.Err()
+}
+
+// warnPool logs a warning when the subscriptions whose blocking reads use the
+// caller's pool (clients other than *redis.Client) reach its size: reads
+// then hold every connection and starve Publish, Subscribe, acks and claims.
+// Called with e.mu held.
+func (e *engine) warnPool() {
+	var size int
+	switch c := e.client.(type) {
+	case *redis.Client:
+		return // reads run on connections of their own
+	case *redis.ClusterClient:
+		size = c.Options().PoolSize
+	case *redis.Ring:
+		size = c.Options().PoolSize
+	default:
+		return
 	}
-	wg.Wait()
-	if w != nil {
-		close(w.stop)
-		<-w.exited
+	if n := len(e.subs); size > 0 && n >= size {
+		e.cfg.logger.Warn("redisstreams: subscriptions reach the client's pool size; each holds a pooled connection in its blocking read, which starves other commands: raise PoolSize",
+			"pkg", pkg, "subscriptions", n, "pool_size", size)
 	}
-	return nil
 }
 
 // idleConsumerTimeout is how long a consumer without pending entries must be

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
 )
@@ -13,12 +15,13 @@ import (
 const (
 	// DefaultGroup is the consumer group of [WithGroup].
 	DefaultGroup = "go-relay"
-	// DefaultMaxDeliver is the number of deliveries of [WithMaxDeliver].
-	DefaultMaxDeliver = delivery.DefaultMaxDeliver
+	// DefaultMaxDeliver is the number of deliveries, the first included, of
+	// [WithMaxDeliver].
+	DefaultMaxDeliver = 3
 	// DefaultMinBackoff and DefaultMaxBackoff bound the redelivery wait of
 	// [WithBackoff].
-	DefaultMinBackoff = delivery.DefaultMinBackoff
-	DefaultMaxBackoff = delivery.DefaultMaxBackoff
+	DefaultMinBackoff = 100 * time.Millisecond
+	DefaultMaxBackoff = 10 * time.Second
 	// DefaultConcurrency is the number of handlers per subscription of
 	// [WithConcurrency].
 	DefaultConcurrency = 8
@@ -47,10 +50,10 @@ const (
 
 // Option configures a [Broker], a [Publisher] or a [Subscriber]. The same
 // Option values work for all three; an option that does not concern one of
-// them (a group for a publisher) is accepted and ignored. Constructors check
-// the values and return an error wrapping [relay.ErrInvalidOption] for one out
-// of range.
-type Option func(*config)
+// them (a group for a publisher) is accepted and ignored. An option checks its
+// value: an invalid one (or a nil Option) makes the constructor return an
+// error wrapping [relay.ErrInvalidOption].
+type Option func(*config) error
 
 type config struct {
 	group        string
@@ -64,6 +67,7 @@ type config struct {
 	maxLen       int64
 	startID      string
 	logger       *slog.Logger
+	readerHooks  []redis.Hook // tests: hooks of the subscriptions' own read clients
 }
 
 func newConfig(opts []Option) (config, error) {
@@ -78,20 +82,26 @@ func newConfig(opts []Option) (config, error) {
 		logger:       slog.Default(),
 	}
 	for _, o := range opts {
-		if o != nil {
-			o(&c)
+		if o == nil {
+			return c, invalid("nil option")
+		}
+		if err := o(&c); err != nil {
+			return c, err
 		}
 	}
 	return c, c.validate()
+}
+
+// invalid returns an error wrapping relay.ErrInvalidOption.
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%s: %w: %s", pkg, relay.ErrInvalidOption, fmt.Sprintf(format, args...))
 }
 
 func (c config) validate() error {
 	if err := c.policy.Validate(pkg); err != nil {
 		return err
 	}
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%s: %w: %s", pkg, relay.ErrInvalidOption, fmt.Sprintf(format, args...))
-	}
+	bad := invalid
 	switch {
 	case c.group == "":
 		return bad("empty group")
@@ -118,14 +128,30 @@ func (c config) validate() error {
 // WithGroup sets the consumer group (Redis' XGROUP) that subscriptions join;
 // it defaults to [DefaultGroup]. Subscriptions of one group compete for a
 // stream's entries; each group gets every entry. An empty name is invalid.
-func WithGroup(name string) Option { return func(c *config) { c.group = name } }
+func WithGroup(name string) Option {
+	return func(c *config) error {
+		if name == "" {
+			return invalid("empty group")
+		}
+		c.group = name
+		return nil
+	}
+}
 
 // WithMaxDeliver sets how many times an entry is delivered, the first delivery
 // included, before a failing entry goes to the dead-letter topic; it defaults
 // to [DefaultMaxDeliver] (3) and must be at least 1. The count is Redis'
 // delivery counter of the pending entry, so deliveries to consumers that died
 // count too.
-func WithMaxDeliver(n int) Option { return func(c *config) { c.policy.MaxDeliver = n } }
+func WithMaxDeliver(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return invalid("max deliver %d, must be at least 1", n)
+		}
+		c.policy.MaxDeliver = n
+		return nil
+	}
+}
 
 // WithBackoff bounds the wait before a failed entry is delivered again: min
 // after the first failure, doubled per failure up to max, the upper half
@@ -134,14 +160,29 @@ func WithMaxDeliver(n int) Option { return func(c *config) { c.policy.MaxDeliver
 // longer than the claim timeout ([WithClaimTimeout]) is cut short when another
 // consumer of the group claims the entry.
 func WithBackoff(min, max time.Duration) Option {
-	return func(c *config) { c.policy.MinBackoff, c.policy.MaxBackoff = min, max }
+	return func(c *config) error {
+		switch {
+		case min <= 0:
+			return invalid("min backoff %v, must be positive", min)
+		case max < min:
+			return invalid("max backoff %v is below min backoff %v", max, min)
+		}
+		c.policy.MinBackoff, c.policy.MaxBackoff = min, max
+		return nil
+	}
 }
 
 // WithDeadLetterTopic sets the function that names the dead-letter topic of a
 // topic; it defaults to topic + ".dead". The dead-letter topic is the Redis
 // stream of that name. A nil function is invalid.
 func WithDeadLetterTopic(f func(topic string) string) Option {
-	return func(c *config) { c.policy.DeadLetterTopic = f }
+	return func(c *config) error {
+		if f == nil {
+			return invalid("nil dead-letter topic function")
+		}
+		c.policy.DeadLetterTopic = f
+		return nil
+	}
 }
 
 // WithConcurrency sets how many handlers (Watermill face: messages awaiting
@@ -149,7 +190,15 @@ func WithDeadLetterTopic(f func(topic string) string) Option {
 // [DefaultConcurrency] (8) and must be at least 1. With 1, entries are handled
 // in stream order while none fails. A subscription holds at most n plus the
 // prefetch ([WithPrefetch]) entries that are read and not yet acknowledged.
-func WithConcurrency(n int) Option { return func(c *config) { c.concurrency = n } }
+func WithConcurrency(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return invalid("concurrency %d, must be at least 1", n)
+		}
+		c.concurrency = n
+		return nil
+	}
+}
 
 // WithPrefetch sets how many entries a subscription may read ahead of its
 // handlers, beyond the [WithConcurrency] ones being handled; it defaults to
@@ -161,7 +210,15 @@ func WithConcurrency(n int) Option { return func(c *config) { c.concurrency = n 
 // that another consumer claims them at once. Lower it when handlers are slow
 // and several subscriptions of a group should share a small backlog evenly;
 // 0 reads only for free handlers.
-func WithPrefetch(n int) Option { return func(c *config) { c.prefetch = n } }
+func WithPrefetch(n int) Option {
+	return func(c *config) error {
+		if n < 0 {
+			return invalid("prefetch %d, must not be negative", n)
+		}
+		c.prefetch = n
+		return nil
+	}
+}
 
 // WithConsumer sets the consumer name of the first subscription of each topic;
 // later subscriptions to the same topic by the same value get name-2, name-3,
@@ -171,7 +228,13 @@ func WithPrefetch(n int) Option { return func(c *config) { c.prefetch = n } }
 // timeout; it must then be unique among the live processes of the group. An
 // empty name is invalid.
 func WithConsumer(name string) Option {
-	return func(c *config) { c.consumer, c.consumerSet = name, true }
+	return func(c *config) error {
+		if name == "" {
+			return invalid("empty consumer name")
+		}
+		c.consumer, c.consumerSet = name, true
+		return nil
+	}
 }
 
 // WithClaimTimeout sets how long an entry pending on another consumer must be
@@ -180,13 +243,30 @@ func WithConsumer(name string) Option {
 // how long the entries of a consumer that died wait for redelivery. A
 // handler that runs longer is not claimed: its consumer resets the entry's idle
 // time every third of the timeout while the handler runs.
-func WithClaimTimeout(d time.Duration) Option { return func(c *config) { c.claimTimeout = d } }
+func WithClaimTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d < MinClaimTimeout {
+			return invalid("claim timeout %v, must be at least %v", d, MinClaimTimeout)
+		}
+		c.claimTimeout = d
+		return nil
+	}
+}
 
 // WithBlockTimeout sets how long one XREADGROUP waits for new entries; it
-// defaults to [DefaultBlockTimeout] (2 s) and must be at least 1 ms. Close
-// waits at most about this long for a read in progress, since go-redis cannot
-// interrupt a blocking command.
-func WithBlockTimeout(d time.Duration) Option { return func(c *config) { c.blockTimeout = d } }
+// defaults to [DefaultBlockTimeout] (2 s) and must be at least 1 ms. With a
+// *redis.Client, Close ends a read in progress at once (the read runs on a
+// connection of its own, which Close closes); with other clients go-redis
+// cannot interrupt it, and Close waits up to this long for it.
+func WithBlockTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d < time.Millisecond {
+			return invalid("block timeout %v, must be at least 1ms", d)
+		}
+		c.blockTimeout = d
+		return nil
+	}
+}
 
 // WithMaxLen caps each stream this value publishes to at about n entries
 // (XADD MAXLEN ~ n): Redis drops the oldest entries, in whole macro-nodes, so
@@ -195,16 +275,51 @@ func WithBlockTimeout(d time.Duration) Option { return func(c *config) { c.block
 // that group, so pick n well above the backlog you expect. Zero, the default,
 // turns trimming off; a negative n is invalid. Dead-letter streams are never
 // trimmed.
-func WithMaxLen(n int64) Option { return func(c *config) { c.maxLen = n } }
+func WithMaxLen(n int64) Option {
+	return func(c *config) error {
+		if n < 0 {
+			return invalid("max length %d, must not be negative", n)
+		}
+		c.maxLen = n
+		return nil
+	}
+}
 
 // WithStartID sets where a consumer group that Subscribe creates starts
 // reading: [StartOldest] ("0", the default) delivers everything still stored,
 // [StartNewest] ("$") only what is added afterwards, and an entry id delivers
 // the entries after it. It has no effect on a group that exists already. An
 // empty id is invalid.
-func WithStartID(id string) Option { return func(c *config) { c.startID = id } }
+func WithStartID(id string) Option {
+	return func(c *config) error {
+		if id == "" {
+			return invalid("empty start id")
+		}
+		c.startID = id
+		return nil
+	}
+}
 
-// WithLogger sets the logger for background errors (failed reads, acks,
-// claims) and dead letters; it defaults to [slog.Default]. A nil logger is
-// invalid.
-func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+// WithLogger sets the logger of the background work; it defaults to
+// [slog.Default]. A nil logger is invalid. Levels, as in the other relay
+// backends:
+//
+//   - Debug: a delivery failed and will be delivered again (handler error,
+//     panic or Nack), with topic, id, attempt and error; a failed XACK that
+//     will be retried;
+//   - Info: pending entries claimed, a consumer group created again, idle
+//     consumers removed;
+//   - Warn: an entry written to the dead-letter topic (topic, id, attempts,
+//     reason, dead_letter_topic); Redis errors that are retried (failed reads,
+//     claims, idle refreshes; acks still failing at Close);
+//   - Error: a delivery that could not be settled (the dead-letter write
+//     failed): the entry stays pending.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error {
+		if l == nil {
+			return invalid("nil logger")
+		}
+		c.logger = l
+		return nil
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/delivery"
 )
 
 func TestOptionsValidate(t *testing.T) {
@@ -19,7 +20,9 @@ func TestOptionsValidate(t *testing.T) {
 		{"every option set", []Option{WithGroup("g"), WithMaxDeliver(5), WithBackoff(time.Millisecond, time.Second),
 			WithDeadLetterTopic(func(s string) string { return s + ".dlq" }), WithConcurrency(1), WithConsumer("c"),
 			WithClaimTimeout(time.Second), WithBlockTimeout(time.Millisecond), WithMaxLen(1000), WithStartID(StartNewest),
-			WithLogger(nil), WithLogger(testLogger())}, ""},
+			WithLogger(testLogger())}, ""},
+		{"nil option", []Option{nil}, "nil option"},
+		{"negative prefetch", []Option{WithPrefetch(-1)}, "prefetch"},
 		{"empty group", []Option{WithGroup("")}, "empty group"},
 		{"zero max deliver", []Option{WithMaxDeliver(0)}, "max deliver"},
 		{"negative backoff", []Option{WithBackoff(-time.Second, time.Second)}, "min backoff"},
@@ -61,6 +64,29 @@ func TestNilClient(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.make(); !errors.Is(err, relay.ErrInvalidOption) {
 				t.Fatalf("error = %v, want ErrInvalidOption", err)
+			}
+		})
+	}
+}
+
+// The exported defaults are literals (go doc shows no internal name) and
+// must stay those of the shared policy.
+func TestDefaultsMatchSharedPolicy(t *testing.T) {
+	p := delivery.DefaultPolicy()
+	for _, tc := range []struct {
+		name      string
+		got, want any
+	}{
+		{"DefaultMaxDeliver", DefaultMaxDeliver, p.MaxDeliver},
+		{"DefaultMinBackoff", DefaultMinBackoff, p.MinBackoff},
+		{"DefaultMaxBackoff", DefaultMaxBackoff, p.MaxBackoff},
+		{"DefaultMaxDeliver (delivery)", DefaultMaxDeliver, delivery.DefaultMaxDeliver},
+		{"DefaultMinBackoff (delivery)", DefaultMinBackoff, delivery.DefaultMinBackoff},
+		{"DefaultMaxBackoff (delivery)", DefaultMaxBackoff, delivery.DefaultMaxBackoff},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.got != tc.want {
+				t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
 			}
 		})
 	}

@@ -34,19 +34,29 @@ func NewPublisher(client redis.UniversalClient, opts ...Option) (*Publisher, err
 }
 
 // Publish appends messages to the stream named topic, with their UUIDs and
-// metadata, in one pipeline, and returns once Redis answered every XADD. On an
-// error some of the messages may have been stored. It returns an error
-// wrapping [relay.ErrInvalidTopic], [relay.ErrClosed] after Close, or the
-// Redis error.
+// metadata, in one pipeline, and returns once Redis answered every XADD. It
+// honours each message's context (msg.Context()): when one is done already,
+// Publish stores none of the messages and returns that context's error,
+// wrapped; a single message's context also bounds the wait for Redis. On
+// another error some of the messages may have been stored. It returns an error
+// wrapping [relay.ErrInvalidTopic], [relay.ErrClosed] after Close, a context
+// error, or the Redis error.
 func (p *Publisher) Publish(topic string, messages ...*message.Message) error {
 	if err := relay.ValidateTopic(topic); err != nil {
 		return fmt.Errorf("%s: publish: %w", pkg, err)
 	}
+	ctx := context.Background()
 	msgs := make([]delivery.Message, len(messages))
 	for i, m := range messages {
+		if err := m.Context().Err(); err != nil {
+			return fmt.Errorf("%s: publish %q: message %s: %w", pkg, topic, m.UUID, err)
+		}
 		msgs[i] = wm.FromWatermill(m)
 	}
-	if err := p.e.publish(context.Background(), topic, msgs...); err != nil {
+	if len(messages) == 1 {
+		ctx = messages[0].Context()
+	}
+	if err := p.e.publish(ctx, topic, msgs...); err != nil {
 		return fmt.Errorf("%s: publish %q: %w", pkg, topic, err)
 	}
 	return nil
@@ -54,4 +64,4 @@ func (p *Publisher) Publish(topic string, messages ...*message.Message) error {
 
 // Close makes later Publish calls return [relay.ErrClosed]. It is idempotent
 // and does not close the client.
-func (p *Publisher) Close() error { return p.e.close() }
+func (p *Publisher) Close() error { return p.e.shutdown(context.Background()) }

@@ -243,8 +243,7 @@ func TestReadErrorsBackOff(t *testing.T) {
 			topic := e.topic("events")
 			reads := &commandCounter{name: "xreadgroup"}
 			rc := redistest.Client(t, e.srv)
-			rc.AddHook(reads)
-			b := broker(t, rc, fast()...)
+			b := broker(t, rc, fast(redisstreams.WithReaderHook(reads))...)
 			rec := newRecorder()
 			if err := b.Subscribe(topic, func(p []byte) error { rec.add(p); return nil }); err != nil {
 				t.Fatal(err)

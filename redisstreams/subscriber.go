@@ -43,9 +43,10 @@ func NewSubscriber(client redis.UniversalClient, opts ...Option) (*Subscriber, e
 // channel is closed. msg.Ack() acknowledges an entry; msg.Nack() redelivers
 // it after the backoff, up to the max deliver ([WithMaxDeliver]), after which
 // it goes to the dead-letter topic. A message neither acked nor nacked when
-// the subscription stops stays pending. It returns an error wrapping
-// [relay.ErrInvalidTopic] or [relay.ErrClosed], or the Redis error of
-// creating the group.
+// the subscription stops stays pending. Each subscription keeps one blocking
+// XREADGROUP, as [Broker.Subscribe] says (connections and pool size). It
+// returns an error wrapping [relay.ErrInvalidTopic] or [relay.ErrClosed], or
+// the Redis error of creating the group.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	if err := relay.ValidateTopic(topic); err != nil {
 		return nil, fmt.Errorf("%s: subscribe: %w", pkg, err)
@@ -65,17 +66,35 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	return out, nil
 }
 
-// Close stops every subscription as [Broker.Close] does, closes their
+// Close is Shutdown(context.Background()): it waits for the running handlers
+// without bound and must not be called from inside a handler (the goroutine
+// that reads a message channel and has not acked or nacked yet). It always
+// returns nil.
+func (s *Subscriber) Close() error { return s.Shutdown(context.Background()) }
+
+// Shutdown stops every subscription as [Broker.Shutdown] does, closes their
 // channels and returns once they are all stopped. Messages sent but neither
-// acked nor nacked stay pending. It is idempotent and safe for concurrent
-// use, and does not close the client.
-func (s *Subscriber) Close() error {
+// acked nor nacked stay pending. When ctx is done first, it stops waiting for
+// the messages being handled, as [Broker.Shutdown] does, and returns
+// ctx.Err(), wrapped. It is idempotent and safe for concurrent use, and does
+// not close the client.
+func (s *Subscriber) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.closed {
 		s.closed = true
 		close(s.closing)
 	}
 	s.mu.Unlock()
-	s.wg.Wait()
-	return s.e.close()
+	err := s.e.shutdown(ctx)
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("%s: shutdown: %w", pkg, err)
+	}
+	return nil
 }

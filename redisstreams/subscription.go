@@ -33,8 +33,11 @@ import (
 //     touching the counter, so that no one claims a queued entry or a slow
 //     handler's;
 //   - the acker: one XACK for all the acks that queued up meanwhile. Workers
-//     hand it their acks and move on; a failed XACK is logged, and the entries
-//     stay pending, to be delivered again (at least once).
+//     hand it their acks and move on. The ids of a failed XACK (Redis down or
+//     restarting) stay held, refreshed and counted in the quota, and are sent
+//     again after a growing pause until Redis answers, so that a restart does
+//     not make them delivered again; at stop they get one more short try,
+//     then stay pending (at least once).
 //
 // An entry is held from the read or claim that brings it until its XACK is
 // answered, its retry is scheduled, or it is handed back at stop. The quota
@@ -43,7 +46,13 @@ import (
 // what bounds the queue and the acker's backlog.
 //
 // The read, claim and retry loops and the workers stop when stopping begins;
-// the refresh loop and the acker outlive the handlers still running.
+// the refresh loop and the acker outlive the handlers still running, unless
+// the stop gives up on them ([Broker.Shutdown]).
+//
+// With a *redis.Client, the blocking XREADGROUP runs on a client of its own,
+// made from the client's options with a pool of one connection: it takes no
+// connection from the caller's pool, and stop closes it, which ends a read
+// in progress at once.
 type subscription struct {
 	e        *engine
 	topic    string
@@ -52,17 +61,21 @@ type subscription struct {
 	process  wm.Process
 	log      *slog.Logger
 
-	ctx      context.Context // fetching and handling; done once stopping begins
-	cancel   context.CancelFunc
-	quota    *quota
-	queue    chan *entry    // read or claimed, waiting for a worker; never full
-	acks     chan string    // ids for the acker; never full
-	loops    sync.WaitGroup // read, claim and retry loops
-	workers  sync.WaitGroup
-	tail     sync.WaitGroup // refresh loop and acker
-	tailStop chan struct{}
-	due      chan struct{} // a retry timer fired
-	stopOnce sync.Once
+	ctx         context.Context // fetching and handling; done once stopping begins
+	cancel      context.CancelFunc
+	reader      redis.UniversalClient // the XREADGROUP client: own or e.client
+	own         *redis.Client         // reader, when it is the subscription's own
+	giveUp      chan struct{}         // closed by abandon: stop no longer waits for handlers
+	abandonOnce sync.Once
+	quota       *quota
+	queue       chan *entry    // read or claimed, waiting for a worker; never full
+	acks        chan string    // ids for the acker; never full
+	loops       sync.WaitGroup // read, claim and retry loops
+	workers     sync.WaitGroup
+	tail        sync.WaitGroup // refresh loop and acker
+	tailStop    chan struct{}
+	due         chan struct{} // a retry timer fired
+	stopOnce    sync.Once
 
 	// refreshMu orders an idle refresh in flight before a failed entry's
 	// backoff starts, so that the retry's XCLAIM MIN-IDLE sees the whole
@@ -97,7 +110,7 @@ const readMax = 500
 func newSubscription(e *engine, topic, consumer string, process wm.Process) *subscription {
 	ctx, cancel := context.WithCancel(context.Background())
 	size := e.cfg.concurrency + e.cfg.prefetch
-	return &subscription{
+	s := &subscription{
 		e: e, topic: topic, stream: streamKey(topic), consumer: consumer, process: process,
 		log:    e.cfg.logger.With("pkg", pkg, "topic", topic, "group", e.cfg.group, "consumer", consumer),
 		ctx:    ctx,
@@ -111,10 +124,41 @@ func newSubscription(e *engine, topic, consumer string, process wm.Process) *sub
 		due:   make(chan struct{}, 1),
 
 		tailStop: make(chan struct{}),
+		giveUp:   make(chan struct{}),
 		held:     make(map[string]struct{}),
 		waiting:  make(map[string]*retryEntry),
 	}
+	s.reader = e.client
+	if c, ok := e.client.(*redis.Client); ok {
+		s.own = newReader(c, e.cfg.readerHooks)
+		s.reader = s.own
+	}
+	return s
 }
+
+// newReader returns a client for the blocking reads of one subscription:
+// c's options (address, credentials, TLS, database, dialer, timeouts) with a
+// pool of one connection and no client-side cache. c's hooks do not apply.
+func newReader(c *redis.Client, hooks []redis.Hook) *redis.Client {
+	o := *c.Options()
+	if o.MaintNotificationsConfig != nil {
+		mc := *o.MaintNotificationsConfig
+		o.MaintNotificationsConfig = &mc
+	}
+	o.PoolSize, o.MinIdleConns, o.MaxIdleConns, o.MaxActiveConns = 1, 0, 1, 1
+	o.MaxConcurrentDials = 1
+	o.PipelinePoolSize = -1
+	o.AutoPipelineOptions = nil
+	o.ClientSideCacheConfig, o.ClientSideCache = nil, nil
+	r := redis.NewClient(&o)
+	for _, h := range hooks {
+		r.AddHook(h)
+	}
+	return r
+}
+
+// abandon makes stop stop waiting for the running handlers.
+func (s *subscription) abandon() { s.abandonOnce.Do(func() { close(s.giveUp) }) }
 
 func (s *subscription) start() {
 	s.tail.Add(2)
@@ -142,8 +186,25 @@ func (s *subscription) start() {
 func (s *subscription) stop() {
 	s.stopOnce.Do(func() {
 		s.cancel()
+		if s.own != nil {
+			// Ends a blocking read at once; later reads fail at once.
+			if err := s.own.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
+				s.log.Debug("redisstreams: close reader", "err", err)
+			}
+		}
 		s.loops.Wait()
-		s.workers.Wait()
+		workersDone := make(chan struct{})
+		go func() { s.workers.Wait(); close(workersDone) }()
+		abandoned := false
+		select {
+		case <-workersDone:
+		case <-s.giveUp:
+			// Handlers still run: their entries stay pending, no longer
+			// refreshed, for another consumer to claim after the claim
+			// timeout. What they settle later is left pending too.
+			abandoned = true
+			s.log.Warn("redisstreams: stopped without waiting for the running handlers; their entries stay pending")
+		}
 		s.handBack()
 		s.mu.Lock()
 		for _, r := range s.waiting {
@@ -153,7 +214,9 @@ func (s *subscription) stop() {
 		s.mu.Unlock()
 		close(s.tailStop)
 		s.tail.Wait()
-		s.deleteConsumer(s.consumer, 0)
+		if !abandoned {
+			s.deleteConsumer(s.consumer, 0)
+		}
 		s.e.remove(s)
 	})
 }
@@ -202,7 +265,7 @@ func (s *subscription) readLoop() {
 		if n == 0 {
 			return
 		}
-		streams, err := s.e.client.XReadGroup(s.ctx, &redis.XReadGroupArgs{
+		streams, err := s.reader.XReadGroup(s.ctx, &redis.XReadGroupArgs{
 			Group:    s.e.cfg.group,
 			Consumer: s.consumer,
 			Streams:  []string{s.stream, ">"},
@@ -239,11 +302,7 @@ func (s *subscription) readLoop() {
 }
 
 func (s *subscription) readFailed(err error, failures int) {
-	delay := readRetryMin
-	for i := 1; i < failures && delay < readRetryMax; i++ {
-		delay *= 2
-	}
-	delay = jitter(min(delay, readRetryMax))
+	delay := retryDelay(failures)
 	s.log.Warn("redisstreams: read failed; retrying", "err", err, "failures", failures, "retry_in", delay)
 	if !sleep(s.ctx, delay) {
 		return
@@ -322,6 +381,9 @@ func (en *entry) handle() {
 
 func (en *entry) settle(err error) {
 	s, d := en.s, &en.d
+	if err != nil && !errors.Is(err, delivery.ErrStopped) {
+		s.log.Debug("redisstreams: delivery failed", "id", d.ID, "attempt", d.Attempt, "err", err)
+	}
 	if serr := s.e.cfg.policy.Settle(context.Background(), d, err, en); serr != nil {
 		s.log.Error("redisstreams: settle failed; the entry stays pending", "id", d.ID, "attempt", d.Attempt, "err", serr)
 	}
@@ -358,37 +420,35 @@ func (en *entry) PublishDeadLetter(ctx context.Context, topic string, msg delive
 	if err != nil {
 		return err
 	}
-	en.s.log.Warn("redisstreams: entry dead-lettered", "id", en.d.ID, "attempt", en.d.Attempt,
-		"dead_letter_topic", topic, "reason", msg.Metadata[relay.MetadataReason])
+	en.s.log.Warn("redisstreams: entry dead-lettered", "id", en.d.ID, "attempts", en.d.Attempt,
+		"reason", msg.Metadata[relay.MetadataReason], "dead_letter_topic", topic)
 	return nil
 }
 
 // ackLoop sends one XACK for every ack queued while the previous one was in
 // flight: with many handlers finishing together, one round trip instead of
-// one each. After the workers are done it acks what is left and returns.
+// one each. The ids of a failed XACK are kept (still held) and sent again,
+// with the acks queued meanwhile, after a pause that grows from
+// [readRetryMin] to [readRetryMax] while Redis does not answer. After the
+// workers are done it acks what is left, once, and returns.
 func (s *subscription) ackLoop() {
-	ids := make([]string, 0, ackBatchMax)
+	var failed []string // still held; bounded by the quota
+	var retry <-chan time.Time
+	failures := 0
 	for {
+		var ids []string
 		select {
 		case id := <-s.acks:
-			ids = append(ids[:0], id)
-		case <-s.tailStop:
-			for {
-				ids = ids[:0]
-				for len(ids) < ackBatchMax {
-					select {
-					case id := <-s.acks:
-						ids = append(ids, id)
-						continue
-					default:
-					}
-					break
-				}
-				if len(ids) == 0 {
-					return
-				}
-				s.sendAcks(ids)
+			if len(failed) > 0 {
+				failed = append(failed, id) // sent with the retry
+				continue
 			}
+			ids = append(make([]string, 0, 16), id)
+		case <-retry:
+			ids, failed, retry = failed, nil, nil
+		case <-s.tailStop:
+			s.finalAcks(failed)
+			return
 		}
 	drain:
 		for len(ids) < ackBatchMax {
@@ -399,27 +459,77 @@ func (s *subscription) ackLoop() {
 				break drain
 			}
 		}
-		s.sendAcks(ids)
+		if err := s.sendAcks(ids, settleTimeout); err != nil {
+			failures++
+			failed = ids
+			delay := retryDelay(failures)
+			s.log.Debug("redisstreams: ack failed; retrying", "entries", len(ids), "failures", failures,
+				"retry_in", delay, "err", err)
+			retry = time.After(delay)
+			continue
+		}
+		failures = 0
 	}
 }
 
-// sendAcks acknowledges ids and releases them, whatever the outcome: an
-// entry whose XACK failed stays pending, for this subscription's claim loop
-// or another consumer to deliver again after the claim timeout.
-func (s *subscription) sendAcks(ids []string) {
-	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+// finalAcks sends failed and the acks still queued at stop, in one try each
+// bounded by [ackStopTimeout]; what fails stays pending.
+func (s *subscription) finalAcks(failed []string) {
+	ids := failed
+	for {
+		for len(ids) < ackBatchMax {
+			select {
+			case id := <-s.acks:
+				ids = append(ids, id)
+				continue
+			default:
+			}
+			break
+		}
+		if len(ids) == 0 {
+			return
+		}
+		if err := s.sendAcks(ids, ackStopTimeout); err != nil {
+			s.log.Warn("redisstreams: ack failed at stop; the entries stay pending and will be delivered again",
+				"entries", len(ids), "err", err)
+			s.release(ids)
+		}
+		ids = nil
+	}
+}
+
+// sendAcks acknowledges ids and releases them. On failure it returns the
+// error and keeps them held.
+func (s *subscription) sendAcks(ids []string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	err := s.e.client.XAck(ctx, s.stream, s.e.cfg.group, ids...).Err()
 	cancel()
 	if err != nil {
-		s.log.Warn("redisstreams: ack failed; the entries stay pending and will be delivered again",
-			"entries", len(ids), "err", err)
+		return err
 	}
+	s.release(ids)
+	return nil
+}
+
+// release stops holding ids and gives back their quota.
+func (s *subscription) release(ids []string) {
 	s.mu.Lock()
 	for _, id := range ids {
 		delete(s.held, id)
 	}
 	s.mu.Unlock()
 	s.quota.give(len(ids))
+}
+
+// retryDelay is the pause after the failures-th consecutive failure of a
+// read or an ack: readRetryMin doubled per failure up to readRetryMax, less
+// up to a quarter at random.
+func retryDelay(failures int) time.Duration {
+	delay := readRetryMin
+	for i := 1; i < failures && delay < readRetryMax; i++ {
+		delay *= 2
+	}
+	return jitter(min(delay, readRetryMax))
 }
 
 // scheduleRetry leaves d pending and delivers it again after delay, unless
