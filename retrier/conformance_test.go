@@ -15,7 +15,10 @@ import (
 // backoff and dead letters must then come from the retrier and match the native
 // backends'.
 func TestConformance(t *testing.T) {
-	hub := memory.NewHub()
+	hub, err := memory.NewHub()
+	if err != nil {
+		t.Fatal(err)
+	}
 	pubsubtest.TestBroker(t, pubsubtest.Harness{
 		NewBroker: func(t *testing.T, cfg pubsubtest.Config) (relay.Broker, error) {
 			inner, err := memory.NewBroker(

@@ -130,6 +130,11 @@ func (r *broker) Subscribe(topic string, handler relay.Handler) error {
 	if handler == nil {
 		return fmt.Errorf("retrier: subscribe %q: %w", topic, relay.ErrNilHandler)
 	}
+	// A message must always have somewhere to go: refuse a topic whose
+	// dead-letter topic is invalid rather than retry its failures forever.
+	if err := r.policy.CheckTopic(topic); err != nil {
+		return fmt.Errorf("retrier: subscribe %q: %w", topic, err)
+	}
 	return r.inner.Subscribe(topic, func(payload []byte) error {
 		if !r.enter() {
 			return fmt.Errorf("retrier: %q: message not handled: %w", topic, relay.ErrClosed)

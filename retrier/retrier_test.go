@@ -320,21 +320,17 @@ func TestDeadLetterPublishFailureIsRetriedNotLost(t *testing.T) {
 	}
 }
 
-func TestDeadLetterToInvalidTopicIsLeftToTheWrappedBroker(t *testing.T) {
+func TestSubscribeRefusesAnInvalidDeadLetterTopic(t *testing.T) {
+	// Before, the message was handed back to the wrapped broker after every
+	// failed dead-letter publish, and a plain queue redelivered it with a
+	// fresh attempt budget: the handler ran without bound.
 	inner := newSyncBroker()
-	inner.publishErr = func(topic string) error { return relay.ValidateTopic(topic) }
-	var reported atomic.Int32
-	b := newRetrier(t, inner, WithMaxDeliver(1),
-		WithDeadLetterTopic(func(string) string { return "bad topic" }),
-		WithErrorHandler(func(error) { reported.Add(1) }))
-	subscribe(t, b, "orders", func([]byte) error { return errors.New("boom") })
-	publish(t, b, "orders", []byte("x"))
-	res := inner.handlerResults()
-	if len(res) != 1 || !errors.Is(res[0], relay.ErrInvalidTopic) {
-		t.Fatalf("wrapped handler returned %v, want an error wrapping ErrInvalidTopic", res)
+	b := newRetrier(t, inner, WithMaxDeliver(1), WithDeadLetterTopic(func(string) string { return "bad topic" }))
+	if err := b.Subscribe("orders", func([]byte) error { return errors.New("boom") }); !errors.Is(err, relay.ErrInvalidTopic) {
+		t.Fatalf("Subscribe = %v, want an error wrapping ErrInvalidTopic", err)
 	}
-	if reported.Load() != 1 {
-		t.Errorf("error handler called %d times, want 1 (no retry of a publish that cannot succeed)", reported.Load())
+	if len(inner.subs) != 0 {
+		t.Errorf("the wrapped broker got a subscription")
 	}
 }
 
@@ -587,6 +583,7 @@ func TestSubscribeRejectsBadInput(t *testing.T) {
 		{name: "empty topic", topic: "", handler: func([]byte) error { return nil }, want: relay.ErrInvalidTopic},
 		{name: "wildcard topic", topic: "orders.*", handler: func([]byte) error { return nil }, want: relay.ErrInvalidTopic},
 		{name: "nil handler", topic: "orders", handler: nil, want: relay.ErrNilHandler},
+		{name: "topic whose dead-letter topic is too long", topic: strings.Repeat("a", relay.MaxTopicLength), handler: func([]byte) error { return nil }, want: relay.ErrInvalidTopic},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
