@@ -24,11 +24,12 @@ type Broker struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu     sync.Mutex
-	closed bool
-	stops  []func()
-	setups sync.WaitGroup // Subscribe calls setting up; added to under mu while open
-	done   chan struct{}  // closed once Close has stopped everything
+	mu      sync.Mutex
+	closed  bool
+	subs    []*running
+	setups  sync.WaitGroup // Subscribe calls setting up; added to under mu while open
+	closing sync.Once
+	done    chan struct{} // closed once every subscription stopped
 }
 
 // NewBroker returns a Broker that publishes and consumes through js. js is the
@@ -58,9 +59,10 @@ func (b *Broker) HandlesRetries() bool { return true }
 // (disconnection, server restart) are retried within that time. Concurrent
 // calls are pipelined on the connection, each waiting for its own
 // acknowledgement. It returns an error wrapping [relay.ErrInvalidTopic],
-// [relay.ErrPayloadTooLarge] (payload plus headers above the server's
-// max_payload, before anything is sent), [relay.ErrClosed] after Close, or
-// ctx's error.
+// [relay.ErrPayloadTooLarge] (before anything is sent: payload plus headers
+// above the server's max_payload less [DeadLetterReserve], the room kept for
+// the metadata of a dead letter), [relay.ErrClosed] after Close, or ctx's
+// error.
 func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) error {
 	if err := b.usable(topic); err != nil {
 		return fmt.Errorf("natsjs: publish %q: %w", topic, err)
@@ -78,13 +80,17 @@ func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) erro
 // exists, so everything the stream holds, and everything published later, is
 // delivered. Several Subscribe calls on one topic compete for its messages.
 //
-// A handler error, a panic, or an error wrapping [relay.ErrPermanent] is
-// settled as the package documentation says. Subscribe returns an error
-// wrapping [relay.ErrInvalidTopic], [relay.ErrNilHandler], [relay.ErrClosed],
-// or the server's error when the stream or consumer cannot be set up within
-// the request timeout.
+// A handler error, a panic, a runtime.Goexit, or an error wrapping
+// [relay.ErrPermanent] is settled as the package documentation says.
+// Subscribe returns an error wrapping [relay.ErrInvalidTopic] (also when the
+// topic's dead-letter topic, see [WithDeadLetterTopic], is not a valid
+// topic), [relay.ErrNilHandler], [relay.ErrClosed], or the server's error
+// when the stream or consumer cannot be set up within the request timeout.
 func (b *Broker) Subscribe(topic string, handler relay.Handler) error {
 	if err := relay.ValidateTopic(topic); err != nil {
+		return fmt.Errorf("natsjs: subscribe %q: %w", topic, err)
+	}
+	if err := b.e.cfg.policy.CheckTopic(topic); err != nil {
 		return fmt.Errorf("natsjs: subscribe %q: %w", topic, err)
 	}
 	if handler == nil {
@@ -99,8 +105,8 @@ func (b *Broker) Subscribe(topic string, handler relay.Handler) error {
 	b.mu.Unlock()
 	defer b.setups.Done()
 
-	stop, err := b.e.subscribe(b.ctx, topic, func(_ context.Context, d *delivery.Delivery) error {
-		return delivery.Call(handler, d.Message.Payload)
+	r, err := b.e.subscribe(b.ctx, topic, func(_ context.Context, d *delivery.Delivery, settle func(error)) {
+		delivery.CallSettled(handler, d.Message.Payload, settle)
 	})
 	if err != nil {
 		if b.ctx.Err() != nil {
@@ -112,38 +118,65 @@ func (b *Broker) Subscribe(topic string, handler relay.Handler) error {
 	if b.closed {
 		// Close ran while the consumer was being set up.
 		b.mu.Unlock()
-		stop()
+		_ = r.stop(context.Background())
 		return fmt.Errorf("natsjs: subscribe %q: %w", topic, relay.ErrClosed)
 	}
-	b.stops = append(b.stops, stop)
+	b.subs = append(b.subs, r)
 	b.mu.Unlock()
 	return nil
 }
 
-// Close stops fetching on every subscription, waits for running handlers to
-// return and settles their deliveries (ack, or redelivery after backoff, or
-// dead letter); messages fetched but not yet handled are returned to
-// JetStream for immediate redelivery to the group. Deliveries whose handler
-// never returns keep Close waiting. Close leaves no goroutine of the Broker
-// and does not close the connection. It is idempotent and safe for
-// concurrent use: every call returns nil once the first has finished.
+// Close is Shutdown without a bound: it stops fetching on every
+// subscription, waits for running handlers to return and settles their
+// deliveries (ack, or redelivery after backoff, or dead letter); messages
+// fetched but not yet handled are returned to JetStream for immediate
+// redelivery to the group. Close leaves no goroutine of the Broker and does
+// not close the connection. It is idempotent and safe for concurrent use:
+// every call returns nil once the subscriptions have stopped.
+//
+// Close waits for the running handlers without bound: a handler that never
+// returns keeps Close waiting forever, and Close must not be called from
+// inside a handler, which would wait for itself. Use [Broker.Shutdown] with a
+// deadline to bound the wait.
 func (b *Broker) Close() error {
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		<-b.done
-		return nil
-	}
-	b.closed = true
-	stops := b.stops
-	b.stops = nil
-	b.mu.Unlock()
+	return b.Shutdown(context.Background())
+}
 
-	b.cancel()
-	b.setups.Wait() // a Subscribe that raced Close stops its own subscription
-	stopAll(stops)
-	close(b.done)
-	return nil
+// Shutdown is Close that stops waiting for running handlers once ctx is
+// done, and then returns an error wrapping ctx's error. The deliveries of the
+// handlers still running then stay pending: relay stops extending their
+// leases, so JetStream redelivers them to the group after the ack wait
+// ([WithAckWait]), unless the handler returns first and its outcome is
+// settled as usual. The handlers keep running in the background; a later
+// Close or Shutdown waits for them again. Shutdown is safe for concurrent use
+// and with Close.
+func (b *Broker) Shutdown(ctx context.Context) error {
+	b.closing.Do(func() {
+		b.mu.Lock()
+		b.closed = true
+		b.mu.Unlock()
+		b.cancel()
+		go func() {
+			defer close(b.done)
+			b.setups.Wait() // a Subscribe that raced Close stops its own subscription
+			b.mu.Lock()
+			subs := b.subs
+			b.mu.Unlock()
+			stopAll(subs)
+		}()
+	})
+	select {
+	case <-b.done:
+		return nil
+	case <-ctx.Done():
+		b.mu.Lock()
+		subs := b.subs
+		b.mu.Unlock()
+		for _, r := range subs {
+			r.s.abandon()
+		}
+		return fmt.Errorf("natsjs: shutdown: handlers still running: %w", ctx.Err())
+	}
 }
 
 func (b *Broker) usable(topic string) error {
@@ -160,10 +193,11 @@ func (b *Broker) usable(topic string) error {
 
 // stopAll stops subscriptions in parallel, so that Close waits for the
 // slowest handler rather than the sum of them.
-func stopAll(stops []func()) {
-	var wg sync.WaitGroup
-	for _, stop := range stops {
-		wg.Go(stop)
+func stopAll(subs []*running) {
+	for _, r := range subs {
+		r.begin()
 	}
-	wg.Wait()
+	for _, r := range subs {
+		<-r.done
+	}
 }

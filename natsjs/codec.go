@@ -24,13 +24,10 @@ func encode(topic string, m delivery.Message) (*nats.Msg, error) {
 	h := make(nats.Header, len(m.Metadata)+2)
 	id := []string{m.UUID} // shared by both headers: nats.go only reads them
 	for k, v := range m.Metadata {
-		if !validHeaderKey(k) {
-			return nil, fmt.Errorf("metadata key %q cannot be a NATS header (printable ASCII without spaces or %s)", k, forbiddenKeyChars)
+		if err := metadataKeyError(k); err != nil {
+			return nil, err
 		}
-		if k == UUIDHeader {
-			return nil, fmt.Errorf("metadata key %q is reserved for the message UUID", k)
-		}
-		h.Set(k, v)
+		h[k] = []string{v}
 	}
 	h[UUIDHeader] = id
 	if m.UUID != "" {
@@ -65,6 +62,31 @@ func decode(h nats.Header, data []byte) (delivery.Message, error) {
 		return m, fmt.Errorf("natsjs: headers %q have several values; metadata holds one value per key", multi)
 	}
 	return m, nil
+}
+
+// DeadLetterReserve is the room, in bytes, that Publish keeps free within
+// the server's max_payload for the metadata a dead letter adds (source topic,
+// id, attempts, reason, and its own Nats-Msg-Id): a message whose payload and
+// headers exceed max_payload less DeadLetterReserve is refused with
+// [relay.ErrPayloadTooLarge], so that its dead letter can always be
+// published. On a server whose max_payload is below 1536 bytes, half of it
+// is kept. A dead letter's reason is cut to fit: at least some 280 bytes of
+// it remain with the longest topic and group names, far more usually.
+const DeadLetterReserve = 768
+
+// metadataKeyError says why k cannot be a metadata key on the wire: not a
+// valid NATS header name, a "Nats-" header that JetStream would act on, or
+// the UUID header.
+func metadataKeyError(k string) error {
+	switch {
+	case !validHeaderKey(k):
+		return fmt.Errorf("metadata key %q cannot be a NATS header (printable ASCII without spaces or %s)", k, forbiddenKeyChars)
+	case len(k) >= len(natsHeaderPrefix) && strings.EqualFold(k[:len(natsHeaderPrefix)], natsHeaderPrefix):
+		return fmt.Errorf("metadata key %q starts with %q: such headers are JetStream's (they would change how the message is stored)", k, natsHeaderPrefix)
+	case k == UUIDHeader:
+		return fmt.Errorf("metadata key %q is reserved for the message UUID", k)
+	}
+	return nil
 }
 
 // headerSize is the size on the wire of h, as nats.go encodes it.

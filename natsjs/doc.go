@@ -66,20 +66,31 @@
 // message acknowledged. If the dead letter cannot be published, the source
 // message stays pending and is tried again after a backoff.
 //
+// A dead letter is always publishable: Publish refuses a message whose
+// payload and headers leave less than [DeadLetterReserve] (768 bytes) of the
+// server's max_payload for the dead-letter metadata, the reason is cut to fit
+// in that room, and metadata keys that cannot be sent as NATS headers (a
+// message stored by another client may carry such headers) are left out of
+// the dead letter, which says so in its reason.
+//
 // relay does not set the consumer's MaxDeliver to max deliver: it sets it to
 // -1 (unlimited) and counts deliveries itself from the delivery count that
 // JetStream reports with every message (NumDelivered). With a server-side
 // limit, a consumer that died during the last attempt would leave the message
 // neither acknowledged nor dead-lettered, and the server would never deliver
-// it again: silently lost. Instead, such a message is delivered once more, and
-// a delivery whose count is above max deliver is dead-lettered without calling
-// the handler (the message may be what killed the consumer). The consumer's
+// it again: silently lost. Instead, such a message is delivered once more,
+// after the ack wait, to a member of the group, whose handler is called once
+// more: if it succeeds the message is acknowledged, if it fails the message is
+// dead-lettered at once (with an attempt count above max deliver). The same
+// holds for a message that a Close handed back (see below). The consumer's
 // server-side BackOff is not used either; relay's own delays apply.
 //
 // Close, or a canceled Watermill subscription, negatively acknowledges the
 // messages it fetched but did not handle, for immediate redelivery to the
-// group. JetStream counts these as deliveries too, so a message caught by many
-// shutdowns in a row may reach max deliver without having failed.
+// group, including those the server had already sent for a pull request in
+// progress (the request is drained, not dropped). JetStream counts these as
+// deliveries too, so a message caught by shutdowns may come back past max
+// deliver; it is still handled once more before it can be dead-lettered.
 //
 // A stored message whose headers relay cannot read as metadata (a header with
 // several values) goes to the dead-letter topic with the decode error,
@@ -107,16 +118,20 @@
 // entry is a header, and headers starting with "Nats-" belong to JetStream and
 // are not metadata. A service can thus move between watermill-nats and relay
 // one process at a time, and [Broker] and [Subscriber] read each other's
-// messages. Metadata keys must be valid NATS header names; NATS trims white
-// space around header values.
+// messages. Metadata keys must be valid NATS header names and must not start
+// with "Nats-" (in any case: JetStream would act on such a header, for
+// example Nats-Expected-Stream or Nats-TTL); Publish refuses such a message
+// with an error naming the key. NATS trims white space around header values.
 //
 // # Ownership
 //
 // The jetstream.JetStream and its connection belong to the caller: relay
 // configures nothing on them and never closes them. Close on a [Broker] or
-// [Subscriber] stops fetching, waits for the running handlers (or, on the
-// Watermill face, for the messages out on the channels to be acked or nacked
-// or the subscription to end), settles them, flushes the acknowledgements, and
-// leaves no goroutine behind. A [Publisher] has nothing to close beyond
+// [Subscriber] stops fetching, returns the messages fetched but not handled,
+// waits for the running handlers, settles them, flushes the
+// acknowledgements, and leaves no goroutine behind. Close waits without
+// bound and must not be called from inside a handler; Shutdown(ctx) is Close
+// that gives up waiting when ctx is done, leaving the messages of the
+// handlers still running to be redelivered after the ack wait. A [Publisher] has nothing to close beyond
 // refusing further calls.
 package natsjs

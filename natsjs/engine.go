@@ -2,14 +2,20 @@ package natsjs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
+	"net/textproto"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -208,7 +214,7 @@ func (e *engine) publish(ctxs []context.Context, topic string, msgs []delivery.M
 	for i, m := range msgs {
 		nm, err := encode(topic, m)
 		if err == nil {
-			err = e.checkSize(nm, limit)
+			err = e.checkSize(nm, limit, reserve(limit))
 		}
 		if err != nil {
 			return e.nameFailure(i, msgs, err)
@@ -313,26 +319,69 @@ func (e *engine) nameFailure(i int, msgs []delivery.Message, err error) error {
 	return fmt.Errorf("message %d of %d (uuid %q): %w", i+1, len(msgs), msgs[i].UUID, err)
 }
 
-// checkSize refuses a message that the server would refuse: payload and
-// headers above limit, the connection's max_payload. Before the first
-// connection the limit is unknown (0) and the server decides.
-func (e *engine) checkSize(nm *nats.Msg, limit int64) error {
+// checkSize refuses a message that the server would refuse, or whose dead
+// letter would not fit: payload and headers above limit (the connection's
+// max_payload) less reserve. Before the first connection the limit is
+// unknown (0) and the server decides.
+func (e *engine) checkSize(nm *nats.Msg, limit, reserve int64) error {
 	if limit <= 0 {
 		return nil
 	}
 	hdr := headerSize(nm.Header)
-	if int64(len(nm.Data)+hdr) > limit {
+	if int64(len(nm.Data)+hdr) > limit-reserve {
+		if reserve > 0 {
+			return fmt.Errorf("%w: payload of %d bytes with %d bytes of headers exceeds the server's max_payload of %d bytes less %d bytes kept for dead-letter metadata",
+				relay.ErrPayloadTooLarge, len(nm.Data), hdr, limit, reserve)
+		}
 		return fmt.Errorf("%w: payload of %d bytes with %d bytes of headers exceeds the server's max_payload of %d bytes",
 			relay.ErrPayloadTooLarge, len(nm.Data), hdr, limit)
 	}
 	return nil
 }
 
+// reserve is the room a published message leaves for the metadata of its
+// dead letter: [DeadLetterReserve], or half of limit on a server whose
+// max_payload is below 1536 bytes.
+func reserve(limit int64) int64 {
+	return min(DeadLetterReserve, limit/2)
+}
+
+// process is what a subscription calls for each delivery: it runs the
+// delivery and passes the outcome to settle exactly once, even when the
+// handler ends the goroutine (runtime.Goexit), after which the worker is
+// replaced.
+type process func(ctx context.Context, d *delivery.Delivery, settle func(error))
+
+// running is a started subscription, as its owner stops it.
+type running struct {
+	s *subscription
+	// begin starts stopping: fetching ends, unhandled messages are returned
+	// to JetStream, and handlers are waited for in the background. It does
+	// not block and may be called more than once.
+	begin func()
+	// done is closed once every handler returned, every held message was
+	// settled and the acknowledgements were flushed.
+	done <-chan struct{}
+}
+
+// stop stops r and waits until it is done or ctx is; then it abandons the
+// messages still held (their leases are no longer extended, so JetStream
+// redelivers them after the ack wait) and returns ctx's error.
+func (r *running) stop(ctx context.Context) error {
+	r.begin()
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		r.s.abandon()
+		return ctx.Err()
+	}
+}
+
 // subscribe starts consuming topic: it sets up the stream and the consumer,
 // then fetches in the background and calls process for each delivery, up to
-// the configured concurrency. stop stops fetching, waits for process calls
-// to return and their deliveries to be settled.
-func (e *engine) subscribe(ctx context.Context, topic string, process func(context.Context, *delivery.Delivery) error) (stop func(), err error) {
+// the configured concurrency.
+func (e *engine) subscribe(ctx context.Context, topic string, proc process) (*running, error) {
 	setupCtx, cancelSetup := e.bound(ctx)
 	defer cancelSetup()
 	cons, err := e.setup(setupCtx, topic)
@@ -346,36 +395,46 @@ func (e *engine) subscribe(ctx context.Context, topic string, process func(conte
 		topic:     topic,
 		log:       e.log.With(slog.String("topic", topic)),
 		cons:      cons,
-		process:   process,
+		process:   proc,
 		capacity:  capacity,
 		threshold: max(1, min(capacity/2, e.cfg.prefetch)),
-		queue:     make(chan jetstream.Msg, capacity),
+		queue:     make(chan *nats.Msg, capacity),
 		freed:     make(chan struct{}, 1),
-		held:      make(map[jetstream.Msg]struct{}, capacity),
+		held:      make(map[*nats.Msg]struct{}, capacity),
+		leaseDone: make(chan struct{}),
 	}
-	var work, lease sync.WaitGroup
-	work.Go(func() {
+	var fetching, lease sync.WaitGroup
+	fetching.Go(func() {
 		defer close(s.queue)
 		s.fetchLoop(runCtx)
 	})
 	for range e.cfg.concurrency {
-		work.Go(func() { s.work(runCtx) })
+		s.workers.Go(func() { s.work(runCtx) })
 	}
-	leaseDone := make(chan struct{})
-	lease.Go(func() { s.leaseLoop(leaseDone) })
+	lease.Go(s.leaseLoop)
+	done := make(chan struct{})
 	var once sync.Once
-	return func() {
+	begin := func() {
 		once.Do(func() {
 			cancel()
-			work.Wait()
-			// Leases last until every held message is settled.
-			close(leaseDone)
-			lease.Wait()
-			if err := e.js.Conn().FlushTimeout(flushTimeout); err != nil {
-				s.log.Debug("natsjs: flush acks on stop", slog.Any("error", err))
-			}
+			go func() {
+				defer close(done)
+				fetching.Wait()
+				// Workers busy in handlers do not leave queued messages
+				// waiting: what is queued goes back to JetStream now.
+				for msg := range s.queue {
+					s.settle(msg, s.delivery(msg), delivery.ErrStopped)
+				}
+				s.workers.Wait()
+				s.abandon() // every held message is settled: leases end
+				lease.Wait()
+				if err := e.js.Conn().FlushTimeout(flushTimeout); err != nil {
+					s.log.Warn("natsjs: flush acknowledgements on stop", slog.Any("error", err))
+				}
+			}()
 		})
-	}, nil
+	}
+	return &running{s: s, begin: begin, done: done}, nil
 }
 
 // subscription is one fetch loop, its workers and the leases of the messages
@@ -391,14 +450,23 @@ type subscription struct {
 	topic     string
 	log       *slog.Logger
 	cons      jetstream.Consumer
-	process   func(context.Context, *delivery.Delivery) error
+	process   process
 	capacity  int // most messages held at once
 	threshold int // fewest free places worth a pull request
-	queue     chan jetstream.Msg
+	queue     chan *nats.Msg
 	freed     chan struct{} // signaled when a held message is released
+	workers   sync.WaitGroup
+
+	leaseDone chan struct{} // closed by abandon: leases are no longer extended
+	abandoned sync.Once
 
 	mu   sync.Mutex
-	held map[jetstream.Msg]struct{} // received and not yet settled
+	held map[*nats.Msg]struct{} // received and not yet settled
+}
+
+// abandon stops extending the leases of the held messages.
+func (s *subscription) abandon() {
+	s.abandoned.Do(func() { close(s.leaseDone) })
 }
 
 // fetchLoop pulls messages into the queue while there is room for them. It
@@ -457,46 +525,173 @@ func (s *subscription) room(ctx context.Context) (int, bool) {
 	}
 }
 
+// pullRequest is the body of a JetStream pull request.
+type pullRequest struct {
+	Batch   int           `json:"batch"`
+	Expires time.Duration `json:"expires,omitempty"`
+}
+
 // fetch runs one pull request for at most n messages and queues what it
 // brings as it arrives. An expired pull request (no message, or no server to
 // answer) is not an error.
+//
+// It does not use the jetstream package's Fetch, which, when its context is
+// canceled, drops the messages the server already sent for the request: they
+// would stay leased until the ack wait. Instead, once ctx is done, fetch
+// drains the request's subscription: the server stops sending, and every
+// message it sent before is received, queued, and (the subscription
+// stopping) returned to JetStream at once.
 func (s *subscription) fetch(ctx context.Context, n int) error {
-	if most := s.cons.CachedInfo().Config.MaxRequestBatch; most > 0 {
+	info := s.cons.CachedInfo()
+	if most := info.Config.MaxRequestBatch; most > 0 {
 		n = min(n, most) // set by WithConsumerConfig; more is refused
 	}
-	fctx, cancel := context.WithTimeout(ctx, fetchWait)
-	defer cancel()
-	batch, err := s.cons.Fetch(n, jetstream.FetchContext(fctx))
+	nc := s.e.js.Conn()
+	sub, err := nc.SubscribeSync(nc.NewInbox())
 	if err != nil {
 		return err
 	}
-	for msg := range batch.Messages() {
+	body, err := json.Marshal(pullRequest{Batch: n, Expires: fetchWait})
+	if err != nil {
+		_ = sub.Unsubscribe()
+		return err
+	}
+	if err := nc.PublishRequest(s.e.nextSubject(info.Stream, info.Name), sub.Subject, body); err != nil {
+		_ = sub.Unsubscribe()
+		return err
+	}
+	// The server ends the request after fetchWait; a request that got no
+	// end by then went to a server that is gone.
+	wctx, cancel := context.WithTimeout(ctx, fetchWait+time.Second)
+	defer cancel()
+	for got := 0; got < n; {
+		msg, err := sub.NextMsgWithContext(wctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				s.drain(sub)
+				return nil
+			}
+			_ = sub.Unsubscribe()
+			if errors.Is(err, context.DeadlineExceeded) {
+				return nil
+			}
+			return err
+		}
+		end, err := pullStatus(msg)
+		if err != nil || end {
+			_ = sub.Unsubscribe()
+			return err
+		}
+		if isStatus(msg) {
+			continue
+		}
 		s.hold(msg)
 		s.queue <- msg // never blocks: at most capacity are held
+		got++
 	}
-	err = batch.Error()
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return nil
+	_ = sub.Unsubscribe()
+	return nil
+}
+
+// drain ends the pull request of sub when the subscription stops: the
+// server stops sending (no interest), and the messages it sent before are
+// received and queued, to be returned to JetStream.
+func (s *subscription) drain(sub *nats.Subscription) {
+	if err := sub.Drain(); err != nil {
+		_ = sub.Unsubscribe()
+		return
 	}
-	return err
+	deadline := time.Now().Add(flushTimeout)
+	for {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			_ = sub.Unsubscribe()
+			return
+		}
+		msg, err := sub.NextMsg(wait)
+		if err != nil {
+			return // drained (the subscription is gone), or given up
+		}
+		if isStatus(msg) {
+			continue
+		}
+		s.hold(msg)
+		s.queue <- msg
+	}
+}
+
+// isStatus reports whether msg is a status message of the pull request
+// rather than a stored message.
+func isStatus(msg *nats.Msg) bool {
+	return len(msg.Data) == 0 && msg.Header.Get("Status") != ""
+}
+
+// pullStatus reads a status message: end is true when the pull request is
+// over (no messages, expired); err when it failed.
+func pullStatus(msg *nats.Msg) (end bool, err error) {
+	if !isStatus(msg) {
+		return false, nil
+	}
+	switch code := msg.Header.Get("Status"); code {
+	case "100": // heartbeat or flow control
+		return false, nil
+	case "404", "408":
+		return true, nil
+	case "503":
+		return true, nats.ErrNoResponders
+	default:
+		return true, fmt.Errorf("pull request: status %s %s", code, msg.Header.Get("Description"))
+	}
+}
+
+// nextSubject is the subject of pull requests of consumer on stream, under
+// the API prefix or domain of the caller's JetStream.
+func (e *engine) nextSubject(stream, consumer string) string {
+	o := e.js.Options()
+	prefix := "$JS.API."
+	switch {
+	case o.Domain != "":
+		prefix = "$JS." + o.Domain + ".API."
+	case o.APIPrefix != "":
+		prefix = o.APIPrefix
+		if !strings.HasSuffix(prefix, ".") {
+			prefix += "."
+		}
+	}
+	return prefix + "CONSUMER.MSG.NEXT." + stream + "." + consumer
 }
 
 // work handles queued messages one at a time until the queue is closed and
-// drained. Once ctx is done, what is left is settled unhandled.
+// drained. Once ctx is done, what is left is settled unhandled. A handler
+// that calls runtime.Goexit ends the worker (its delivery settled): a new
+// worker takes its place.
 func (s *subscription) work(ctx context.Context) {
-	for msg := range s.queue {
-		d := s.delivery(msg)
-		err := delivery.ErrStopped
-		if ctx.Err() == nil {
-			if err = s.e.cfg.policy.Skip(d); err == nil {
-				err = s.process(ctx, d)
-			}
+	exited := true
+	defer func() {
+		if exited {
+			s.workers.Go(func() { s.work(ctx) })
 		}
-		s.settle(msg, d, err)
+	}()
+	for msg := range s.queue {
+		s.handle(ctx, msg)
 	}
+	exited = false
 }
 
-func (s *subscription) delivery(msg jetstream.Msg) *delivery.Delivery {
+func (s *subscription) handle(ctx context.Context, msg *nats.Msg) {
+	d := s.delivery(msg)
+	if ctx.Err() != nil {
+		s.settle(msg, d, delivery.ErrStopped)
+		return
+	}
+	if err := s.e.cfg.policy.Skip(d); err != nil {
+		s.settle(msg, d, err)
+		return
+	}
+	s.process(ctx, d, func(err error) { s.settle(msg, d, err) })
+}
+
+func (s *subscription) delivery(msg *nats.Msg) *delivery.Delivery {
 	d := &delivery.Delivery{Topic: s.topic, Attempt: 1}
 	if md, err := msg.Metadata(); err != nil {
 		s.log.Error("natsjs: read delivery metadata", slog.Any("error", err))
@@ -504,27 +699,30 @@ func (s *subscription) delivery(msg jetstream.Msg) *delivery.Delivery {
 		d.ID = strconv.FormatUint(md.Sequence.Stream, 10)
 		d.Attempt = int(md.NumDelivered)
 	}
-	d.Message, d.DecodeErr = decode(msg.Headers(), msg.Data())
+	d.Message, d.DecodeErr = decode(msg.Header, msg.Data)
 	return d
 }
 
 // settle ends the lease of msg and applies the delivery policy. It runs to
 // completion even while the subscription stops; a dead-letter publish is
 // bounded by the request timeout.
-func (s *subscription) settle(msg jetstream.Msg, d *delivery.Delivery, err error) {
+func (s *subscription) settle(msg *nats.Msg, d *delivery.Delivery, err error) {
 	s.release(msg)
+	if err != nil && !errors.Is(err, delivery.ErrStopped) && d.DecodeErr == nil {
+		s.log.Debug("natsjs: handler failed", slog.String("id", d.ID), slog.Int("attempt", d.Attempt), slog.Any("error", err))
+	}
 	if serr := s.e.cfg.policy.Settle(context.Background(), d, err, settler{s: s, msg: msg, d: d}); serr != nil {
-		s.log.Warn("natsjs: settle delivery", slog.String("id", d.ID), slog.Int("attempt", d.Attempt), slog.Any("error", serr))
+		s.log.Error("natsjs: settle delivery; it stays pending", slog.String("id", d.ID), slog.Int("attempt", d.Attempt), slog.Any("error", serr))
 	}
 }
 
-func (s *subscription) hold(msg jetstream.Msg) {
+func (s *subscription) hold(msg *nats.Msg) {
 	s.mu.Lock()
 	s.held[msg] = struct{}{}
 	s.mu.Unlock()
 }
 
-func (s *subscription) release(msg jetstream.Msg) {
+func (s *subscription) release(msg *nats.Msg) {
 	s.mu.Lock()
 	delete(s.held, msg)
 	s.mu.Unlock()
@@ -536,15 +734,15 @@ func (s *subscription) release(msg jetstream.Msg) {
 
 // leaseLoop tells JetStream, every third of the ack wait, that each held
 // message is still in progress, so that neither a slow handler's message nor
-// one waiting in the queue is given to another consumer. It runs until done
-// is closed, which happens only after every held message was settled, so
-// leases last through a Close.
-func (s *subscription) leaseLoop(done <-chan struct{}) {
+// one waiting in the queue is given to another consumer. It runs until
+// abandon, which a stop calls once every held message was settled (so leases
+// last through a Close), or when a Shutdown's context ends first.
+func (s *subscription) leaseLoop() {
 	t := time.NewTicker(max(s.e.cfg.ackWait/3, time.Millisecond))
 	defer t.Stop()
 	for {
 		select {
-		case <-done:
+		case <-s.leaseDone:
 			return
 		case <-t.C:
 			s.extend()
@@ -557,47 +755,113 @@ func (s *subscription) extend() {
 	defer s.mu.Unlock()
 	for msg := range s.held {
 		// Sent under the lock: release, and so the ack, waits for it.
-		if err := msg.InProgress(); err != nil {
-			s.log.Debug("natsjs: extend lease", slog.Any("error", err))
+		if err := s.reply(msg, ackProgress); err != nil {
+			s.log.Warn("natsjs: extend lease", slog.Any("error", err))
 		}
 	}
+}
+
+// Acknowledgement bodies of JetStream.
+var (
+	ackAck      = []byte("+ACK")
+	ackNak      = []byte("-NAK")
+	ackProgress = []byte("+WPI")
+)
+
+// reply sends an acknowledgement of msg.
+func (s *subscription) reply(msg *nats.Msg, body []byte) error {
+	if msg.Reply == "" {
+		return nats.ErrMsgNoReply
+	}
+	return s.e.js.Conn().Publish(msg.Reply, body)
 }
 
 // settler is the delivery.Settler of one JetStream message.
 type settler struct {
 	s   *subscription
-	msg jetstream.Msg
+	msg *nats.Msg
 	d   *delivery.Delivery
 }
 
-func (x settler) Ack(context.Context) error { return x.msg.Ack() }
+func (x settler) Ack(context.Context) error { return x.s.reply(x.msg, ackAck) }
 
 func (x settler) Retry(_ context.Context, delay time.Duration) error {
 	if delay <= 0 {
-		return x.msg.Nak()
+		return x.s.reply(x.msg, ackNak)
 	}
-	return x.msg.NakWithDelay(delay)
+	return x.s.reply(x.msg, fmt.Appendf(nil, "-NAK {\"delay\": %d}", delay.Nanoseconds()))
 }
 
 // PublishDeadLetter publishes the dead letter with a Nats-Msg-Id of its own,
 // per group and source message, so that a repeated dead-lettering of one
 // delivery is dropped by the stream, while each group's dead letter is kept.
+//
+// The dead letter must be publishable whatever the source message: metadata
+// keys that cannot be sent as headers (a message stored by another client)
+// are left out, and said so in the reason; the reason is cut so that the
+// dead letter fits in the server's max_payload (Publish keeps
+// [DeadLetterReserve] bytes free for this).
 func (x settler) PublishDeadLetter(ctx context.Context, topic string, m delivery.Message) error {
 	if err := relay.ValidateTopic(topic); err != nil {
 		return err
 	}
 	e := x.s.e
+	m.Metadata = maps.Clone(m.Metadata)
+	var dropped []string
+	for k := range m.Metadata {
+		if metadataKeyError(k) != nil {
+			dropped = append(dropped, k)
+			delete(m.Metadata, k)
+		}
+	}
+	if len(dropped) > 0 {
+		slices.Sort(dropped)
+		m.Metadata[relay.MetadataReason] += fmt.Sprintf(" (metadata keys %q left out of the dead letter: not valid NATS header names)", dropped)
+	}
 	nm, err := encode(topic, m)
 	if err != nil {
 		return err
 	}
-	nm.Header.Set(nats.MsgIdHdr, "relay-dead-letter:"+ConsumerName(e.cfg.group)+":"+x.s.topic+":"+x.d.ID)
-	if err := e.checkSize(nm, e.js.Conn().MaxPayload()); err != nil {
+	// Stream and consumer names are at most 64 bytes: the id stays short.
+	nm.Header.Set(nats.MsgIdHdr, "relay-dead-letter:"+ConsumerName(e.cfg.group)+":"+StreamName(x.s.topic)+":"+x.d.ID)
+	limit := e.js.Conn().MaxPayload()
+	if over := int64(len(nm.Data)+headerSize(nm.Header)) - limit; limit > 0 && over > 0 {
+		reason := textproto.TrimString(nm.Header.Get(relay.MetadataReason)) // as sent
+		if int64(len(reason)) >= over {
+			nm.Header.Set(relay.MetadataReason, truncate(reason, len(reason)-int(over)))
+		}
+	}
+	if err := e.checkSize(nm, limit, 0); err != nil {
 		return err
 	}
 	ctx, cancel := e.bound(ctx)
 	defer cancel()
-	return e.retry(ctx, topic, func(ctx context.Context) error { return e.publishOne(ctx, topic, nm) })
+	if err := e.retry(ctx, topic, func(ctx context.Context) error { return e.publishOne(ctx, topic, nm) }); err != nil {
+		return err
+	}
+	x.s.log.Warn("natsjs: message dead-lettered",
+		slog.String("id", x.d.ID),
+		slog.Int("attempts", x.d.Attempt),
+		slog.String("reason", nm.Header.Get(relay.MetadataReason)),
+		slog.String("dead_letter_topic", topic))
+	return nil
+}
+
+// truncate cuts s to at most n bytes, on a UTF-8 boundary, marking the cut
+// with "..." when there is room for it.
+func truncate(s string, n int) string {
+	const mark = "..."
+	if len(s) <= n {
+		return s
+	}
+	if n <= len(mark) {
+		return ""
+	}
+	keep := n - len(mark)
+	for keep > 0 && !utf8.RuneStart(s[keep]) {
+		keep--
+	}
+	return s[:keep] + mark
 }
 
 // transient reports whether err may go away by itself: a reconnecting

@@ -259,63 +259,83 @@ func TestDeadLetterAfterMaxDeliver(t *testing.T) {
 
 // With the consumer's MaxDeliver set to max deliver (the seed), a consumer
 // that dies during the last attempt leaves the message unacknowledged and the
-// server never delivers it again.
-func TestConsumerDeathDuringLastAttemptIsDeadLettered(t *testing.T) {
-	s := natstest.Start(t)
-	const (
-		topic   = "shipments"
-		ackWait = time.Second
-	)
-	opts := []natsjs.Option{
-		natsjs.WithGroup("shipping"),
-		natsjs.WithMaxDeliver(2),
-		natsjs.WithAckWait(ackWait),
-		natsjs.WithBackoff(10*time.Millisecond, 20*time.Millisecond),
+// server never delivers it again. relay delivers it once more after the ack
+// wait: the handler decides, and a failure is dead-lettered at once.
+func TestConsumerDeathDuringLastAttemptIsHandledOnceMore(t *testing.T) {
+	cases := []struct {
+		name     string
+		result   error
+		wantDead bool
+	}{
+		{"the handler succeeds: acknowledged, no dead letter", nil, false},
+		{"the handler fails: dead-lettered at once", errors.New("still failing"), true},
 	}
-	ncA, jsA := connect(t, s)
-	a := newBroker(t, jsA, opts...)
-	lastAttempt := make(chan struct{})
-	release := make(chan struct{})
-	var attemptsA atomic.Int32
-	if err := a.Subscribe(topic, func([]byte) error {
-		if attemptsA.Add(1) == 1 {
-			return errors.New("first attempt fails")
-		}
-		close(lastAttempt)
-		<-release // the consumer "dies" while its handler runs
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	_, js := connect(t, s)
-	dead := deadLetters(t, js, topic)
-	publish(t, newBroker(t, js, natsjs.WithGroup("producer")), topic, []byte("parcel"))
-	select {
-	case <-lastAttempt:
-	case <-time.After(wait):
-		t.Fatal("broker A did not get the last attempt")
-	}
-	ncA.Close() // A can neither ack nor extend its lease any more
-	defer func() {
-		close(release)
-		_ = a.Close()
-	}()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := natstest.Start(t)
+			const (
+				topic   = "shipments"
+				ackWait = time.Second
+			)
+			opts := []natsjs.Option{
+				natsjs.WithGroup("shipping"),
+				natsjs.WithMaxDeliver(2),
+				natsjs.WithAckWait(ackWait),
+				natsjs.WithBackoff(10*time.Millisecond, 20*time.Millisecond),
+			}
+			ncA, jsA := connect(t, s)
+			a := newBroker(t, jsA, opts...)
+			lastAttempt := make(chan struct{})
+			release := make(chan struct{})
+			var attemptsA atomic.Int32
+			if err := a.Subscribe(topic, func([]byte) error {
+				if attemptsA.Add(1) == 1 {
+					return errors.New("first attempt fails")
+				}
+				close(lastAttempt)
+				<-release // the consumer "dies" while its handler runs
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			_, js := connect(t, s)
+			dead := deadLetters(t, js, topic)
+			publish(t, newBroker(t, js, natsjs.WithGroup("producer")), topic, []byte("parcel"))
+			select {
+			case <-lastAttempt:
+			case <-time.After(wait):
+				t.Fatal("broker A did not get the last attempt")
+			}
+			ncA.Close() // A can neither ack nor extend its lease any more
+			defer func() {
+				close(release)
+				_ = a.Close()
+			}()
 
-	_, jsB := connect(t, s)
-	b := newBroker(t, jsB, opts...)
-	var callsB atomic.Int32
-	if err := b.Subscribe(topic, func([]byte) error { callsB.Add(1); return nil }); err != nil {
-		t.Fatal(err)
+			_, jsB := connect(t, s)
+			b := newBroker(t, jsB, opts...)
+			var callsB atomic.Int32
+			if err := b.Subscribe(topic, func([]byte) error { callsB.Add(1); return c.result }); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, func() bool { return callsB.Load() > 0 }, "broker B handles the abandoned last attempt")
+			if c.wantDead {
+				dl := receive(t, dead, "dead letter of the failed extra attempt")
+				dl.Ack()
+				checkDeadLetter(t, dl, topic, "1", "3", "still failing", []byte("parcel"))
+			} else {
+				select {
+				case dl := <-dead:
+					t.Errorf("dead letter %q after a successful extra attempt", dl.Payload)
+				case <-time.After(2 * ackWait):
+				}
+			}
+			eventually(t, func() bool { return consumerSettled(t, js, topic, "shipping") }, "source message acknowledged")
+			if n := callsB.Load(); n != 1 {
+				t.Errorf("broker B's handler called %d times, want 1", n)
+			}
+		})
 	}
-	start := time.Now()
-	dl := receive(t, dead, "dead letter of the abandoned last attempt")
-	dl.Ack()
-	t.Logf("dead-lettered %v after B subscribed (ack wait %v)", time.Since(start).Round(time.Millisecond), ackWait)
-	checkDeadLetter(t, dl, topic, "1", "3", "never settled", []byte("parcel"))
-	if n := callsB.Load(); n != 0 {
-		t.Errorf("broker B's handler called %d times for a message past max deliver, want 0", n)
-	}
-	eventually(t, func() bool { return consumerSettled(t, js, topic, "shipping") }, "source message acknowledged after its dead letter")
 }
 
 // Without lease extension, a handler slower than the ack wait has its message
@@ -351,21 +371,24 @@ func TestSlowHandlerIsNotDeliveredTwice(t *testing.T) {
 	eventually(t, func() bool { return consumerSettled(t, js, topic, "reporting") }, "message acknowledged")
 }
 
-// The header overhead of the byte face counts against max_payload.
+// The header overhead of the byte face counts against max_payload, as does
+// the room kept for the metadata of a dead letter.
 func TestPayloadLimitCountsHeaders(t *testing.T) {
-	const limit = 1024
+	const limit = 64 << 10
 	s := natstest.Start(t, natstest.Config{MaxPayload: limit})
 	_, js := connect(t, s)
 	b := newBroker(t, js)
 	// "NATS/1.0\r\n", the UUID and Nats-Msg-Id headers of 36-byte UUIDs, "\r\n".
 	const headers = 10 + (len(natsjs.UUIDHeader) + 2 + 36 + 2) + (len("Nats-Msg-Id") + 2 + 36 + 2) + 2
+	const most = limit - natsjs.DeadLetterReserve - headers
 	cases := []struct {
 		name    string
 		size    int
 		tooLong bool
 	}{
-		{"payload and headers exactly at the limit", limit - headers, false},
-		{"one byte over", limit - headers + 1, true},
+		{"payload, headers and dead-letter reserve exactly at the limit", most, false},
+		{"one byte over", most + 1, true},
+		{"within max_payload but into the dead-letter reserve", limit - headers, true},
 		{"far over", 4 * limit, true},
 	}
 	for _, c := range cases {

@@ -19,13 +19,13 @@ const (
 	DefaultGroup = "go-relay"
 	// DefaultMaxDeliver is the number of deliveries, including the first, of
 	// [WithMaxDeliver].
-	DefaultMaxDeliver = delivery.DefaultMaxDeliver
+	DefaultMaxDeliver = 3
 	// DefaultAckWait is the lease of a delivery of [WithAckWait].
 	DefaultAckWait = 30 * time.Second
 	// DefaultMinBackoff and DefaultMaxBackoff bound the redelivery delay of
 	// [WithBackoff].
-	DefaultMinBackoff = delivery.DefaultMinBackoff
-	DefaultMaxBackoff = delivery.DefaultMaxBackoff
+	DefaultMinBackoff = 100 * time.Millisecond
+	DefaultMaxBackoff = 10 * time.Second
 	// DefaultConcurrency is the number of handlers per subscription of
 	// [WithConcurrency].
 	DefaultConcurrency = 8
@@ -35,6 +35,14 @@ const (
 	// DefaultRequestTimeout bounds, by default, the calls that have no deadline
 	// of their own ([WithRequestTimeout]).
 	DefaultRequestTimeout = 30 * time.Second
+)
+
+// The defaults above are those of every relay backend: these fail to compile
+// if they ever differ from the shared ones.
+var (
+	_ [DefaultMaxDeliver - delivery.DefaultMaxDeliver]struct{} = [delivery.DefaultMaxDeliver - DefaultMaxDeliver]struct{}{}
+	_ [DefaultMinBackoff - delivery.DefaultMinBackoff]struct{} = [delivery.DefaultMinBackoff - DefaultMinBackoff]struct{}{}
+	_ [DefaultMaxBackoff - delivery.DefaultMaxBackoff]struct{} = [delivery.DefaultMaxBackoff - DefaultMaxBackoff]struct{}{}
 )
 
 // Option configures a [Broker], [Publisher] or [Subscriber]. The same Option
@@ -207,8 +215,22 @@ func WithRequestTimeout(d time.Duration) Option {
 	}
 }
 
-// WithLogger sets the logger of background errors (failed acks, fetch errors,
-// failed dead-letter publishes); slog.Default() by default. It must not be nil.
+// WithLogger sets the logger of what happens in the background;
+// slog.Default() by default. It must not be nil. Levels, the same in every
+// relay backend:
+//
+//   - Debug: a handler failed (or its Watermill message was nacked) and the
+//     message will be delivered again; attributes id, attempt, error.
+//   - Warn: a message was written to its dead-letter topic; attributes
+//     topic, id, attempts, reason, dead_letter_topic. Also transient backend
+//     trouble that relay retries: a failed fetch, a lease not extended, a
+//     flush of acknowledgements on stop.
+//   - Error: a delivery could not be settled (ack, nak, or dead letter
+//     failed: the message stays pending and comes back), or its metadata
+//     could not be read.
+//
+// Every record carries broker=natsjs and group; those of a subscription
+// carry topic.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
 		if l == nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/delivery"
 	"github.com/go-relay/relay/internal/wm"
 )
 
@@ -36,6 +37,10 @@ type Subscriber struct {
 	closing chan struct{}
 	wg      sync.WaitGroup // one per open channel, see wm.Subscribe
 	done    chan struct{}
+	once    sync.Once
+
+	subsMu sync.Mutex
+	subs   []*running // for Shutdown to abandon leases
 }
 
 // NewSubscriber returns a Subscriber that consumes through js, which stays
@@ -61,10 +66,14 @@ func NewSubscriber(js jetstream.JetStream, opts ...Option) (*Subscriber, error) 
 //
 // When ctx is done or the Subscriber is closed, fetching stops, messages not
 // acked yet are returned to JetStream for redelivery, and the channel is
-// closed. It returns an error wrapping [relay.ErrInvalidTopic],
-// [relay.ErrClosed], or the server's error when set-up fails.
+// closed. It returns an error wrapping [relay.ErrInvalidTopic] (also when
+// the topic's dead-letter topic is not a valid topic), [relay.ErrClosed], or
+// the server's error when set-up fails.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	if err := relay.ValidateTopic(topic); err != nil {
+		return nil, fmt.Errorf("natsjs: subscribe %q: %w", topic, err)
+	}
+	if err := s.e.cfg.policy.CheckTopic(topic); err != nil {
 		return nil, fmt.Errorf("natsjs: subscribe %q: %w", topic, err)
 	}
 	s.mu.RLock()
@@ -76,7 +85,16 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		setupCtx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		defer context.AfterFunc(s.ctx, cancel)()
-		return s.e.subscribe(setupCtx, topic, process)
+		r, err := s.e.subscribe(setupCtx, topic, func(ctx context.Context, d *delivery.Delivery, settle func(error)) {
+			settle(process(ctx, d))
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.subsMu.Lock()
+		s.subs = append(s.subs, r)
+		s.subsMu.Unlock()
+		return func() { _ = r.stop(context.Background()) }, nil
 	})
 	if err != nil {
 		if s.ctx.Err() != nil {
@@ -90,37 +108,70 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 // SubscribeInitialize creates or updates the topic's stream and the group's
 // consumer without consuming, so that a later Subscribe of the group gets
 // everything published from now on (and everything the stream holds). It
-// returns the same errors as Subscribe.
+// returns the same errors as Subscribe, [relay.ErrClosed] after Close.
 func (s *Subscriber) SubscribeInitialize(topic string) error {
 	if err := relay.ValidateTopic(topic); err != nil {
 		return fmt.Errorf("natsjs: subscribe initialize %q: %w", topic, err)
 	}
+	if err := s.e.cfg.policy.CheckTopic(topic); err != nil {
+		return fmt.Errorf("natsjs: subscribe initialize %q: %w", topic, err)
+	}
+	s.mu.RLock()
+	closed := s.closed
+	s.mu.RUnlock()
+	if closed {
+		return fmt.Errorf("natsjs: subscribe initialize %q: %w", topic, relay.ErrClosed)
+	}
 	ctx, cancel := s.e.bound(s.ctx)
 	defer cancel()
 	if _, err := s.e.setup(ctx, topic); err != nil {
+		if s.ctx.Err() != nil {
+			err = relay.ErrClosed
+		}
 		return fmt.Errorf("natsjs: subscribe initialize %q: %w", topic, err)
 	}
 	return nil
 }
 
-// Close stops every subscription, returns their unacked messages to
-// JetStream, waits until their handlers' messages are settled and closes all
-// output channels. It does not close the connection. It is idempotent and
-// safe for concurrent use: every call returns nil once the first has
-// finished.
+// Close is Shutdown without a bound: it stops every subscription, returns
+// their unacked messages to JetStream, waits until the messages out on the
+// channels are settled and closes all output channels. It does not close the
+// connection. It is idempotent and safe for concurrent use: every call
+// returns nil once the subscriptions have stopped. Messages out on a channel
+// count as not processed once Close starts (an Ack that comes later is too
+// late), so Close waits only for settling, such as a dead-letter publish,
+// bounded by the request timeout; it must still not be called from a
+// goroutine that its own settling waits for. Use [Subscriber.Shutdown] to
+// bound the wait.
 func (s *Subscriber) Close() error {
-	s.cancel()
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		<-s.done
-		return nil
-	}
-	s.closed = true
-	close(s.closing)
-	s.mu.Unlock()
+	return s.Shutdown(context.Background())
+}
 
-	s.wg.Wait()
-	close(s.done)
-	return nil
+// Shutdown is Close that stops waiting once ctx is done, and then returns an
+// error wrapping ctx's error. Deliveries not settled by then stay pending:
+// their leases are no longer extended, so JetStream redelivers them to the
+// group after the ack wait. A later Close or Shutdown waits again.
+func (s *Subscriber) Shutdown(ctx context.Context) error {
+	s.once.Do(func() {
+		s.cancel()
+		s.mu.Lock()
+		s.closed = true
+		close(s.closing)
+		s.mu.Unlock()
+		go func() {
+			s.wg.Wait()
+			close(s.done)
+		}()
+	})
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		s.subsMu.Lock()
+		for _, r := range s.subs {
+			r.s.abandon()
+		}
+		s.subsMu.Unlock()
+		return fmt.Errorf("natsjs: shutdown: %w", ctx.Err())
+	}
 }
