@@ -31,7 +31,7 @@ func NewBroker(opts ...Option) (*Broker, error) {
 		return nil, err
 	}
 	if cfg.hub == nil {
-		cfg.hub = NewHub()
+		cfg.hub = makeHub(hubConfig{capacity: DefaultCapacity})
 	}
 	return &Broker{e: newEngine(cfg)}, nil
 }
@@ -44,7 +44,8 @@ func NewBroker(opts ...Option) (*Broker, error) {
 // [relay.ErrInvalidTopic] for a topic that [relay.ValidateTopic] rejects, and
 // [relay.ErrClosed] after Close. The memory backend has no payload limit.
 func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) error {
-	if err := relay.ValidateTopic(topic); err != nil {
+	t, err := b.e.hub.validTopic(topic)
+	if err != nil {
 		return fmt.Errorf("memory: publish: %w", err)
 	}
 	if b.e.isClosed() {
@@ -54,7 +55,7 @@ func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) erro
 		return fmt.Errorf("memory: publish %q: %w", topic, err)
 	}
 	msg := delivery.Message{UUID: watermill.NewUUID(), Payload: append([]byte{}, payload...)}
-	if err := b.e.hub.publish(ctx, b.e.closing, topic, msg); err != nil {
+	if err := t.publish(ctx, b.e.closing, msg); err != nil {
 		return fmt.Errorf("memory: publish %q: %w", topic, err)
 	}
 	return nil
@@ -66,8 +67,9 @@ func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) erro
 // still stored on the topic. Each call is one more competing subscription of
 // the group. The handler gets its own copy of the payload.
 //
-// It returns an error wrapping [relay.ErrInvalidTopic], [relay.ErrNilHandler]
-// or [relay.ErrClosed].
+// It returns an error wrapping [relay.ErrInvalidTopic] (also when the topic's
+// dead-letter topic, see [WithDeadLetterTopic], is not a valid topic, unless
+// WithNativeRetries(false)), [relay.ErrNilHandler] or [relay.ErrClosed].
 func (b *Broker) Subscribe(topic string, handler relay.Handler) error {
 	if err := relay.ValidateTopic(topic); err != nil {
 		return fmt.Errorf("memory: subscribe: %w", err)
@@ -75,10 +77,18 @@ func (b *Broker) Subscribe(topic string, handler relay.Handler) error {
 	if handler == nil {
 		return fmt.Errorf("memory: subscribe %q: %w", topic, relay.ErrNilHandler)
 	}
+	h := func(p []byte) error {
+		if p == nil {
+			p = []byte{} // Call's copy of an empty payload is nil; Publish promises an empty one
+		}
+		return handler(p)
+	}
 	process := func(_ context.Context, d *delivery.Delivery) error {
-		// A copy per delivery: a handler that writes to its payload must not
-		// change what other groups and redeliveries get.
-		return delivery.Call(handler, append([]byte{}, d.Message.Payload...))
+		// Call gives the handler a copy of the payload: a handler that writes
+		// to it does not change what other groups and redeliveries get. A
+		// handler that calls runtime.Goexit ends the worker inside Call; the
+		// worker settles the delivery and starts its replacement.
+		return delivery.Call(h, d.Message.Payload)
 	}
 	if _, err := b.e.subscribe(topic, process); err != nil {
 		return fmt.Errorf("memory: subscribe %q: %w", topic, err)

@@ -15,7 +15,10 @@ import (
 // its own topics and groups). There is no server to restart.
 func harness(t *testing.T) pubsubtest.Harness {
 	t.Helper()
-	hub := memory.NewHub()
+	hub, err := memory.NewHub()
+	if err != nil {
+		t.Fatal(err)
+	}
 	options := func(cfg pubsubtest.Config) []memory.Option {
 		// AckWait has no meaning in memory: a consumer cannot go silent without
 		// its Close, which gives its messages back at once.

@@ -28,8 +28,8 @@
 // no group, that many messages), Publish blocks until one is freed, its
 // context is done, or the publishing value is closed. Nothing is dropped.
 //
-// Each subscription runs up to [WithConcurrency] handlers at once, with one
-// dispatching goroutine and no buffer beyond the messages being handled. With
+// Each subscription runs up to [WithConcurrency] handlers at once, on as many
+// worker goroutines, with no buffer beyond the messages being handled. With
 // concurrency 1 a subscription handles messages in publish order while none
 // fails. A failed message waits out its backoff while later messages keep
 // flowing, then is redelivered before newer messages: after a failure, order

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -19,8 +20,8 @@ type engine struct {
 	cfg config
 
 	mu      sync.Mutex
-	closed  bool
-	closing chan struct{} // closed by close: unblocks publishes waiting for space
+	closed  bool          // guarded by mu
+	closing chan struct{} // closed by close, under mu: unblocks publishes waiting for space
 	subs    map[*subscription]struct{}
 
 	closeOnce sync.Once
@@ -35,10 +36,15 @@ func newEngine(cfg config) *engine {
 	}
 }
 
+// isClosed reports whether close was called. It takes no lock: Publish asks
+// it for every message.
 func (e *engine) isClosed() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.closed
+	select {
+	case <-e.closing:
+		return true
+	default:
+		return false
+	}
 }
 
 // subscribe joins the engine's group on topic name and starts delivering its
@@ -49,23 +55,27 @@ func (e *engine) subscribe(name string, process wm.Process) (*subscription, erro
 	if e.closed {
 		return nil, relay.ErrClosed
 	}
+	if e.cfg.native {
+		// A message must never be left with nowhere to go.
+		if err := e.cfg.policy.CheckTopic(name); err != nil {
+			return nil, err
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &subscription{
 		e:       e,
 		t:       e.hub.topic(name),
 		process: process,
-		pool:    delivery.NewPool(e.cfg.concurrency),
 		ctx:     ctx,
 		cancel:  cancel,
-		wake:    make(chan struct{}, 1),
-		done:    make(chan struct{}),
 	}
 	s.t.mu.Lock()
 	s.g = s.t.join(e.cfg.group)
-	s.g.subs = append(s.g.subs, s)
 	s.t.mu.Unlock()
 	e.subs[s] = struct{}{}
-	go s.dispatch()
+	for range e.cfg.concurrency {
+		s.startWorker()
+	}
 	return s, nil
 }
 
@@ -98,44 +108,40 @@ func (e *engine) close() {
 	})
 }
 
-// subscription is one consumer of a group: a dispatcher goroutine that takes
-// messages from the group while one of its pool's slots is free, and the
-// pool's workers that process and settle them.
+// subscription is one consumer of a group: as many worker goroutines as its
+// concurrency, each taking the group's next message, processing it, settling
+// it and taking the next. With concurrency 1 the one worker takes messages
+// in order. A worker takes a message only when it is about to process it, so
+// the messages out at once are bounded by the concurrency and nothing is
+// buffered.
 type subscription struct {
 	e       *engine
 	t       *topic
 	g       *group // guarded by t.mu
 	process wm.Process
-	pool    *delivery.Pool
 	ctx     context.Context // done when the subscription stops
 	cancel  context.CancelFunc
-	wake    chan struct{} // one pending wake-up for the dispatcher
-	done    chan struct{} // closed when the dispatcher returns
-	busy    int           // deliveries taken and not settled; guarded by t.mu
+	wg      sync.WaitGroup // the workers
 
 	stopOnce sync.Once
 }
 
-// signal wakes the dispatcher to look at the group again. It never blocks: a
-// wake-up already pending covers this one, since the dispatcher rereads the
-// whole state.
-func (s *subscription) signal() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
+// startWorker starts one more worker.
+func (s *subscription) startWorker() {
+	s.wg.Add(1)
+	w := &worker{s: s, wake: make(chan struct{}, 1)}
+	go w.run()
 }
 
-// stop stops dispatching, waits for the running deliveries to be settled and
-// leaves the group. Deliveries it took and did not process are due again at
-// once for the group's other subscriptions.
+// stop stops the workers, waiting for the running deliveries to be settled.
+// A delivery that a worker took and did not process, and a wake-up that a
+// stopping worker did not act on, go to the group's other subscriptions.
 func (s *subscription) stop() {
 	s.stopOnce.Do(func() {
 		s.cancel()
-		<-s.done
-		s.pool.Wait()
+		s.wg.Wait()
 		s.t.mu.Lock()
-		s.g.remove(s)
+		s.g.wakeAll() // another subscription may take what s left
 		s.t.mu.Unlock()
 		s.e.mu.Lock()
 		delete(s.e.subs, s)
@@ -143,131 +149,210 @@ func (s *subscription) stop() {
 	})
 }
 
-func (s *subscription) dispatch() {
-	defer close(s.done)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
+// worker is one of a subscription's goroutines.
+//
+// Wake-ups: a worker that finds nothing to take puts itself on its group's
+// idle list, under t.mu, and waits for its wake channel. Whoever makes a
+// message due (a publish, a redelivery, a stopping subscription) takes an
+// idle worker off the list, under t.mu, and sends on its channel, which has
+// room for one pending wake-up, so a wake-up sent before the worker waits is
+// not lost. A worker woken for a message it then does not take (it stops)
+// leaves the message in the group, and its subscription's stop wakes every
+// idle worker of the group.
+type worker struct {
+	s    *subscription
+	wake chan struct{} // one pending wake-up
+	idle bool          // on the group's idle list; guarded by t.mu
+
+	// The delivery being processed, reused from one message to the next: a
+	// wm.Process must not keep it after it returns.
+	d delivery.Delivery
+	// What settling the last delivery decided, applied under t.mu together
+	// with taking the next message.
+	tk      taken
+	outcome outcome
+	delay   time.Duration // of a redelivery
+	// processing is true while the process function runs: if the worker
+	// ends then, the handler called runtime.Goexit.
+	processing bool
+}
+
+type outcome int
+
+const (
+	none     outcome = iota
+	acked            // the group is done with the message
+	retried          // due again after delay, as an attempt
+	released         // due again after delay, not an attempt
+)
+
+// signal wakes w. It never blocks: a wake-up already pending covers this one,
+// since w rereads the group's state.
+func (w *worker) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *worker) run() {
+	defer w.s.wg.Done()
+	defer func() {
+		if !w.processing {
+			return
+		}
+		// The handler called runtime.Goexit, which cannot be stopped: settle
+		// its delivery as a failure and hand over to a new worker, so that
+		// the subscription keeps its concurrency.
+		w.processing = false
+		w.settle(w.tk, delivery.ErrGoexit)
+		w.s.t.mu.Lock()
+		w.apply()
+		w.s.t.mu.Unlock()
+		if w.s.ctx.Err() == nil {
+			w.s.startWorker()
+		}
+	}()
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
-		tk, wait, ok := s.take()
+		tk, wait, ok, stop := w.take()
+		if stop {
+			return
+		}
 		if ok {
-			if err := s.pool.Go(s.ctx, func() { s.run(tk) }); err != nil {
-				s.giveBack(tk.seq)
-				return
-			}
+			w.deliver(tk)
 			continue
 		}
 		var due <-chan time.Time
 		if wait >= 0 {
-			timer.Reset(wait)
+			if timer == nil {
+				timer = time.NewTimer(wait)
+			} else {
+				timer.Reset(wait)
+			}
 			due = timer.C
 		}
 		select {
-		case <-s.wake: // a message was published, a delivery settled or a redelivery scheduled
+		case <-w.wake: // a message is due, or another subscription stopped
 		case <-due: // a redelivery's backoff is over
-		case <-s.ctx.Done(): // stop
-			return
+		case <-w.s.ctx.Done(): // stop
 		}
-		timer.Stop()
+		if timer != nil {
+			timer.Stop()
+		}
 	}
 }
 
-// take takes the group's next message if a slot is free. When it takes none,
-// wait is how long until a redelivery is due, or negative.
-func (s *subscription) take() (tk taken, wait time.Duration, ok bool) {
+// take settles the last delivery as decided and takes the group's next
+// message, in one critical section. When there is none, w goes on the idle
+// list and wait is how long until a redelivery is due, or negative. stop
+// says that the subscription is stopping: w takes nothing and returns.
+func (w *worker) take() (tk taken, wait time.Duration, ok, stop bool) {
+	s := w.s
+	s.t.mu.Lock()
+	defer s.t.mu.Unlock()
+	w.apply()
+	if w.idle {
+		s.g.removeIdle(w)
+	}
 	if s.ctx.Err() != nil {
-		return taken{}, -1, false
+		return taken{}, -1, false, true
 	}
-	s.t.mu.Lock()
-	defer s.t.mu.Unlock()
-	if s.busy >= s.e.cfg.concurrency {
-		return taken{}, -1, false // a settling delivery wakes us
+	tk, wait, ok = s.g.next()
+	if !ok {
+		s.g.idle = append(s.g.idle, w)
+		w.idle = true
 	}
-	tk, wait, ok = s.g.next(time.Now())
-	if ok {
-		s.busy++
-	}
-	return tk, wait, ok
+	return tk, wait, ok, false
 }
 
-// giveBack returns a delivery that was taken and never processed.
-func (s *subscription) giveBack(seq uint64) {
-	s.t.mu.Lock()
-	defer s.t.mu.Unlock()
-	s.g.release(seq, 0, time.Time{})
-	s.busy--
+// apply settles the last delivery as decided. The caller holds t.mu.
+func (w *worker) apply() {
+	g := w.s.g
+	switch w.outcome {
+	case acked:
+		g.ack(w.tk.e)
+	case retried:
+		g.retry(w.tk.e, w.tk.attempt, w.delay)
+	case released:
+		g.retry(w.tk.e, w.tk.attempt-1, w.delay)
+	}
+	w.tk, w.outcome, w.delay = taken{}, none, 0
+	w.d = delivery.Delivery{} // keeps no message alive
 }
 
-func (s *subscription) run(tk taken) {
-	err := s.process(s.ctx, tk.d)
-	s.settle(tk, err)
-	s.t.mu.Lock()
-	s.busy--
-	s.t.mu.Unlock()
-	s.signal()
+// deliver processes tk and decides how to settle it.
+func (w *worker) deliver(tk taken) {
+	s := w.s
+	w.tk = tk
+	w.d = delivery.Delivery{Topic: s.t.name, Attempt: tk.attempt, Message: tk.e.msg}
+	w.processing = true
+	err := s.process(s.ctx, &w.d)
+	w.processing = false
+	w.settle(tk, err)
 }
 
-func (s *subscription) settle(tk taken, err error) {
+// settle decides how to settle tk, whose processing ended with err, and
+// publishes its dead letter if it needs one; apply carries the decision out.
+func (w *worker) settle(tk taken, err error) {
+	s := w.s
 	policy := s.e.cfg.policy
 	if errors.Is(err, delivery.ErrStopped) {
 		// Not processed: not an attempt. When the face stops ahead of the
 		// engine, wait a backoff so that we do not hand it over and over to a
 		// face that is going away.
-		var delay time.Duration
+		w.outcome = released
 		if s.ctx.Err() == nil {
-			delay = policy.MinBackoff
+			w.delay = policy.MinBackoff
 		}
-		s.t.mu.Lock()
-		s.g.release(tk.seq, delay, time.Now())
-		s.t.mu.Unlock()
 		return
 	}
 	if err != nil {
-		s.e.cfg.logger.Debug("memory: delivery failed", "topic", tk.d.Topic, "id", tk.d.ID,
-			"attempt", tk.d.Attempt, "error", err)
+		// The id is only needed for failures (logs, dead letters): an
+		// acknowledged delivery does not pay for formatting it.
+		w.d.ID = strconv.FormatUint(tk.e.seq, 10)
+		s.e.cfg.logger.Debug("memory: delivery failed", "topic", w.d.Topic, "id", w.d.ID,
+			"attempt", w.d.Attempt, "error", err)
 	}
 	if !s.e.cfg.native {
 		// A plain queue: whoever wraps us (the retrier) counts attempts.
-		s.t.mu.Lock()
-		defer s.t.mu.Unlock()
 		if err == nil {
-			s.g.ack(tk.seq)
+			w.outcome = acked
 		} else {
-			s.g.retry(tk.seq, policy.Backoff(tk.d.Attempt), time.Now())
+			w.outcome, w.delay = retried, policy.Backoff(tk.attempt)
 		}
 		return
 	}
-	if serr := policy.Settle(s.ctx, tk.d, err, settler{s: s, seq: tk.seq}); serr != nil {
-		s.e.cfg.logger.Error("memory: settle delivery", "topic", tk.d.Topic, "id", tk.d.ID,
-			"attempt", tk.d.Attempt, "error", serr)
+	if serr := policy.Settle(s.ctx, &w.d, err, w); serr != nil {
+		s.e.cfg.logger.Error("memory: settle delivery", "topic", w.d.Topic, "id", w.d.ID,
+			"attempt", w.d.Attempt, "error", serr)
 	}
 }
 
-// settler settles one delivery on the hub.
-type settler struct {
-	s   *subscription
-	seq uint64
-}
-
-func (st settler) Ack(context.Context) error {
-	st.s.t.mu.Lock()
-	defer st.s.t.mu.Unlock()
-	st.s.g.ack(st.seq)
+// Ack implements delivery.Settler: the worker acknowledges the delivery when
+// it takes its next message (or stops), under the same lock.
+func (w *worker) Ack(context.Context) error {
+	w.outcome = acked
 	return nil
 }
 
-func (st settler) Retry(_ context.Context, delay time.Duration) error {
-	st.s.t.mu.Lock()
-	defer st.s.t.mu.Unlock()
-	st.s.g.retry(st.seq, delay, time.Now())
+// Retry implements delivery.Settler, as Ack does.
+func (w *worker) Retry(_ context.Context, delay time.Duration) error {
+	w.outcome, w.delay = retried, delay
 	return nil
 }
 
-// PublishDeadLetter stores msg on the hub. It waits while topic is full until
-// ctx, the subscription's, is done: then the delivery stays pending.
-func (st settler) PublishDeadLetter(ctx context.Context, topic string, msg delivery.Message) error {
+// PublishDeadLetter implements delivery.Settler: it stores msg on the hub,
+// waiting while topic is full until ctx, the subscription's, is done: then
+// the delivery stays pending.
+func (w *worker) PublishDeadLetter(ctx context.Context, topic string, msg delivery.Message) error {
 	if err := relay.ValidateTopic(topic); err != nil {
 		return fmt.Errorf("memory: dead-letter topic: %w", err)
 	}
-	return st.s.e.hub.publish(ctx, nil, topic, msg)
+	return w.s.e.hub.publish(ctx, nil, topic, msg)
 }

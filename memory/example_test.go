@@ -9,6 +9,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/memory"
 )
 
@@ -34,31 +35,48 @@ func ExampleNewBroker() {
 }
 
 // Two brokers of different groups on one hub each get every message; brokers
-// of the same group would compete for them.
+// of the same group would compete for them. A message is kept until every
+// group that exists has acknowledged it, and for a group created later while
+// it is still stored: so both groups subscribe before the publish here.
+// (Publishing first would race: billing could acknowledge, and so free, the
+// message before shipping's group existed.)
 func ExampleNewHub() {
-	hub := memory.NewHub()
+	hub, err := memory.NewHub()
+	if err != nil {
+		panic(err)
+	}
 	billing, _ := memory.NewBroker(memory.WithHub(hub), memory.WithGroup("billing"))
 	defer billing.Close()
 	shipping, _ := memory.NewBroker(memory.WithHub(hub), memory.WithGroup("shipping"))
 	defer shipping.Close()
 
-	// Published before anyone subscribed: the hub keeps it for the groups.
-	if err := billing.Publish(context.Background(), "orders", []byte("order 7")); err != nil {
-		panic(err)
-	}
-
 	billed, shipped := make(chan string, 1), make(chan string, 1)
 	_ = billing.Subscribe("orders", func(p []byte) error { billed <- string(p); return nil })
 	_ = shipping.Subscribe("orders", func(p []byte) error { shipped <- string(p); return nil })
+	if err := billing.Publish(context.Background(), "orders", []byte("order 7")); err != nil {
+		panic(err)
+	}
 	fmt.Println("billing:", <-billed)
+	fmt.Println("shipping:", <-shipped)
+
+	// Published before any group of the topic existed: the hub keeps it for
+	// the first group, created by the Subscribe after it.
+	if err := billing.Publish(context.Background(), "refunds", []byte("refund 8")); err != nil {
+		panic(err)
+	}
+	_ = shipping.Subscribe("refunds", func(p []byte) error { shipped <- string(p); return nil })
 	fmt.Println("shipping:", <-shipped)
 	// Output:
 	// billing: order 7
 	// shipping: order 7
+	// shipping: refund 8
 }
 
 func ExampleWithCapacity() {
-	hub := memory.NewHub(memory.WithCapacity(1))
+	hub, err := memory.NewHub(memory.WithCapacity(1))
+	if err != nil {
+		panic(err)
+	}
 	b, _ := memory.NewBroker(memory.WithHub(hub))
 	defer b.Close()
 
@@ -66,13 +84,22 @@ func ExampleWithCapacity() {
 	// Nobody consumes "jobs": the topic is full and Publish waits for space.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
-	err := b.Publish(ctx, "jobs", []byte("second"))
+	err = b.Publish(ctx, "jobs", []byte("second"))
 	fmt.Println(errors.Is(err, context.DeadlineExceeded))
-	// Output: true
+
+	// A capacity below 1 is refused.
+	_, err = memory.NewHub(memory.WithCapacity(0))
+	fmt.Println(errors.Is(err, relay.ErrInvalidOption))
+	// Output:
+	// true
+	// true
 }
 
 func ExampleNewPublisher() {
-	hub := memory.NewHub()
+	hub, err := memory.NewHub()
+	if err != nil {
+		panic(err)
+	}
 	pub, err := memory.NewPublisher(hub)
 	if err != nil {
 		panic(err)
@@ -93,7 +120,10 @@ func ExampleNewPublisher() {
 }
 
 func ExampleNewSubscriber() {
-	hub := memory.NewHub()
+	hub, err := memory.NewHub()
+	if err != nil {
+		panic(err)
+	}
 	sub, err := memory.NewSubscriber(hub, memory.WithGroup("audit"))
 	if err != nil {
 		panic(err)

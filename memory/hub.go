@@ -4,7 +4,6 @@ import (
 	"container/heap"
 	"context"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -32,38 +31,36 @@ import (
 // referenced. It is safe for concurrent use.
 type Hub struct {
 	capacity int
-
-	mu     sync.Mutex
-	topics map[string]*topic
+	topics   sync.Map // topic name → *topic; read on every publish without a lock
 }
 
-// NewHub returns an empty hub. Options: [WithCapacity].
-func NewHub(opts ...HubOption) *Hub {
+// NewHub returns an empty hub. Options: [WithCapacity]; nil options are
+// ignored. An invalid option value returns an error wrapping
+// [relay.ErrInvalidOption].
+func NewHub(opts ...HubOption) (*Hub, error) {
 	c := hubConfig{capacity: DefaultCapacity}
 	for _, opt := range opts {
-		if opt != nil {
-			opt(&c)
+		if opt == nil {
+			continue
+		}
+		if err := opt(&c); err != nil {
+			return nil, err
 		}
 	}
-	return &Hub{capacity: c.capacity, topics: make(map[string]*topic)}
+	return makeHub(c), nil
+}
+
+func makeHub(c hubConfig) *Hub {
+	return &Hub{capacity: c.capacity}
 }
 
 // topic returns the topic called name, creating it.
 func (h *Hub) topic(name string) *topic {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	t, ok := h.topics[name]
-	if !ok {
-		t = &topic{
-			name:     name,
-			capacity: h.capacity,
-			entries:  make(map[uint64]*entry),
-			nextSeq:  1,
-			groups:   make(map[string]*group),
-		}
-		h.topics[name] = t
+	if t, ok := h.topics.Load(name); ok {
+		return t.(*topic)
 	}
-	return t
+	t, _ := h.topics.LoadOrStore(name, &topic{name: name, capacity: h.capacity, nextSeq: 1})
+	return t.(*topic)
 }
 
 // publish stores msgs on topic name in order, waiting while the topic is
@@ -73,11 +70,37 @@ func (h *Hub) topic(name string) *topic {
 // so that a dead letter is written by a stopping consumer whenever possible;
 // callers that must honour a done ctx check it first.
 func (h *Hub) publish(ctx context.Context, closing <-chan struct{}, name string, msgs ...delivery.Message) error {
-	t := h.topic(name)
+	return h.topic(name).publish(ctx, closing, msgs...)
+}
+
+// lookup returns the topic called name if it exists. Every topic of a hub
+// was made for a name that passed relay.ValidateTopic, so a topic that exists
+// needs no validation again.
+func (h *Hub) lookup(name string) *topic {
+	if t, ok := h.topics.Load(name); ok {
+		return t.(*topic)
+	}
+	return nil
+}
+
+// validTopic returns the topic called name, creating it, or the error of
+// relay.ValidateTopic for an invalid name.
+func (h *Hub) validTopic(name string) (*topic, error) {
+	if t := h.lookup(name); t != nil {
+		return t, nil
+	}
+	if err := relay.ValidateTopic(name); err != nil {
+		return nil, err
+	}
+	return h.topic(name), nil
+}
+
+// publish is [Hub.publish] on t.
+func (t *topic) publish(ctx context.Context, closing <-chan struct{}, msgs ...delivery.Message) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, m := range msgs {
-		for len(t.entries) >= t.capacity {
+		for t.count >= t.capacity {
 			if t.space == nil {
 				t.space = make(chan struct{})
 			}
@@ -101,37 +124,60 @@ func (h *Hub) publish(ctx context.Context, closing <-chan struct{}, name string,
 	return nil
 }
 
-// topic is one log of a hub. Every field, and every field of its groups and of
-// their subscriptions that is marked so, is guarded by mu.
+// topic is one log of a hub. Every field below mu, and every field of its
+// groups and entries that is marked so, is guarded by mu.
 type topic struct {
 	name     string
 	capacity int
 
-	mu      sync.Mutex
-	entries map[uint64]*entry // stored messages by sequence number
-	nextSeq uint64            // sequence number of the next message published
-	groups  map[string]*group
-	space   chan struct{} // closed when an entry is freed; nil while nobody waits
+	mu         sync.Mutex
+	head, tail *entry // the stored messages, oldest first
+	count      int    // stored messages
+	nextSeq    uint64 // sequence number of the next message published
+	groups     []*group
+	space      chan struct{} // closed when an entry is freed; nil while nobody waits
 }
 
-// entry is a stored message.
+// entry is a stored message, a node of its topic's list. Guarded by t.mu,
+// except msg and seq, which never change.
 type entry struct {
-	msg     delivery.Message
-	unacked int // groups that exist and have not acknowledged it
+	msg        delivery.Message
+	seq        uint64
+	unacked    int // groups that exist and have not acknowledged it
+	prev, next *entry
 }
 
+// store appends m to the topic and hands it to every group.
 func (t *topic) store(m delivery.Message) {
-	seq := t.nextSeq
+	e := &entry{msg: m, seq: t.nextSeq, unacked: len(t.groups), prev: t.tail}
 	t.nextSeq++
-	t.entries[seq] = &entry{msg: m, unacked: len(t.groups)}
+	if t.tail == nil {
+		t.head = e
+	} else {
+		t.tail.next = e
+	}
+	t.tail = e
+	t.count++
 	for _, g := range t.groups {
-		g.wake()
+		g.queue.push(e)
+		g.wakeOne()
 	}
 }
 
-// free drops entry seq and wakes publishers waiting for space.
-func (t *topic) free(seq uint64) {
-	delete(t.entries, seq)
+// free drops e and wakes publishers waiting for space.
+func (t *topic) free(e *entry) {
+	if e.prev == nil {
+		t.head = e.next
+	} else {
+		e.prev.next = e.next
+	}
+	if e.next == nil {
+		t.tail = e.prev
+	} else {
+		e.next.prev = e.prev
+	}
+	e.prev, e.next = nil, nil
+	t.count--
 	if t.space != nil {
 		close(t.space)
 		t.space = nil
@@ -140,153 +186,168 @@ func (t *topic) free(seq uint64) {
 
 // join returns group name of t, creating it at the oldest message stored.
 func (t *topic) join(name string) *group {
-	if g, ok := t.groups[name]; ok {
-		return g
+	for _, g := range t.groups {
+		if g.name == name {
+			return g
+		}
 	}
-	g := &group{
-		t:       t,
-		cursor:  t.nextSeq,
-		pending: make(map[uint64]*pending),
-		backlog: make([]uint64, 0, len(t.entries)),
-	}
-	for seq, e := range t.entries {
+	g := &group{t: t, name: name}
+	for e := t.head; e != nil; e = e.next {
 		e.unacked++
-		g.backlog = append(g.backlog, seq)
+		g.queue.push(e)
 	}
-	slices.Sort(g.backlog)
-	t.groups[name] = g
+	t.groups = append(t.groups, g)
 	return g
 }
 
-// group is a consumer group of a topic: which messages it was given, which it
-// must be given again and when. Guarded by t.mu.
+// group is a consumer group of a topic: which messages it must be given, and
+// when, and which of its workers wait for one. Guarded by t.mu.
 type group struct {
 	t       *topic
-	backlog []uint64 // messages stored when the group was made, not yet delivered, oldest first
-	cursor  uint64   // first message published after the group was made and not yet delivered
-	pending map[uint64]*pending
-	ready   seqHeap   // redeliveries due now, oldest message first
-	delayed delayHeap // redeliveries waiting out their backoff, soonest first
-	subs    []*subscription
+	name    string
+	queue   entryQueue // messages never delivered to the group, oldest first
+	ready   readyHeap  // redeliveries due now, oldest message first
+	delayed delayHeap  // redeliveries waiting out their backoff, soonest first
+	idle    []*worker  // workers waiting for a message, most recently idle last
 }
 
-// pending is a message delivered to the group and not acknowledged.
-type pending struct {
-	attempts int // deliveries made, including one in progress
-}
-
-// taken is a delivery handed to a subscription.
+// taken is a delivery handed to a worker.
 type taken struct {
-	seq uint64
-	d   *delivery.Delivery
+	e       *entry
+	attempt int // deliveries of e to the group, including this one
 }
 
 // next takes the next message for delivery: a due redelivery first, then the
-// backlog, then new messages. When there is none, ok is false and wait is the
-// time until the next redelivery is due, or negative if none is waiting.
-func (g *group) next(now time.Time) (tk taken, wait time.Duration, ok bool) {
-	for len(g.delayed) > 0 && !g.delayed[0].at.After(now) {
-		heap.Push(&g.ready, heap.Pop(&g.delayed).(delayed).seq)
+// oldest message never delivered. When there is none, ok is false and wait is
+// the time until the next redelivery is due, or negative if none is waiting.
+func (g *group) next() (tk taken, wait time.Duration, ok bool) {
+	if len(g.delayed) > 0 {
+		now := time.Now()
+		for len(g.delayed) > 0 && !g.delayed[0].at.After(now) {
+			d := heap.Pop(&g.delayed).(delayed)
+			heap.Push(&g.ready, d.redelivery)
+		}
+		if len(g.ready) == 0 && g.queue.len() == 0 && len(g.delayed) > 0 {
+			return taken{}, g.delayed[0].at.Sub(now), false
+		}
 	}
-	for {
-		var seq uint64
-		switch {
-		case len(g.ready) > 0:
-			seq = heap.Pop(&g.ready).(uint64)
-		case len(g.backlog) > 0:
-			seq, g.backlog = g.backlog[0], g.backlog[1:]
-		case g.cursor < g.t.nextSeq:
-			seq = g.cursor
-			g.cursor++
-		default:
-			if len(g.delayed) > 0 {
-				return taken{}, g.delayed[0].at.Sub(now), false
-			}
-			return taken{}, -1, false
-		}
-		e, stored := g.t.entries[seq]
-		if !stored { // cannot happen: an entry waits for this group's ack
-			delete(g.pending, seq)
-			continue
-		}
-		p := g.pending[seq]
-		if p == nil {
-			p = &pending{}
-			g.pending[seq] = p
-		}
-		p.attempts++
-		return taken{seq: seq, d: &delivery.Delivery{
-			Topic:   g.t.name,
-			ID:      strconv.FormatUint(seq, 10),
-			Attempt: p.attempts,
-			Message: e.msg,
-		}}, 0, true
+	switch {
+	case len(g.ready) > 0:
+		r := heap.Pop(&g.ready).(redelivery)
+		return taken{e: r.e, attempt: r.attempts + 1}, 0, true
+	case g.queue.len() > 0:
+		return taken{e: g.queue.pop(), attempt: 1}, 0, true
+	}
+	return taken{}, -1, false
+}
+
+// ack records that the group is done with e, freeing it when every group is.
+func (g *group) ack(e *entry) {
+	e.unacked--
+	if e.unacked <= 0 {
+		g.t.free(e)
 	}
 }
 
-// ack records that the group is done with seq, freeing it when every group is.
-func (g *group) ack(seq uint64) {
-	if _, ok := g.pending[seq]; !ok {
+// retry makes e due again after delay (at once if delay <= 0), as a message
+// delivered attempts times.
+func (g *group) retry(e *entry, attempts int, delay time.Duration) {
+	if delay <= 0 {
+		heap.Push(&g.ready, redelivery{e: e, attempts: attempts})
+		g.wakeOne()
 		return
 	}
-	delete(g.pending, seq)
-	if e, ok := g.t.entries[seq]; ok {
-		e.unacked--
-		if e.unacked <= 0 {
-			g.t.free(seq)
+	heap.Push(&g.delayed, delayed{redelivery: redelivery{e: e, attempts: attempts}, at: time.Now().Add(delay)})
+	// Every idle worker recomputes its timer; redeliveries are the rare path.
+	g.wakeAll()
+}
+
+// wakeOne wakes one idle worker, which takes it off the idle list.
+func (g *group) wakeOne() {
+	if n := len(g.idle); n > 0 {
+		w := g.idle[n-1]
+		g.idle[n-1] = nil
+		g.idle = g.idle[:n-1]
+		w.idle = false
+		w.signal()
+	}
+}
+
+// wakeAll wakes every idle worker.
+func (g *group) wakeAll() {
+	for len(g.idle) > 0 {
+		g.wakeOne()
+	}
+}
+
+// removeIdle takes w off the idle list.
+func (g *group) removeIdle(w *worker) {
+	if i := slices.Index(g.idle, w); i >= 0 {
+		g.idle = slices.Delete(g.idle, i, i+1)
+	}
+	w.idle = false
+}
+
+// entryQueue is a FIFO of entries in a ring buffer that grows as needed.
+type entryQueue struct {
+	buf  []*entry
+	head int // index of the oldest
+	n    int
+}
+
+func (q *entryQueue) len() int { return q.n }
+
+func (q *entryQueue) push(e *entry) {
+	if q.n == len(q.buf) {
+		buf := make([]*entry, max(16, 2*len(q.buf)))
+		k := copy(buf, q.buf[q.head:])
+		copy(buf[k:], q.buf[:q.head])
+		q.buf, q.head = buf, 0
+	}
+	q.buf[(q.head+q.n)%len(q.buf)] = e
+	q.n++
+}
+
+func (q *entryQueue) pop() *entry {
+	e := q.buf[q.head]
+	q.buf[q.head] = nil
+	q.head = (q.head + 1) % len(q.buf)
+	q.n--
+	if q.n == 0 {
+		q.head = 0
+		if len(q.buf) > 1024 {
+			q.buf = nil // a burst is over: give its buffer back
 		}
 	}
+	return e
 }
 
-// retry makes seq due again after delay.
-func (g *group) retry(seq uint64, delay time.Duration, now time.Time) {
-	if delay <= 0 {
-		heap.Push(&g.ready, seq)
-	} else {
-		heap.Push(&g.delayed, delayed{seq: seq, at: now.Add(delay)})
-	}
-	g.wake()
+// redelivery is a message due again for a group, delivered attempts times
+// so far.
+type redelivery struct {
+	e        *entry
+	attempts int
 }
 
-// release gives back a delivery that was never processed: it does not count as
-// an attempt, and is due again after delay (at once if delay <= 0).
-func (g *group) release(seq uint64, delay time.Duration, now time.Time) {
-	if p := g.pending[seq]; p != nil && p.attempts > 0 {
-		p.attempts--
-	}
-	g.retry(seq, delay, now)
-}
+// readyHeap is a min-heap of redeliveries by sequence number.
+type readyHeap []redelivery
 
-func (g *group) wake() {
-	for _, s := range g.subs {
-		s.signal()
-	}
-}
-
-func (g *group) remove(s *subscription) {
-	g.subs = slices.DeleteFunc(g.subs, func(x *subscription) bool { return x == s })
-	// Another subscription may take what s left.
-	g.wake()
-}
-
-// seqHeap is a min-heap of sequence numbers.
-type seqHeap []uint64
-
-func (h seqHeap) Len() int           { return len(h) }
-func (h seqHeap) Less(i, j int) bool { return h[i] < h[j] }
-func (h seqHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *seqHeap) Push(x any)        { *h = append(*h, x.(uint64)) }
-func (h *seqHeap) Pop() any {
+func (h readyHeap) Len() int           { return len(h) }
+func (h readyHeap) Less(i, j int) bool { return h[i].e.seq < h[j].e.seq }
+func (h readyHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *readyHeap) Push(x any)        { *h = append(*h, x.(redelivery)) }
+func (h *readyHeap) Pop() any {
 	old := *h
 	x := old[len(old)-1]
+	old[len(old)-1] = redelivery{}
 	*h = old[:len(old)-1]
 	return x
 }
 
 // delayed is a redelivery due at a time.
 type delayed struct {
-	seq uint64
-	at  time.Time
+	redelivery
+	at time.Time
 }
 
 // delayHeap is a min-heap of redeliveries by due time.
@@ -295,7 +356,7 @@ type delayHeap []delayed
 func (h delayHeap) Len() int { return len(h) }
 func (h delayHeap) Less(i, j int) bool {
 	if h[i].at.Equal(h[j].at) {
-		return h[i].seq < h[j].seq
+		return h[i].e.seq < h[j].e.seq
 	}
 	return h[i].at.Before(h[j].at)
 }
@@ -304,6 +365,7 @@ func (h *delayHeap) Push(x any)   { *h = append(*h, x.(delayed)) }
 func (h *delayHeap) Pop() any {
 	old := *h
 	x := old[len(old)-1]
+	old[len(old)-1] = delayed{}
 	*h = old[:len(old)-1]
 	return x
 }

@@ -3,9 +3,12 @@ package memory
 import (
 	"context"
 	"errors"
+	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +24,16 @@ func newTestBroker(t *testing.T, hub *Hub, opts ...Option) *Broker {
 	}
 	t.Cleanup(func() { _ = b.Close() })
 	return b
+}
+
+// testHub returns a hub made with opts, failing t on an error.
+func testHub(t testing.TB, opts ...HubOption) *Hub {
+	t.Helper()
+	hub, err := NewHub(opts...)
+	if err != nil {
+		t.Fatalf("NewHub: %v", err)
+	}
+	return hub
 }
 
 // eventually polls cond until it holds or the timeout passes.
@@ -40,7 +53,7 @@ func stored(hub *Hub, name string) int {
 	t := hub.topic(name)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.entries)
+	return t.count
 }
 
 func publishN(t *testing.T, b *Broker, topic string, n int) {
@@ -74,7 +87,7 @@ func (r *recorder) list() []string {
 func (r *recorder) len() int { return len(r.list()) }
 
 func TestHubCapacityBlocksPublishUntilSpaceOrContext(t *testing.T) {
-	hub := NewHub(WithCapacity(2))
+	hub := testHub(t, WithCapacity(2))
 	b := newTestBroker(t, hub, WithConcurrency(1))
 	publishN(t, b, "full", 2)
 
@@ -116,7 +129,7 @@ func TestHubCapacityBlocksPublishUntilSpaceOrContext(t *testing.T) {
 }
 
 func TestCloseUnblocksPublishOnFullTopic(t *testing.T) {
-	hub := NewHub(WithCapacity(1))
+	hub := testHub(t, WithCapacity(1))
 	b := newTestBroker(t, hub)
 	publishN(t, b, "full", 1)
 	done := make(chan error, 1)
@@ -146,7 +159,7 @@ func TestGroupsFanOutAndCompete(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hub := NewHub()
+			hub := testHub(t)
 			var recs [2]recorder
 			for i, g := range tt.groups {
 				b := newTestBroker(t, hub, WithGroup(g))
@@ -175,7 +188,7 @@ func TestGroupsFanOutAndCompete(t *testing.T) {
 }
 
 func TestLateGroupGetsStoredMessages(t *testing.T) {
-	hub := NewHub()
+	hub := testHub(t)
 	b := newTestBroker(t, hub, WithConcurrency(1))
 	publishN(t, b, "early", 5)
 	if got := stored(hub, "early"); got != 5 {
@@ -205,9 +218,11 @@ func TestLateGroupGetsStoredMessages(t *testing.T) {
 }
 
 func TestEntryFreedOnlyAfterEveryGroupAcks(t *testing.T) {
-	hub := NewHub()
+	hub := testHub(t)
 	release := make(chan struct{})
 	slow := newTestBroker(t, hub, WithGroup("slow"))
+	unblock := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(unblock) // before the broker's Close, even when the test fails
 	if err := slow.Subscribe("t", func([]byte) error { <-release; return nil }); err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +243,7 @@ func TestEntryFreedOnlyAfterEveryGroupAcks(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "third group gets stored messages", func() bool { return third.len() == 3 })
 
-	close(release)
+	unblock()
 	eventually(t, 5*time.Second, "entries freed", func() bool { return stored(hub, "t") == 0 })
 }
 
@@ -247,7 +262,7 @@ func TestRedeliveryWaitsBackoff(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var mu sync.Mutex
 			var times []time.Time
-			hub := NewHub()
+			hub := testHub(t)
 			b := newTestBroker(t, hub, WithBackoff(backoff, backoff), WithNativeRetries(tt.native),
 				WithMaxDeliver(tt.maxDeliver))
 			if err := b.Subscribe("fail", func([]byte) error {
@@ -287,7 +302,7 @@ func TestRedeliveryWaitsBackoff(t *testing.T) {
 }
 
 func TestFailedMessageDoesNotBlockOthers(t *testing.T) {
-	hub := NewHub()
+	hub := testHub(t)
 	b := newTestBroker(t, hub, WithConcurrency(1), WithBackoff(100*time.Millisecond, 100*time.Millisecond))
 	var rec recorder
 	failed := false
@@ -320,12 +335,9 @@ func TestDeadLetters(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hub := NewHub()
+			hub := testHub(t)
 			b := newTestBroker(t, hub, WithBackoff(time.Millisecond, 2*time.Millisecond))
-			var calls sync.Map
 			if err := b.Subscribe("src", func(p []byte) error {
-				n, _ := calls.LoadOrStore("n", new(int))
-				*n.(*int)++
 				if tt.panics {
 					panic("handler panic")
 				}
@@ -365,7 +377,7 @@ func TestDeadLetters(t *testing.T) {
 }
 
 func TestUnfinishedWatermillDeliveryStaysForGroup(t *testing.T) {
-	hub := NewHub()
+	hub := testHub(t)
 	first, err := NewSubscriber(hub)
 	if err != nil {
 		t.Fatal(err)
@@ -413,19 +425,25 @@ func TestUnfinishedWatermillDeliveryStaysForGroup(t *testing.T) {
 }
 
 func TestClose(t *testing.T) {
-	b := newTestBroker(t, NewHub())
+	b := newTestBroker(t, testHub(t))
 	started, release := make(chan struct{}), make(chan struct{})
-	finished := false
+	unblock := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(unblock)
+	var finished atomic.Bool
 	if err := b.Subscribe("c", func([]byte) error {
 		close(started)
 		<-release
-		finished = true
+		finished.Store(true)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
 	publishN(t, b, "c", 1)
-	<-started
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("handler not started")
+	}
 	var wg sync.WaitGroup
 	for range 3 {
 		wg.Go(func() {
@@ -434,10 +452,10 @@ func TestClose(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(20 * time.Millisecond)
-	close(release)
+	time.Sleep(20 * time.Millisecond) // Close must still be waiting; finished says if it was
+	unblock()
 	wg.Wait()
-	if !finished {
+	if !finished.Load() {
 		t.Fatal("Close returned before the running handler finished")
 	}
 	if err := b.Publish(context.Background(), "c", nil); !errors.Is(err, relay.ErrClosed) {
@@ -449,7 +467,7 @@ func TestClose(t *testing.T) {
 }
 
 func TestPublishCopiesPayload(t *testing.T) {
-	hub := NewHub()
+	hub := testHub(t)
 	b := newTestBroker(t, hub, WithConcurrency(1))
 	got := make(chan []byte, 2)
 	if err := b.Subscribe("p", func(p []byte) error { got <- p; return nil }); err != nil {
@@ -482,6 +500,9 @@ func TestInvalidInput(t *testing.T) {
 		want error
 	}{
 		{name: "nil hub", run: func() error { _, err := NewBroker(WithHub(nil)); return err }, want: relay.ErrInvalidOption},
+		{name: "zero capacity", run: func() error { _, err := NewHub(WithCapacity(0)); return err }, want: relay.ErrInvalidOption},
+		{name: "negative capacity", run: func() error { _, err := NewHub(WithCapacity(-1)); return err }, want: relay.ErrInvalidOption},
+		{name: "nil hub option ignored", run: func() error { _, err := NewHub(nil, WithCapacity(1)); return err }, want: nil},
 		{name: "empty group", run: func() error { _, err := NewBroker(WithGroup("")); return err }, want: relay.ErrInvalidOption},
 		{name: "zero concurrency", run: func() error { _, err := NewBroker(WithConcurrency(0)); return err }, want: relay.ErrInvalidOption},
 		{name: "zero max deliver", run: func() error { _, err := NewBroker(WithMaxDeliver(0)); return err }, want: relay.ErrInvalidOption},
@@ -490,11 +511,16 @@ func TestInvalidInput(t *testing.T) {
 		{name: "nil logger", run: func() error { _, err := NewBroker(WithLogger(nil)); return err }, want: relay.ErrInvalidOption},
 		{name: "publisher nil hub", run: func() error { _, err := NewPublisher(nil); return err }, want: relay.ErrInvalidOption},
 		{name: "subscriber nil hub", run: func() error { _, err := NewSubscriber(nil); return err }, want: relay.ErrInvalidOption},
-		{name: "subscriber other hub", run: func() error { _, err := NewSubscriber(NewHub(), WithHub(NewHub())); return err }, want: relay.ErrInvalidOption},
+		{name: "subscriber other hub", run: func() error { _, err := NewSubscriber(testHub(t), WithHub(testHub(t))); return err }, want: relay.ErrInvalidOption},
 		{name: "invalid topic", run: func() error {
 			b, _ := NewBroker()
 			defer b.Close()
 			return b.Publish(context.Background(), "a..b", nil)
+		}, want: relay.ErrInvalidTopic},
+		{name: "invalid dead-letter topic", run: func() error {
+			b, _ := NewBroker()
+			defer b.Close()
+			return b.Subscribe(strings.Repeat("a", relay.MaxTopicLength), func([]byte) error { return nil })
 		}, want: relay.ErrInvalidTopic},
 		{name: "nil handler", run: func() error {
 			b, _ := NewBroker()
@@ -520,7 +546,7 @@ func TestInvalidInput(t *testing.T) {
 
 func TestConcurrencyBound(t *testing.T) {
 	const conc = 3
-	b := newTestBroker(t, NewHub(), WithConcurrency(conc))
+	b := newTestBroker(t, testHub(t), WithConcurrency(conc))
 	var mu sync.Mutex
 	running, peak, done := 0, 0, 0
 	if err := b.Subscribe("load", func([]byte) error {
@@ -545,7 +571,7 @@ func TestConcurrencyBound(t *testing.T) {
 }
 
 func TestSubscribeInitializeKeepsMessagesForGroup(t *testing.T) {
-	hub := NewHub()
+	hub := testHub(t)
 	sub, err := NewSubscriber(hub, WithGroup("late"))
 	if err != nil {
 		t.Fatal(err)
@@ -578,4 +604,96 @@ func TestSubscribeInitializeKeepsMessagesForGroup(t *testing.T) {
 		}
 	}
 	eventually(t, 5*time.Second, "entries freed", func() bool { return stored(hub, "init") == 0 })
+}
+
+// A handler that calls runtime.Goexit (t.FailNow in a test handler does)
+// ends its worker inside the handler: the delivery counts as failed and is
+// redelivered, and the subscription keeps its worker and goes on.
+func TestHandlerGoexitKeepsSubscriptionRunning(t *testing.T) {
+	hub := testHub(t)
+	b := newTestBroker(t, hub, WithConcurrency(1), WithBackoff(time.Millisecond, 2*time.Millisecond))
+	var rec recorder
+	var exited atomic.Bool
+	if err := b.Subscribe("exit", func(p []byte) error {
+		if string(p) == "0" && exited.CompareAndSwap(false, true) {
+			runtime.Goexit()
+		}
+		return rec.handle(p)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, b, "exit", 3)
+	eventually(t, 5*time.Second, "3 handled", func() bool { return rec.len() == 3 })
+	if got := rec.list(); !slices.Contains(got, "0") {
+		t.Fatalf("handled %v: the message whose handler called Goexit was not redelivered", got)
+	}
+	eventually(t, 5*time.Second, "entries freed", func() bool { return stored(hub, "exit") == 0 })
+}
+
+// Lost wake-ups: competing subscriptions of one group come and go while
+// messages are published, fail and are redelivered after short backoffs.
+// Every message must be handled (a wake-up handed to a stopping worker must
+// reach another subscription), and none may stay stored.
+func TestWakeUpsUnderSubscriptionChurn(t *testing.T) {
+	const messages = 2000
+	hub := testHub(t)
+	opts := []Option{WithGroup("g"), WithConcurrency(2), WithBackoff(time.Millisecond, 3*time.Millisecond),
+		WithMaxDeliver(1000)}
+	var handled sync.Map // payload → struct{}
+	var count atomic.Int64
+	var calls atomic.Int64
+	handler := func(p []byte) error {
+		if calls.Add(1)%7 == 0 {
+			return errors.New("transient") // every seventh call fails: redeliveries and timers
+		}
+		if _, dup := handled.LoadOrStore(string(p), struct{}{}); !dup {
+			count.Add(1)
+		}
+		return nil
+	}
+	// One subscription that lives through the test, so that progress never
+	// depends on the churn alone.
+	if err := newTestBroker(t, hub, opts...).Subscribe("churn", handler); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var churn sync.WaitGroup
+	for range 3 {
+		churn.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				b, err := NewBroker(append([]Option{WithHub(hub)}, opts...)...)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if err := b.Subscribe("churn", handler); err != nil {
+					t.Error(err)
+				}
+				time.Sleep(time.Millisecond)
+				_ = b.Close()
+			}
+		})
+	}
+	pub := newTestBroker(t, hub)
+	var pubs sync.WaitGroup
+	for w := range 4 {
+		pubs.Go(func() {
+			for i := w; i < messages; i += 4 {
+				if err := pub.Publish(context.Background(), "churn", []byte(strconv.Itoa(i))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	pubs.Wait()
+	eventually(t, 20*time.Second, "every message handled", func() bool { return count.Load() == messages })
+	close(stop)
+	churn.Wait()
+	eventually(t, 5*time.Second, "entries freed", func() bool { return stored(hub, "churn") == 0 })
 }

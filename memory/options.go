@@ -177,8 +177,9 @@ func WithNativeRetries(native bool) Option {
 	}
 }
 
-// HubOption configures a [Hub].
-type HubOption func(*hubConfig)
+// HubOption configures a [Hub]. An out-of-range value makes [NewHub] return
+// an error wrapping [relay.ErrInvalidOption].
+type HubOption func(*hubConfig) error
 
 type hubConfig struct {
 	capacity int
@@ -188,10 +189,13 @@ type hubConfig struct {
 // [DefaultCapacity]: messages that some existing group has not acknowledged
 // yet, or, while the topic has no group, every message published to it. When
 // a topic is full, Publish blocks until a message is freed or its context is
-// done. WithCapacity panics if n < 1, as make does for a negative size.
+// done. n must be at least 1.
 func WithCapacity(n int) HubOption {
-	if n < 1 {
-		panic(fmt.Sprintf("memory: WithCapacity(%d): capacity must be at least 1", n))
+	return func(c *hubConfig) error {
+		if n < 1 {
+			return invalid("capacity %d, must be at least 1", n)
+		}
+		c.capacity = n
+		return nil
 	}
-	return func(c *hubConfig) { c.capacity = n }
 }

@@ -19,8 +19,8 @@ type Publisher struct {
 	hub *Hub
 
 	mu      sync.Mutex
-	closed  bool
-	closing chan struct{}
+	closed  bool          // guarded by mu
+	closing chan struct{} // closed by Close, under mu
 }
 
 // NewPublisher returns a publisher on hub. No option changes what a publisher
@@ -58,19 +58,19 @@ func faceConfig(hub *Hub, opts []Option) (config, error) {
 // wrapping [relay.ErrInvalidTopic] for a topic that [relay.ValidateTopic]
 // rejects, and [relay.ErrClosed] after Close.
 func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
-	if err := relay.ValidateTopic(topic); err != nil {
+	t, err := p.hub.validTopic(topic)
+	if err != nil {
 		return fmt.Errorf("memory: publish: %w", err)
 	}
-	p.mu.Lock()
-	closed := p.closed
-	p.mu.Unlock()
-	if closed {
+	select {
+	case <-p.closing:
 		return fmt.Errorf("memory: publish %q: %w", topic, relay.ErrClosed)
+	default:
 	}
 	for _, msg := range msgs {
 		m := wm.FromWatermill(msg)
 		m.Payload = append([]byte{}, m.Payload...)
-		if err := p.hub.publish(msg.Context(), p.closing, topic, m); err != nil {
+		if err := t.publish(msg.Context(), p.closing, m); err != nil {
 			return fmt.Errorf("memory: publish %q: message %s: %w", topic, msg.UUID, err)
 		}
 	}

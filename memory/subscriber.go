@@ -55,8 +55,9 @@ func NewSubscriber(hub *Hub, opts ...Option) (*Subscriber, error) {
 //
 // When ctx is done or the subscriber is closed, the channel is closed; a
 // message sent and not acked by then stays on the hub for redelivery to the
-// group. It returns an error wrapping [relay.ErrInvalidTopic] or
-// [relay.ErrClosed].
+// group. It returns an error wrapping [relay.ErrInvalidTopic] (also when the
+// topic's dead-letter topic is not a valid topic, unless
+// WithNativeRetries(false)) or [relay.ErrClosed].
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	if err := relay.ValidateTopic(topic); err != nil {
 		return nil, fmt.Errorf("memory: subscribe: %w", err)

@@ -9,7 +9,10 @@
 // calls the suite from a test:
 //
 //	func harness(t *testing.T) pubsubtest.Harness {
-//		hub := memory.NewHub() // one topic space for the whole test
+//		hub, err := memory.NewHub() // one topic space for the whole test
+//		if err != nil {
+//			t.Fatal(err)
+//		}
 //		opts := func(c pubsubtest.Config) []memory.Option {
 //			return []memory.Option{memory.WithGroup(c.Group), memory.WithMaxDeliver(c.MaxDeliver),
 //				memory.WithBackoff(c.MinBackoff, c.MaxBackoff), memory.WithConcurrency(c.Concurrency)}

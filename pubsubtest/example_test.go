@@ -20,7 +20,10 @@ import (
 //		pubsubtest.TestWatermill(t, h)
 //	}
 func ExampleTestBroker() {
-	hub := memory.NewHub() // the topic space every value of the harness shares
+	hub, err := memory.NewHub() // the topic space every value of the harness shares
+	if err != nil {
+		panic(err)
+	}
 	opts := func(c pubsubtest.Config) []memory.Option {
 		return []memory.Option{memory.WithGroup(c.Group), memory.WithMaxDeliver(c.MaxDeliver),
 			memory.WithBackoff(c.MinBackoff, c.MaxBackoff), memory.WithConcurrency(c.Concurrency)}

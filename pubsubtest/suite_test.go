@@ -23,7 +23,10 @@ import (
 // the suite's own proof that it passes on a conforming backend.
 func memoryHarness(t *testing.T) pubsubtest.Harness {
 	t.Helper()
-	hub := memory.NewHub()
+	hub, err := memory.NewHub()
+	if err != nil {
+		t.Fatal(err)
+	}
 	options := func(cfg pubsubtest.Config) []memory.Option {
 		return []memory.Option{
 			memory.WithGroup(cfg.Group),

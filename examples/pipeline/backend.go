@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,7 +59,10 @@ func openBackend(cfg config, s settings) (*backend, error) {
 }
 
 func openMemory(s settings) (*backend, error) {
-	hub := memory.NewHub()
+	hub, err := memory.NewHub()
+	if err != nil {
+		return nil, err
+	}
 	opts := func(group string) []memory.Option {
 		return []memory.Option{memory.WithGroup(group), memory.WithLogger(s.logger), memory.WithConcurrency(s.concurrency),
 			memory.WithMaxDeliver(s.maxDeliver), memory.WithBackoff(s.minBackoff, s.maxBackoff)}
@@ -136,6 +140,13 @@ func openRedis(url string, s settings) (*backend, error) {
 	}
 	client := redis.NewClient(ropts)
 	b.closers = append(b.closers, func() { _ = client.Close() }) // the brokers never close the client: we do
+	// Fail fast on a wrong address rather than leave the router waiting.
+	pingCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := client.Ping(pingCtx).Err(); err != nil {
+		b.close()
+		return nil, fmt.Errorf("connect to Redis at %s: %w", ropts.Addr, err)
+	}
 	opts := func(group string) []redisstreams.Option {
 		return []redisstreams.Option{redisstreams.WithGroup(group), redisstreams.WithLogger(s.logger), redisstreams.WithConcurrency(s.concurrency),
 			redisstreams.WithMaxDeliver(s.maxDeliver), redisstreams.WithBackoff(s.minBackoff, s.maxBackoff)}
