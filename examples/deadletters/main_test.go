@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/go-relay/relay/internal/natstest"
+)
+
+// TestDeadLetters runs the example on every backend and checks the story it
+// tells: the bad invoice fails max deliver times, shows up on the dead-letter
+// topic with its metadata, and is billed once redriven.
+func TestDeadLetters(t *testing.T) {
+	tests := []struct {
+		name  string
+		cfg   func(t *testing.T) config
+		redis bool
+	}{
+		{name: "memory", cfg: func(*testing.T) config { return config{backend: "memory"} }},
+		{name: "embedded NATS", cfg: func(*testing.T) config { return config{backend: "nats"} }},
+		{name: "NATS given by -nats-url", cfg: func(t *testing.T) config {
+			return config{backend: "nats", natsURL: natstest.Start(t).URL()}
+		}},
+		{name: "local redis-server", cfg: func(*testing.T) config { return config{backend: "redis"} }, redis: true},
+	}
+	story := []string{
+		"billing: inv-1 billed",
+		`billing: inv-2 delivery 3 failed: unknown currency "EUR0"`,
+		`dead letter: {"id":"inv-2","cents":800,"currency":"EUR0"}`,
+		"uuid: the UUID it was published with",
+		"topic_poisoned ",
+		"relay_source_id ",
+		"relay_attempts   3",
+		`reason_poisoned  unknown currency "EUR0"`,
+		"tenant           acme",
+		`fixed:     {"id":"inv-2","cents":800,"currency":"EUR"}`,
+		"acked the dead letter",
+		"billing: inv-2 billed",
+		"2 invoices billed, 1 of them after a redrive",
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.redis {
+				requireRedisServer(t)
+			}
+			var out bytes.Buffer
+			if err := run(context.Background(), tt.cfg(t), &out); err != nil {
+				t.Fatalf("run: %v\n%s", err, out.String())
+			}
+			wantInOrder(t, out.String(), story)
+			if n := strings.Count(out.String(), "billing: inv-2 delivery"); n != 3 {
+				t.Errorf("inv-2 failed %d times, want 3 (max deliver):\n%s", n, out.String())
+			}
+		})
+	}
+}
+
+func TestFixCurrency(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+		wantErr        bool
+	}{
+		{name: "the typo is fixed", in: `{"id":"i","cents":1,"currency":"EUR0"}`, want: `{"id":"i","cents":1,"currency":"EUR"}`},
+		{name: "another currency has no fix", in: `{"id":"i","cents":1,"currency":"GBP"}`, wantErr: true},
+		{name: "not JSON", in: `{`, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := fixCurrency([]byte(tt.in))
+			if (err != nil) != tt.wantErr || string(got) != tt.want {
+				t.Fatalf("fixCurrency(%s) = %s, %v; want %s, error %t", tt.in, got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+// requireRedisServer skips the test without redis-server on PATH, except
+// under CI=true, where the server must be there.
+func requireRedisServer(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("redis-server is not on PATH (CI must install it)")
+		}
+		t.Skip("redis-server is not on PATH: install it to run this case")
+	}
+}
+
+// wantInOrder fails the test unless every string of want is found in a line
+// of out, each in a later line than the one before.
+func wantInOrder(t *testing.T, out string, want []string) {
+	t.Helper()
+	lines := strings.Split(out, "\n")
+	i := 0
+	for _, w := range want {
+		for i < len(lines) && !strings.Contains(lines[i], w) {
+			i++
+		}
+		if i == len(lines) {
+			t.Fatalf("output lacks %q (in this order):\n%s", w, out)
+		}
+		i++
+	}
+}
