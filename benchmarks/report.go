@@ -1,0 +1,203 @@
+package benchmarks
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"time"
+)
+
+// summary holds the medians of each (implementation, case).
+type summary map[[2]string]Result
+
+func summarize(results []Result) summary {
+	groups := map[[2]string][]Result{}
+	for _, r := range results {
+		k := [2]string{r.Impl, r.Case}
+		groups[k] = append(groups[k], r)
+	}
+	s := summary{}
+	for k, rs := range groups {
+		s[k] = Result{
+			Impl: k[0], Case: k[1], Msgs: rs[0].Msgs,
+			// Elapsed is chosen so that Rate is the median rate.
+			Elapsed:    time.Duration(float64(rs[0].Msgs) / median(rs, Result.Rate) * float64(time.Second)),
+			Allocs:     median(rs, func(r Result) float64 { return r.Allocs }),
+			AllocBytes: median(rs, func(r Result) float64 { return r.AllocBytes }),
+			P50:        time.Duration(median(rs, func(r Result) float64 { return float64(r.P50) })),
+			P99:        time.Duration(median(rs, func(r Result) float64 { return float64(r.P99) })),
+			PeakRSS:    int64(median(rs, func(r Result) float64 { return float64(r.PeakRSS) })),
+		}
+	}
+	return s
+}
+
+func median(rs []Result, f func(Result) float64) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	slices.Sort(v)
+	if n := len(v); n%2 == 0 {
+		return (v[n/2-1] + v[n/2]) / 2
+	}
+	return v[len(v)/2]
+}
+
+func (s summary) get(system, face, cas string) (Result, bool) {
+	r, ok := s[[2]string{system + "/" + face, cas}]
+	return r, ok
+}
+
+// ratio formats a/b, or "—" when either is missing.
+func ratio(a, b float64, okA, okB bool) string {
+	if !okA || !okB || b == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f×", a/b)
+}
+
+func markdown(cfg Config, s summary) string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	w("# relay benchmarks\n\n")
+	w("Payload %d B; %d messages per throughput run; median of %d run(s); %s, GOMAXPROCS %d, %s/%s; %s.\n\n",
+		cfg.Payload, cfg.N, cfg.Runs, runtime.Version(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH,
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	w("Versions: %s.\n\n", strings.Join(moduleVersions(), ", "))
+	w("Faces: **relay-bytes** = `relay.Broker`; **relay-watermill** = relay's `message.Publisher`/`Subscriber`; ")
+	w("**peer** = Watermill gochannel / watermill-redisstream / watermill-nats `pkg/jetstream`; ")
+	w("**raw** = go-redis (pipelined XADD, XREADGROUP COUNT 500, multi-id XACK) / nats.go (Publish, PublishAsync, Consume + Ack).\n\n")
+
+	w("## Throughput (messages/s, higher is better)\n\n")
+	w("publish-1: one message per call from 1 goroutine; publish-16: from 16 goroutines; batch-100: 100 per call ")
+	w("(Watermill's variadic Publish; raw: pipeline / PublishAsync); end-to-end: consumer group running, publish N from ")
+	w("16 goroutines, until all are handled and the server holds none unacked; router: the same through a Watermill Router ")
+	w("with one no-op handler. Ratios: relay ÷ peer and relay ÷ raw, above 1 means relay is faster.\n\n")
+	for _, sys := range Systems {
+		w("### %s\n\n| case | relay-bytes | relay-watermill | peer | raw | bytes÷peer | watermill÷peer | bytes÷raw | watermill÷raw |\n", sys)
+		w("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, cas := range ThroughputCases {
+			row := []string{cas}
+			rate := map[string]float64{}
+			has := map[string]bool{}
+			for _, f := range Faces {
+				r, ok := s.get(sys, f, cas)
+				rate[f], has[f] = r.Rate(), ok
+				row = append(row, num(r.Rate(), ok))
+			}
+			row = append(row,
+				ratio(rate[FaceBytes], rate[FacePeer], has[FaceBytes], has[FacePeer]),
+				ratio(rate[FaceWatermill], rate[FacePeer], has[FaceWatermill], has[FacePeer]),
+				ratio(rate[FaceBytes], rate[FaceRaw], has[FaceBytes], has[FaceRaw]),
+				ratio(rate[FaceWatermill], rate[FaceRaw], has[FaceWatermill], has[FaceRaw]))
+			w("| %s |\n", strings.Join(row, " | "))
+		}
+		w("\n")
+	}
+
+	w("## Latency, publish → handler (%d messages at %d/s; lower is better)\n\n", cfg.LatencyN, cfg.Rate)
+	w("| system | face | p50 | p99 | p50 ÷ peer | p99 ÷ peer | p50 ÷ raw | p99 ÷ raw |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, sys := range Systems {
+		peer, okP := s.get(sys, FacePeer, CaseLatency)
+		raw, okR := s.get(sys, FaceRaw, CaseLatency)
+		for _, f := range Faces {
+			r, ok := s.get(sys, f, CaseLatency)
+			if !ok {
+				continue
+			}
+			w("| %s | %s | %s | %s | %s | %s | %s | %s |\n", sys, f, dur(r.P50), dur(r.P99),
+				ratio(float64(r.P50), float64(peer.P50), true, okP), ratio(float64(r.P99), float64(peer.P99), true, okP),
+				ratio(float64(r.P50), float64(raw.P50), true, okR), ratio(float64(r.P99), float64(raw.P99), true, okR))
+		}
+	}
+
+	w("\n## Allocations per message (whole process during the run; lower is better)\n\n")
+	w("The embedded NATS server runs in the same process, so its allocations count for every NATS face alike ")
+	w("(set NATS_URL to an external server to leave them out).\n\n")
+	w("| system | face | publish-1 allocs | publish-1 B | end-to-end allocs | end-to-end B | e2e allocs ÷ peer | e2e allocs ÷ raw |\n")
+	w("|---|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, sys := range Systems {
+		peer, okP := s.get(sys, FacePeer, CaseEndToEnd)
+		raw, okR := s.get(sys, FaceRaw, CaseEndToEnd)
+		for _, f := range Faces {
+			p1, ok1 := s.get(sys, f, CasePublish1)
+			e, okE := s.get(sys, f, CaseEndToEnd)
+			if !ok1 && !okE {
+				continue
+			}
+			w("| %s | %s | %s | %s | %s | %s | %s | %s |\n", sys, f,
+				dec(p1.Allocs, ok1), bytesNum(p1.AllocBytes, ok1), dec(e.Allocs, okE), bytesNum(e.AllocBytes, okE),
+				ratio(e.Allocs, peer.Allocs, okE, okP), ratio(e.Allocs, raw.Allocs, okE, okR))
+		}
+	}
+
+	w("\n## Peak RSS, memory backend (%d messages end to end, in a child process)\n\n", cfg.RSSN)
+	w("| face | peak RSS | ÷ peer | throughput (msg/s) |\n|---|---:|---:|---:|\n")
+	peer, okP := s.get("memory", FacePeer, CasePeakRSS)
+	for _, f := range Faces {
+		r, ok := s.get("memory", f, CasePeakRSS)
+		if !ok {
+			continue
+		}
+		w("| %s | %.1f MiB | %s | %s |\n", f, float64(r.PeakRSS)/(1<<20),
+			ratio(float64(r.PeakRSS), float64(peer.PeakRSS), true, okP), num(r.Rate(), true))
+	}
+	w("\n![throughput](chart.png)\n")
+	return b.String()
+}
+
+func num(v float64, ok bool) string {
+	if !ok {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func dec(v float64, ok bool) string {
+	if !ok {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+func bytesNum(v float64, ok bool) string {
+	if !ok {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func dur(d time.Duration) string {
+	return d.Round(time.Microsecond).String()
+}
+
+// moduleVersions lists the versions of the libraries compared, as built.
+func moduleVersions() []string {
+	want := []string{"github.com/ThreeDotsLabs/watermill", "github.com/ThreeDotsLabs/watermill-redisstream",
+		"github.com/ThreeDotsLabs/watermill-nats/v2", "github.com/redis/go-redis/v9", "github.com/nats-io/nats.go",
+		"github.com/nats-io/nats-server/v2"}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return []string{"unknown"}
+	}
+	var out []string
+	for _, d := range info.Deps {
+		if slices.Contains(want, d.Path) {
+			out = append(out, strings.TrimPrefix(d.Path, "github.com/")+" "+d.Version)
+		}
+	}
+	return out
+}
+
+func writeJSON(path string, results []Result) error {
+	data, err := json.MarshalIndent(results, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
+}

@@ -1,0 +1,117 @@
+package benchmarks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+)
+
+// Config is one benchmark program run.
+type Config struct {
+	Params
+	Runs int // runs per case and implementation; the report shows medians
+	// RSSN is the number of messages of the peak-rss case.
+	RSSN int
+	// Cases selects the "system/face/case" names to run; nil runs all.
+	Cases *regexp.Regexp
+	// Out is the directory that receives table.md, chart.png and
+	// results.json; empty writes nothing.
+	Out string
+	// Log receives progress lines; nil discards them.
+	Log io.Writer
+}
+
+// DefaultConfig is the full measurement: meant for a quiet machine.
+func DefaultConfig() Config {
+	return Config{
+		Params: Params{N: 100_000, Payload: 1024, LatencyN: 2000, Rate: 1000, Timeout: 10 * time.Minute},
+		Runs:   5,
+		RSSN:   1_000_000,
+	}
+}
+
+// SmokeConfig is a tiny run of every case, to check that nothing rotted.
+func SmokeConfig() Config {
+	return Config{
+		Params: Params{N: 300, Payload: 1024, LatencyN: 20, Rate: 2000, Timeout: 20 * time.Second},
+		Runs:   1,
+		RSSN:   2000,
+	}
+}
+
+// Run runs every selected case on every implementation, cfg.Runs times,
+// interleaving implementations so that drift of the machine spreads evenly,
+// then writes the report to cfg.Out. It returns the results and the errors of
+// the runs that failed (the report shows what succeeded).
+func Run(ctx context.Context, cfg Config) ([]Result, error) {
+	log := cfg.Log
+	if log == nil {
+		log = io.Discard
+	}
+	env := &Env{}
+	defer env.Close()
+	var results []Result
+	var errs []error
+	for _, cas := range AllCases {
+		p := cfg.Params
+		if cas == CasePeakRSS {
+			p.N = cfg.RSSN
+		}
+		for run := 1; run <= cfg.Runs; run++ {
+			for _, impl := range Impls() {
+				if cfg.Cases != nil && !cfg.Cases.MatchString(impl.Name()+"/"+cas) {
+					continue
+				}
+				if ctx.Err() != nil {
+					return results, errors.Join(append(errs, ctx.Err())...)
+				}
+				res, err := RunCase(ctx, env, impl, cas, p)
+				switch {
+				case errors.Is(err, ErrNotApplicable):
+					continue
+				case err != nil:
+					fmt.Fprintf(log, "%-24s %-11s run %d: FAILED: %v\n", impl.Name(), cas, run, err)
+					errs = append(errs, err)
+					continue
+				}
+				fmt.Fprintf(log, "%-24s %-11s run %d: %s\n", impl.Name(), cas, run, describe(res))
+				results = append(results, res)
+			}
+		}
+	}
+	if cfg.Out != "" {
+		if err := writeReport(cfg, results); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return results, errors.Join(errs...)
+}
+
+func describe(r Result) string {
+	switch r.Case {
+	case CaseLatency:
+		return fmt.Sprintf("p50 %v p99 %v", r.P50, r.P99)
+	case CasePeakRSS:
+		return fmt.Sprintf("peak RSS %.1f MiB, %.0f msg/s", float64(r.PeakRSS)/(1<<20), r.Rate())
+	}
+	return fmt.Sprintf("%.0f msg/s, %.1f allocs/msg, %.0f B/msg", r.Rate(), r.Allocs, r.AllocBytes)
+}
+
+func writeReport(cfg Config, results []Result) error {
+	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+		return err
+	}
+	s := summarize(results)
+	if err := os.WriteFile(filepath.Join(cfg.Out, "table.md"), []byte(markdown(cfg, s)), 0o644); err != nil {
+		return err
+	}
+	if err := writeJSON(filepath.Join(cfg.Out, "results.json"), results); err != nil {
+		return err
+	}
+	return writeChart(filepath.Join(cfg.Out, "chart.png"), s)
+}
