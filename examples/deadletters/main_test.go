@@ -3,11 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
+	"github.com/go-relay/relay/examples/internal/exampleenv"
 	"github.com/go-relay/relay/internal/natstest"
 )
 
@@ -20,12 +19,12 @@ func TestDeadLetters(t *testing.T) {
 		cfg   func(t *testing.T) config
 		redis bool
 	}{
-		{name: "memory", cfg: func(*testing.T) config { return config{backend: "memory"} }},
-		{name: "embedded NATS", cfg: func(*testing.T) config { return config{backend: "nats"} }},
+		{name: "memory", cfg: func(*testing.T) config { return config{Flags: exampleenv.Flags{Backend: "memory"}} }},
+		{name: "embedded NATS", cfg: func(*testing.T) config { return config{Flags: exampleenv.Flags{Backend: "nats"}} }},
 		{name: "NATS given by -nats-url", cfg: func(t *testing.T) config {
-			return config{backend: "nats", natsURL: natstest.Start(t).URL()}
+			return config{Flags: exampleenv.Flags{Backend: "nats", NATSURL: natstest.Start(t).URL()}}
 		}},
-		{name: "local redis-server", cfg: func(*testing.T) config { return config{backend: "redis"} }, redis: true},
+		{name: "local redis-server", cfg: func(*testing.T) config { return config{Flags: exampleenv.Flags{Backend: "redis"}} }, redis: true},
 	}
 	story := []string{
 		"billing: inv-1 billed",
@@ -45,13 +44,13 @@ func TestDeadLetters(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.redis {
-				requireRedisServer(t)
+				exampleenv.RequireRedisServer(t)
 			}
 			var out bytes.Buffer
 			if err := run(context.Background(), tt.cfg(t), &out); err != nil {
 				t.Fatalf("run: %v\n%s", err, out.String())
 			}
-			wantInOrder(t, out.String(), story)
+			exampleenv.WantInOrder(t, out.String(), story)
 			if n := strings.Count(out.String(), "billing: inv-2 delivery"); n != 3 {
 				t.Errorf("inv-2 failed %d times, want 3 (max deliver):\n%s", n, out.String())
 			}
@@ -75,34 +74,5 @@ func TestFixCurrency(t *testing.T) {
 				t.Fatalf("fixCurrency(%s) = %s, %v; want %s, error %t", tt.in, got, err, tt.want, tt.wantErr)
 			}
 		})
-	}
-}
-
-// requireRedisServer skips the test without redis-server on PATH, except
-// under CI=true, where the server must be there.
-func requireRedisServer(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("redis-server is not on PATH (CI must install it)")
-		}
-		t.Skip("redis-server is not on PATH: install it to run this case")
-	}
-}
-
-// wantInOrder fails the test unless every string of want is found in a line
-// of out, each in a later line than the one before.
-func wantInOrder(t *testing.T, out string, want []string) {
-	t.Helper()
-	lines := strings.Split(out, "\n")
-	i := 0
-	for _, w := range want {
-		for i < len(lines) && !strings.Contains(lines[i], w) {
-			i++
-		}
-		if i == len(lines) {
-			t.Fatalf("output lacks %q (in this order):\n%s", w, out)
-		}
-		i++
 	}
 }

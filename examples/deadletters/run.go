@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"maps"
-	"os"
 	"slices"
 	"sync"
 	"text/tabwriter"
@@ -18,6 +16,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/examples/internal/exampleenv"
 )
 
 // waitTimeout bounds every wait of the demo.
@@ -42,11 +41,8 @@ type billed struct {
 }
 
 func run(ctx context.Context, cfg config, out io.Writer) error {
-	level := slog.LevelError // failures are the point of the demo: log only the unexpected
-	if cfg.verbose {
-		level = slog.LevelDebug
-	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// Failures are the point of the demo: log only the unexpected, unless -v.
+	logger := exampleenv.Logger(cfg.verbose)
 	be, err := openBackend(cfg, logger)
 	if err != nil {
 		return err

@@ -1,20 +1,11 @@
 package main
 
 import (
-	"errors"
-	"fmt"
 	"log/slog"
-	"os/exec"
-	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/redis/go-redis/v9"
-
 	"github.com/go-relay/relay"
-	"github.com/go-relay/relay/internal/natstest"
-	"github.com/go-relay/relay/internal/redistest"
+	"github.com/go-relay/relay/examples/internal/exampleenv"
 	"github.com/go-relay/relay/memory"
 	"github.com/go-relay/relay/natsjs"
 	"github.com/go-relay/relay/redisstreams"
@@ -33,105 +24,44 @@ const (
 
 // backend is an opened broker and what it runs on.
 type backend struct {
-	desc    string
-	broker  relay.Broker // the caller closes it before calling close
-	ns      string       // prefix of every topic: empty unless the server is shared
-	closers []func()     // connection and server, run in reverse order by close
+	desc   string
+	broker relay.Broker // the caller closes it before calling close
+	ns     string       // prefix of every topic: empty unless the server is shared
+	env    *exampleenv.Env
 }
 
-func (b *backend) close() {
-	for i := len(b.closers) - 1; i >= 0; i-- {
-		b.closers[i]()
-	}
-}
+// close closes the connection and stops the server, if started here.
+func (b *backend) close() { b.env.Close() }
 
-// openBackend connects to (or starts) the broker named by cfg.backend. Every
+// openBackend connects to (or starts) the broker named by cfg.Backend. Every
 // subscription handles one message at a time, so the output keeps its order.
 func openBackend(cfg config, logger *slog.Logger) (*backend, error) {
-	switch cfg.backend {
-	case "memory":
+	env, err := exampleenv.Open(cfg.Flags)
+	if err != nil {
+		return nil, err
+	}
+	b := &backend{desc: env.Desc, ns: env.Namespace("direct"), env: env}
+	switch env.Backend {
+	case exampleenv.Memory:
 		// A plain queue: without native retries, a failed message is
 		// redelivered forever and never dead-lettered. retrier.New adds both.
-		inner, err := memory.NewBroker(memory.WithNativeRetries(false), memory.WithConcurrency(1),
-			memory.WithBackoff(minBackoff, maxBackoff), memory.WithLogger(logger))
-		if err != nil {
-			return nil, err
-		}
-		return &backend{desc: "memory (in-process hub, WithNativeRetries(false))", broker: inner}, nil
-	case "nats":
-		return openNATS(cfg.natsURL, logger)
-	case "redis":
-		return openRedis(cfg.redisURL, logger)
+		b.desc = "memory (in-process hub, WithNativeRetries(false))"
+		b.broker, err = memory.NewBroker(memory.WithHub(env.Hub), memory.WithNativeRetries(false),
+			memory.WithConcurrency(1), memory.WithBackoff(minBackoff, maxBackoff), memory.WithLogger(logger))
+	case exampleenv.NATS:
+		b.broker, err = natsjs.NewBroker(env.JetStream, natsjs.WithConcurrency(1), natsjs.WithMaxDeliver(maxDeliver),
+			natsjs.WithBackoff(minBackoff, maxBackoff), natsjs.WithLogger(logger))
+	case exampleenv.Redis:
+		b.broker, err = redisstreams.NewBroker(env.Redis, redisstreams.WithConcurrency(1),
+			redisstreams.WithMaxDeliver(maxDeliver), redisstreams.WithBackoff(minBackoff, maxBackoff),
+			redisstreams.WithLogger(logger),
+			// Close waits for a blocking XREADGROUP to end: a short block
+			// (2s by default) keeps the demo's exit quick.
+			redisstreams.WithBlockTimeout(blockTimeout))
 	}
-	return nil, fmt.Errorf("unknown backend %q (want memory, nats or redis)", cfg.backend)
-}
-
-func openNATS(url string, logger *slog.Logger) (*backend, error) {
-	b := &backend{desc: "NATS JetStream at " + url, ns: namespace()}
-	if url == "" {
-		// The real nats-server, embedded in this process: JetStream on a
-		// temporary file store, loopback only. Fresh, so no namespace needed.
-		srv, err := natstest.Run(natstest.Config{})
-		if err != nil {
-			return nil, fmt.Errorf("start embedded NATS server: %w", err)
-		}
-		b.closers = append(b.closers, srv.Shutdown)
-		b.desc, b.ns, url = "NATS JetStream (embedded nats-server)", "", srv.URL()
-	}
-	nc, err := nats.Connect(url)
 	if err != nil {
-		b.close()
-		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
-	}
-	b.closers = append(b.closers, nc.Close) // a broker never closes the connection it was given
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.close()
-		return nil, err
-	}
-	b.broker, err = natsjs.NewBroker(js, natsjs.WithConcurrency(1), natsjs.WithMaxDeliver(maxDeliver),
-		natsjs.WithBackoff(minBackoff, maxBackoff), natsjs.WithLogger(logger))
-	if err != nil {
-		b.close()
+		env.Close()
 		return nil, err
 	}
 	return b, nil
-}
-
-func openRedis(url string, logger *slog.Logger) (*backend, error) {
-	b := &backend{desc: "Redis Streams at " + url, ns: namespace()}
-	if url == "" {
-		if _, err := exec.LookPath("redis-server"); err != nil {
-			return nil, errors.New("no -redis-url given and no redis-server on PATH: install redis-server " +
-				"(apt-get install redis-server) or point the example at a server with -redis-url redis://host:6379/0")
-		}
-		srv, err := redistest.Run(redistest.Config{})
-		if err != nil {
-			return nil, fmt.Errorf("start redis-server: %w", err)
-		}
-		b.closers = append(b.closers, func() { _ = srv.Shutdown() })
-		b.desc, b.ns, url = "Redis Streams (local redis-server)", "", srv.URL()
-	}
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		b.close()
-		return nil, fmt.Errorf("parse -redis-url: %w", err)
-	}
-	client := redis.NewClient(opts)
-	b.closers = append(b.closers, func() { _ = client.Close() }) // a broker never closes the client it was given
-	b.broker, err = redisstreams.NewBroker(client, redisstreams.WithConcurrency(1), redisstreams.WithMaxDeliver(maxDeliver),
-		redisstreams.WithBackoff(minBackoff, maxBackoff), redisstreams.WithLogger(logger),
-		// Close waits for a blocking XREADGROUP to end: a short block
-		// (2s by default) keeps the demo's exit quick.
-		redisstreams.WithBlockTimeout(blockTimeout))
-	if err != nil {
-		b.close()
-		return nil, err
-	}
-	return b, nil
-}
-
-// namespace keeps runs against a long-lived external server apart.
-func namespace() string {
-	return "direct-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "."
 }

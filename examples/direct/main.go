@@ -36,20 +36,18 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/go-relay/relay/examples/internal/exampleenv"
 )
 
 type config struct {
-	backend  string
-	natsURL  string
-	redisURL string
-	verbose  bool
+	exampleenv.Flags // -backend, -nats-url, -redis-url
+	verbose          bool
 }
 
 func main() {
 	var cfg config
-	flag.StringVar(&cfg.backend, "backend", "memory", "broker: memory, nats (embedded unless -nats-url) or redis (local redis-server unless -redis-url)")
-	flag.StringVar(&cfg.natsURL, "nats-url", "", "use the NATS server at this URL (nats://host:port) instead of the embedded one")
-	flag.StringVar(&cfg.redisURL, "redis-url", "", "use the Redis server at this URL (redis://host:port/db) instead of starting redis-server")
+	cfg.Register(flag.CommandLine, "memory")
 	flag.BoolVar(&cfg.verbose, "v", false, "log the backends' events (failed attempts, dead letters) to stderr")
 	flag.Parse()
 

@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
 	"sync"
 	"time"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/examples/internal/exampleenv"
 	"github.com/go-relay/relay/retrier"
 )
 
@@ -50,11 +49,8 @@ type event struct {
 // run opens the broker, plays the orders one after the other and prints what
 // happens to each.
 func run(ctx context.Context, cfg config, out io.Writer) error {
-	level := slog.LevelError // failures are the point of the demo: log only the unexpected
-	if cfg.verbose {
-		level = slog.LevelDebug
-	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// Failures are the point of the demo: log only the unexpected, unless -v.
+	logger := exampleenv.Logger(cfg.verbose)
 	be, err := openBackend(cfg, logger)
 	if err != nil {
 		return err

@@ -33,25 +33,23 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/go-relay/relay/examples/internal/exampleenv"
 )
 
 type config struct {
-	backend     string
-	natsURL     string
-	redisURL    string
-	n           int
-	failRate    float64
-	poison      float64
-	concurrency int
-	seed        uint64
-	timeout     time.Duration
+	exampleenv.Flags // -backend, -nats-url, -redis-url
+	n                int
+	failRate         float64
+	poison           float64
+	concurrency      int
+	seed             uint64
+	timeout          time.Duration
 }
 
 func main() {
 	var cfg config
-	flag.StringVar(&cfg.backend, "backend", "nats", "broker: memory, nats (embedded unless -nats-url) or redis (local redis-server unless -redis-url)")
-	flag.StringVar(&cfg.natsURL, "nats-url", "", "use the NATS server at this URL (nats://host:port) instead of the embedded one")
-	flag.StringVar(&cfg.redisURL, "redis-url", "", "use the Redis server at this URL (redis://host:port/db) instead of starting redis-server")
+	cfg.Register(flag.CommandLine, "nats")
 	flag.IntVar(&cfg.n, "n", 10000, "orders to publish")
 	flag.Float64Var(&cfg.failRate, "fail-rate", 0.03, "share of orders whose validation fails once, then succeeds on redelivery")
 	flag.Float64Var(&cfg.poison, "poison", 0.005, "share of orders whose validation always fails (they end in the dead-letter topic)")

@@ -3,11 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-relay/relay/examples/internal/exampleenv"
 )
 
 // TestPipelineLosesNothing runs the main job on every backend with a small
@@ -23,15 +23,10 @@ func TestPipelineLosesNothing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.backend == "redis" {
-				if _, err := exec.LookPath("redis-server"); err != nil {
-					if os.Getenv("CI") == "true" {
-						t.Fatal("redis-server is not on PATH (CI must install it)")
-					}
-					t.Skip("redis-server is not on PATH: install it to run this case")
-				}
+			if tt.backend == exampleenv.Redis {
+				exampleenv.RequireRedisServer(t)
 			}
-			cfg := config{backend: tt.backend, n: 400, failRate: 0.1, poison: 0.02, concurrency: 4, seed: 7, timeout: time.Minute}
+			cfg := config{Flags: exampleenv.Flags{Backend: tt.backend}, n: 400, failRate: 0.1, poison: 0.02, concurrency: 4, seed: 7, timeout: time.Minute}
 			var out bytes.Buffer
 			res, err := run(context.Background(), cfg, &out)
 			if err != nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -20,6 +19,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/examples/internal/exampleenv"
 )
 
 // order is the event the flow moves. Kind decides its fate in validation; a
@@ -62,7 +62,7 @@ func generate(cfg config) []order {
 func run(ctx context.Context, cfg config, out io.Writer) (result, error) {
 	// Dead letters are expected here and counted in the summary, so the
 	// backends log only errors.
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	logger := exampleenv.Logger(false)
 	b, err := openBackend(cfg, settings{logger: logger, concurrency: cfg.concurrency, maxDeliver: 3,
 		minBackoff: 20 * time.Millisecond, maxBackoff: 500 * time.Millisecond})
 	if err != nil {
