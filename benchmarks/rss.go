@@ -44,6 +44,7 @@ func runChild(spec string) error {
 			if err != nil {
 				return err
 			}
+			res.PeakRSS = selfPeakRSS()
 			return json.NewEncoder(os.Stdout).Encode(res)
 		}
 	}
@@ -74,6 +75,31 @@ func runPeakRSS(ctx context.Context, impl Impl, p Params) (Result, error) {
 	if err := json.Unmarshal(stdout.Bytes(), &child); err != nil {
 		return res, fmt.Errorf("%s peak-rss child output %q: %w", impl.Name(), stdout.String(), err)
 	}
-	child.Case, child.PeakRSS = CasePeakRSS, maxRSS(cmd.ProcessState)
+	child.Case = CasePeakRSS
+	if child.PeakRSS == 0 {
+		// Not Linux: rusage's figure, which may include the parent's pages
+		// from before exec.
+		child.PeakRSS = maxRSS(cmd.ProcessState)
+	}
 	return child, nil
+}
+
+// selfPeakRSS returns this process's peak resident set size in bytes (Linux's
+// VmHWM), or 0 where /proc is missing. The child measures itself because on
+// Linux the rusage maximum of a child includes the pages it shared with its
+// parent before exec, which inflated every figure to the parent's size.
+func selfPeakRSS() int64 {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kib int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kib); err == nil {
+				return kib * 1024
+			}
+		}
+	}
+	return 0
 }
