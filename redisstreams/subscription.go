@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
@@ -141,10 +142,10 @@ func newSubscription(e *engine, topic, consumer string, process wm.Process) *sub
 // pool of one connection and no client-side cache. c's hooks do not apply.
 func newReader(c *redis.Client, hooks []redis.Hook) *redis.Client {
 	o := *c.Options()
-	if o.MaintNotificationsConfig != nil {
-		mc := *o.MaintNotificationsConfig
-		o.MaintNotificationsConfig = &mc
-	}
+	// go-redis writes the client's maintenance-notification config while it
+	// sets up its first connections, so reading it here races; a blocking
+	// reader needs no such notifications anyway.
+	o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	o.PoolSize, o.MinIdleConns, o.MaxIdleConns, o.MaxActiveConns = 1, 0, 1, 1
 	o.MaxConcurrentDials = 1
 	o.PipelinePoolSize = -1
