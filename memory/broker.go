@@ -96,14 +96,37 @@ func (b *Broker) Subscribe(topic string, handler relay.Handler) error {
 	return nil
 }
 
-// Close stops taking messages, waits for the running handlers to return and
-// settles them; messages taken and not handled stay on the hub for the
-// group's other or later subscriptions, at once. Publish calls blocked on a
-// full topic return [relay.ErrClosed]. Close leaves no goroutine behind. It is
-// idempotent and safe to call concurrently: every call returns nil once the
-// first has finished.
+// Close is Shutdown(context.Background()): it stops taking messages, waits
+// for the running handlers to return and settles their deliveries (ack,
+// redelivery after the backoff, or dead letter); messages taken and not
+// handled stay on the hub for the group's other or later subscriptions, at
+// once. Publish calls blocked on a full topic return [relay.ErrClosed]. Close
+// leaves no goroutine behind. It is idempotent and safe to call concurrently:
+// every call returns nil once the first has finished.
+//
+// Close waits for the running handlers without bound: a handler that never
+// returns keeps Close waiting forever, and Close must not be called from
+// inside a handler, which would wait for itself. Use [Broker.Shutdown] with a
+// deadline to bound the wait.
 func (b *Broker) Close() error {
-	b.e.close()
+	return b.Shutdown(context.Background())
+}
+
+// Shutdown is Close that stops waiting for the running handlers once ctx is
+// done, and then returns an error wrapping ctx.Err(). Everything else happens
+// as with Close, at once: Publish and Subscribe return [relay.ErrClosed], no
+// new message is taken, blocked publishes return. A handler still running
+// when Shutdown returns keeps its delivery in flight: no other subscription
+// gets the message while it runs. When it returns, its delivery is settled
+// as usual: acknowledged on success, otherwise handed back to the group for
+// redelivery after the backoff or dead-lettered, as its error and attempt
+// decide; then its goroutine ends. A later Close or Shutdown waits for those
+// handlers again. Shutdown is idempotent and safe to call concurrently and
+// with Close.
+func (b *Broker) Shutdown(ctx context.Context) error {
+	if err := b.e.shutdown(ctx); err != nil {
+		return fmt.Errorf("memory: shutdown: handlers still running: %w", err)
+	}
 	return nil
 }
 

@@ -16,17 +16,21 @@
 //
 // Each topic of a hub is a log; each consumer group has its own position in
 // it. Subscriptions of one group on one topic compete (each message goes to
-// one of them); different groups each get every message. A message is removed
-// once every group that exists has acknowledged it: a byte handler returned
-// nil, or a Watermill message was acked. Messages published while a topic has
-// no group are kept, and a group created later (by its first Subscribe)
-// starts at the oldest message still stored, so publishing before subscribing
-// loses nothing. Groups, like durable consumers, outlive their subscriptions.
+// one of them); different groups each get every message. A group is done
+// with a message once it acknowledged it: a byte handler returned nil, or a
+// Watermill message was acked. As in a NATS or Redis stream, a topic keeps
+// its messages after they are acknowledged, and a group created later (by its
+// first Subscribe) starts at the oldest message still stored, so publishing
+// before subscribing loses nothing, whether or not other groups consumed the
+// messages meanwhile. Groups, like durable consumers, outlive their
+// subscriptions.
 //
-// Storage is bounded per topic by [WithCapacity] ([DefaultCapacity]): when a
-// topic holds that many messages not yet acknowledged by some group (or, with
-// no group, that many messages), Publish blocks until one is freed, its
-// context is done, or the publishing value is closed. Nothing is dropped.
+// Storage is bounded per topic by [WithCapacity] ([DefaultCapacity]). When a
+// topic is full, Publish drops the oldest message that every group of the
+// topic has acknowledged. A message that some group has not acknowledged is
+// never dropped, nor is any message while the topic has no group: when no
+// message can be dropped, Publish blocks until a group acknowledges one, its
+// context is done, or the publishing value is closed.
 //
 // Each subscription runs up to [WithConcurrency] handlers at once, on as many
 // worker goroutines, with no buffer beyond the messages being handled. With
@@ -50,8 +54,10 @@
 // UUID, metadata and payload and records [relay.MetadataSourceTopic],
 // [relay.MetadataSourceID] (the message's sequence number on its topic,
 // starting at 1), [relay.MetadataAttempts] and [relay.MetadataReason]. If the
-// dead-letter topic is full the message stays on the source and is retried
-// after a backoff.
+// dead-letter topic is full and none of its messages can be dropped, the
+// worker waits for room; if its subscription stops first, the message stays
+// on the source and is delivered again after a backoff. Handler failures are
+// logged at Debug and dead letters at Warn ([WithLogger]).
 //
 // [Broker.HandlesRetries] reports true, as the NATS and Redis brokers do. With
 // WithNativeRetries(false) the memory backend is a plain queue instead: a
@@ -72,7 +78,9 @@
 // [Publisher] and [Subscriber] implement Watermill's message.Publisher and
 // message.Subscriber over the same engine as [Broker], so each face reads what
 // the other writes. A Watermill message keeps its UUID and metadata; a byte
-// face message gets a new UUID and no metadata. Ack settles a message, Nack
+// face message gets a new UUID and no metadata. [Publisher.Publish] honours
+// each message's context: when one is done already, it stores none of the
+// messages and returns that context's error. Ack settles a message, Nack
 // redelivers it after the backoff, and every delivered message has a context
 // that ends once it is settled. Each Subscribe call is a competing
 // subscription of the subscriber's group. Closing the subscriber, or ending
@@ -84,7 +92,11 @@
 // The caller keeps its payload slice: Publish copies it, and each delivery
 // gets its own copy. A [Hub] runs no goroutine and needs no closing. Each
 // Broker, Publisher and Subscriber is closed by whoever made it; Close is
-// idempotent, waits for the handlers that are running, leaves no goroutine,
-// stops the backoff timers, and does not affect the hub or the other values
-// on it. After Close, Publish and Subscribe return [relay.ErrClosed].
+// idempotent, leaves no goroutine, stops the backoff timers, and does not
+// affect the hub or the other values on it. After Close, Publish and
+// Subscribe return [relay.ErrClosed]. [Broker.Close] waits for the handlers
+// that are running, without bound, and must not be called from inside a
+// handler; [Broker.Shutdown] and [Subscriber.Shutdown] take a context that
+// bounds the wait, and leave the deliveries of handlers still running in
+// flight until they return.
 package memory

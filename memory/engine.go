@@ -25,6 +25,7 @@ type engine struct {
 	subs    map[*subscription]struct{}
 
 	closeOnce sync.Once
+	stopped   chan struct{} // closed once every subscription stopped after close
 }
 
 func newEngine(cfg config) *engine {
@@ -33,6 +34,7 @@ func newEngine(cfg config) *engine {
 		cfg:     cfg,
 		closing: make(chan struct{}),
 		subs:    make(map[*subscription]struct{}),
+		stopped: make(chan struct{}),
 	}
 }
 
@@ -87,9 +89,11 @@ func (e *engine) join(name string) {
 	t.mu.Unlock()
 }
 
-// close stops every subscription and waits for their handlers. Concurrent
-// callers all return once it is done.
-func (e *engine) close() {
+// shutdown stops every subscription and waits for their handlers until ctx
+// is done, then returns ctx.Err(). The first call starts the stop, in the
+// background, so that handlers that outlive ctx finish and settle their
+// deliveries after it returns; every call waits for the same stop.
+func (e *engine) shutdown(ctx context.Context) error {
 	e.closeOnce.Do(func() {
 		e.mu.Lock()
 		e.closed = true
@@ -102,11 +106,28 @@ func (e *engine) close() {
 		for _, s := range subs {
 			s.cancel() // all stop at once, then we wait for each
 		}
-		for _, s := range subs {
-			s.stop()
-		}
+		go func() {
+			defer close(e.stopped)
+			for _, s := range subs {
+				s.stop()
+			}
+		}()
 	})
+	select {
+	case <-e.stopped:
+		return nil
+	default:
+	}
+	select {
+	case <-e.stopped:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
+
+// close is shutdown without a bound.
+func (e *engine) close() { _ = e.shutdown(context.Background()) }
 
 // subscription is one consumer of a group: as many worker goroutines as its
 // concurrency, each taking the group's next message, processing it, settling
@@ -316,8 +337,8 @@ func (w *worker) settle(tk taken, err error) {
 		// The id is only needed for failures (logs, dead letters): an
 		// acknowledged delivery does not pay for formatting it.
 		w.d.ID = strconv.FormatUint(tk.e.seq, 10)
-		s.e.cfg.logger.Debug("memory: delivery failed", "topic", w.d.Topic, "id", w.d.ID,
-			"attempt", w.d.Attempt, "error", err)
+		s.e.cfg.logger.Debug("memory: delivery failed", "topic", w.d.Topic, "group", s.g.name,
+			"id", w.d.ID, "attempt", w.d.Attempt, "error", err)
 	}
 	if !s.e.cfg.native {
 		// A plain queue: whoever wraps us (the retrier) counts attempts.
@@ -329,8 +350,8 @@ func (w *worker) settle(tk taken, err error) {
 		return
 	}
 	if serr := policy.Settle(s.ctx, &w.d, err, w); serr != nil {
-		s.e.cfg.logger.Error("memory: settle delivery", "topic", w.d.Topic, "id", w.d.ID,
-			"attempt", w.d.Attempt, "error", serr)
+		s.e.cfg.logger.Error("memory: settle delivery; it stays on the topic", "topic", w.d.Topic,
+			"group", s.g.name, "id", w.d.ID, "attempt", w.d.Attempt, "error", serr)
 	}
 }
 
@@ -349,10 +370,17 @@ func (w *worker) Retry(_ context.Context, delay time.Duration) error {
 
 // PublishDeadLetter implements delivery.Settler: it stores msg on the hub,
 // waiting while topic is full until ctx, the subscription's, is done: then
-// the delivery stays pending.
+// the delivery stays pending. A dead letter stored is logged at Warn.
 func (w *worker) PublishDeadLetter(ctx context.Context, topic string, msg delivery.Message) error {
 	if err := relay.ValidateTopic(topic); err != nil {
 		return fmt.Errorf("memory: dead-letter topic: %w", err)
 	}
-	return w.s.e.hub.publish(ctx, nil, topic, msg)
+	s := w.s
+	if err := s.e.hub.publish(ctx, nil, topic, msg); err != nil {
+		return err
+	}
+	s.e.cfg.logger.Warn("memory: message dead-lettered", "topic", w.d.Topic, "group", s.g.name,
+		"id", w.d.ID, "attempts", w.d.Attempt, "reason", msg.Metadata[relay.MetadataReason],
+		"dead_letter_topic", topic)
+	return nil
 }

@@ -19,13 +19,18 @@ import (
 // Each topic is a log of messages numbered from 1 (the number is the message's
 // id, recorded in dead letters as [relay.MetadataSourceID]). Each consumer
 // group of a topic has its own position in the log and its own record of
-// deliveries and acknowledgements. A message is freed once every group that
-// exists has acknowledged it; while a topic has no group, every message
-// published to it is kept (up to the capacity, see [WithCapacity]). A group
-// created later starts at the oldest message still stored, so messages
-// published before any subscriber existed are delivered. Groups live as long
-// as the hub: a group whose subscriptions are all closed keeps accumulating
-// the topic's messages, as a durable consumer does.
+// deliveries and acknowledgements. Like a NATS or Redis stream, a topic keeps
+// its messages after they are acknowledged, up to its capacity
+// ([WithCapacity]): a group created later starts at the oldest message still
+// stored, so it gets messages published before it existed, whether or not
+// other groups have consumed them. When a topic is full, publishing drops the
+// oldest message that every existing group has acknowledged; a message is
+// never dropped while a group has not acknowledged it, nor while the topic
+// has no group at all. Only when no message can be dropped does Publish wait
+// for room. Groups live as long as the hub: a group whose subscriptions are
+// all closed still has to acknowledge the topic's new messages, as a durable
+// consumer does, so it holds them, and once they fill the topic, Publish
+// waits.
 //
 // A Hub runs no goroutine and needs no closing; it lives as long as it is
 // referenced. It is safe for concurrent use.
@@ -34,8 +39,10 @@ type Hub struct {
 	topics   sync.Map // topic name → *topic; read on every publish without a lock
 }
 
-// NewHub returns an empty hub. Options: [WithCapacity]; nil options are
-// ignored. An invalid option value returns an error wrapping
+// NewHub returns an empty hub, whose topics each keep up to [DefaultCapacity]
+// messages, acknowledged or not, or the number of [WithCapacity]; see [Hub]
+// for which message a full topic drops. Options: [WithCapacity]; nil options
+// are ignored. An invalid option value returns an error wrapping
 // [relay.ErrInvalidOption].
 func NewHub(opts ...HubOption) (*Hub, error) {
 	c := hubConfig{capacity: DefaultCapacity}
@@ -95,12 +102,18 @@ func (h *Hub) validTopic(name string) (*topic, error) {
 	return h.topic(name), nil
 }
 
-// publish is [Hub.publish] on t.
+// publish is [Hub.publish] on t. When the topic is full it first drops the
+// oldest message that every group has acknowledged, and waits only while
+// there is none.
 func (t *topic) publish(ctx context.Context, closing <-chan struct{}, msgs ...delivery.Message) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, m := range msgs {
 		for t.count >= t.capacity {
+			if len(t.acked) > 0 {
+				t.drop(t.acked.pop())
+				continue
+			}
 			if t.space == nil {
 				t.space = make(chan struct{})
 			}
@@ -135,7 +148,8 @@ type topic struct {
 	count      int    // stored messages
 	nextSeq    uint64 // sequence number of the next message published
 	groups     []*group
-	space      chan struct{} // closed when an entry is freed; nil while nobody waits
+	acked      ackedHeap     // the stored entries every group has acknowledged
+	space      chan struct{} // closed when an entry joins acked; nil while nobody waits
 }
 
 // entry is a stored message, a node of its topic's list. Guarded by t.mu,
@@ -164,8 +178,8 @@ func (t *topic) store(m delivery.Message) {
 	}
 }
 
-// free drops e and wakes publishers waiting for space.
-func (t *topic) free(e *entry) {
+// drop removes e, which every group has acknowledged, from the topic.
+func (t *topic) drop(e *entry) {
 	if e.prev == nil {
 		t.head = e.next
 	} else {
@@ -178,10 +192,6 @@ func (t *topic) free(e *entry) {
 	}
 	e.prev, e.next = nil, nil
 	t.count--
-	if t.space != nil {
-		close(t.space)
-		t.space = nil
-	}
 }
 
 // join returns group name of t, creating it at the oldest message stored.
@@ -192,6 +202,7 @@ func (t *topic) join(name string) *group {
 		}
 	}
 	g := &group{t: t, name: name}
+	t.acked.clear() // the new group has acknowledged nothing
 	for e := t.head; e != nil; e = e.next {
 		e.unacked++
 		g.queue.push(e)
@@ -241,11 +252,17 @@ func (g *group) next() (tk taken, wait time.Duration, ok bool) {
 	return taken{}, -1, false
 }
 
-// ack records that the group is done with e, freeing it when every group is.
+// ack records that the group is done with e. Once every group is, e may be
+// dropped to make room, and a publisher waiting for room is woken.
 func (g *group) ack(e *entry) {
 	e.unacked--
-	if e.unacked <= 0 {
-		g.t.free(e)
+	if e.unacked == 0 {
+		t := g.t
+		t.acked.push(e)
+		if t.space != nil {
+			close(t.space)
+			t.space = nil
+		}
 	}
 }
 
@@ -368,4 +385,61 @@ func (h *delayHeap) Pop() any {
 	old[len(old)-1] = delayed{}
 	*h = old[:len(old)-1]
 	return x
+}
+
+// ackedHeap is a min-heap of entries by sequence number. It keeps the
+// sequence number next to the pointer, so that sifting reads only the heap's
+// array. Acknowledgements come mostly in publish order, so a push mostly
+// stops at once.
+type ackedHeap []ackedEntry
+
+type ackedEntry struct {
+	seq uint64
+	e   *entry
+}
+
+func (h *ackedHeap) push(e *entry) {
+	*h = append(*h, ackedEntry{seq: e.seq, e: e})
+	a := *h
+	for i := len(a) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if a[parent].seq <= a[i].seq {
+			break
+		}
+		a[parent], a[i] = a[i], a[parent]
+		i = parent
+	}
+}
+
+// pop removes and returns the entry with the lowest sequence number; h must
+// not be empty.
+func (h *ackedHeap) pop() *entry {
+	a := *h
+	top := a[0].e
+	last := len(a) - 1
+	a[0] = a[last]
+	a[last] = ackedEntry{}
+	a = a[:last]
+	for i := 0; ; {
+		least, l, r := i, 2*i+1, 2*i+2
+		if l < len(a) && a[l].seq < a[least].seq {
+			least = l
+		}
+		if r < len(a) && a[r].seq < a[least].seq {
+			least = r
+		}
+		if least == i {
+			break
+		}
+		a[i], a[least] = a[least], a[i]
+		i = least
+	}
+	*h = a
+	return top
+}
+
+// clear empties h, keeping no entry alive.
+func (h *ackedHeap) clear() {
+	clear(*h)
+	*h = (*h)[:0]
 }

@@ -48,12 +48,21 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 	}
 }
 
-// stored returns how many messages topic holds on hub.
+// stored returns how many messages topic holds on hub, acknowledged or not.
 func stored(hub *Hub, name string) int {
 	t := hub.topic(name)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.count
+}
+
+// pending returns how many messages of topic on hub some group has not
+// acknowledged yet (every message, while the topic has no group).
+func pending(hub *Hub, name string) int {
+	t := hub.topic(name)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.count - len(t.acked)
 }
 
 func publishN(t *testing.T, b *Broker, topic string, n int) {
@@ -182,7 +191,7 @@ func TestGroupsFanOutAndCompete(t *testing.T) {
 					}
 				}
 			}
-			eventually(t, 5*time.Second, "freed entries", func() bool { return stored(hub, "orders") == 0 })
+			eventually(t, 5*time.Second, "every group acknowledged", func() bool { return pending(hub, "orders") == 0 })
 		})
 	}
 }
@@ -202,22 +211,125 @@ func TestLateGroupGetsStoredMessages(t *testing.T) {
 	if got, want := rec.list(), []string{"0", "1", "2", "3", "4"}; !slices.Equal(got, want) {
 		t.Fatalf("late group got %v, want %v", got, want)
 	}
-	eventually(t, 5*time.Second, "freed entries", func() bool { return stored(hub, "early") == 0 })
+	eventually(t, 5*time.Second, "every group acknowledged", func() bool { return pending(hub, "early") == 0 })
 
-	// Acked by every group that existed: a group made now gets nothing old.
-	var late recorder
-	late2 := newTestBroker(t, hub, WithGroup("later"))
-	if err := late2.Subscribe("early", late.handle); err != nil {
-		t.Fatal(err)
-	}
-	publishN(t, b, "early", 1)
-	eventually(t, 5*time.Second, "the new message", func() bool { return late.len() == 1 })
-	if got := late.list(); got[0] != "0" {
-		t.Fatalf("group made after the old messages were freed got %v", got)
+	if got := stored(hub, "early"); got != 5 {
+		t.Fatalf("after the only group acknowledged them, topic holds %d messages, want 5 kept", got)
 	}
 }
 
-func TestEntryFreedOnlyAfterEveryGroupAcks(t *testing.T) {
+// As from a NATS or Redis stream, a group created after every existing group
+// acknowledged the messages still gets them: the topic keeps acknowledged
+// messages up to its capacity.
+func TestLateGroupGetsMessagesOtherGroupsAcked(t *testing.T) {
+	hub := testHub(t)
+	var first recorder
+	b := newTestBroker(t, hub, WithGroup("first"), WithConcurrency(1))
+	if err := b.Subscribe("kept", first.handle); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, b, "kept", 3)
+	eventually(t, 5*time.Second, "first group done", func() bool { return first.len() == 3 })
+	eventually(t, 5*time.Second, "every group acknowledged", func() bool { return pending(hub, "kept") == 0 })
+
+	var late recorder
+	if err := newTestBroker(t, hub, WithGroup("late"), WithConcurrency(1)).Subscribe("kept", late.handle); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "late group gets the acknowledged messages", func() bool { return late.len() == 3 })
+	if got, want := late.list(), []string{"0", "1", "2"}; !slices.Equal(got, want) {
+		t.Fatalf("late group got %v, want %v", got, want)
+	}
+}
+
+// A full topic makes room by dropping the oldest message that every group
+// acknowledged, even when an older one is still held by a group; a group
+// created later then starts at the oldest message left.
+func TestFullTopicDropsOldestMessageEveryGroupAcked(t *testing.T) {
+	hub := testHub(t, WithCapacity(4))
+	// Group "slow" holds message "0" in its handler and acknowledges the rest.
+	var slowGot recorder
+	slow := newTestBroker(t, hub, WithGroup("slow"), WithConcurrency(2))
+	release := make(chan struct{})
+	unblock := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(unblock) // before the broker's Close, even when the test fails
+	if err := slow.Subscribe("t", func(p []byte) error {
+		if string(p) == "0" {
+			<-release
+		}
+		return slowGot.handle(p)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var fast recorder
+	if err := newTestBroker(t, hub, WithGroup("fast")).Subscribe("t", fast.handle); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := slow.Publish(ctx, "t", []byte(strconv.Itoa(i)))
+		cancel()
+		if err != nil {
+			t.Fatalf("Publish %d on a full topic with acknowledged messages: %v", i, err)
+		}
+		// Message i acknowledged by both groups before the next publish.
+		eventually(t, 5*time.Second, "both groups done", func() bool {
+			return fast.len() == i+1 && (i == 0 || slowGot.len() == i)
+		})
+	}
+	if got := stored(hub, "t"); got != 4 {
+		t.Fatalf("topic holds %d messages, want its capacity, 4", got)
+	}
+	var late recorder
+	if err := newTestBroker(t, hub, WithGroup("late"), WithConcurrency(1)).Subscribe("t", late.handle); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "late group done", func() bool { return late.len() == 4 })
+	if got, want := late.list(), []string{"0", "3", "4", "5"}; !slices.Equal(got, want) {
+		t.Fatalf("late group got %v, want %v: the unacknowledged 0 and the newest", got, want)
+	}
+	unblock()
+	eventually(t, 5*time.Second, "every group acknowledged", func() bool { return pending(hub, "t") == 0 })
+}
+
+// A message is dropped only once every existing group acknowledged it, and
+// never while the topic has no group: then a full topic blocks Publish.
+func TestFullTopicBlocksWhileNoMessageCanBeDropped(t *testing.T) {
+	tests := []struct {
+		name  string
+		group bool // a group exists and has not acknowledged anything
+	}{
+		{name: "no group", group: false},
+		{name: "group not done", group: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hub := testHub(t, WithCapacity(2))
+			b := newTestBroker(t, hub)
+			if tt.group {
+				sub, err := NewSubscriber(hub, WithGroup("idle"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = sub.Close() })
+				if err := sub.SubscribeInitialize("full"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			publishN(t, b, "full", 2)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+			defer cancel()
+			if err := b.Publish(ctx, "full", []byte("x")); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Publish on a full topic = %v, want an error wrapping context.DeadlineExceeded", err)
+			}
+			if got := stored(hub, "full"); got != 2 {
+				t.Fatalf("topic holds %d messages, want 2", got)
+			}
+		})
+	}
+}
+
+func TestMessageStaysPendingUntilEveryGroupAcks(t *testing.T) {
 	hub := testHub(t)
 	release := make(chan struct{})
 	slow := newTestBroker(t, hub, WithGroup("slow"))
@@ -244,7 +356,7 @@ func TestEntryFreedOnlyAfterEveryGroupAcks(t *testing.T) {
 	eventually(t, 5*time.Second, "third group gets stored messages", func() bool { return third.len() == 3 })
 
 	unblock()
-	eventually(t, 5*time.Second, "entries freed", func() bool { return stored(hub, "t") == 0 })
+	eventually(t, 5*time.Second, "every group acknowledged", func() bool { return pending(hub, "t") == 0 })
 }
 
 func TestRedeliveryWaitsBackoff(t *testing.T) {
@@ -371,7 +483,7 @@ func TestDeadLetters(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Fatal("no dead letter")
 			}
-			eventually(t, 5*time.Second, "source freed", func() bool { return stored(hub, "src") == 0 })
+			eventually(t, 5*time.Second, "source acknowledged", func() bool { return pending(hub, "src") == 0 })
 		})
 	}
 }
@@ -421,7 +533,7 @@ func TestUnfinishedWatermillDeliveryStaysForGroup(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("unfinished delivery not redelivered to the group's next subscriber")
 	}
-	eventually(t, 5*time.Second, "acked", func() bool { return stored(hub, "w") == 0 })
+	eventually(t, 5*time.Second, "acked", func() bool { return pending(hub, "w") == 0 })
 }
 
 func TestClose(t *testing.T) {
@@ -603,7 +715,7 @@ func TestSubscribeInitializeKeepsMessagesForGroup(t *testing.T) {
 			t.Fatalf("message %d not delivered to the initialized group", i)
 		}
 	}
-	eventually(t, 5*time.Second, "entries freed", func() bool { return stored(hub, "init") == 0 })
+	eventually(t, 5*time.Second, "every group acknowledged", func() bool { return pending(hub, "init") == 0 })
 }
 
 // A handler that calls runtime.Goexit (t.FailNow in a test handler does)
@@ -627,7 +739,7 @@ func TestHandlerGoexitKeepsSubscriptionRunning(t *testing.T) {
 	if got := rec.list(); !slices.Contains(got, "0") {
 		t.Fatalf("handled %v: the message whose handler called Goexit was not redelivered", got)
 	}
-	eventually(t, 5*time.Second, "entries freed", func() bool { return stored(hub, "exit") == 0 })
+	eventually(t, 5*time.Second, "every group acknowledged", func() bool { return pending(hub, "exit") == 0 })
 }
 
 // Lost wake-ups: competing subscriptions of one group come and go while
@@ -695,5 +807,5 @@ func TestWakeUpsUnderSubscriptionChurn(t *testing.T) {
 	eventually(t, 20*time.Second, "every message handled", func() bool { return count.Load() == messages })
 	close(stop)
 	churn.Wait()
-	eventually(t, 5*time.Second, "entries freed", func() bool { return stored(hub, "churn") == 0 })
+	eventually(t, 5*time.Second, "every group acknowledged", func() bool { return pending(hub, "churn") == 0 })
 }

@@ -9,7 +9,8 @@ import (
 	"github.com/go-relay/relay/internal/delivery"
 )
 
-// Defaults of the options. The option docs link to them.
+// Defaults of the options. The option docs link to them. DefaultMaxDeliver,
+// DefaultMinBackoff and DefaultMaxBackoff are the same in every relay backend.
 const (
 	// DefaultGroup is the consumer group of a [Broker] or [Subscriber] made
 	// without [WithGroup].
@@ -19,15 +20,15 @@ const (
 	DefaultConcurrency = 8
 	// DefaultMaxDeliver is the number of deliveries, including the first,
 	// without [WithMaxDeliver].
-	DefaultMaxDeliver = delivery.DefaultMaxDeliver
+	DefaultMaxDeliver = 3
 	// DefaultMinBackoff is the wait before the first redelivery without
 	// [WithBackoff]; the wait doubles per failed delivery.
-	DefaultMinBackoff = delivery.DefaultMinBackoff
+	DefaultMinBackoff = 100 * time.Millisecond
 	// DefaultMaxBackoff is the longest wait before a redelivery without
 	// [WithBackoff].
-	DefaultMaxBackoff = delivery.DefaultMaxBackoff
-	// DefaultCapacity is the number of messages a topic of a [Hub] holds
-	// without [WithCapacity].
+	DefaultMaxBackoff = 10 * time.Second
+	// DefaultCapacity is the number of messages, acknowledged or not, that a
+	// topic of a [Hub] keeps without [WithCapacity].
 	DefaultCapacity = 65536
 )
 
@@ -152,8 +153,21 @@ func WithDeadLetterTopic(name func(topic string) string) Option {
 	}
 }
 
-// WithLogger sets the logger for background errors and handler failures, by
-// default [slog.Default]. A nil logger is an error.
+// WithLogger sets the logger of what happens in the background, by default
+// [slog.Default]. A nil logger is an error. Levels, the same in every relay
+// backend:
+//
+//   - Debug: a delivery failed and will be delivered again (handler error,
+//     panic, runtime.Goexit or Nack); attributes topic, group, id, attempt,
+//     error.
+//   - Warn: a message was written to its dead-letter topic; attributes
+//     topic, group, id, attempts, reason, dead_letter_topic.
+//   - Error: a delivery could not be settled (its dead letter could not be
+//     stored, the dead-letter topic being full until the subscription
+//     stopped): the message stays on its topic and is delivered again.
+//
+// The memory backend has no server, so it has no transient backend trouble
+// to report at Warn.
 func WithLogger(logger *slog.Logger) Option {
 	return func(c *config) error {
 		if logger == nil {
@@ -185,11 +199,14 @@ type hubConfig struct {
 	capacity int
 }
 
-// WithCapacity sets how many messages one topic of the hub holds, by default
-// [DefaultCapacity]: messages that some existing group has not acknowledged
-// yet, or, while the topic has no group, every message published to it. When
-// a topic is full, Publish blocks until a message is freed or its context is
-// done. n must be at least 1.
+// WithCapacity sets how many messages one topic of the hub keeps, by default
+// [DefaultCapacity]: acknowledged messages too, so that a group created later
+// gets them, as from a NATS or Redis stream. When a topic is full, Publish
+// drops the oldest message that every group of the topic has acknowledged to
+// make room; when there is none (a group has not acknowledged any of them,
+// or the topic has no group yet), it blocks until a group acknowledges one,
+// its context is done or the publishing value is closed. A hub thus holds up
+// to n messages per topic in memory, consumed or not. n must be at least 1.
 func WithCapacity(n int) HubOption {
 	return func(c *hubConfig) error {
 		if n < 1 {

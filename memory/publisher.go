@@ -52,11 +52,13 @@ func faceConfig(hub *Hub, opts []Option) (config, error) {
 
 // Publish stores msgs on topic in order, each with its UUID, its metadata and
 // a copy of its payload, so the caller may reuse the message afterwards. It
-// blocks while the topic is full ([WithCapacity]) until space frees, the
-// message's context is done (an error wrapping the context's error; messages
-// before it are stored) or the publisher is closed. It returns an error
-// wrapping [relay.ErrInvalidTopic] for a topic that [relay.ValidateTopic]
-// rejects, and [relay.ErrClosed] after Close.
+// honours each message's context (msg.Context()): when one is done already,
+// Publish stores none of the messages and returns that context's error,
+// wrapped. It blocks while the topic is full ([WithCapacity]) until space
+// frees, the waiting message's context is done (an error wrapping the
+// context's error; the messages before it are stored) or the publisher is
+// closed. It returns an error wrapping [relay.ErrInvalidTopic] for a topic
+// that [relay.ValidateTopic] rejects, and [relay.ErrClosed] after Close.
 func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	t, err := p.hub.validTopic(topic)
 	if err != nil {
@@ -66,6 +68,11 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	case <-p.closing:
 		return fmt.Errorf("memory: publish %q: %w", topic, relay.ErrClosed)
 	default:
+	}
+	for _, msg := range msgs {
+		if err := msg.Context().Err(); err != nil {
+			return fmt.Errorf("memory: publish %q: message %s: %w", topic, msg.UUID, err)
+		}
 	}
 	for _, msg := range msgs {
 		m := wm.FromWatermill(msg)

@@ -29,6 +29,7 @@ type Subscriber struct {
 	wg      sync.WaitGroup // the goroutines that close output channels
 
 	closeOnce sync.Once
+	stopped   chan struct{} // closed once every subscription stopped after Close
 }
 
 // NewSubscriber returns a subscriber on hub. Options: [WithGroup],
@@ -41,7 +42,7 @@ func NewSubscriber(hub *Hub, opts ...Option) (*Subscriber, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Subscriber{e: newEngine(cfg), closing: make(chan struct{})}, nil
+	return &Subscriber{e: newEngine(cfg), closing: make(chan struct{}), stopped: make(chan struct{})}, nil
 }
 
 // Subscribe joins the subscriber's group on topic (creating it, if new, at
@@ -97,20 +98,53 @@ func (s *Subscriber) SubscribeInitialize(topic string) error {
 	return nil
 }
 
-// Close stops every subscription and closes every output channel. A message
-// sent and not acked or nacked by then counts as not processed: its context
-// ends, a later Ack has no effect, and it stays on the hub for the group's
-// other or later subscriptions, at once and without counting as a delivery. Close leaves no goroutine behind and does not affect the hub.
-// It is idempotent and safe to call concurrently: every call returns nil once
-// the first has finished.
+// Close is Shutdown(context.Background()): it stops every subscription and
+// closes every output channel. A message sent and not acked or nacked by then
+// counts as not processed: its context ends, a later Ack has no effect, and
+// it stays on the hub for the group's other or later subscriptions, at once
+// and without counting as a delivery. Close leaves no goroutine behind and
+// does not affect the hub. It is idempotent and safe to call concurrently:
+// every call returns nil once the first has finished.
+//
+// Close waits, without bound, for the subscriptions' own goroutines to hand
+// their messages back and settle the acks and nacks that came before it. It
+// does not wait for the code that reads the channels, since a message out
+// counts as not processed once Close starts: unlike [Broker.Close], it may be
+// called from the goroutine that handles a message. [Subscriber.Shutdown]
+// bounds the wait.
 func (s *Subscriber) Close() error {
+	return s.Shutdown(context.Background())
+}
+
+// Shutdown is Close that stops waiting once ctx is done, and then returns an
+// error wrapping ctx.Err(). Everything else happens as with Close, at once:
+// Subscribe returns [relay.ErrClosed], no new message is taken and messages
+// out on the channels count as not processed. A delivery whose settling is
+// still running when Shutdown returns stays in flight, and no other
+// subscription gets its message until it is settled; the output channel
+// closes after that. A later Close or Shutdown waits again. Shutdown is
+// idempotent and safe to call concurrently and with Close.
+func (s *Subscriber) Shutdown(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closed = true
 		s.mu.Unlock()
 		close(s.closing)
-		s.e.close()
-		s.wg.Wait()
+		go func() {
+			defer close(s.stopped)
+			s.e.close()
+			s.wg.Wait()
+		}()
 	})
-	return nil
+	select {
+	case <-s.stopped:
+		return nil
+	default:
+	}
+	select {
+	case <-s.stopped:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("memory: shutdown: %w", ctx.Err())
+	}
 }
