@@ -20,6 +20,13 @@ var (
 	// max_payload, 1 MiB by default).
 	ErrPayloadTooLarge = errors.New("relay: payload too large")
 
+	// ErrInvalidMetadata is returned by a Watermill Publisher when a message's
+	// UUID or metadata cannot be carried by the backend's wire format (for
+	// NATS: keys that are not valid header names or start with "Nats-", and
+	// values with line breaks or leading or trailing white space, which NATS
+	// headers would change).
+	ErrInvalidMetadata = errors.New("relay: invalid metadata")
+
 	// ErrInvalidOption is returned by constructors when an option value is out of
 	// range (for example a negative max deliver or a zero ack wait) or a required
 	// argument is nil.

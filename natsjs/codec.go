@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
 )
 
@@ -23,8 +24,14 @@ const natsHeaderPrefix = "Nats-"
 func encode(topic string, m delivery.Message) (*nats.Msg, error) {
 	h := make(nats.Header, len(m.Metadata)+2)
 	id := []string{m.UUID} // shared by both headers: nats.go only reads them
+	if err := headerValueError("UUID", m.UUID); err != nil {
+		return nil, err
+	}
 	for k, v := range m.Metadata {
 		if err := metadataKeyError(k); err != nil {
+			return nil, err
+		}
+		if err := headerValueError(fmt.Sprintf("metadata %q", k), v); err != nil {
 			return nil, err
 		}
 		h[k] = []string{v}
@@ -80,13 +87,29 @@ const DeadLetterReserve = 768
 func metadataKeyError(k string) error {
 	switch {
 	case !validHeaderKey(k):
-		return fmt.Errorf("metadata key %q cannot be a NATS header (printable ASCII without spaces or %s)", k, forbiddenKeyChars)
+		return fmt.Errorf("%w: key %q cannot be a NATS header (printable ASCII without spaces or %s)", relay.ErrInvalidMetadata, k, forbiddenKeyChars)
 	case len(k) >= len(natsHeaderPrefix) && strings.EqualFold(k[:len(natsHeaderPrefix)], natsHeaderPrefix):
-		return fmt.Errorf("metadata key %q starts with %q: such headers are JetStream's (they would change how the message is stored)", k, natsHeaderPrefix)
+		return fmt.Errorf("%w: key %q starts with %q: such headers are JetStream's (they would change how the message is stored)", relay.ErrInvalidMetadata, k, natsHeaderPrefix)
 	case k == UUIDHeader:
-		return fmt.Errorf("metadata key %q is reserved for the message UUID", k)
+		return fmt.Errorf("%w: key %q is reserved for the message UUID", relay.ErrInvalidMetadata, k)
 	}
 	return nil
+}
+
+// headerValueError says why v would not arrive unchanged as a NATS header
+// value: nats.go trims white space around values and turns line breaks into
+// spaces, so a UUID "a " would even share its Nats-Msg-Id with "a".
+func headerValueError(what, v string) error {
+	if v != textproto.TrimString(v) || strings.ContainsAny(v, "\r\n") {
+		return fmt.Errorf("%w: %s %q has line breaks or white space at an end, which NATS headers do not keep", relay.ErrInvalidMetadata, what, v)
+	}
+	return nil
+}
+
+// headerSafe returns v as a NATS header keeps it, for the dead letter, which
+// must be publishable whatever the handler's error text says.
+func headerSafe(v string) string {
+	return textproto.TrimString(strings.NewReplacer("\r\n", " ", "\r", " ", "\n", " ").Replace(v))
 }
 
 // headerSize is the size on the wire of h, as nats.go encodes it.

@@ -808,12 +808,15 @@ func (x settler) PublishDeadLetter(ctx context.Context, topic string, m delivery
 	e := x.s.e
 	m.Metadata = maps.Clone(m.Metadata)
 	var dropped []string
-	for k := range m.Metadata {
+	for k, v := range m.Metadata {
 		if metadataKeyError(k) != nil {
 			dropped = append(dropped, k)
 			delete(m.Metadata, k)
+			continue
 		}
+		m.Metadata[k] = headerSafe(v) // the reason is an error text: it may span lines
 	}
+	m.UUID = headerSafe(m.UUID)
 	if len(dropped) > 0 {
 		slices.Sort(dropped)
 		m.Metadata[relay.MetadataReason] += fmt.Sprintf(" (metadata keys %q left out of the dead letter: not valid NATS header names)", dropped)

@@ -1,6 +1,7 @@
 package redisstreams
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -61,6 +62,9 @@ func decode(values map[string]any) (delivery.Message, error) {
 	if raw, ok := values[fieldMetadata]; ok {
 		b, err := bytesOf(fieldMetadata, raw)
 		if err == nil && len(b) > 0 {
+			err = checkMapLen(b)
+		}
+		if err == nil && len(b) > 0 {
 			err = msgpack.Unmarshal(b, &m.Metadata)
 			if err != nil {
 				m.Metadata = nil
@@ -72,6 +76,18 @@ func decode(values map[string]any) (delivery.Message, error) {
 		}
 	}
 	return m, errors.Join(errs...)
+}
+
+// checkMapLen refuses msgpack whose map header claims more entries than its
+// bytes can hold (each entry takes at least two bytes): msgpack sizes the map
+// from the header, so five corrupt bytes claiming 2^32-1 entries made a decode
+// allocate some 84 MB.
+func checkMapLen(b []byte) error {
+	n, err := msgpack.NewDecoder(bytes.NewReader(b)).DecodeMapLen()
+	if err != nil || n <= (len(b)-1)/2 {
+		return nil // not a map, or a plausible one: Unmarshal has the last word
+	}
+	return fmt.Errorf("metadata claims %d entries in %d bytes", n, len(b))
 }
 
 // bytesOf returns a field value as go-redis hands it over: a string (RESP2

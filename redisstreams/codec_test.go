@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"maps"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -124,5 +125,21 @@ func TestEncodeFieldsMatchWatermill(t *testing.T) {
 	var md map[string]string
 	if err := msgpack.Unmarshal([]byte(m["metadata"].(string)), &md); err != nil || md["k"] != "v" {
 		t.Fatalf("metadata field %q: %v, %v", m["metadata"], md, err)
+	}
+}
+
+func TestDecodeRefusesMetadataClaimingMoreEntriesThanItsBytes(t *testing.T) {
+	// A map32 header claiming 2^32-1 entries in five bytes: msgpack used to
+	// size a map from it, allocating tens of megabytes per decode.
+	values := map[string]any{fieldPayload: "p", fieldMetadata: "\xdf\xff\xff\xff\xff"}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := decode(values)
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatal("decode accepted a metadata map header claiming 2^32-1 entries in 5 bytes")
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+		t.Fatalf("decode allocated %d bytes for 5 bytes of metadata", grew)
 	}
 }
