@@ -1,12 +1,11 @@
 package memory
 
 import (
-	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/option"
 )
 
 // Defaults of the options. The option docs link to them. DefaultMaxDeliver,
@@ -66,14 +65,16 @@ func newConfig(opts []Option) (config, error) {
 			return config{}, err
 		}
 	}
-	if err := c.policy.Validate("memory"); err != nil {
+	if err := c.policy.Validate(pkg); err != nil {
 		return config{}, err
 	}
 	return c, nil
 }
 
+const pkg = "memory"
+
 func invalid(format string, args ...any) error {
-	return fmt.Errorf("memory: %w: %s", relay.ErrInvalidOption, fmt.Sprintf(format, args...))
+	return option.Invalid(pkg, format, args...)
 }
 
 // WithHub makes a [Broker] use hub, so that it sees the topics of every other
@@ -97,11 +98,7 @@ func WithHub(hub *Hub) Option {
 // one of them); every group gets every message. The group must not be empty.
 func WithGroup(group string) Option {
 	return func(c *config) error {
-		if group == "" {
-			return invalid("empty group")
-		}
-		c.group = group
-		return nil
+		return option.Group(pkg, &c.group, group)
 	}
 }
 
@@ -110,11 +107,7 @@ func WithGroup(group string) Option {
 // handles messages in publish order while none fails.
 func WithConcurrency(n int) Option {
 	return func(c *config) error {
-		if n < 1 {
-			return invalid("concurrency %d, must be at least 1", n)
-		}
-		c.concurrency = n
-		return nil
+		return option.Concurrency(pkg, &c.concurrency, n)
 	}
 }
 
@@ -145,11 +138,7 @@ func WithBackoff(min, max time.Duration) Option {
 // are published on the same [Hub]. A nil function is an error.
 func WithDeadLetterTopic(name func(topic string) string) Option {
 	return func(c *config) error {
-		if name == nil {
-			return invalid("nil dead-letter topic function")
-		}
-		c.policy.DeadLetterTopic = name
-		return nil
+		return option.DeadLetterTopic(pkg, &c.policy, name)
 	}
 }
 
@@ -170,11 +159,7 @@ func WithDeadLetterTopic(name func(topic string) string) Option {
 // to report at Warn.
 func WithLogger(logger *slog.Logger) Option {
 	return func(c *config) error {
-		if logger == nil {
-			return invalid("nil logger")
-		}
-		c.logger = logger
-		return nil
+		return option.Logger(pkg, &c.logger, logger)
 	}
 }
 

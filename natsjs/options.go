@@ -2,14 +2,13 @@ package natsjs
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/option"
 )
 
 // Defaults of the options. Every [Option] that is not given keeps these.
@@ -81,14 +80,16 @@ func newConfig(opts []Option) (config, error) {
 			return c, err
 		}
 	}
-	if err := c.policy.Validate("natsjs"); err != nil {
+	if err := c.policy.Validate(pkg); err != nil {
 		return c, err
 	}
 	return c, nil
 }
 
+const pkg = "natsjs"
+
 func invalid(format string, args ...any) error {
-	return fmt.Errorf("natsjs: %w: %s", relay.ErrInvalidOption, fmt.Sprintf(format, args...))
+	return option.Invalid(pkg, format, args...)
 }
 
 // WithGroup sets the consumer group, [DefaultGroup] by default. Brokers and
@@ -99,11 +100,7 @@ func invalid(format string, args ...any) error {
 // consumer with its own configuration.
 func WithGroup(group string) Option {
 	return func(c *config) error {
-		if group == "" {
-			return invalid("empty group")
-		}
-		c.group = group
-		return nil
+		return option.Group(pkg, &c.group, group)
 	}
 }
 
@@ -114,11 +111,7 @@ func WithGroup(group string) Option {
 // package documentation.
 func WithMaxDeliver(n int) Option {
 	return func(c *config) error {
-		if n < 1 {
-			return invalid("max deliver %d, must be at least 1", n)
-		}
-		c.policy.MaxDeliver = n
-		return nil
+		return option.MaxDeliver(pkg, &c.policy, n)
 	}
 }
 
@@ -157,11 +150,7 @@ func WithBackoff(min, max time.Duration) Option {
 // the message stays pending.
 func WithDeadLetterTopic(f func(topic string) string) Option {
 	return func(c *config) error {
-		if f == nil {
-			return invalid("nil dead-letter topic function")
-		}
-		c.policy.DeadLetterTopic = f
-		return nil
+		return option.DeadLetterTopic(pkg, &c.policy, f)
 	}
 }
 
@@ -172,11 +161,7 @@ func WithDeadLetterTopic(f func(topic string) string) Option {
 // unsettled messages.
 func WithConcurrency(n int) Option {
 	return func(c *config) error {
-		if n < 1 {
-			return invalid("concurrency %d, must be at least 1", n)
-		}
-		c.concurrency = n
-		return nil
+		return option.Concurrency(pkg, &c.concurrency, n)
 	}
 }
 
@@ -191,11 +176,7 @@ func WithConcurrency(n int) Option {
 // only for free handlers.
 func WithPrefetch(n int) Option {
 	return func(c *config) error {
-		if n < 0 {
-			return invalid("prefetch %d, must not be negative", n)
-		}
-		c.prefetch = n
-		return nil
+		return option.Prefetch(pkg, &c.prefetch, n)
 	}
 }
 
@@ -233,11 +214,7 @@ func WithRequestTimeout(d time.Duration) Option {
 // carry topic.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
-		if l == nil {
-			return invalid("nil logger")
-		}
-		c.logger = l
-		return nil
+		return option.Logger(pkg, &c.logger, l)
 	}
 }
 

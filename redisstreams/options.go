@@ -1,14 +1,13 @@
 package redisstreams
 
 import (
-	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/option"
 )
 
 // Defaults of the options. The option docs link to them.
@@ -94,7 +93,7 @@ func newConfig(opts []Option) (config, error) {
 
 // invalid returns an error wrapping relay.ErrInvalidOption.
 func invalid(format string, args ...any) error {
-	return fmt.Errorf("%s: %w: %s", pkg, relay.ErrInvalidOption, fmt.Sprintf(format, args...))
+	return option.Invalid(pkg, format, args...)
 }
 
 func (c config) validate() error {
@@ -130,11 +129,7 @@ func (c config) validate() error {
 // stream's entries; each group gets every entry. An empty name is invalid.
 func WithGroup(name string) Option {
 	return func(c *config) error {
-		if name == "" {
-			return invalid("empty group")
-		}
-		c.group = name
-		return nil
+		return option.Group(pkg, &c.group, name)
 	}
 }
 
@@ -145,11 +140,7 @@ func WithGroup(name string) Option {
 // count too.
 func WithMaxDeliver(n int) Option {
 	return func(c *config) error {
-		if n < 1 {
-			return invalid("max deliver %d, must be at least 1", n)
-		}
-		c.policy.MaxDeliver = n
-		return nil
+		return option.MaxDeliver(pkg, &c.policy, n)
 	}
 }
 
@@ -161,14 +152,7 @@ func WithMaxDeliver(n int) Option {
 // consumer of the group claims the entry.
 func WithBackoff(min, max time.Duration) Option {
 	return func(c *config) error {
-		switch {
-		case min <= 0:
-			return invalid("min backoff %v, must be positive", min)
-		case max < min:
-			return invalid("max backoff %v is below min backoff %v", max, min)
-		}
-		c.policy.MinBackoff, c.policy.MaxBackoff = min, max
-		return nil
+		return option.Backoff(pkg, &c.policy, min, max)
 	}
 }
 
@@ -177,11 +161,7 @@ func WithBackoff(min, max time.Duration) Option {
 // stream of that name. A nil function is invalid.
 func WithDeadLetterTopic(f func(topic string) string) Option {
 	return func(c *config) error {
-		if f == nil {
-			return invalid("nil dead-letter topic function")
-		}
-		c.policy.DeadLetterTopic = f
-		return nil
+		return option.DeadLetterTopic(pkg, &c.policy, f)
 	}
 }
 
@@ -192,11 +172,7 @@ func WithDeadLetterTopic(f func(topic string) string) Option {
 // prefetch ([WithPrefetch]) entries that are read and not yet acknowledged.
 func WithConcurrency(n int) Option {
 	return func(c *config) error {
-		if n < 1 {
-			return invalid("concurrency %d, must be at least 1", n)
-		}
-		c.concurrency = n
-		return nil
+		return option.Concurrency(pkg, &c.concurrency, n)
 	}
 }
 
@@ -212,11 +188,7 @@ func WithConcurrency(n int) Option {
 // 0 reads only for free handlers.
 func WithPrefetch(n int) Option {
 	return func(c *config) error {
-		if n < 0 {
-			return invalid("prefetch %d, must not be negative", n)
-		}
-		c.prefetch = n
-		return nil
+		return option.Prefetch(pkg, &c.prefetch, n)
 	}
 }
 
@@ -316,10 +288,6 @@ func WithStartID(id string) Option {
 //     failed): the entry stays pending.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
-		if l == nil {
-			return invalid("nil logger")
-		}
-		c.logger = l
-		return nil
+		return option.Logger(pkg, &c.logger, l)
 	}
 }

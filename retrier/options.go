@@ -1,12 +1,11 @@
 package retrier
 
 import (
-	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/option"
 )
 
 // Defaults of the retrier, the same as the native backends'.
@@ -38,7 +37,7 @@ func defaultConfig() config {
 }
 
 func invalid(format string, args ...any) error {
-	return fmt.Errorf("retrier: %w: %s", relay.ErrInvalidOption, fmt.Sprintf(format, args...))
+	return option.Invalid("retrier", format, args...)
 }
 
 // WithMaxDeliver sets how many times a delivery is attempted in all, the first
@@ -82,11 +81,7 @@ func WithDeadLetterTopic(f func(topic string) string) Option {
 // [slog.Default].
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
-		if l == nil {
-			return invalid("nil logger")
-		}
-		c.logger = l
-		return nil
+		return option.Logger("retrier", &c.logger, l)
 	}
 }
 
