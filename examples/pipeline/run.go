@@ -100,6 +100,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (result, error) {
 
 	fmt.Fprintf(out, "pipeline: %d orders over %s (fail once %.1f%%, poison %.1f%%, concurrency %d)\n",
 		cfg.n, b.desc, 100*cfg.failRate, 100*cfg.poison, cfg.concurrency)
+	fmt.Fprintf(out, "topics: %s, %s, %s\n", topics.placed, topics.accepted, topics.dead)
 	start := time.Now()
 	prog := startProgress(out, tr, cfg.n)
 	if err := publish(ctx, b.publisher, topics.placed, orders, tr); err != nil {
