@@ -543,15 +543,21 @@ type pullRequest struct {
 // stopping) returned to JetStream at once.
 func (s *subscription) fetch(ctx context.Context, n int) error {
 	info := s.cons.CachedInfo()
+	// Limits set by WithConsumerConfig: a request beyond them is refused
+	// (409) every time.
 	if most := info.Config.MaxRequestBatch; most > 0 {
-		n = min(n, most) // set by WithConsumerConfig; more is refused
+		n = min(n, most)
+	}
+	expires := fetchWait
+	if most := info.Config.MaxRequestExpires; most > 0 {
+		expires = min(expires, most)
 	}
 	nc := s.e.js.Conn()
 	sub, err := nc.SubscribeSync(nc.NewInbox())
 	if err != nil {
 		return err
 	}
-	body, err := json.Marshal(pullRequest{Batch: n, Expires: fetchWait})
+	body, err := json.Marshal(pullRequest{Batch: n, Expires: expires})
 	if err != nil {
 		_ = sub.Unsubscribe()
 		return err
@@ -560,9 +566,9 @@ func (s *subscription) fetch(ctx context.Context, n int) error {
 		_ = sub.Unsubscribe()
 		return err
 	}
-	// The server ends the request after fetchWait; a request that got no
-	// end by then went to a server that is gone.
-	wctx, cancel := context.WithTimeout(ctx, fetchWait+time.Second)
+	// The server ends the request after expires; a request that got no end
+	// by then went to a server that is gone.
+	wctx, cancel := context.WithTimeout(ctx, expires+time.Second)
 	defer cancel()
 	for got := 0; got < n; {
 		msg, err := sub.NextMsgWithContext(wctx)

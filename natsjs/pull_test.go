@@ -1,0 +1,290 @@
+package natsjs_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/go-relay/relay/internal/natstest"
+	"github.com/go-relay/relay/natsjs"
+)
+
+// Edge cases of the engine's own pull requests
+// ($JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>) against a real server:
+// what is fetched is never dropped, and no failure makes the fetch loop spin.
+
+// pullCounter counts the pull requests sent for topic's stream, seen by a
+// connection of its own.
+func pullCounter(t *testing.T, s *natstest.Server, topic string) *atomic.Int64 {
+	t.Helper()
+	nc := natstest.Connect(t, s)
+	var n atomic.Int64
+	sub, err := nc.Subscribe("$JS.API.CONSUMER.MSG.NEXT."+natsjs.StreamName(topic)+".>", func(*nats.Msg) { n.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return &n
+}
+
+// received records the payloads a handler got.
+type received struct {
+	mu  sync.Mutex
+	got map[string]int
+}
+
+func (r *received) handler(b []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.got == nil {
+		r.got = map[string]int{}
+	}
+	r.got[string(b)]++
+	return nil
+}
+
+func (r *received) has(payloads ...string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range payloads {
+		if r.got[p] == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func payloads(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%d", prefix, i)
+	}
+	return out
+}
+
+// warnLog is a broker logger at Warn whose lines can be counted.
+func warnLog() (*syncBuffer, *slog.Logger) {
+	var out syncBuffer
+	return &out, slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+func countLines(out *syncBuffer, substr string) int {
+	n := 0
+	for line := range strings.Lines(out.String()) {
+		if strings.Contains(line, substr) {
+			n++
+		}
+	}
+	return n
+}
+
+// checkNoSpin fails t if more than most pull requests go out within d of an
+// idle subscription (one renewal per fetchWait, 5 s, is expected).
+func checkNoSpin(t *testing.T, pulls *atomic.Int64, d time.Duration, most int64) {
+	t.Helper()
+	before := pulls.Load()
+	time.Sleep(d) // measuring a rate over d, not synchronizing
+	if n := pulls.Load() - before; n > most {
+		t.Errorf("%d pull requests in %v while idle, want at most %d", n, d, most)
+	}
+}
+
+// The group's durable consumer deleted under a running subscription is made
+// again, and messages published afterwards are consumed, without a hot loop.
+func TestPullConsumerDeletedIsRecreated(t *testing.T) {
+	s := natstest.Start(t)
+	_, js := connect(t, s)
+	const topic = "pull.deleted"
+	pulls := pullCounter(t, s, topic)
+	out, log := warnLog()
+	b := newBroker(t, js, natsjs.WithLogger(log))
+	var r received
+	if err := b.Subscribe(topic, r.handler); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, b, topic, []byte("before"))
+	eventually(t, func() bool { return r.has("before") }, "message before the delete")
+
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	for round := range 2 { // deleted while a pull request waits, twice
+		if err := js.DeleteConsumer(ctx, natsjs.StreamName(topic), natsjs.ConsumerName(natsjs.DefaultGroup)); err != nil {
+			t.Fatal(err)
+		}
+		after := payloads(fmt.Sprintf("after%d", round), 5)
+		for _, p := range after {
+			publish(t, b, topic, []byte(p))
+		}
+		eventually(t, func() bool { return r.has(after...) }, "messages published after the delete")
+	}
+	checkNoSpin(t, pulls, 3*time.Second, 3)
+	if n := countLines(out, "level=WARN"); n > 10 {
+		t.Errorf("%d warnings after two consumer deletes, want few:\n%s", n, out.String())
+	}
+}
+
+// The stream deleted (and so the consumer) or purged under a running
+// subscription: later messages are consumed.
+func TestPullStreamDeletedOrPurged(t *testing.T) {
+	tests := []struct {
+		name string
+		op   func(ctx context.Context, js jetstream.JetStream, stream string) error
+	}{
+		{"deleted", func(ctx context.Context, js jetstream.JetStream, stream string) error {
+			return js.DeleteStream(ctx, stream)
+		}},
+		{"deleted and recreated by someone else", func(ctx context.Context, js jetstream.JetStream, stream string) error {
+			if err := js.DeleteStream(ctx, stream); err != nil {
+				return err
+			}
+			_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{"pull.stream"}, Storage: jetstream.FileStorage})
+			return err
+		}},
+		{"purged", func(ctx context.Context, js jetstream.JetStream, stream string) error {
+			st, err := js.Stream(ctx, stream)
+			if err != nil {
+				return err
+			}
+			return st.Purge(ctx)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := natstest.Start(t)
+			_, js := connect(t, s)
+			const topic = "pull.stream"
+			pulls := pullCounter(t, s, topic)
+			out, log := warnLog()
+			b := newBroker(t, js, natsjs.WithLogger(log))
+			var r received
+			if err := b.Subscribe(topic, r.handler); err != nil {
+				t.Fatal(err)
+			}
+			publish(t, b, topic, []byte("before"))
+			eventually(t, func() bool { return r.has("before") }, "message before")
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			if err := tt.op(ctx, js, natsjs.StreamName(topic)); err != nil {
+				t.Fatal(err)
+			}
+			after := payloads("after", 5)
+			for _, p := range after {
+				publish(t, b, topic, []byte(p))
+			}
+			eventually(t, func() bool { return r.has(after...) }, "messages published after")
+			checkNoSpin(t, pulls, 3*time.Second, 3)
+			if n := countLines(out, "level=WARN"); n > 10 {
+				t.Errorf("%d warnings, want few:\n%s", n, out.String())
+			}
+		})
+	}
+}
+
+// Consumer limits on pull requests set through WithConsumerConfig: the
+// engine's requests stay within them, so the server answers no 409, and
+// nothing stalls when MaxAckPending is below concurrency plus prefetch.
+func TestPullConsumerLimits(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  func(*jetstream.ConsumerConfig)
+	}{
+		{"MaxRequestBatch 2", func(c *jetstream.ConsumerConfig) { c.MaxRequestBatch = 2 }},
+		{"MaxRequestMaxBytes 1024", func(c *jetstream.ConsumerConfig) { c.MaxRequestMaxBytes = 1024 }},
+		{"MaxRequestExpires 1s", func(c *jetstream.ConsumerConfig) { c.MaxRequestExpires = time.Second }},
+		{"MaxWaiting 1", func(c *jetstream.ConsumerConfig) { c.MaxWaiting = 1 }},
+		{"MaxAckPending 3", func(c *jetstream.ConsumerConfig) { c.MaxAckPending = 3 }},
+		{"MaxAckPending 1", func(c *jetstream.ConsumerConfig) { c.MaxAckPending = 1 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := natstest.Start(t)
+			_, js := connect(t, s)
+			const topic = "pull.limits"
+			pulls := pullCounter(t, s, topic)
+			out, log := warnLog()
+			b := newBroker(t, js, natsjs.WithLogger(log), natsjs.WithConsumerConfig(tt.cfg), natsjs.WithConcurrency(4), natsjs.WithPrefetch(8))
+			var r received
+			if err := b.Subscribe(topic, func(p []byte) error {
+				time.Sleep(2 * time.Millisecond) // a handler that takes a moment: acks pending pile up
+				return r.handler(p)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			all := payloads("m", 60)
+			for _, p := range all {
+				publish(t, b, topic, []byte(p))
+			}
+			eventually(t, func() bool { return r.has(all...) }, "every message")
+			checkNoSpin(t, pulls, 3*time.Second, 5) // MaxRequestExpires 1s: one a second
+			if n := countLines(out, "level=WARN"); n > 0 {
+				t.Errorf("%d warnings, want none:\n%s", n, out.String())
+			}
+		})
+	}
+}
+
+// Two subscriptions of one group on a consumer that admits one waiting pull
+// request: the one refused (409 Exceeded MaxWaiting) backs off, nothing is
+// lost, and the fetch loops do not spin.
+func TestPullMaxWaitingSharedByTwoBrokers(t *testing.T) {
+	s := natstest.Start(t)
+	const topic = "pull.waiting"
+	pulls := pullCounter(t, s, topic)
+	out, log := warnLog()
+	cfg := natsjs.WithConsumerConfig(func(c *jetstream.ConsumerConfig) { c.MaxWaiting = 1 })
+	var r received
+	var brokers []*natsjs.Broker
+	for range 2 {
+		_, js := connect(t, s)
+		b := newBroker(t, js, natsjs.WithLogger(log), cfg)
+		if err := b.Subscribe(topic, r.handler); err != nil {
+			t.Fatal(err)
+		}
+		brokers = append(brokers, b)
+	}
+	all := payloads("m", 40)
+	for _, p := range all {
+		publish(t, brokers[0], topic, []byte(p))
+	}
+	eventually(t, func() bool { return r.has(all...) }, "every message")
+	checkNoSpin(t, pulls, 3*time.Second, 10)
+	t.Logf("%d warnings:\n%s", countLines(out, "level=WARN"), out.String())
+}
+
+// Sanity: a server restart while messages are fetched and in handlers loses
+// none of them.
+func TestPullServerRestartMidFetch(t *testing.T) {
+	s := natstest.Start(t)
+	_, js := connect(t, s)
+	const topic = "pull.restart"
+	b := newBroker(t, js, natsjs.WithConcurrency(2), natsjs.WithPrefetch(4), natsjs.WithAckWait(2*time.Second))
+	var r received
+	var started atomic.Int64
+	if err := b.Subscribe(topic, func(p []byte) error {
+		started.Add(1)
+		time.Sleep(20 * time.Millisecond)
+		return r.handler(p)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	all := payloads("m", 40)
+	for _, p := range all {
+		publish(t, b, topic, []byte(p))
+	}
+	eventually(t, func() bool { return started.Load() >= 5 }, "handling under way")
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool { return r.has(all...) }, "every message after the restart")
+}
