@@ -3,50 +3,14 @@ package memory_test
 import (
 	"testing"
 
-	"github.com/ThreeDotsLabs/watermill/message"
-
-	"github.com/go-relay/relay"
-	"github.com/go-relay/relay/memory"
+	"github.com/go-relay/relay/internal/memharness"
 	"github.com/go-relay/relay/pubsubtest"
 )
 
-// harness returns a pubsubtest harness whose values all live on one hub made
-// for t, the topic space of every sub-test of t (the suite gives each sub-test
-// its own topics and groups). There is no server to restart.
-func harness(t *testing.T) pubsubtest.Harness {
-	t.Helper()
-	hub, err := memory.NewHub()
-	if err != nil {
-		t.Fatal(err)
-	}
-	options := func(cfg pubsubtest.Config) []memory.Option {
-		// AckWait has no meaning in memory: a consumer cannot go silent without
-		// its Close, which gives its messages back at once.
-		return []memory.Option{
-			memory.WithGroup(cfg.Group),
-			memory.WithMaxDeliver(cfg.MaxDeliver),
-			memory.WithBackoff(cfg.MinBackoff, cfg.MaxBackoff),
-			memory.WithConcurrency(cfg.Concurrency),
-		}
-	}
-	return pubsubtest.Harness{
-		NewBroker: func(t *testing.T, cfg pubsubtest.Config) (relay.Broker, error) {
-			return memory.NewBroker(append(options(cfg), memory.WithHub(hub))...)
-		},
-		NewPublisher: func(t *testing.T, cfg pubsubtest.Config) (message.Publisher, error) {
-			return memory.NewPublisher(hub, options(cfg)...)
-		},
-		NewSubscriber: func(t *testing.T, cfg pubsubtest.Config) (message.Subscriber, error) {
-			return memory.NewSubscriber(hub, options(cfg)...)
-		},
-		Capabilities: pubsubtest.Capabilities{Persistent: false, Ordered: true},
-	}
-}
-
 func TestConformanceBroker(t *testing.T) {
-	pubsubtest.TestBroker(t, harness(t))
+	pubsubtest.TestBroker(t, memharness.New(t))
 }
 
 func TestConformanceWatermill(t *testing.T) {
-	pubsubtest.TestWatermill(t, harness(t))
+	pubsubtest.TestWatermill(t, memharness.New(t))
 }

@@ -12,50 +12,14 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/ThreeDotsLabs/watermill/message"
-
 	"github.com/go-relay/relay"
-	"github.com/go-relay/relay/memory"
+	"github.com/go-relay/relay/internal/memharness"
 	"github.com/go-relay/relay/pubsubtest"
 )
 
-// memoryHarness runs the suite on the memory backend, on one hub per test:
-// the suite's own proof that it passes on a conforming backend.
-func memoryHarness(t *testing.T) pubsubtest.Harness {
-	t.Helper()
-	hub, err := memory.NewHub()
-	if err != nil {
-		t.Fatal(err)
-	}
-	options := func(cfg pubsubtest.Config) []memory.Option {
-		return []memory.Option{
-			memory.WithGroup(cfg.Group),
-			memory.WithMaxDeliver(cfg.MaxDeliver),
-			memory.WithBackoff(cfg.MinBackoff, cfg.MaxBackoff),
-			memory.WithConcurrency(cfg.Concurrency),
-		}
-	}
-	return pubsubtest.Harness{
-		NewBroker: func(t *testing.T, cfg pubsubtest.Config) (relay.Broker, error) {
-			return memory.NewBroker(append(options(cfg), memory.WithHub(hub))...)
-		},
-		NewPublisher: func(t *testing.T, cfg pubsubtest.Config) (message.Publisher, error) {
-			return memory.NewPublisher(hub, options(cfg)...)
-		},
-		NewSubscriber: func(t *testing.T, cfg pubsubtest.Config) (message.Subscriber, error) {
-			return memory.NewSubscriber(hub, options(cfg)...)
-		},
-		Capabilities: pubsubtest.Capabilities{Ordered: true},
-	}
-}
-
-func TestBrokerOnMemory(t *testing.T) {
-	pubsubtest.TestBroker(t, memoryHarness(t))
-}
-
-func TestWatermillOnMemory(t *testing.T) {
-	pubsubtest.TestWatermill(t, memoryHarness(t))
-}
+// The suite's proof that it passes on a conforming backend is memory's own
+// conformance test (memory/conformance_test.go), on the same harness as the
+// defects below; running it here too would only run it twice.
 
 // A defect is a deliberate contract violation wrapped around a memory broker,
 // and the TestBroker sub-test that must catch it.
@@ -226,7 +190,7 @@ func TestBrokenBroker(t *testing.T) {
 	if i < 0 {
 		t.Fatalf("unknown defect %q", name)
 	}
-	h := memoryHarness(t)
+	h := memharness.New(t)
 	newBroker := h.NewBroker
 	h.NewBroker = func(t *testing.T, cfg pubsubtest.Config) (relay.Broker, error) {
 		b, err := newBroker(t, cfg)
