@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/fuzzkv"
 	"github.com/go-relay/relay/internal/natstest"
 )
 
@@ -137,13 +138,13 @@ const fuzzSubject = "relay.fuzz.codec"
 // because a metadata key cannot be a header (fuzzKeyProblem restates that
 // rule), or the message arrives unchanged.
 func FuzzCodecRoundTrip(f *testing.F) {
-	f.Add("u-1", fuzzMetadataBytes("a", "1", "B", ""), []byte("hello"))
+	f.Add("u-1", fuzzkv.Bytes("a", "1", "B", ""), []byte("hello"))
 	f.Add("", []byte(nil), []byte(nil))
-	f.Add("6f1c2a9e-0d4b-4c1e-9a7f-2b3c4d5e6f70", fuzzMetadataBytes("clé", "välue", "k", "\x00\xff"), []byte{0, 0xff, '\n'})
-	f.Add("u", fuzzMetadataBytes("Nats-Msg-Id", "x"), []byte("p"))
-	f.Add("u", fuzzMetadataBytes("nats-ttl", "1s"), []byte("p"))
-	f.Add("u", fuzzMetadataBytes(UUIDHeader, "x"), []byte("p"))
-	f.Add("u", fuzzMetadataBytes("a:b", "x", "", "y"), []byte("p"))
+	f.Add("6f1c2a9e-0d4b-4c1e-9a7f-2b3c4d5e6f70", fuzzkv.Bytes("clé", "välue", "k", "\x00\xff"), []byte{0, 0xff, '\n'})
+	f.Add("u", fuzzkv.Bytes("Nats-Msg-Id", "x"), []byte("p"))
+	f.Add("u", fuzzkv.Bytes("nats-ttl", "1s"), []byte("p"))
+	f.Add("u", fuzzkv.Bytes(UUIDHeader, "x"), []byte("p"))
+	f.Add("u", fuzzkv.Bytes("a:b", "x", "", "y"), []byte("p"))
 
 	s := natstest.Start(f)
 	nc := natstest.Connect(f, s)
@@ -152,7 +153,7 @@ func FuzzCodecRoundTrip(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, uuid string, metadata, payload []byte) {
-		want := delivery.Message{UUID: uuid, Metadata: fuzzMetadata(metadata), Payload: payload}
+		want := delivery.Message{UUID: uuid, Metadata: fuzzkv.Map(metadata), Payload: payload}
 		var bad []string
 		for k := range want.Metadata {
 			if problem := fuzzKeyProblem(k); problem != "" {
@@ -225,39 +226,6 @@ func fuzzAltered(m delivery.Message) bool {
 		}
 	}
 	return false
-}
-
-// fuzzMetadata reads metadata from fuzz bytes: entries of a length byte and
-// a key, then a length byte and a value (lengths cut to what is left).
-func fuzzMetadata(b []byte) map[string]string {
-	var md map[string]string
-	next := func() string {
-		if len(b) == 0 {
-			return ""
-		}
-		n := min(int(b[0]), len(b)-1)
-		s := string(b[1 : 1+n])
-		b = b[1+n:]
-		return s
-	}
-	for len(b) > 0 {
-		k := next()
-		if md == nil {
-			md = make(map[string]string)
-		}
-		md[k] = next()
-	}
-	return md
-}
-
-// fuzzMetadataBytes is the inverse of fuzzMetadata, for seeds.
-func fuzzMetadataBytes(kv ...string) []byte {
-	var b []byte
-	for _, s := range kv {
-		b = append(b, byte(len(s)))
-		b = append(b, s...)
-	}
-	return b
 }
 
 // fuzzNameProblem says why name is not a valid JetStream stream or consumer

@@ -9,6 +9,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/fuzzkv"
 )
 
 // The fuzz targets of the stream-entry codec. Run each with
@@ -116,12 +117,12 @@ func FuzzDecode(f *testing.F) {
 // back as go-redis returns them, is m: the same UUID, payload and metadata,
 // all made of arbitrary bytes. The encoder accepts every message.
 func FuzzCodecRoundTrip(f *testing.F) {
-	f.Add("u-1", []byte("hello"), fuzzMetadataBytes("a", "1", "b", ""))
+	f.Add("u-1", []byte("hello"), fuzzkv.Bytes("a", "1", "b", ""))
 	f.Add("", []byte(nil), []byte(nil))
-	f.Add("\x00\xff", []byte{0, 0xff, '\n'}, fuzzMetadataBytes("clé", "välue\x00", "", "empty key", "\xff\xfe", " \r\n "))
-	f.Add("6f1c2a9e-0d4b-4c1e-9a7f-2b3c4d5e6f70", []byte("{}"), fuzzMetadataBytes("_watermill_message_uuid", "x", "metadata", "y", "payload", "z"))
+	f.Add("\x00\xff", []byte{0, 0xff, '\n'}, fuzzkv.Bytes("clé", "välue\x00", "", "empty key", "\xff\xfe", " \r\n "))
+	f.Add("6f1c2a9e-0d4b-4c1e-9a7f-2b3c4d5e6f70", []byte("{}"), fuzzkv.Bytes("_watermill_message_uuid", "x", "metadata", "y", "payload", "z"))
 	f.Fuzz(func(t *testing.T, uuid string, payload, metadata []byte) {
-		want := delivery.Message{UUID: uuid, Metadata: fuzzMetadata(metadata), Payload: payload}
+		want := delivery.Message{UUID: uuid, Metadata: fuzzkv.Map(metadata), Payload: payload}
 		got, err := decode(fuzzRead(t, mustEncode(t, want)))
 		if err != nil {
 			t.Fatalf("decode(encode(%+v)): %v", want, err)
@@ -170,37 +171,4 @@ func fuzzRead(t *testing.T, values []any) map[string]any {
 		}
 	}
 	return m
-}
-
-// fuzzMetadata reads metadata from fuzz bytes: entries of a length byte and
-// a key, then a length byte and a value (lengths cut to what is left).
-func fuzzMetadata(b []byte) map[string]string {
-	var md map[string]string
-	next := func() string {
-		if len(b) == 0 {
-			return ""
-		}
-		n := min(int(b[0]), len(b)-1)
-		s := string(b[1 : 1+n])
-		b = b[1+n:]
-		return s
-	}
-	for len(b) > 0 {
-		k := next()
-		if md == nil {
-			md = make(map[string]string)
-		}
-		md[k] = next()
-	}
-	return md
-}
-
-// fuzzMetadataBytes is the inverse of fuzzMetadata, for seeds.
-func fuzzMetadataBytes(kv ...string) []byte {
-	var b []byte
-	for _, s := range kv {
-		b = append(b, byte(len(s)))
-		b = append(b, s...)
-	}
-	return b
 }
