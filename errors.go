@@ -50,6 +50,8 @@ func Permanent(err error) error {
 
 type permanentError struct{ err error }
 
+// Error implements error.
 func (p permanentError) Error() string { return p.err.Error() }
 
+// Unwrap serves the errors package: it matches both the cause and [ErrPermanent].
 func (p permanentError) Unwrap() []error { return []error{p.err, ErrPermanent} }

@@ -39,16 +39,21 @@ func openMemoryBytes(_ context.Context, _ *Env, cfg SessionConfig) (Session, err
 	return &memoryBytes{topic: cfg.Topic, b: b}, nil
 }
 
+// Publish implements [Session].
 func (s *memoryBytes) Publish(ctx context.Context, p []byte) error {
 	return s.b.Publish(ctx, s.topic, p)
 }
 
+// Consume implements [Session].
 func (s *memoryBytes) Consume(handle func([]byte)) error {
 	return s.b.Subscribe(s.topic, func(p []byte) error { handle(p); return nil })
 }
 
+// Settled implements [Session].
 func (s *memoryBytes) Settled(context.Context) error { return nil }
-func (s *memoryBytes) Close() error                  { return s.b.Close() }
+
+// Close implements [Session].
+func (s *memoryBytes) Close() error { return s.b.Close() }
 
 func openMemoryWatermill(_ context.Context, _ *Env, cfg SessionConfig) (Session, error) {
 	hub, err := memoryHub(cfg)

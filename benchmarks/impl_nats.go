@@ -114,18 +114,22 @@ func openNATSBytes(_ context.Context, env *Env, cfg SessionConfig) (Session, err
 	return &natsBytes{topic: cfg.Topic, c: c, pub: pub, sub: sub}, nil
 }
 
+// Publish implements [Session].
 func (s *natsBytes) Publish(ctx context.Context, p []byte) error {
 	return s.pub.Publish(ctx, s.topic, p)
 }
 
+// Consume implements [Session].
 func (s *natsBytes) Consume(handle func([]byte)) error {
 	return s.sub.Subscribe(s.topic, func(p []byte) error { handle(p); return nil })
 }
 
+// Settled implements [Session].
 func (s *natsBytes) Settled(ctx context.Context) error {
 	return s.c.settled(natsjs.StreamName(s.topic), natsjs.ConsumerName(Group))(ctx)
 }
 
+// Close implements [Session].
 func (s *natsBytes) Close() error {
 	return errors.Join(s.sub.Close(), s.pub.Close(), s.c.close(natsjs.StreamName(s.topic)))
 }
@@ -201,11 +205,13 @@ func openNATSRaw(ctx context.Context, env *Env, cfg SessionConfig) (Session, err
 	return &natsRaw{topic: cfg.Topic, c: c}, nil
 }
 
+// Publish implements [Session].
 func (s *natsRaw) Publish(ctx context.Context, p []byte) error {
 	_, err := s.c.pub.Publish(ctx, s.topic, p)
 	return err
 }
 
+// PublishBatch implements [BatchPublisher].
 func (s *natsRaw) PublishBatch(ctx context.Context, payloads [][]byte) error {
 	futures := make([]jetstream.PubAckFuture, len(payloads))
 	for i, p := range payloads {
@@ -227,6 +233,7 @@ func (s *natsRaw) PublishBatch(ctx context.Context, payloads [][]byte) error {
 	return nil
 }
 
+// Consume implements [Session].
 func (s *natsRaw) Consume(handle func([]byte)) error {
 	cons, err := s.c.sub.CreateOrUpdateConsumer(context.Background(), s.topic, jetstream.ConsumerConfig{
 		Durable: Group, AckPolicy: jetstream.AckExplicitPolicy})
@@ -240,8 +247,10 @@ func (s *natsRaw) Consume(handle func([]byte)) error {
 	return err
 }
 
+// Settled implements [Session].
 func (s *natsRaw) Settled(ctx context.Context) error { return s.c.settled(s.topic, Group)(ctx) }
 
+// Close implements [Session].
 func (s *natsRaw) Close() error {
 	if s.cc != nil {
 		s.cc.Stop()

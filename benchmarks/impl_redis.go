@@ -88,16 +88,20 @@ func openRedisBytes(_ context.Context, env *Env, cfg SessionConfig) (Session, er
 	return &redisBytes{topic: cfg.Topic, pub: pub, sub: sub, settled: redisSettled(ac, cfg.Topic), cleanup: cleanup}, nil
 }
 
+// Publish implements [Session].
 func (s *redisBytes) Publish(ctx context.Context, p []byte) error {
 	return s.pub.Publish(ctx, s.topic, p)
 }
 
+// Consume implements [Session].
 func (s *redisBytes) Consume(handle func([]byte)) error {
 	return s.sub.Subscribe(s.topic, func(p []byte) error { handle(p); return nil })
 }
 
+// Settled implements [Session].
 func (s *redisBytes) Settled(ctx context.Context) error { return s.settled(ctx) }
 
+// Close implements [Session].
 func (s *redisBytes) Close() error {
 	return errors.Join(s.sub.Close(), s.pub.Close(), s.cleanup())
 }
@@ -173,10 +177,12 @@ func (s *redisRaw) xadd(p []byte) *redis.XAddArgs {
 	return &redis.XAddArgs{Stream: s.topic, Values: []any{"payload", p}}
 }
 
+// Publish implements [Session].
 func (s *redisRaw) Publish(ctx context.Context, p []byte) error {
 	return s.pub.XAdd(ctx, s.xadd(p)).Err()
 }
 
+// PublishBatch implements [BatchPublisher].
 func (s *redisRaw) PublishBatch(ctx context.Context, payloads [][]byte) error {
 	_, err := s.pub.Pipelined(ctx, func(pl redis.Pipeliner) error {
 		for _, p := range payloads {
@@ -187,6 +193,7 @@ func (s *redisRaw) PublishBatch(ctx context.Context, payloads [][]byte) error {
 	return err
 }
 
+// Consume implements [Session].
 func (s *redisRaw) Consume(handle func([]byte)) error {
 	err := s.sub.XGroupCreateMkStream(s.ctx, s.topic, Group, "0").Err()
 	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
@@ -221,10 +228,12 @@ func (s *redisRaw) Consume(handle func([]byte)) error {
 	return nil
 }
 
+// Settled implements [Session].
 func (s *redisRaw) Settled(ctx context.Context) error {
 	return redisSettled(s.admin, s.topic)(ctx)
 }
 
+// Close implements [Session].
 func (s *redisRaw) Close() error {
 	s.cancel()
 	s.wg.Wait()

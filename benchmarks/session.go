@@ -95,13 +95,18 @@ func newWMSession(topic string, pub message.Publisher, sub message.Subscriber) *
 	return &wmSession{topic: topic, pub: pub, sub: sub, ctx: ctx, cancel: cancel}
 }
 
-func (s *wmSession) Topic() string                  { return s.topic }
+// Topic implements [WatermillSession].
+func (s *wmSession) Topic() string { return s.topic }
+
+// Subscriber implements [WatermillSession].
 func (s *wmSession) Subscriber() message.Subscriber { return s.sub }
 
+// Publish implements [Session].
 func (s *wmSession) Publish(_ context.Context, payload []byte) error {
 	return s.pub.Publish(s.topic, message.NewMessage(watermill.NewUUID(), payload))
 }
 
+// PublishBatch implements [BatchPublisher].
 func (s *wmSession) PublishBatch(_ context.Context, payloads [][]byte) error {
 	msgs := make([]*message.Message, len(payloads))
 	for i, p := range payloads {
@@ -110,6 +115,7 @@ func (s *wmSession) PublishBatch(_ context.Context, payloads [][]byte) error {
 	return s.pub.Publish(s.topic, msgs...)
 }
 
+// Consume implements [Session].
 func (s *wmSession) Consume(handle func([]byte)) error {
 	ch, err := s.sub.Subscribe(s.ctx, s.topic)
 	if err != nil {
@@ -124,6 +130,7 @@ func (s *wmSession) Consume(handle func([]byte)) error {
 	return nil
 }
 
+// Settled implements [Session].
 func (s *wmSession) Settled(ctx context.Context) error {
 	if s.settled == nil {
 		return nil
@@ -131,6 +138,7 @@ func (s *wmSession) Settled(ctx context.Context) error {
 	return s.settled(ctx)
 }
 
+// Close implements [Session].
 func (s *wmSession) Close() error {
 	s.cancel()
 	errs := []error{s.sub.Close()}

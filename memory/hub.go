@@ -349,10 +349,19 @@ type redelivery struct {
 // readyHeap is a min-heap of redeliveries by sequence number.
 type readyHeap []redelivery
 
-func (h readyHeap) Len() int           { return len(h) }
+// Len implements heap.Interface.
+func (h readyHeap) Len() int { return len(h) }
+
+// Less implements heap.Interface.
 func (h readyHeap) Less(i, j int) bool { return h[i].e.seq < h[j].e.seq }
-func (h readyHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *readyHeap) Push(x any)        { *h = append(*h, x.(redelivery)) }
+
+// Swap implements heap.Interface.
+func (h readyHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+
+// Push implements heap.Interface.
+func (h *readyHeap) Push(x any) { *h = append(*h, x.(redelivery)) }
+
+// Pop implements heap.Interface.
 func (h *readyHeap) Pop() any {
 	old := *h
 	x := old[len(old)-1]
@@ -370,15 +379,24 @@ type delayed struct {
 // delayHeap is a min-heap of redeliveries by due time.
 type delayHeap []delayed
 
+// Len implements heap.Interface.
 func (h delayHeap) Len() int { return len(h) }
+
+// Less implements heap.Interface.
 func (h delayHeap) Less(i, j int) bool {
 	if h[i].at.Equal(h[j].at) {
 		return h[i].e.seq < h[j].e.seq
 	}
 	return h[i].at.Before(h[j].at)
 }
+
+// Swap implements heap.Interface.
 func (h delayHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *delayHeap) Push(x any)   { *h = append(*h, x.(delayed)) }
+
+// Push implements heap.Interface.
+func (h *delayHeap) Push(x any) { *h = append(*h, x.(delayed)) }
+
+// Pop implements heap.Interface.
 func (h *delayHeap) Pop() any {
 	old := *h
 	x := old[len(old)-1]

@@ -789,8 +789,10 @@ type settler struct {
 	d   *delivery.Delivery
 }
 
+// Ack implements delivery.Settler.
 func (x settler) Ack(context.Context) error { return x.s.reply(x.msg, ackAck) }
 
+// Retry implements delivery.Settler.
 func (x settler) Retry(_ context.Context, delay time.Duration) error {
 	if delay <= 0 {
 		return x.s.reply(x.msg, ackNak)

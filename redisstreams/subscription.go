@@ -406,11 +406,13 @@ func (en *entry) Ack(context.Context) error {
 	return nil
 }
 
+// Retry implements delivery.Settler.
 func (en *entry) Retry(_ context.Context, delay time.Duration) error {
 	en.s.scheduleRetry(&en.d, delay)
 	return nil
 }
 
+// PublishDeadLetter implements delivery.Settler.
 func (en *entry) PublishDeadLetter(ctx context.Context, topic string, msg delivery.Message) error {
 	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
 	defer cancel()
