@@ -1,0 +1,70 @@
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// transient reports whether err may go away by itself: a reconnecting
+// client, a server or stream not answering yet.
+func transient(err error) bool {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, nats.ErrReconnectBufExceeded),
+		errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, jetstream.ErrAsyncPublishTimeout),
+		errors.Is(err, jetstream.ErrTooManyStalledMsgs),
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled),
+		errors.Is(err, jetstream.ErrStreamNotFound),
+		errors.Is(err, jetstream.ErrConsumerNotFound):
+		return true
+	case errors.As(err, &apiErr):
+		return apiErr.Code == http.StatusServiceUnavailable
+	}
+	return false
+}
+
+// forgetsStream reports whether err says the stream may be gone, so that it
+// is set up again on the next attempt.
+func forgetsStream(err error) bool {
+	return errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, jetstream.ErrStreamNotFound)
+}
+
+func isAPIError(err error, code jetstream.ErrorCode) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == code
+}
+
+// retryDelay is the wait before attempt+1 of a failed operation: doubling
+// from minRetry up to maxRetry, the upper half random.
+func retryDelay(attempt int) time.Duration {
+	d := minRetry
+	for i := 1; i < attempt && d < maxRetry; i++ {
+		d *= 2
+	}
+	d = min(d, maxRetry)
+	return d/2 + rand.N(d/2+1)
+}
+
+// sleep waits d or until ctx is done, and reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

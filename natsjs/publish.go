@@ -1,0 +1,182 @@
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/delivery"
+)
+
+// publish stores msgs on topic and returns once every one is acknowledged by
+// the stream, or failed. ctxs[i] bounds msgs[i]; a context without a deadline
+// is bounded by the request timeout. Messages are sent without waiting for
+// each other's acknowledgement; one that fails for a transient reason, or
+// whose acknowledgement does not come within attemptTimeout, is sent again
+// (its Nats-Msg-Id makes that safe) until its context is done. A message too
+// large for the server fails them all, before anything is sent.
+//
+// The common case, an acknowledgement within the attempt, costs one timer for
+// the whole call and no context.
+func (e *engine) publish(ctxs []context.Context, topic string, msgs []delivery.Message) error {
+	if err := ctxs[0].Err(); err != nil {
+		return err
+	}
+	start := time.Now()
+	if _, ok := e.streams.Load(topic); !ok {
+		ctx, cancel := e.bound(ctxs[0])
+		err := e.retry(ctx, topic, func(ctx context.Context) error {
+			_, err := e.ensureStream(ctx, topic)
+			return err
+		})
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	limit := e.js.Conn().MaxPayload()
+	type sent struct {
+		nm     *nats.Msg
+		future jetstream.PubAckFuture
+		err    error
+	}
+	batch := make([]sent, len(msgs))
+	for i, m := range msgs {
+		nm, err := encode(topic, m)
+		if err == nil {
+			err = e.checkSize(nm, limit, reserve(limit))
+		}
+		if err != nil {
+			return e.nameFailure(i, msgs, err)
+		}
+		batch[i].nm = nm
+	}
+	wait := attemptTimeout
+	for i := range batch {
+		if _, ok := ctxs[i].Deadline(); !ok {
+			wait = min(wait, e.cfg.requestTimeout)
+		}
+		if batch[i].err = ctxs[i].Err(); batch[i].err == nil {
+			batch[i].future, batch[i].err = e.js.PublishMsgAsync(batch[i].nm)
+		}
+	}
+	// One timer for the whole batch: its messages were sent together.
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	expired := false
+	var errs []error
+	for i, b := range batch {
+		err := b.err
+		if err == nil {
+			expired, err = await(ctxs[i], b.future, timer.C, expired)
+		}
+		if err != nil && (errors.Is(err, errAttemptLost) || transient(err)) {
+			ctx, cancel := ctxs[i], context.CancelFunc(func() {})
+			if _, ok := ctx.Deadline(); !ok {
+				ctx, cancel = context.WithDeadline(ctx, start.Add(e.cfg.requestTimeout))
+			}
+			if ctx.Err() != nil {
+				err = fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+			} else {
+				err = e.retry(ctx, topic, func(ctx context.Context) error { return e.publishOne(ctx, topic, b.nm) })
+			}
+			cancel()
+		}
+		if err != nil {
+			errs = append(errs, e.nameFailure(i, msgs, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// errAttemptLost is await's error when the attempt timed out before ctx.
+var errAttemptLost = errors.New("no acknowledgement within the attempt timeout")
+
+// publishOne sends nm and waits for its acknowledgement.
+func (e *engine) publishOne(ctx context.Context, topic string, nm *nats.Msg) error {
+	if _, err := e.ensureStream(ctx, topic); err != nil {
+		return err
+	}
+	f, err := e.js.PublishMsgAsync(nm)
+	if err != nil {
+		return err
+	}
+	_, err = await(ctx, f, nil, false)
+	return err
+}
+
+// await waits for the acknowledgement of f, ctx, or a tick of lost
+// (errAttemptLost). expired says that lost ticked already; await returns
+// whether it has by now.
+func await(ctx context.Context, f jetstream.PubAckFuture, lost <-chan time.Time, expired bool) (bool, error) {
+	if expired {
+		// The attempt is over: take what has come, wait for nothing more.
+		select {
+		case <-f.Ok():
+			return true, nil
+		case err := <-f.Err():
+			return true, ackError(err)
+		default:
+			if err := ctx.Err(); err != nil {
+				return true, err
+			}
+			return true, errAttemptLost
+		}
+	}
+	select {
+	case <-f.Ok():
+		return false, nil
+	case err := <-f.Err():
+		return false, ackError(err)
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case <-lost:
+		return true, errAttemptLost
+	}
+}
+
+func ackError(err error) error {
+	if isAPIError(err, codeMessageTooLarge) {
+		return fmt.Errorf("%w: %w", relay.ErrPayloadTooLarge, err)
+	}
+	return err
+}
+
+func (e *engine) nameFailure(i int, msgs []delivery.Message, err error) error {
+	if len(msgs) == 1 {
+		return err
+	}
+	return fmt.Errorf("message %d of %d (uuid %q): %w", i+1, len(msgs), msgs[i].UUID, err)
+}
+
+// checkSize refuses a message that the server would refuse, or whose dead
+// letter would not fit: payload and headers above limit (the connection's
+// max_payload) less reserve. Before the first connection the limit is
+// unknown (0) and the server decides.
+func (e *engine) checkSize(nm *nats.Msg, limit, reserve int64) error {
+	if limit <= 0 {
+		return nil
+	}
+	hdr := headerSize(nm.Header)
+	if int64(len(nm.Data)+hdr) > limit-reserve {
+		if reserve > 0 {
+			return fmt.Errorf("%w: payload of %d bytes with %d bytes of headers exceeds the server's max_payload of %d bytes less %d bytes kept for dead-letter metadata",
+				relay.ErrPayloadTooLarge, len(nm.Data), hdr, limit, reserve)
+		}
+		return fmt.Errorf("%w: payload of %d bytes with %d bytes of headers exceeds the server's max_payload of %d bytes",
+			relay.ErrPayloadTooLarge, len(nm.Data), hdr, limit)
+	}
+	return nil
+}
+
+// reserve is the room a published message leaves for the metadata of its
+// dead letter: [DeadLetterReserve], or half of limit on a server whose
+// max_payload is below 1536 bytes.
+func reserve(limit int64) int64 {
+	return min(DeadLetterReserve, limit/2)
+}

@@ -1,0 +1,154 @@
+package natsjs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// pullRequest is the body of a JetStream pull request.
+type pullRequest struct {
+	Batch   int           `json:"batch"`
+	Expires time.Duration `json:"expires,omitempty"`
+}
+
+// fetch runs one pull request for at most n messages and queues what it
+// brings as it arrives. An expired pull request (no message, or no server to
+// answer) is not an error.
+//
+// It does not use the jetstream package's Fetch, which, when its context is
+// canceled, drops the messages the server already sent for the request: they
+// would stay leased until the ack wait. Instead, once ctx is done, fetch
+// drains the request's subscription: the server stops sending, and every
+// message it sent before is received, queued, and (the subscription
+// stopping) returned to JetStream at once.
+func (s *subscription) fetch(ctx context.Context, n int) error {
+	info := s.cons.CachedInfo()
+	// Limits set by WithConsumerConfig: a request beyond them is refused
+	// (409) every time.
+	if most := info.Config.MaxRequestBatch; most > 0 {
+		n = min(n, most)
+	}
+	expires := fetchWait
+	if most := info.Config.MaxRequestExpires; most > 0 {
+		expires = min(expires, most)
+	}
+	nc := s.e.js.Conn()
+	sub, err := nc.SubscribeSync(nc.NewInbox())
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(pullRequest{Batch: n, Expires: expires})
+	if err != nil {
+		_ = sub.Unsubscribe()
+		return err
+	}
+	if err := nc.PublishRequest(s.e.nextSubject(info.Stream, info.Name), sub.Subject, body); err != nil {
+		_ = sub.Unsubscribe()
+		return err
+	}
+	// The server ends the request after expires; a request that got no end
+	// by then went to a server that is gone.
+	wctx, cancel := context.WithTimeout(ctx, expires+time.Second)
+	defer cancel()
+	for got := 0; got < n; {
+		msg, err := sub.NextMsgWithContext(wctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				s.drain(sub)
+				return nil
+			}
+			_ = sub.Unsubscribe()
+			if errors.Is(err, context.DeadlineExceeded) {
+				return nil
+			}
+			return err
+		}
+		end, err := pullStatus(msg)
+		if err != nil || end {
+			_ = sub.Unsubscribe()
+			return err
+		}
+		if isStatus(msg) {
+			continue
+		}
+		s.hold(msg)
+		s.queue <- msg // never blocks: at most capacity are held
+		got++
+	}
+	_ = sub.Unsubscribe()
+	return nil
+}
+
+// drain ends the pull request of sub when the subscription stops: the
+// server stops sending (no interest), and the messages it sent before are
+// received and queued, to be returned to JetStream.
+func (s *subscription) drain(sub *nats.Subscription) {
+	if err := sub.Drain(); err != nil {
+		_ = sub.Unsubscribe()
+		return
+	}
+	deadline := time.Now().Add(flushTimeout)
+	for {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			_ = sub.Unsubscribe()
+			return
+		}
+		msg, err := sub.NextMsg(wait)
+		if err != nil {
+			return // drained (the subscription is gone), or given up
+		}
+		if isStatus(msg) {
+			continue
+		}
+		s.hold(msg)
+		s.queue <- msg
+	}
+}
+
+// isStatus reports whether msg is a status message of the pull request
+// rather than a stored message.
+func isStatus(msg *nats.Msg) bool {
+	return len(msg.Data) == 0 && msg.Header.Get("Status") != ""
+}
+
+// pullStatus reads a status message: end is true when the pull request is
+// over (no messages, expired); err when it failed.
+func pullStatus(msg *nats.Msg) (end bool, err error) {
+	if !isStatus(msg) {
+		return false, nil
+	}
+	switch code := msg.Header.Get("Status"); code {
+	case "100": // heartbeat or flow control
+		return false, nil
+	case "404", "408":
+		return true, nil
+	case "503":
+		return true, nats.ErrNoResponders
+	default:
+		return true, fmt.Errorf("pull request: status %s %s", code, msg.Header.Get("Description"))
+	}
+}
+
+// nextSubject is the subject of pull requests of consumer on stream, under
+// the API prefix or domain of the caller's JetStream.
+func (e *engine) nextSubject(stream, consumer string) string {
+	o := e.js.Options()
+	prefix := "$JS.API."
+	switch {
+	case o.Domain != "":
+		prefix = "$JS." + o.Domain + ".API."
+	case o.APIPrefix != "":
+		prefix = o.APIPrefix
+		if !strings.HasSuffix(prefix, ".") {
+			prefix += "."
+		}
+	}
+	return prefix + "CONSUMER.MSG.NEXT." + stream + "." + consumer
+}
