@@ -113,9 +113,13 @@ func (s *subscription) drain(sub *nats.Subscription) {
 }
 
 // isStatus reports whether msg is a status message of the pull request
-// rather than a stored message.
+// rather than a stored message. A stored message may itself have an empty
+// payload and a Status header (a Watermill message with metadata Status), so
+// the header alone does not decide: a stored message always carries the
+// $JS.ACK reply subject to acknowledge it, a status message never does.
 func isStatus(msg *nats.Msg) bool {
-	return len(msg.Data) == 0 && msg.Header.Get("Status") != ""
+	return len(msg.Data) == 0 && msg.Header.Get("Status") != "" &&
+		!strings.HasPrefix(msg.Reply, "$JS.ACK.")
 }
 
 // pullStatus reads a status message: end is true when the pull request is

@@ -83,6 +83,7 @@ func TestWatermill(t *testing.T, h Harness) {
 	}{
 		{"Watermill's universal suite passes", s.testUniversal},
 		{"a message keeps its UUID, metadata and payload", s.testRoundTrip},
+		{"a message with metadata Status and an empty payload is delivered and acked", s.testStatusLookalike},
 		{"a nacked message is redelivered after a backoff", s.testNack},
 		{"a message nacked MaxDeliver times goes to the dead-letter topic with relay's metadata", s.testDeadLetter},
 		{"a router handler's error becomes the dead letter's reason, and a permanent one is not retried", s.testRouterNackReason},
@@ -209,6 +210,35 @@ func (s *wmSuite) testRoundTrip(t *testing.T) {
 	}
 	if err := checkPayload(got.Payload, payload); err != nil {
 		t.Error(err)
+	}
+}
+
+// testStatusLookalike guards issue 16 item 1: a stored message with an empty
+// payload and a Status header looks like a NATS pull status; it must be
+// delivered like any other, and not stall the messages published after it.
+func (s *wmSuite) testStatusLookalike(t *testing.T) {
+	topic := NewTopic(t)
+	ch := subscribeWM(t, s.subscriber(t, DefaultConfig()), topic)
+	odd := message.NewMessage(watermill.NewUUID(), nil)
+	odd.Metadata.Set("Status", "404")
+	next := message.NewMessage(watermill.NewUUID(), []byte("after"))
+	publishWM(t, s.publisher(t, DefaultConfig()), topic, odd, next)
+	seen := map[string]bool{}
+	for len(seen) < 2 {
+		got := receiveWM(t, ch, waitShort, "subscriber")
+		got.Ack()
+		seen[got.UUID] = true
+		if got.UUID == odd.UUID {
+			if v := got.Metadata.Get("Status"); v != "404" {
+				t.Errorf("metadata Status = %q, want 404", v)
+			}
+			if len(got.Payload) != 0 {
+				t.Errorf("payload = %q, want empty", got.Payload)
+			}
+		}
+	}
+	if !seen[odd.UUID] || !seen[next.UUID] {
+		t.Errorf("delivered %v, want both %s and %s", seen, odd.UUID, next.UUID)
 	}
 }
 
