@@ -1,3 +1,9 @@
+// This file speaks JetStream's pull protocol itself (a request on
+// $JS.API.CONSUMER.MSG.NEXT and the status messages that answer it) rather
+// than calling the jetstream package's Fetch: Fetch drops the messages of a
+// pull request whose context is canceled, which would leave them leased until
+// the ack wait on every Close. See fetch.
+
 package natsjs
 
 import (
