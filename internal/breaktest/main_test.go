@@ -9,8 +9,10 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/go-relay/relay/internal/redistest"
 )
 
 // TestMain checks that no goroutine outlives the tests: every broker,
 // subscriber, client and server is closed in its test's cleanup.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(redistest.Main(m)) }

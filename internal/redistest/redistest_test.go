@@ -16,7 +16,7 @@ import (
 	"github.com/go-relay/relay/internal/redistest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(redistest.Main(m)) }
 
 // eventually retries op, every 20 ms for at most 10 s, while a client
 // reconnects after a restart.

@@ -51,7 +51,7 @@ func Start(t testing.TB, cfg ...Config) *Server {
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg)
 	}
-	t.Skip(msg)
+	skip(t, msg)
 	return nil
 }
 
