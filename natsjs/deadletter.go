@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/textproto"
 	"slices"
+	"strconv"
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
@@ -16,8 +17,10 @@ import (
 )
 
 // PublishDeadLetter publishes the dead letter with a Nats-Msg-Id of its own,
-// per group and source message, so that a repeated dead-lettering of one
-// delivery is dropped by the stream, while each group's dead letter is kept.
+// per group and stored source message (see deadLetterID), so that a repeated
+// dead-lettering of one message is dropped by the stream, while each group's
+// dead letter is kept. A duplicate answer therefore means that this message's
+// dead letter is stored already.
 //
 // The dead letter must be publishable whatever the source message: metadata
 // keys that cannot be sent as headers (a message stored by another client)
@@ -48,8 +51,7 @@ func (x settler) PublishDeadLetter(ctx context.Context, topic string, m delivery
 	if err != nil {
 		return err
 	}
-	// Stream and consumer names are at most 64 bytes: the id stays short.
-	nm.Header.Set(nats.MsgIdHdr, "relay-dead-letter:"+ConsumerName(e.cfg.group)+":"+StreamName(x.s.topic)+":"+x.d.ID)
+	nm.Header.Set(nats.MsgIdHdr, x.deadLetterID())
 	limit := e.js.Conn().MaxPayload()
 	if over := int64(len(nm.Data)+headerSize(nm.Header)) - limit; limit > 0 && over > 0 {
 		reason := textproto.TrimString(nm.Header.Get(relay.MetadataReason)) // as sent
@@ -71,6 +73,23 @@ func (x settler) PublishDeadLetter(ctx context.Context, topic string, m delivery
 		slog.String("reason", nm.Header.Get(relay.MetadataReason)),
 		slog.String("dead_letter_topic", topic))
 	return nil
+}
+
+// deadLetterID is the Nats-Msg-Id of the dead letter of x's message: group,
+// stream, stream sequence and the time the server stored the message. The
+// sequence alone is not unique for ever: when the stream is deleted and
+// created again (an operator's `nats stream rm`, then relay) sequences restart
+// at 1, and a new poison message would get an old dead letter's id and be
+// dropped as a duplicate inside the dead-letter stream's duplicate window.
+// The stored time tells the two apart; a redelivery of the same stored message
+// keeps it, so its repeated dead-lettering is still de-duplicated. Stream and
+// consumer names are at most 64 bytes: the id stays short.
+func (x settler) deadLetterID() string {
+	id := "relay-dead-letter:" + ConsumerName(x.s.e.cfg.group) + ":" + StreamName(x.s.topic) + ":" + x.d.ID
+	if md, err := x.msg.Metadata(); err == nil {
+		id += ":" + strconv.FormatInt(md.Timestamp.UnixNano(), 36)
+	}
+	return id
 }
 
 // truncate cuts s to at most n bytes, on a UTF-8 boundary, marking the cut
