@@ -77,9 +77,47 @@ func decode(h nats.Header, data []byte) (delivery.Message, error) {
 // headers exceed max_payload less DeadLetterReserve is refused with
 // [relay.ErrPayloadTooLarge], so that its dead letter can always be
 // published. On a server whose max_payload is below 1536 bytes, half of it
-// is kept. A dead letter's reason is cut to fit: at least some 280 bytes of
-// it remain with the longest topic and group names, far more usually.
+// is kept, but never less than the dead letter of a message of that topic
+// needs: 356 bytes plus the topic's length (at most 611 bytes, for a
+// 255-byte topic). A dead letter's reason is cut to fit: at least 32 bytes of
+// it remain, some 200 with the longest topic on a server of the default
+// max_payload, far more usually.
+//
+// The headers are bounded too: JetStream stores at most 65,535 bytes of
+// headers (nats-server v2.15.2 refuses more with err_code 10097), so Publish
+// refuses metadata whose headers leave less than the dead letter's share of
+// that with [relay.ErrInvalidMetadata].
 const DeadLetterReserve = 768
+
+// maxHeaderBytes is the largest header block JetStream stores: nats-server
+// (v2.15.2) answers err_code 10097, "header size exceeds maximum allowed of
+// 64k", above it.
+const maxHeaderBytes = 1<<16 - 1
+
+// minDeadLetterReason is the least room, in bytes, that Publish keeps for the
+// reason of a message's dead letter.
+const minDeadLetterReason = 32
+
+// deadLetterHeaders is the most, in bytes, that the dead letter of a message
+// published on topic adds to its headers, the reason's text not counted: the
+// source topic, source id and attempts (decimal, at most 20 digits each), an
+// empty reason, and its own Nats-Msg-Id (see settler.deadLetterID, at most
+// 183 bytes with the longest stream and consumer names), as well as the
+// header block's framing, should the source have had no headers. It does not
+// depend on the group: consumer names are at most [MaxNameLength] bytes.
+func deadLetterHeaders(topic string) int {
+	const (
+		line   = len(": \r\n")
+		digits = 20 // a uint64 in decimal
+		id     = len(deadLetterIDPrefix) + MaxNameLength + 1 + MaxNameLength + 1 + digits + 1 + 14
+	)
+	return len("NATS/1.0\r\n\r\n") +
+		len(relay.MetadataSourceTopic) + line + len(topic) +
+		len(relay.MetadataSourceID) + line + digits +
+		len(relay.MetadataAttempts) + line + digits +
+		len(relay.MetadataReason) + line +
+		len(nats.MsgIdHdr) + line + id
+}
 
 // metadataKeyError says why k cannot be a metadata key on the wire: not a
 // valid NATS header name, a "Nats-" header that JetStream would act on, or

@@ -2,15 +2,19 @@ package natsjs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"net/textproto"
 	"slices"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
@@ -19,14 +23,15 @@ import (
 // PublishDeadLetter publishes the dead letter with a Nats-Msg-Id of its own,
 // per group and stored source message (see deadLetterID), so that a repeated
 // dead-lettering of one message is dropped by the stream, while each group's
-// dead letter is kept. A duplicate answer therefore means that this message's
-// dead letter is stored already.
+// dead letter is kept. A duplicate answer counts as success only once the
+// dead-letter stream is seen to hold a message of that id (see confirmStored);
+// otherwise the dead letter is published again under a fresh id.
 //
 // The dead letter must be publishable whatever the source message: metadata
 // keys that cannot be sent as headers (a message stored by another client)
 // are left out, and said so in the reason; the reason is cut so that the
-// dead letter fits in the server's max_payload (Publish keeps
-// [DeadLetterReserve] bytes free for this).
+// dead letter fits in the server's max_payload and in JetStream's header
+// limit (Publish keeps room for this, see [DeadLetterReserve]).
 func (x settler) PublishDeadLetter(ctx context.Context, topic string, m delivery.Message) error {
 	if err := relay.ValidateTopic(topic); err != nil {
 		return err
@@ -51,9 +56,15 @@ func (x settler) PublishDeadLetter(ctx context.Context, topic string, m delivery
 	if err != nil {
 		return err
 	}
-	nm.Header.Set(nats.MsgIdHdr, x.deadLetterID())
+	id := x.deadLetterID()
+	nm.Header.Set(nats.MsgIdHdr, id)
 	limit := e.js.Conn().MaxPayload()
-	if over := int64(len(nm.Data)+headerSize(nm.Header)) - limit; limit > 0 && over > 0 {
+	hdr := headerSize(nm.Header)
+	over := int64(hdr - maxHeaderBytes)
+	if limit > 0 {
+		over = max(over, int64(len(nm.Data)+hdr)-limit)
+	}
+	if over > 0 {
 		reason := textproto.TrimString(nm.Header.Get(relay.MetadataReason)) // as sent
 		if int64(len(reason)) >= over {
 			nm.Header.Set(relay.MetadataReason, truncate(reason, len(reason)-int(over)))
@@ -62,9 +73,36 @@ func (x settler) PublishDeadLetter(ctx context.Context, topic string, m delivery
 	if err := e.checkSize(nm, limit, 0); err != nil {
 		return err
 	}
+	if err := checkHeaders(nm, 0); err != nil {
+		return err
+	}
 	ctx, cancel := e.bound(ctx)
 	defer cancel()
-	if err := e.retry(ctx, topic, func(ctx context.Context) error { return e.publishOne(ctx, topic, nm) }); err != nil {
+	err = e.retry(ctx, topic, func(ctx context.Context) error {
+		ack, err := e.publishOne(ctx, topic, nm)
+		if err != nil || !ack.Duplicate {
+			return err
+		}
+		stored, err := e.confirmStored(ctx, ack, nm.Header.Get(nats.MsgIdHdr))
+		if err != nil || stored {
+			return err
+		}
+		// The id is in the stream's duplicate window, but the message it
+		// named is gone (an operator deleted or purged it): publish again
+		// under an id never used.
+		fresh := id + ":" + watermill.NewShortUUID()
+		x.s.log.Warn("natsjs: dead letter's id answered as a duplicate of a message no longer stored; publishing it under a fresh id",
+			slog.String("id", x.d.ID),
+			slog.String("dead_letter_topic", topic),
+			slog.String("dead_letter_id", fresh))
+		nm.Header.Set(nats.MsgIdHdr, fresh)
+		ack, err = e.publishOne(ctx, topic, nm)
+		if err == nil && ack.Duplicate {
+			err = fmt.Errorf("natsjs: dead letter under fresh id %q answered as a duplicate", fresh)
+		}
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	x.s.log.Warn("natsjs: message dead-lettered",
@@ -74,6 +112,31 @@ func (x settler) PublishDeadLetter(ctx context.Context, topic string, m delivery
 		slog.String("dead_letter_topic", topic))
 	return nil
 }
+
+// confirmStored reports whether the message a duplicate answer ack points
+// to is still in its stream with Nats-Msg-Id id. JetStream answers a
+// duplicate for every id in the stream's duplicate window, even when the
+// message it names was deleted since, and its answer then names the first
+// message's sequence (nats-server v2.15.2). A message that cannot be read
+// for another reason is reported as an error, and the dead letter is tried
+// again later.
+func (e *engine) confirmStored(ctx context.Context, ack *jetstream.PubAck, id string) (bool, error) {
+	stream, err := e.js.Stream(ctx, ack.Stream)
+	if err != nil {
+		return false, fmt.Errorf("confirm the stored dead letter: %w", err)
+	}
+	raw, err := stream.GetMsg(ctx, ack.Sequence)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("confirm the stored dead letter: %w", err)
+	}
+	return raw.Header.Get(nats.MsgIdHdr) == id, nil
+}
+
+// deadLetterIDPrefix starts every dead letter's Nats-Msg-Id.
+const deadLetterIDPrefix = "relay-dead-letter:"
 
 // deadLetterID is the Nats-Msg-Id of the dead letter of x's message: group,
 // stream, stream sequence and the time the server stored the message. The
@@ -85,9 +148,19 @@ func (x settler) PublishDeadLetter(ctx context.Context, topic string, m delivery
 // keeps it, so its repeated dead-lettering is still de-duplicated. Stream and
 // consumer names are at most 64 bytes: the id stays short.
 func (x settler) deadLetterID() string {
-	id := "relay-dead-letter:" + ConsumerName(x.s.e.cfg.group) + ":" + StreamName(x.s.topic) + ":" + x.d.ID
+	var stored time.Time
 	if md, err := x.msg.Metadata(); err == nil {
-		id += ":" + strconv.FormatInt(md.Timestamp.UnixNano(), 36)
+		stored = md.Timestamp
+	}
+	return deadLetterID(x.s.e.cfg.group, x.s.topic, x.d.ID, stored)
+}
+
+// deadLetterID is the dead letter's Nats-Msg-Id of the message of stream
+// sequence seq on topic, stored at stored (zero when unknown), for group.
+func deadLetterID(group, topic, seq string, stored time.Time) string {
+	id := deadLetterIDPrefix + ConsumerName(group) + ":" + StreamName(topic) + ":" + seq
+	if !stored.IsZero() {
+		id += ":" + strconv.FormatInt(stored.UnixNano(), 36)
 	}
 	return id
 }

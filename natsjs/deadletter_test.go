@@ -1,11 +1,21 @@
 package natsjs_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"math"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/natstest"
 	"github.com/go-relay/relay/natsjs"
 )
@@ -42,4 +52,193 @@ func TestDeadLetterAfterStreamRecreationIsNotADuplicate(t *testing.T) {
 		t.Fatal(err) // the operator's `nats stream rm`
 	}
 	poison("second") // relay creates the stream again: sequence 1 once more
+}
+
+// JetStream answers "duplicate" for every Nats-Msg-Id in a stream's
+// duplicate window, even when the message of that id was deleted since.
+// relay took the answer for a stored dead letter and acked the source: a
+// dead letter whose earlier copy an operator removed (`nats stream rmm`) was
+// lost. Here the dead-letter stream holds the id of the coming dead letter,
+// its message deleted, when the source message is dead-lettered.
+func TestDeadLetterAnsweredAsDuplicateOfADeletedMessageIsStored(t *testing.T) {
+	s := natstest.Start(t)
+	_, js := connect(t, s)
+	const topic = "invoices"
+	b := newBroker(t, js, natsjs.WithMaxDeliver(1))
+	publish(t, b, topic, []byte("poison"))
+
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:     natsjs.StreamName(topic + ".dead"),
+		Subjects: []string{topic + ".dead"},
+		Storage:  jetstream.FileStorage,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	source, err := js.Stream(ctx, natsjs.StreamName(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := source.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := natsjs.DeadLetterID(natsjs.DefaultGroup, topic, "1", stored.Time)
+	decoy := nats.NewMsg(topic + ".dead")
+	decoy.Header.Set(nats.MsgIdHdr, id)
+	ack, err := js.PublishMsg(ctx, decoy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadStream, err := js.Stream(ctx, ack.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := deadStream.DeleteMsg(ctx, ack.Sequence); err != nil {
+		t.Fatal(err)
+	}
+	dead := deadLetters(t, js, topic)
+
+	if err := b.Subscribe(topic, func([]byte) error { return errors.New("invoice refused") }); err != nil {
+		t.Fatal(err)
+	}
+	dl := receive(t, dead, "dead letter of a message whose id was taken by a deleted one")
+	dl.Ack()
+	checkDeadLetter(t, dl, topic, "1", "1", "invoice refused", []byte("poison"))
+	eventually(t, func() bool { return consumerSettled(t, js, topic, natsjs.DefaultGroup) }, "source acknowledged")
+}
+
+// deadLetterHeaders must bound what a dead letter adds, or an accepted
+// message could be one whose dead letter never fits: the headers of the
+// longest dead letter (longest topic, group, sequence, attempts and stored
+// time, an empty reason) are measured here as nats.go writes them.
+func TestDeadLetterHeadersBoundTheLongestDeadLetter(t *testing.T) {
+	topic := strings.Repeat("t", relay.MaxTopicLength)
+	const seq = "18446744073709551615"
+	id := natsjs.DeadLetterID(strings.Repeat("g", 300), topic, seq, time.Unix(0, math.MinInt64))
+	wire := "NATS/1.0\r\n"
+	for _, kv := range [][2]string{
+		{relay.MetadataSourceTopic, topic},
+		{relay.MetadataSourceID, seq},
+		{relay.MetadataAttempts, strconv.Itoa(math.MinInt64)},
+		{relay.MetadataReason, ""},
+		{nats.MsgIdHdr, id},
+	} {
+		wire += kv[0] + ": " + kv[1] + "\r\n"
+	}
+	wire += "\r\n"
+	if bound := natsjs.DeadLetterHeaders(topic); len(wire) > bound {
+		t.Errorf("the longest dead letter adds %d bytes of headers, deadLetterHeaders says at most %d", len(wire), bound)
+	}
+}
+
+// On a server with a small max_payload, the room kept for a dead letter
+// (half of max_payload) was less than a dead letter of a long topic or group
+// needs: the largest accepted message ran its handler again and again and
+// never got a dead letter. Every message Publish accepts must be
+// dead-lettered, whatever the topic and group; on a server too small for
+// that, Publish refuses with ErrPayloadTooLarge.
+func TestDeadLetterOfLargestAcceptedMessageOnSmallServerLands(t *testing.T) {
+	// The longest topic whose dead-letter reader's own dead-letter topic,
+	// topic+".dead.dead", is valid.
+	long := strings.Repeat("t", relay.MaxTopicLength-len(".dead.dead"))
+	cases := []struct {
+		name       string
+		maxPayload int32
+		topic      string
+		group      string
+	}{
+		{"max_payload 700, short topic and group", 700, "orders", "billing"},
+		{"max_payload 700, long topic, short group", 700, long, "billing"},
+		{"max_payload 800, long topic, 100-byte group", 800, long, strings.Repeat("g", 100)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := natstest.Start(t, natstest.Config{MaxPayload: c.maxPayload})
+			_, js := connect(t, s)
+			b := newBroker(t, js, natsjs.WithMaxDeliver(1), natsjs.WithGroup(c.group))
+			payload := largestAccepted(t, b, c.topic, int(c.maxPayload))
+			if payload == nil {
+				return // refusing every message keeps the promise too
+			}
+			dead := deadLetters(t, js, c.topic)
+			longReason := strings.Repeat("the reason is long ", 100)
+			if err := b.Subscribe(c.topic, func([]byte) error { return errors.New(longReason) }); err != nil {
+				t.Fatal(err)
+			}
+			dl := receive(t, dead, "dead letter of the largest accepted message")
+			dl.Ack()
+			if !bytes.Equal(dl.Payload, payload) {
+				t.Errorf("dead letter payload of %d bytes, want %d", len(dl.Payload), len(payload))
+			}
+			if reason := dl.Metadata.Get(relay.MetadataReason); len(reason) < natsjs.MinDeadLetterReason-len("...") {
+				t.Errorf("dead letter reason %q, want at least %d bytes of it", reason, natsjs.MinDeadLetterReason)
+			}
+		})
+	}
+}
+
+// largestAccepted publishes, and returns, the largest payload that b's
+// Publish accepts on topic, at most limit bytes, or nil if it accepts none.
+// A refused payload is refused before anything is sent, so only the one
+// returned is stored.
+func largestAccepted(t *testing.T, b *natsjs.Broker, topic string, limit int) []byte {
+	t.Helper()
+	for size := limit; size > 0; size-- {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		payload := bytes.Repeat([]byte("p"), size)
+		err := b.Publish(ctx, topic, payload)
+		cancel()
+		switch {
+		case err == nil:
+			return payload
+		case !errors.Is(err, relay.ErrPayloadTooLarge):
+			t.Fatalf("Publish(%d bytes) = %v, want nil or ErrPayloadTooLarge", size, err)
+		}
+	}
+	return nil
+}
+
+// JetStream stores at most 64 KiB of headers. A 70 KB handler error was cut
+// only to fit max_payload, so the dead letter failed with err_code 10097 on
+// every attempt and never landed; metadata of 70 KB failed the same way at
+// Publish, untyped and after sending.
+func TestDeadLetterAndMetadataFitJetStreamsHeaderLimit(t *testing.T) {
+	s := natstest.Start(t)
+	_, js := connect(t, s)
+	const topic = "reports"
+
+	t.Run("a 70 KB reason is cut to fit", func(t *testing.T) {
+		dead := deadLetters(t, js, topic)
+		b := newBroker(t, js, natsjs.WithMaxDeliver(1))
+		publish(t, b, topic, []byte("report"))
+		huge := strings.Repeat("r", 70_000)
+		if err := b.Subscribe(topic, func([]byte) error { return errors.New(huge) }); err != nil {
+			t.Fatal(err)
+		}
+		dl := receive(t, dead, "dead letter with a 70 KB reason")
+		dl.Ack()
+		reason := dl.Metadata.Get(relay.MetadataReason)
+		if !strings.HasPrefix(reason, "rrr") || !strings.HasSuffix(reason, "...") || len(reason) >= natsjs.MaxHeaderBytes {
+			t.Errorf("dead letter reason of %d bytes, want the reason cut below %d", len(reason), natsjs.MaxHeaderBytes)
+		}
+	})
+
+	t.Run("70 KB of metadata is refused before sending", func(t *testing.T) {
+		pub, err := natsjs.NewPublisher(js)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := message.NewMessage(watermill.NewUUID(), []byte("x"))
+		m.Metadata.Set("notes", strings.Repeat("n", 70_000))
+		if err := pub.Publish("metadata-heavy", m); !errors.Is(err, relay.ErrInvalidMetadata) {
+			t.Errorf("Publish with 70 KB of metadata = %v, want ErrInvalidMetadata", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		if stream, err := js.Stream(ctx, natsjs.StreamName("metadata-heavy")); err == nil && stream.CachedInfo().State.Msgs != 0 {
+			t.Errorf("the refused message was stored")
+		}
+	})
 }

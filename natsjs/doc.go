@@ -68,10 +68,14 @@
 //
 // A dead letter is always publishable: Publish refuses a message whose
 // payload and headers leave less than [DeadLetterReserve] (768 bytes) of the
-// server's max_payload for the dead-letter metadata, the reason is cut to fit
-// in that room, and metadata keys that cannot be sent as NATS headers (a
-// message stored by another client may carry such headers) are left out of
-// the dead letter, which says so in its reason.
+// server's max_payload for the dead-letter metadata (on a small server, never
+// less than that topic's dead letter needs), or whose headers leave less than
+// that of JetStream's 64 KiB header limit; the reason is cut to fit in that
+// room; and metadata keys that cannot be sent as NATS headers (a message
+// stored by another client may carry such headers) are left out of the dead
+// letter, which says so in its reason. A dead letter's Nats-Msg-Id is unique
+// to its group and stored message, and a "duplicate" answer counts as
+// stored only once the dead-letter stream shows a message of that id.
 //
 // relay does not set the consumer's MaxDeliver to max deliver: it sets it to
 // -1 (unlimited) and counts deliveries itself from the delivery count that

@@ -49,7 +49,10 @@ func (e *engine) publish(ctxs []context.Context, topic string, msgs []delivery.M
 	for i, m := range msgs {
 		nm, err := encode(topic, m)
 		if err == nil {
-			err = e.checkSize(nm, limit, reserve(limit))
+			err = e.checkSize(nm, limit, reserve(limit, topic))
+		}
+		if err == nil {
+			err = checkHeaders(nm, deadLetterHeaders(topic)+minDeadLetterReason)
 		}
 		if err != nil {
 			return e.nameFailure(i, msgs, err)
@@ -73,7 +76,7 @@ func (e *engine) publish(ctxs []context.Context, topic string, msgs []delivery.M
 	for i, b := range batch {
 		err := b.err
 		if err == nil {
-			expired, err = await(ctxs[i], b.future, timer.C, expired)
+			_, expired, err = await(ctxs[i], b.future, timer.C, expired)
 		}
 		if err != nil && (errors.Is(err, errAttemptLost) || transient(err)) {
 			ctx, cancel := ctxs[i], context.CancelFunc(func() {})
@@ -83,7 +86,10 @@ func (e *engine) publish(ctxs []context.Context, topic string, msgs []delivery.M
 			if ctx.Err() != nil {
 				err = fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
 			} else {
-				err = e.retry(ctx, topic, func(ctx context.Context) error { return e.publishOne(ctx, topic, b.nm) })
+				err = e.retry(ctx, topic, func(ctx context.Context) error {
+					_, err := e.publishOne(ctx, topic, b.nm)
+					return err
+				})
 			}
 			cancel()
 		}
@@ -98,45 +104,45 @@ func (e *engine) publish(ctxs []context.Context, topic string, msgs []delivery.M
 var errAttemptLost = errors.New("no acknowledgement within the attempt timeout")
 
 // publishOne sends nm and waits for its acknowledgement.
-func (e *engine) publishOne(ctx context.Context, topic string, nm *nats.Msg) error {
+func (e *engine) publishOne(ctx context.Context, topic string, nm *nats.Msg) (*jetstream.PubAck, error) {
 	if _, err := e.ensureStream(ctx, topic); err != nil {
-		return err
+		return nil, err
 	}
 	f, err := e.js.PublishMsgAsync(nm)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = await(ctx, f, nil, false)
-	return err
+	ack, _, err := await(ctx, f, nil, false)
+	return ack, err
 }
 
 // await waits for the acknowledgement of f, ctx, or a tick of lost
 // (errAttemptLost). expired says that lost ticked already; await returns
 // whether it has by now.
-func await(ctx context.Context, f jetstream.PubAckFuture, lost <-chan time.Time, expired bool) (bool, error) {
+func await(ctx context.Context, f jetstream.PubAckFuture, lost <-chan time.Time, expired bool) (*jetstream.PubAck, bool, error) {
 	if expired {
 		// The attempt is over: take what has come, wait for nothing more.
 		select {
-		case <-f.Ok():
-			return true, nil
+		case ack := <-f.Ok():
+			return ack, true, nil
 		case err := <-f.Err():
-			return true, ackError(err)
+			return nil, true, ackError(err)
 		default:
 			if err := ctx.Err(); err != nil {
-				return true, err
+				return nil, true, err
 			}
-			return true, errAttemptLost
+			return nil, true, errAttemptLost
 		}
 	}
 	select {
-	case <-f.Ok():
-		return false, nil
+	case ack := <-f.Ok():
+		return ack, false, nil
 	case err := <-f.Err():
-		return false, ackError(err)
+		return nil, false, ackError(err)
 	case <-ctx.Done():
-		return false, ctx.Err()
+		return nil, false, ctx.Err()
 	case <-lost:
-		return true, errAttemptLost
+		return nil, true, errAttemptLost
 	}
 }
 
@@ -174,9 +180,24 @@ func (e *engine) checkSize(nm *nats.Msg, limit, reserve int64) error {
 	return nil
 }
 
-// reserve is the room a published message leaves for the metadata of its
-// dead letter: [DeadLetterReserve], or half of limit on a server whose
-// max_payload is below 1536 bytes.
-func reserve(limit int64) int64 {
-	return min(DeadLetterReserve, limit/2)
+// checkHeaders refuses a message whose headers, with room more bytes, would
+// exceed what JetStream stores (maxHeaderBytes).
+func checkHeaders(nm *nats.Msg, room int) error {
+	if hdr := headerSize(nm.Header); hdr+room > maxHeaderBytes {
+		if room > 0 {
+			return fmt.Errorf("%w: %d bytes of headers (metadata and UUID) exceed JetStream's limit of %d bytes less %d bytes kept for dead-letter metadata",
+				relay.ErrInvalidMetadata, hdr, maxHeaderBytes, room)
+		}
+		return fmt.Errorf("%w: %d bytes of headers exceed JetStream's limit of %d bytes", relay.ErrInvalidMetadata, hdr, maxHeaderBytes)
+	}
+	return nil
+}
+
+// reserve is the room a message published on topic leaves, within limit,
+// for the metadata of its dead letter: [DeadLetterReserve], or half of limit
+// on a server whose max_payload is below 1536 bytes, but never less than the
+// dead letter needs (deadLetterHeaders and minDeadLetterReason), so that
+// every accepted message can be dead-lettered.
+func reserve(limit int64, topic string) int64 {
+	return max(min(DeadLetterReserve, limit/2), int64(deadLetterHeaders(topic)+minDeadLetterReason))
 }

@@ -45,10 +45,12 @@ func NewPublisher(js jetstream.JetStream, opts ...Option) (*Publisher, error) {
 // its own wait, limited to the request timeout ([WithRequestTimeout]) when it
 // has no deadline.
 //
-// It returns an error wrapping [relay.ErrInvalidTopic], [relay.ErrClosed], or
+// It returns an error wrapping [relay.ErrInvalidTopic], [relay.ErrClosed],
 // [relay.ErrPayloadTooLarge] (before anything is sent) when one message is
-// over the server's max_payload; a metadata key that cannot be a NATS header
-// is refused the same way.
+// over the server's max_payload less [DeadLetterReserve], or
+// [relay.ErrInvalidMetadata] (the same way) for a metadata key that cannot be
+// a NATS header, a value that a header would not keep, or metadata beyond
+// JetStream's 64 KiB header limit less the dead letter's share of it.
 func (p *Publisher) Publish(topic string, messages ...*message.Message) error {
 	if err := p.usable(topic); err != nil {
 		return fmt.Errorf("natsjs: publish %q: %w", topic, err)
