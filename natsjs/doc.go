@@ -45,8 +45,10 @@
 // (never in a hot loop) after setting up the stream and consumer again.
 // Publish retries transient failures (disconnection, no responders, JetStream
 // unavailable) with backoff within its context; the retries are safe because
-// of Nats-Msg-Id. The connection itself, and how it reconnects, is the
-// caller's.
+// of Nats-Msg-Id. A server, or an account, without JetStream is not
+// transient: Publish and Subscribe return an error wrapping
+// jetstream.ErrJetStreamNotEnabled (or ErrJetStreamNotEnabledForAccount) at
+// once. The connection itself, and how it reconnects, is the caller's.
 //
 // # Retries and dead letters
 //

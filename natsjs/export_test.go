@@ -10,3 +10,5 @@ const (
 	MaxHeaderBytes      = maxHeaderBytes
 	MinDeadLetterReason = minDeadLetterReason
 )
+
+var SubjectMatches = subjectMatches

@@ -219,10 +219,12 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithStreamConfig lets f adjust the configuration of every stream relay
-// creates or updates (storage, replicas, retention limits, max age, duplicate
-// window, ...). f gets relay's configuration: Name = [StreamName](topic),
-// Subjects = [topic], file storage, limits retention. After f, relay sets Name
-// and Subjects back. Interest or limits retention keep fan-out to several groups
+// creates (storage, replicas, retention limits, max age, duplicate window,
+// ...). f gets relay's configuration: Name = [StreamName](topic), Subjects =
+// [topic], file storage, limits retention. After f, relay sets Name and
+// Subjects back. A stream that exists already is never changed (relay only
+// adds the topic's subject to a stream of its name that lacks it): to change
+// its settings, use `nats stream edit` or the JetStream API. Interest or limits retention keep fan-out to several groups
 // working; work-queue retention allows one group per topic only.
 func WithStreamConfig(f func(*jetstream.StreamConfig)) Option {
 	return func(c *config) error {

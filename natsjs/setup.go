@@ -4,13 +4,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// ensureStream creates or updates the stream of topic, once per engine, and
-// returns its name. When another stream already captures the topic's subject
-// (for example one made by another Watermill adapter), relay uses that one.
+// ensureStream makes sure a stream captures topic, once per engine, and
+// returns its name. relay never weakens a stream it did not just create:
+//
+//   - No stream captures the subject: relay creates [StreamName](topic).
+//   - A stream of that name exists (another tool's, or relay's own with limits
+//     an operator changed): its settings are left alone. If its subjects do
+//     not capture topic, topic is added to them, the one change relay makes,
+//     and a Warn record says so.
+//   - Another stream captures the subject (for example one made by another
+//     Watermill adapter): relay uses that one, unchanged.
 func (e *engine) ensureStream(ctx context.Context, topic string) (string, error) {
 	if name, ok := e.streams.Load(topic); ok {
 		return name.(string), nil
@@ -26,8 +36,11 @@ func (e *engine) ensureStream(ctx context.Context, topic string) (string, error)
 		sc.Name, sc.Subjects = StreamName(topic), []string{topic}
 	}
 	name := sc.Name
-	_, err := e.js.CreateOrUpdateStream(ctx, sc)
-	if isAPIError(err, codeStreamSubjectOverlap) {
+	_, err := e.js.CreateStream(ctx, sc)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNameAlreadyInUse):
+		name, err = e.adoptStream(ctx, sc.Name, topic)
+	case isAPIError(err, codeStreamSubjectOverlap):
 		name, err = e.js.StreamNameBySubject(ctx, topic)
 	}
 	if err != nil {
@@ -35,6 +48,50 @@ func (e *engine) ensureStream(ctx context.Context, topic string) (string, error)
 	}
 	e.streams.Store(topic, name)
 	return name, nil
+}
+
+// adoptStream uses the existing stream name for topic, adding topic to its
+// subjects if none of them captures it; nothing else of it is changed.
+func (e *engine) adoptStream(ctx context.Context, name, topic string) (string, error) {
+	stream, err := e.js.Stream(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	cfg := stream.CachedInfo().Config
+	for _, subject := range cfg.Subjects {
+		if subjectMatches(subject, topic) {
+			return name, nil
+		}
+	}
+	cfg.Subjects = append(cfg.Subjects, topic)
+	if _, err := e.js.UpdateStream(ctx, cfg); err != nil {
+		if isAPIError(err, codeStreamSubjectOverlap) {
+			return e.js.StreamNameBySubject(ctx, topic)
+		}
+		return "", fmt.Errorf("add subject %q to existing stream %q: %w", topic, name, err)
+	}
+	e.log.Warn("natsjs: added the topic's subject to an existing stream; its other settings are left as they were",
+		slog.String("stream", name), slog.String("topic", topic), slog.Any("subjects", cfg.Subjects))
+	return name, nil
+}
+
+// subjectMatches reports whether the subject filter captures the subject
+// subject: tokens are separated by '.', '*' stands for one token and a final
+// '>' for one or more.
+func subjectMatches(filter, subject string) bool {
+	for {
+		ft, frest, fmore := strings.Cut(filter, ".")
+		st, srest, smore := strings.Cut(subject, ".")
+		switch {
+		case ft == ">" && !fmore:
+			return true
+		case ft != "*" && ft != st:
+			return false
+		case !fmore || !smore:
+			return !fmore && !smore
+		}
+		filter, subject = frest, srest
+	}
 }
 
 // ensureConsumer creates or updates the group's durable consumer on stream.
@@ -96,6 +153,9 @@ func (e *engine) retry(ctx context.Context, topic string, op func(ctx context.Co
 		if !lost && !transient(err) {
 			return err
 		}
+		if noJetStream := e.jetStreamDisabled(ctx, err); noJetStream != nil {
+			return noJetStream
+		}
 		if forgetsStream(err) {
 			e.streams.Delete(topic)
 		}
@@ -103,4 +163,23 @@ func (e *engine) retry(ctx context.Context, topic string, op func(ctx context.Co
 			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
 		}
 	}
+}
+
+// jetStreamDisabled returns a permanent error when err, an attempt's error,
+// comes from a server, or an account, without JetStream, and nil otherwise.
+// The JetStream API has no responders then, which also happens for a moment
+// to a publish whose stream was just deleted: only the server's answer to an
+// account-information request (nats-server v2.15.2: "jetstream not enabled",
+// err_code 10076, or no responders) tells the two apart.
+func (e *engine) jetStreamDisabled(ctx context.Context, err error) error {
+	if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
+	_, infoErr := e.js.AccountInfo(ctx)
+	if errors.Is(infoErr, jetstream.ErrJetStreamNotEnabled) || errors.Is(infoErr, jetstream.ErrJetStreamNotEnabledForAccount) {
+		return fmt.Errorf("%w: JetStream is not enabled on the server or for this account (run nats-server with -js, or enable it in the account's configuration) (last error: %w)", infoErr, err)
+	}
+	return nil
 }

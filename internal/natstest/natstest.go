@@ -30,6 +30,9 @@ type Config struct {
 	// MaxPayload is the largest message the server accepts, in bytes. Zero
 	// keeps the server default, 1 MiB.
 	MaxPayload int32
+	// NoJetStream starts a core NATS server, without JetStream: what a
+	// client sees of a server configured without it.
+	NoJetStream bool
 }
 
 // Server is a NATS server started by [Run] or [Start]. Its methods are safe
@@ -86,7 +89,7 @@ func (s *Server) Start() error {
 		Host:       "127.0.0.1",
 		Port:       port,
 		MaxPayload: s.cfg.MaxPayload,
-		JetStream:  true,
+		JetStream:  !s.cfg.NoJetStream,
 		StoreDir:   s.cfg.StoreDir,
 		NoLog:      true,
 		NoSigs:     true,
@@ -97,7 +100,7 @@ func (s *Server) Start() error {
 	fatal := &fatalLogger{}
 	ns.SetLogger(fatal, false, false)
 	go ns.Start()
-	if err := waitReady(ns, fatal); err != nil {
+	if err := waitReady(ns, fatal, !s.cfg.NoJetStream); err != nil {
 		ns.Shutdown()
 		ns.WaitForShutdown()
 		return err
@@ -161,10 +164,10 @@ func (s *Server) URL() string {
 	return "nats://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(s.cfg.Port))
 }
 
-// waitReady waits until ns accepts clients with JetStream on, and returns
+// waitReady waits until ns accepts clients, with JetStream on if jetStream, and returns
 // early with the reason when the server gave up (it never exits the process:
 // without a logger of its own it only reports through fatalLogger).
-func waitReady(ns *server.Server, fatal *fatalLogger) error {
+func waitReady(ns *server.Server, fatal *fatalLogger, jetStream bool) error {
 	deadline := time.Now().Add(readyTimeout)
 	for !ns.ReadyForConnections(50 * time.Millisecond) {
 		if msg := fatal.message(); msg != "" {
@@ -174,7 +177,7 @@ func waitReady(ns *server.Server, fatal *fatalLogger) error {
 			return fmt.Errorf("natstest: server not ready after %s", readyTimeout)
 		}
 	}
-	if !ns.JetStreamEnabled() {
+	if jetStream && !ns.JetStreamEnabled() {
 		return fmt.Errorf("natstest: JetStream not enabled: %s", fatal.message())
 	}
 	return nil
