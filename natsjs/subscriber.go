@@ -40,7 +40,7 @@ type Subscriber struct {
 	once    sync.Once
 
 	subsMu sync.Mutex
-	subs   []*running // for Shutdown to abandon leases
+	subs   map[*running]struct{} // running subscriptions, for Shutdown to abandon leases
 }
 
 // NewSubscriber returns a Subscriber that consumes through js, which stays
@@ -53,7 +53,11 @@ func NewSubscriber(js jetstream.JetStream, opts ...Option) (*Subscriber, error) 
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Subscriber{e: e, ctx: ctx, cancel: cancel, closing: make(chan struct{}), done: make(chan struct{})}, nil
+	return &Subscriber{
+		e: e, ctx: ctx, cancel: cancel,
+		closing: make(chan struct{}), done: make(chan struct{}),
+		subs: make(map[*running]struct{}),
+	}, nil
 }
 
 // Subscribe creates or updates the topic's stream and the group's durable
@@ -92,9 +96,14 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 			return nil, err
 		}
 		s.subsMu.Lock()
-		s.subs = append(s.subs, r)
+		s.subs[r] = struct{}{}
 		s.subsMu.Unlock()
-		return func() { _ = r.stop(context.Background()) }, nil
+		return func() {
+			_ = r.stop(context.Background())
+			s.subsMu.Lock()
+			delete(s.subs, r)
+			s.subsMu.Unlock()
+		}, nil
 	})
 	if err != nil {
 		if s.ctx.Err() != nil {
@@ -168,7 +177,7 @@ func (s *Subscriber) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		s.subsMu.Lock()
-		for _, r := range s.subs {
+		for r := range s.subs {
 			r.s.abandon()
 		}
 		s.subsMu.Unlock()
