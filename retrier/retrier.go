@@ -121,8 +121,12 @@ var (
 // wraps.
 func (r *broker) HandlesRetries() bool { return true }
 
-// Publish publishes through the wrapped broker.
+// Publish publishes through the wrapped broker. A nil ctx returns an error
+// wrapping [relay.ErrNilContext] before the wrapped broker sees it.
 func (r *broker) Publish(ctx context.Context, topic string, payload []byte) error {
+	if ctx == nil {
+		return fmt.Errorf("retrier: publish %q: %w", topic, relay.ErrNilContext)
+	}
 	if r.isClosed() {
 		return fmt.Errorf("retrier: publish %q: %w", topic, relay.ErrClosed)
 	}

@@ -3,8 +3,8 @@ package option
 import (
 	"errors"
 	"fmt"
-	"math"
 	"log/slog"
+	"math"
 	"testing"
 	"time"
 
