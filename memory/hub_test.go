@@ -395,13 +395,14 @@ func TestRedeliveryWaitsBackoff(t *testing.T) {
 				gaps = append(gaps, times[i].Sub(times[i-1]))
 			}
 			mu.Unlock()
-			// Each wait is at least backoff/2 (equal jitter): at most window/(backoff/2)+1.
-			if max := int(window/(backoff/2)) + 1; n < 2 || n > max {
+			// Each wait is at least the min backoff, never less (the equal
+			// jitter of old waited down to half of it): at most window/backoff+1.
+			if max := int(window/backoff) + 1; n < 2 || n > max {
 				t.Fatalf("%d deliveries in %v with backoff %v, want 2..%d", n, window, backoff, max)
 			}
 			for _, g := range gaps {
-				if g < backoff/2-5*time.Millisecond {
-					t.Fatalf("redelivered after %v, below half the backoff %v", g, backoff)
+				if g < backoff-time.Millisecond {
+					t.Fatalf("redelivered after %v, below the min backoff %v", g, backoff)
 				}
 			}
 			if got := stored(hub, "fail.dead"); got != 0 {
