@@ -32,6 +32,12 @@ var (
 	// argument is nil.
 	ErrInvalidOption = errors.New("relay: invalid option")
 
+	// ErrNilContext is returned by Publish (both faces, every backend) and by
+	// any other call that takes a context when it is given a nil
+	// context.Context, before anything is sent: pass context.Background() or
+	// context.TODO() instead.
+	ErrNilContext = errors.New("relay: nil context")
+
 	// ErrPermanent is wrapped by a handler's error to say that retrying cannot
 	// help: the message goes to the dead-letter topic at once, with no further
 	// delivery attempt. Wrap it with fmt.Errorf("...: %w", relay.ErrPermanent) or

@@ -53,7 +53,8 @@ type Broker interface {
 	// server). It blocks at most until ctx is done, then returns an error that
 	// wraps ctx.Err(). It returns an error wrapping [ErrInvalidTopic] for a topic
 	// that [ValidateTopic] rejects, [ErrPayloadTooLarge] for a payload over the
-	// backend's limit (before anything is sent) and [ErrClosed] after Close. A nil
+	// backend's limit (before anything is sent), [ErrNilContext] for a nil ctx
+	// (before anything is sent) and [ErrClosed] after Close. A nil
 	// or empty payload is valid and is delivered as an empty payload. Publish
 	// does not keep payload after it returns.
 	//

@@ -43,7 +43,12 @@ func NewBroker(opts ...Option) (*Broker, error) {
 // wrapping ctx.Err()) or the broker is closed. It returns an error wrapping
 // [relay.ErrInvalidTopic] for a topic that [relay.ValidateTopic] rejects, and
 // [relay.ErrClosed] after Close. The memory backend has no payload limit.
+// A nil ctx returns an error wrapping [relay.ErrNilContext], and nothing is
+// sent.
 func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) error {
+	if ctx == nil {
+		return fmt.Errorf("memory: publish %q: %w", topic, relay.ErrNilContext)
+	}
 	t, err := b.e.hub.validTopic(topic)
 	if err != nil {
 		return fmt.Errorf("memory: publish: %w", err)
@@ -123,7 +128,12 @@ func (b *Broker) Close() error {
 // decide; then its goroutine ends. A later Close or Shutdown waits for those
 // handlers again. Shutdown is idempotent and safe to call concurrently and
 // with Close.
+// A nil ctx returns an error wrapping [relay.ErrNilContext], and closes
+// nothing.
 func (b *Broker) Shutdown(ctx context.Context) error {
+	if ctx == nil {
+		return fmt.Errorf("memory: shutdown: %w", relay.ErrNilContext)
+	}
 	if err := b.e.shutdown(ctx); err != nil {
 		return fmt.Errorf("memory: shutdown: handlers still running: %w", err)
 	}

@@ -45,8 +45,9 @@
 // # Retries and dead letters
 //
 // A handler error, a panic (recovered) or a Nack makes the message due again
-// after a backoff ([WithBackoff]): from the minimum, doubling per failure up to
-// the maximum, the upper half random. Redelivery never spins and never holds
+// after a backoff ([WithBackoff]): never below the minimum nor above the
+// maximum, the step doubling per failure, the wait drawn from one to two
+// steps. Redelivery never spins and never holds
 // up other messages. After [WithMaxDeliver] deliveries, or at once for an
 // error wrapping [relay.ErrPermanent], the message is published to the
 // dead-letter topic ([WithDeadLetterTopic], by default topic + ".dead") on the

@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/option"
 )
 
 // Hub is an in-process topic space: what a server is to the NATS and Redis
@@ -41,18 +42,13 @@ type Hub struct {
 
 // NewHub returns an empty hub, whose topics each keep up to [DefaultCapacity]
 // messages, acknowledged or not, or the number of [WithCapacity]; see [Hub]
-// for which message a full topic drops. Options: [WithCapacity]; nil options
-// are ignored. An invalid option value returns an error wrapping
+// for which message a full topic drops. Options: [WithCapacity]. An invalid
+// option value, or a nil HubOption, returns an error wrapping
 // [relay.ErrInvalidOption].
 func NewHub(opts ...HubOption) (*Hub, error) {
 	c := hubConfig{capacity: DefaultCapacity}
-	for _, opt := range opts {
-		if opt == nil {
-			continue
-		}
-		if err := opt(&c); err != nil {
-			return nil, err
-		}
+	if err := option.Apply(pkg, &c, opts); err != nil {
+		return nil, err
 	}
 	return makeHub(c), nil
 }

@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"errors"
+	"math"
 	"runtime"
 	"slices"
 	"strconv"
@@ -394,13 +395,14 @@ func TestRedeliveryWaitsBackoff(t *testing.T) {
 				gaps = append(gaps, times[i].Sub(times[i-1]))
 			}
 			mu.Unlock()
-			// Each wait is at least backoff/2 (equal jitter): at most window/(backoff/2)+1.
-			if max := int(window/(backoff/2)) + 1; n < 2 || n > max {
+			// Each wait is at least the min backoff, never less (the equal
+			// jitter of old waited down to half of it): at most window/backoff+1.
+			if max := int(window/backoff) + 1; n < 2 || n > max {
 				t.Fatalf("%d deliveries in %v with backoff %v, want 2..%d", n, window, backoff, max)
 			}
 			for _, g := range gaps {
-				if g < backoff/2-5*time.Millisecond {
-					t.Fatalf("redelivered after %v, below half the backoff %v", g, backoff)
+				if g < backoff-time.Millisecond {
+					t.Fatalf("redelivered after %v, below the min backoff %v", g, backoff)
 				}
 			}
 			if got := stored(hub, "fail.dead"); got != 0 {
@@ -614,7 +616,16 @@ func TestInvalidInput(t *testing.T) {
 		{name: "nil hub", run: func() error { _, err := NewBroker(WithHub(nil)); return err }, want: relay.ErrInvalidOption},
 		{name: "zero capacity", run: func() error { _, err := NewHub(WithCapacity(0)); return err }, want: relay.ErrInvalidOption},
 		{name: "negative capacity", run: func() error { _, err := NewHub(WithCapacity(-1)); return err }, want: relay.ErrInvalidOption},
-		{name: "nil hub option ignored", run: func() error { _, err := NewHub(nil, WithCapacity(1)); return err }, want: nil},
+		{name: "nil hub option", run: func() error { _, err := NewHub(nil, WithCapacity(1)); return err }, want: relay.ErrInvalidOption},
+		{name: "nil option", run: func() error { _, err := NewBroker(WithGroup("g"), nil); return err }, want: relay.ErrInvalidOption},
+		{name: "nil option to publisher", run: func() error { _, err := NewPublisher(testHub(t), nil); return err }, want: relay.ErrInvalidOption},
+		{name: "nil option to subscriber", run: func() error { _, err := NewSubscriber(testHub(t), nil); return err }, want: relay.ErrInvalidOption},
+		{name: "concurrency over the bound", run: func() error { _, err := NewBroker(WithConcurrency(relay.MaxConcurrency + 1)); return err }, want: relay.ErrInvalidOption},
+		{name: "concurrency of max int", run: func() error { _, err := NewBroker(WithConcurrency(math.MaxInt)); return err }, want: relay.ErrInvalidOption},
+		{name: "concurrency at the bound", run: func() error { _, err := NewBroker(WithConcurrency(relay.MaxConcurrency)); return err }, want: nil},
+		{name: "min backoff of 1ns, a busy loop", run: func() error { _, err := NewBroker(WithBackoff(time.Nanosecond, time.Second)); return err }, want: relay.ErrInvalidOption},
+		{name: "backoff up to max duration", run: func() error { _, err := NewBroker(WithBackoff(100*time.Millisecond, math.MaxInt64)); return err }, want: nil},
+		{name: "capacity of max int", run: func() error { _, err := NewHub(WithCapacity(math.MaxInt)); return err }, want: nil},
 		{name: "empty group", run: func() error { _, err := NewBroker(WithGroup("")); return err }, want: relay.ErrInvalidOption},
 		{name: "zero concurrency", run: func() error { _, err := NewBroker(WithConcurrency(0)); return err }, want: relay.ErrInvalidOption},
 		{name: "zero max deliver", run: func() error { _, err := NewBroker(WithMaxDeliver(0)); return err }, want: relay.ErrInvalidOption},

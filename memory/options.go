@@ -4,12 +4,15 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
 	"github.com/go-relay/relay/internal/option"
 )
 
 // Defaults of the options. The option docs link to them. DefaultMaxDeliver,
-// DefaultMinBackoff and DefaultMaxBackoff are the same in every relay backend.
+// DefaultMinBackoff and DefaultMaxBackoff are the same in every relay backend:
+// [relay.DefaultMaxDeliver], [relay.DefaultMinBackoff] and
+// [relay.DefaultMaxBackoff].
 const (
 	// DefaultGroup is the consumer group of a [Broker] or [Subscriber] made
 	// without [WithGroup].
@@ -20,8 +23,8 @@ const (
 	// DefaultMaxDeliver is the number of deliveries, including the first,
 	// without [WithMaxDeliver].
 	DefaultMaxDeliver = 3
-	// DefaultMinBackoff is the wait before the first redelivery without
-	// [WithBackoff]; the wait doubles per failed delivery.
+	// DefaultMinBackoff is the shortest wait before a redelivery without
+	// [WithBackoff]; see WithBackoff for the rule of the waits.
 	DefaultMinBackoff = 100 * time.Millisecond
 	// DefaultMaxBackoff is the longest wait before a redelivery without
 	// [WithBackoff].
@@ -33,11 +36,12 @@ const (
 
 // DefaultDeadLetterTopic returns the dead-letter topic of topic used without
 // [WithDeadLetterTopic]: topic + ".dead".
-func DefaultDeadLetterTopic(topic string) string { return delivery.DefaultDeadLetterTopic(topic) }
+func DefaultDeadLetterTopic(topic string) string { return relay.DefaultDeadLetterTopic(topic) }
 
 // Option configures a [Broker], [Publisher] or [Subscriber]. Options are
 // applied in order; a later option overrides an earlier one. An out-of-range
-// value makes the constructor return an error wrapping [relay.ErrInvalidOption].
+// value, or a nil Option, makes the constructor return an error wrapping
+// [relay.ErrInvalidOption].
 type Option func(*config) error
 
 type config struct {
@@ -57,13 +61,8 @@ func newConfig(opts []Option) (config, error) {
 		native:      true,
 		logger:      slog.Default(),
 	}
-	for _, opt := range opts {
-		if opt == nil {
-			continue
-		}
-		if err := opt(&c); err != nil {
-			return config{}, err
-		}
+	if err := option.Apply(pkg, &c, opts); err != nil {
+		return config{}, err
 	}
 	if err := c.policy.Validate(pkg); err != nil {
 		return config{}, err
@@ -103,7 +102,8 @@ func WithGroup(group string) Option {
 }
 
 // WithConcurrency sets how many handlers run at once per subscription, by
-// default [DefaultConcurrency]; n must be at least 1. With n = 1 a subscription
+// default [DefaultConcurrency]; n must be from 1 to [relay.MaxConcurrency]
+// (65536). With n = 1 a subscription
 // handles messages in publish order while none fails.
 func WithConcurrency(n int) Option {
 	return func(c *config) error {
@@ -113,28 +113,32 @@ func WithConcurrency(n int) Option {
 
 // WithMaxDeliver sets the number of deliveries of a message, including the
 // first, after which a failing message goes to the dead-letter topic; by
-// default [DefaultMaxDeliver] (3). n must be at least 1. It has no effect with
-// WithNativeRetries(false).
+// default [DefaultMaxDeliver] (3, [relay.DefaultMaxDeliver]). n must be at
+// least 1; it has no upper bound (math.MaxInt retries for ever). It has no
+// effect with WithNativeRetries(false).
 func WithMaxDeliver(n int) Option {
 	return func(c *config) error {
-		c.policy.MaxDeliver = n
-		return nil // validated with the whole policy
+		return option.MaxDeliver(pkg, &c.policy, n)
 	}
 }
 
-// WithBackoff sets the wait before a failed message is redelivered: min after
-// the first failure, doubling per failure up to max, the upper half of each
-// wait random. Defaults: [DefaultMinBackoff] (100ms) and [DefaultMaxBackoff]
-// (10s). min must be positive and max at least min.
+// WithBackoff bounds the wait before a failed message is redelivered.
+// After the k-th failed delivery of a message the step is min·2^(k-1)
+// capped at max, and the wait is drawn uniformly from [step, min(2·step,
+// max)]: never below min, never above max.
+// Defaults: [DefaultMinBackoff] (100ms) and [DefaultMaxBackoff] (10s), those
+// of [relay.DefaultMinBackoff] and [relay.DefaultMaxBackoff]. min must be at
+// least [relay.MinBackoffFloor] (1ms) and max at least min; max has no upper
+// bound.
 func WithBackoff(min, max time.Duration) Option {
 	return func(c *config) error {
-		c.policy.MinBackoff, c.policy.MaxBackoff = min, max
-		return nil // validated with the whole policy
+		return option.Backoff(pkg, &c.policy, min, max)
 	}
 }
 
 // WithDeadLetterTopic sets the function that names the dead-letter topic of a
-// topic, by default [DefaultDeadLetterTopic] (topic + ".dead"). Dead letters
+// topic, by default [DefaultDeadLetterTopic] (topic + ".dead", as
+// [relay.DefaultDeadLetterTopic]). Dead letters
 // are published on the same [Hub]. A nil function is an error.
 func WithDeadLetterTopic(name func(topic string) string) Option {
 	return func(c *config) error {
@@ -176,8 +180,8 @@ func WithNativeRetries(native bool) Option {
 	}
 }
 
-// HubOption configures a [Hub]. An out-of-range value makes [NewHub] return
-// an error wrapping [relay.ErrInvalidOption].
+// HubOption configures a [Hub]. An out-of-range value, or a nil HubOption,
+// makes [NewHub] return an error wrapping [relay.ErrInvalidOption].
 type HubOption func(*hubConfig) error
 
 type hubConfig struct {
@@ -191,7 +195,9 @@ type hubConfig struct {
 // make room; when there is none (a group has not acknowledged any of them,
 // or the topic has no group yet), it blocks until a group acknowledges one,
 // its context is done or the publishing value is closed. A hub thus holds up
-// to n messages per topic in memory, consumed or not. n must be at least 1.
+// to n messages per topic in memory, consumed or not. n must be at least 1;
+// it has no upper bound (nothing is allocated ahead: math.MaxInt means
+// unbounded).
 func WithCapacity(n int) HubOption {
 	return func(c *hubConfig) error {
 		if n < 1 {

@@ -59,7 +59,11 @@ func NewSubscriber(hub *Hub, opts ...Option) (*Subscriber, error) {
 // group. It returns an error wrapping [relay.ErrInvalidTopic] (also when the
 // topic's dead-letter topic is not a valid topic, unless
 // WithNativeRetries(false)) or [relay.ErrClosed].
+// A nil ctx returns an error wrapping [relay.ErrNilContext].
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	if ctx == nil {
+		return nil, fmt.Errorf("memory: subscribe %q: %w", topic, relay.ErrNilContext)
+	}
 	if err := relay.ValidateTopic(topic); err != nil {
 		return nil, fmt.Errorf("memory: subscribe: %w", err)
 	}
@@ -124,7 +128,12 @@ func (s *Subscriber) Close() error {
 // subscription gets its message until it is settled; the output channel
 // closes after that. A later Close or Shutdown waits again. Shutdown is
 // idempotent and safe to call concurrently and with Close.
+// A nil ctx returns an error wrapping [relay.ErrNilContext], and closes
+// nothing.
 func (s *Subscriber) Shutdown(ctx context.Context) error {
+	if ctx == nil {
+		return fmt.Errorf("memory: shutdown: %w", relay.ErrNilContext)
+	}
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closed = true

@@ -63,7 +63,12 @@ func (b *Broker) HandlesRetries() bool { return true }
 // above the server's max_payload less [DeadLetterReserve], the room kept for
 // the metadata of a dead letter), [relay.ErrClosed] after Close, or ctx's
 // error.
+// A nil ctx returns an error wrapping [relay.ErrNilContext], and nothing is
+// sent.
 func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) error {
+	if ctx == nil {
+		return fmt.Errorf("natsjs: publish %q: %w", topic, relay.ErrNilContext)
+	}
 	if err := b.usable(topic); err != nil {
 		return fmt.Errorf("natsjs: publish %q: %w", topic, err)
 	}
@@ -150,7 +155,12 @@ func (b *Broker) Close() error {
 // settled as usual. The handlers keep running in the background; a later
 // Close or Shutdown waits for them again. Shutdown is safe for concurrent use
 // and with Close.
+// A nil ctx returns an error wrapping [relay.ErrNilContext], and closes
+// nothing.
 func (b *Broker) Shutdown(ctx context.Context) error {
+	if ctx == nil {
+		return fmt.Errorf("natsjs: shutdown: %w", relay.ErrNilContext)
+	}
 	b.closing.Do(func() {
 		b.mu.Lock()
 		b.closed = true

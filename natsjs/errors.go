@@ -3,12 +3,13 @@ package natsjs
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"net/http"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/go-relay/relay/internal/delivery"
 )
 
 // transient reports whether err may go away by itself: a reconnecting
@@ -46,15 +47,10 @@ func isAPIError(err error, code jetstream.ErrorCode) bool {
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == code
 }
 
-// retryDelay is the wait before attempt+1 of a failed operation: doubling
-// from minRetry up to maxRetry, the upper half random.
+// retryDelay is the wait before attempt+1 of a failed operation, by the one
+// backoff rule of relay (delivery.Policy.Backoff) from minRetry to maxRetry.
 func retryDelay(attempt int) time.Duration {
-	d := minRetry
-	for i := 1; i < attempt && d < maxRetry; i++ {
-		d *= 2
-	}
-	d = min(d, maxRetry)
-	return d/2 + rand.N(d/2+1)
+	return delivery.Policy{MinBackoff: minRetry, MaxBackoff: maxRetry}.Backoff(attempt)
 }
 
 // sleep waits d or until ctx is done, and reports whether d passed.

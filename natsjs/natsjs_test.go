@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -580,12 +581,23 @@ func TestInvalidOptions(t *testing.T) {
 		{"nil logger", js, natsjs.WithLogger(nil)},
 		{"nil stream config", js, natsjs.WithStreamConfig(nil)},
 		{"nil consumer config", js, natsjs.WithConsumerConfig(nil)},
+		{"ack wait of 1ns, a busy loop", js, natsjs.WithAckWait(time.Nanosecond)},
+		{"ack wait below the minimum", js, natsjs.WithAckWait(natsjs.MinAckWait - 1)},
+		{"ack wait over the maximum", js, natsjs.WithAckWait(natsjs.MaxAckWait + 1)},
+		{"min backoff of 1ns, a busy loop", js, natsjs.WithBackoff(time.Nanosecond, time.Second)},
+		{"concurrency over the bound", js, natsjs.WithConcurrency(relay.MaxConcurrency + 1)},
+		{"concurrency of max int", js, natsjs.WithConcurrency(math.MaxInt)},
+		{"prefetch of max int, overflowing concurrency+prefetch", js, natsjs.WithPrefetch(math.MaxInt)},
+		{"prefetch over the bound", js, natsjs.WithPrefetch(relay.MaxPrefetch + 1)},
+		{"request timeout of max duration", js, natsjs.WithRequestTimeout(math.MaxInt64)},
+		{"request timeout of 1ns", js, natsjs.WithRequestTimeout(time.Nanosecond)},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, errB := natsjs.NewBroker(c.js, c.opt)
-			_, errP := natsjs.NewPublisher(c.js, c.opt)
-			_, errS := natsjs.NewSubscriber(c.js, c.opt)
+			// A valid option first: a nil one among others is refused too.
+			_, errB := natsjs.NewBroker(c.js, natsjs.WithGroup("g"), c.opt)
+			_, errP := natsjs.NewPublisher(c.js, natsjs.WithGroup("g"), c.opt)
+			_, errS := natsjs.NewSubscriber(c.js, natsjs.WithGroup("g"), c.opt)
 			for _, err := range []error{errB, errP, errS} {
 				if !errors.Is(err, relay.ErrInvalidOption) || !strings.HasPrefix(err.Error(), "natsjs: ") {
 					t.Errorf("constructor error = %v, want a natsjs error wrapping ErrInvalidOption", err)
@@ -593,4 +605,40 @@ func TestInvalidOptions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestGroupOutsideNATSNameRulesDelivers: a group that the server would refuse
+// as a durable name (white space, '*', '>') is accepted at construction,
+// since ConsumerName rewrites it, and it delivers.
+func TestGroupOutsideNATSNameRulesDelivers(t *testing.T) {
+	s := natstest.Start(t)
+	_, js := connect(t, s)
+	const group = "a b*>"
+	b := newBroker(t, js, natsjs.WithGroup(group))
+	got := make(chan []byte, 1)
+	if err := b.Subscribe("orders", func(p []byte) error { got <- p; return nil }); err != nil {
+		t.Fatalf("Subscribe with group %q: %v", group, err)
+	}
+	publish(t, b, "orders", []byte("x"))
+	select {
+	case p := <-got:
+		if string(p) != "x" {
+			t.Fatalf("delivered %q, want %q", p, "x")
+		}
+	case <-time.After(wait):
+		t.Fatalf("nothing delivered within %v to group %q (consumer %q)", wait, group, natsjs.ConsumerName(group))
+	}
+}
+
+// TestWideBackoffIsAccepted: WithBackoff(100ms, math.MaxInt64) is valid; the
+// overflow it caused at the 38th failure is guarded by the delivery
+// package's TestBackoffDoesNotOverflow.
+func TestWideBackoffIsAccepted(t *testing.T) {
+	s := natstest.Start(t)
+	_, js := connect(t, s)
+	b, err := natsjs.NewBroker(js, natsjs.WithBackoff(100*time.Millisecond, math.MaxInt64))
+	if err != nil {
+		t.Fatalf("NewBroker(WithBackoff(100ms, max duration)) = %v, want accepted", err)
+	}
+	_ = b.Close() // Close always returns nil
 }

@@ -7,11 +7,15 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
 	"github.com/go-relay/relay/internal/option"
 )
 
 // Defaults of the options. Every [Option] that is not given keeps these.
+// DefaultMaxDeliver, DefaultMinBackoff and DefaultMaxBackoff are those of
+// every relay backend: [relay.DefaultMaxDeliver], [relay.DefaultMinBackoff]
+// and [relay.DefaultMaxBackoff].
 const (
 	// DefaultGroup is the consumer group of [WithGroup]: the durable consumer
 	// name (after [ConsumerName]).
@@ -36,18 +40,33 @@ const (
 	DefaultRequestTimeout = 30 * time.Second
 )
 
+// Ranges of the options that take a duration.
+const (
+	// MinAckWait and MaxAckWait bound [WithAckWait]. The NATS server accepts
+	// any positive ack wait, but relay extends the lease of every message it
+	// holds every third of the ack wait, and the server re-checks its pending
+	// messages as often: a tiny ack wait burns a core on both. A consumer that
+	// died keeps its messages for up to the ack wait, so over a day is taken
+	// for a mistake.
+	MinAckWait = 100 * time.Millisecond
+	MaxAckWait = 24 * time.Hour
+	// MinRequestTimeout and MaxRequestTimeout bound [WithRequestTimeout].
+	MinRequestTimeout = time.Millisecond
+	MaxRequestTimeout = 24 * time.Hour
+)
+
 // The defaults above are those of every relay backend: these fail to compile
 // if they ever differ from the shared ones.
 var (
-	_ [DefaultMaxDeliver - delivery.DefaultMaxDeliver]struct{} = [delivery.DefaultMaxDeliver - DefaultMaxDeliver]struct{}{}
-	_ [DefaultMinBackoff - delivery.DefaultMinBackoff]struct{} = [delivery.DefaultMinBackoff - DefaultMinBackoff]struct{}{}
-	_ [DefaultMaxBackoff - delivery.DefaultMaxBackoff]struct{} = [delivery.DefaultMaxBackoff - DefaultMaxBackoff]struct{}{}
+	_ [DefaultMaxDeliver - relay.DefaultMaxDeliver]struct{} = [relay.DefaultMaxDeliver - DefaultMaxDeliver]struct{}{}
+	_ [DefaultMinBackoff - relay.DefaultMinBackoff]struct{} = [relay.DefaultMinBackoff - DefaultMinBackoff]struct{}{}
+	_ [DefaultMaxBackoff - relay.DefaultMaxBackoff]struct{} = [relay.DefaultMaxBackoff - DefaultMaxBackoff]struct{}{}
 )
 
 // Option configures a [Broker], [Publisher] or [Subscriber]. The same Option
 // values work for all three; options that only concern consuming are ignored
-// by a Publisher. An invalid value makes the constructor return an error
-// wrapping [relay.ErrInvalidOption].
+// by a Publisher. An invalid value, or a nil Option, makes the constructor
+// return an error wrapping [relay.ErrInvalidOption].
 type Option func(*config) error
 
 type config struct {
@@ -72,13 +91,8 @@ func newConfig(opts []Option) (config, error) {
 		requestTimeout: DefaultRequestTimeout,
 		logger:         slog.Default(),
 	}
-	for _, opt := range opts {
-		if opt == nil {
-			return c, invalid("nil option")
-		}
-		if err := opt(&c); err != nil {
-			return c, err
-		}
+	if err := option.Apply(pkg, &c, opts); err != nil {
+		return c, err
 	}
 	if err := c.policy.Validate(pkg); err != nil {
 		return c, err
@@ -95,7 +109,11 @@ func invalid(format string, args ...any) error {
 // WithGroup sets the consumer group, [DefaultGroup] by default. Brokers and
 // Subscribers of one group share one durable pull consumer per topic, named
 // [ConsumerName](group), and compete for its messages; different groups each
-// get every message. It must not be empty. All members of a group should be
+// get every message. It must not be empty; any other string is accepted:
+// the NATS server (v2.15, server/jetstream.go, isValidAssetName) refuses
+// consumer names with white space, '.', '*', '>', '/' or '\', and
+// [ConsumerName] rewrites such a group ("a b*>" → "a_b___" plus a hash), so
+// that it never reaches the server as it is. All members of a group should be
 // built with the same options: each one creates or updates the shared
 // consumer with its own configuration.
 func WithGroup(group string) Option {
@@ -106,7 +124,8 @@ func WithGroup(group string) Option {
 
 // WithMaxDeliver sets the number of deliveries of a message, including the
 // first, after which a failing message goes to the dead-letter topic;
-// [DefaultMaxDeliver] (3) by default. It must be at least 1. It is counted by
+// [DefaultMaxDeliver] (3) by default. It must be at least 1; it has no upper
+// bound (math.MaxInt retries for ever). It is counted by
 // relay from JetStream's delivery count, not set on the consumer: see the
 // package documentation.
 func WithMaxDeliver(n int) Option {
@@ -118,34 +137,31 @@ func WithMaxDeliver(n int) Option {
 // WithAckWait sets the consumer's ack wait: how long JetStream waits for a
 // consumer that took a message and went silent before it delivers the message
 // again (to any member of the group). [DefaultAckWait] (30 s) by default; it
-// must be positive. While a handler runs, relay extends the lease every third
-// of the ack wait, so a handler may run longer than the ack wait.
+// must be from [MinAckWait] (100 ms) to [MaxAckWait] (24 h). While a handler
+// runs, relay extends the lease every third of the ack wait, so a handler may
+// run longer than the ack wait.
 func WithAckWait(d time.Duration) Option {
 	return func(c *config) error {
-		if d <= 0 {
-			return invalid("ack wait %v, must be positive", d)
-		}
-		c.ackWait = d
-		return nil
+		return option.Duration(pkg, "ack wait", &c.ackWait, d, MinAckWait, MaxAckWait)
 	}
 }
 
-// WithBackoff sets the bounds of the delay before a failed delivery is
-// redelivered: min after the first failure, doubling per failure up to max,
-// of which the upper half is random. Defaults [DefaultMinBackoff] (100 ms) and
-// [DefaultMaxBackoff] (10 s). min must be positive and max at least min.
+// WithBackoff bounds the delay before a failed delivery is redelivered.
+// After the k-th failed delivery of a message the step is min·2^(k-1)
+// capped at max, and the wait is drawn uniformly from [step, min(2·step,
+// max)]: never below min, never above max.
+// Defaults [DefaultMinBackoff] (100 ms) and [DefaultMaxBackoff] (10 s), those
+// of [relay.DefaultMinBackoff] and [relay.DefaultMaxBackoff]. min must be at
+// least [relay.MinBackoffFloor] (1 ms) and max at least min; max has no upper
+// bound.
 func WithBackoff(min, max time.Duration) Option {
 	return func(c *config) error {
-		if min <= 0 || max < min {
-			return invalid("backoff %v..%v, want 0 < min <= max", min, max)
-		}
-		c.policy.MinBackoff, c.policy.MaxBackoff = min, max
-		return nil
+		return option.Backoff(pkg, &c.policy, min, max)
 	}
 }
 
 // WithDeadLetterTopic sets the function that names a topic's dead-letter
-// topic; by default topic + ".dead". The name it returns must pass
+// topic; by default topic + ".dead" ([relay.DefaultDeadLetterTopic]). The name it returns must pass
 // [relay.ValidateTopic]; if it does not, dead-lettering fails, is logged, and
 // the message stays pending.
 func WithDeadLetterTopic(f func(topic string) string) Option {
@@ -156,7 +172,7 @@ func WithDeadLetterTopic(f func(topic string) string) Option {
 
 // WithConcurrency sets how many handlers (Watermill face: messages awaiting
 // Ack or Nack) run at once per subscription; [DefaultConcurrency] (8) by
-// default, at least 1. With 1, messages are handled in stream order while none
+// default, from 1 to [relay.MaxConcurrency] (65536). With 1, messages are handled in stream order while none
 // fails. A subscription holds at most n plus the prefetch ([WithPrefetch])
 // unsettled messages.
 func WithConcurrency(n int) Option {
@@ -167,7 +183,7 @@ func WithConcurrency(n int) Option {
 
 // WithPrefetch sets how many messages a subscription may fetch ahead of its
 // handlers, beyond the [WithConcurrency] ones being handled; [DefaultPrefetch]
-// (256) by default, at least 0. Fetching ahead saves a round trip per
+// (256) by default, from 0 to [relay.MaxPrefetch] (65536). Fetching ahead saves a round trip per
 // message; the messages waiting are leased like those being handled (see
 // [WithAckWait]), so they are not given to another member of the group, and
 // they are returned to JetStream for immediate redelivery when the
@@ -183,16 +199,13 @@ func WithPrefetch(n int) Option {
 // WithRequestTimeout bounds each server round trip that has no deadline of its
 // own: a Publish whose context has no deadline (Watermill's Publish takes
 // none), the stream and consumer set-up of Subscribe, and the dead-letter
-// publish. [DefaultRequestTimeout] (30 s) by default; it must be positive.
-// Transient failures (disconnection, no responders, JetStream unavailable)
-// are retried with backoff within this bound.
+// publish. [DefaultRequestTimeout] (30 s) by default; it must be from
+// [MinRequestTimeout] (1 ms) to [MaxRequestTimeout] (24 h). Transient failures
+// (disconnection, no responders, JetStream unavailable) are retried with
+// backoff within this bound.
 func WithRequestTimeout(d time.Duration) Option {
 	return func(c *config) error {
-		if d <= 0 {
-			return invalid("request timeout %v, must be positive", d)
-		}
-		c.requestTimeout = d
-		return nil
+		return option.Duration(pkg, "request timeout", &c.requestTimeout, d, MinRequestTimeout, MaxRequestTimeout)
 	}
 }
 

@@ -73,7 +73,11 @@ func NewSubscriber(js jetstream.JetStream, opts ...Option) (*Subscriber, error) 
 // closed. It returns an error wrapping [relay.ErrInvalidTopic] (also when
 // the topic's dead-letter topic is not a valid topic), [relay.ErrClosed], or
 // the server's error when set-up fails.
+// A nil ctx returns an error wrapping [relay.ErrNilContext].
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	if ctx == nil {
+		return nil, fmt.Errorf("natsjs: subscribe %q: %w", topic, relay.ErrNilContext)
+	}
 	if err := relay.ValidateTopic(topic); err != nil {
 		return nil, fmt.Errorf("natsjs: subscribe %q: %w", topic, err)
 	}
@@ -160,7 +164,12 @@ func (s *Subscriber) Close() error {
 // error wrapping ctx's error. Deliveries not settled by then stay pending:
 // their leases are no longer extended, so JetStream redelivers them to the
 // group after the ack wait. A later Close or Shutdown waits again.
+// A nil ctx returns an error wrapping [relay.ErrNilContext], and closes
+// nothing.
 func (s *Subscriber) Shutdown(ctx context.Context) error {
+	if ctx == nil {
+		return fmt.Errorf("natsjs: shutdown: %w", relay.ErrNilContext)
+	}
 	s.once.Do(func() {
 		s.cancel()
 		s.mu.Lock()

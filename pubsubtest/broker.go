@@ -54,6 +54,7 @@ func TestBroker(t *testing.T, h Harness) {
 		{"an invalid topic is rejected by Publish and Subscribe", s.testInvalidTopic},
 		{"a nil handler is rejected", s.testNilHandler},
 		{"Publish returns promptly with the context's error", s.testPublishContext},
+		{"a nil context is rejected with ErrNilContext by every call that takes one", s.testNilContext},
 		{"a payload over the limit is rejected before anything is sent", s.testPayloadTooLarge},
 		{"messages published before a restart are delivered after it", s.testPersistAcrossRestart},
 		{"a running subscription keeps consuming after a restart", s.testReconnect},
@@ -625,6 +626,52 @@ func (s *byteSuite) testPublishContext(t *testing.T) {
 				t.Fatalf("Publish with a done context did not return within %v", waitShort)
 			}
 		})
+	}
+}
+
+// shutdowner is the Close with a context that backends may offer beside
+// Close (all of relay's do).
+type shutdowner interface {
+	Shutdown(ctx context.Context) error
+}
+
+// callNoPanic runs f and returns its error, or an error saying that it
+// panicked: a nil context must be refused, not crash the process.
+func callNoPanic(f func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("a panic: %v", v)
+		}
+	}()
+	return f()
+}
+
+func (s *byteSuite) testNilContext(t *testing.T) {
+	b := s.broker(t, DefaultConfig())
+	topic := NewTopic(t)
+	var nilCtx context.Context // a variable: a nil literal is what vet-like checkers flag
+	err := callNoPanic(func() error { return b.Publish(nilCtx, topic, []byte("x")) })
+	if err := checkErrorIs("Publish with a nil context", err, relay.ErrNilContext); err != nil {
+		t.Error(err)
+	}
+	if sd, ok := b.(shutdowner); ok {
+		err := callNoPanic(func() error { return sd.Shutdown(nilCtx) })
+		if err := checkErrorIs("Shutdown with a nil context", err, relay.ErrNilContext); err != nil {
+			t.Error(err)
+		}
+	}
+	// Nothing was sent, and the refused Shutdown closed nothing: the broker
+	// still publishes and delivers, and the first message is the good one.
+	got := make(chan []byte, 2)
+	subscribe(t, b, topic, func(p []byte) error { got <- p; return nil })
+	publish(t, b, topic, []byte("after"))
+	select {
+	case p := <-got:
+		if string(p) != "after" {
+			t.Errorf("first delivery %q, want %q: the refused Publish sent something", p, "after")
+		}
+	case <-time.After(waitShort):
+		t.Fatalf("nothing delivered within %v after the nil-context calls", waitShort)
 	}
 }
 

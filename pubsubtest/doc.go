@@ -53,7 +53,8 @@
 // waits for running handlers, loses nothing and leaves no goroutine; Publish
 // and Subscribe return [relay.ErrClosed] after Close, [relay.ErrInvalidTopic],
 // [relay.ErrNilHandler], [relay.ErrPayloadTooLarge] and the context's error
-// where due; and, with [Harness].Restart, messages and running subscriptions
+// where due, and [relay.ErrNilContext] for a nil context (Publish, Watermill
+// Subscribe, and Shutdown where the value has one); and, with [Harness].Restart, messages and running subscriptions
 // survive a server restart.
 //
 // # Capabilities

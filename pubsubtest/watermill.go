@@ -88,6 +88,7 @@ func TestWatermill(t *testing.T, h Harness) {
 		{"a message nacked MaxDeliver times goes to the dead-letter topic with relay's metadata", s.testDeadLetter},
 		{"a router handler's error becomes the dead letter's reason, and a permanent one is not retried", s.testRouterNackReason},
 		{"Publish and Subscribe return ErrClosed after Close", s.testErrClosed},
+		{"a nil context is rejected with ErrNilContext by Subscribe and Shutdown", s.testNilContext},
 		{"a message published on the byte face is received on the Watermill face", s.testByteToWatermill},
 		{"a message published on the Watermill face is received on the byte face", s.testWatermillToByte},
 		{"a dead letter of the byte face carries relay's metadata on the Watermill face", s.testByteDeadLetter},
@@ -337,6 +338,29 @@ func (s *wmSuite) testRouterNackReason(t *testing.T) {
 	}
 	if want := "order 42: " + relay.ErrPermanent.Error(); got.Metadata.Get(relay.MetadataReason) != want {
 		t.Errorf("dead letter reason = %q, want the handler's error %q", got.Metadata.Get(relay.MetadataReason), want)
+	}
+}
+
+func (s *wmSuite) testNilContext(t *testing.T) {
+	topic := NewTopic(t)
+	sub := s.subscriber(t, DefaultConfig())
+	var nilCtx context.Context // a variable: a nil literal is what vet-like checkers flag
+	err := callNoPanic(func() error {
+		_, err := sub.Subscribe(nilCtx, topic)
+		return err
+	})
+	if err := checkErrorIs("Subscribe with a nil context", err, relay.ErrNilContext); err != nil {
+		t.Error(err)
+	}
+	if sd, ok := sub.(shutdowner); ok {
+		err := callNoPanic(func() error { return sd.Shutdown(nilCtx) })
+		if err := checkErrorIs("Shutdown with a nil context", err, relay.ErrNilContext); err != nil {
+			t.Error(err)
+		}
+	}
+	// The refused Shutdown closed nothing: the subscriber still subscribes.
+	if _, err := sub.Subscribe(t.Context(), topic); err != nil {
+		t.Errorf("Subscribe after the nil-context calls: %v", err)
 	}
 }
 

@@ -41,7 +41,12 @@ func NewBroker(client redis.UniversalClient, opts ...Option) (*Broker, error) {
 // wrapping [relay.ErrInvalidTopic] for an invalid topic, [relay.ErrClosed]
 // after Close, ctx.Err() when ctx is done before Redis answered, or the
 // Redis error.
+// A nil ctx returns an error wrapping [relay.ErrNilContext], and nothing is
+// sent.
 func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) error {
+	if ctx == nil {
+		return fmt.Errorf("%s: publish %q: %w", pkg, topic, relay.ErrNilContext)
+	}
 	if err := relay.ValidateTopic(topic); err != nil {
 		return fmt.Errorf("%s: publish: %w", pkg, err)
 	}
@@ -107,7 +112,12 @@ func (b *Broker) Close() error { return b.Shutdown(context.Background()) }
 // return is not acknowledged. Publish and Subscribe fail with
 // [relay.ErrClosed] from the first call on. Shutdown is idempotent and safe
 // for concurrent use, and does not close the client.
+// A nil ctx returns an error wrapping [relay.ErrNilContext], and closes
+// nothing.
 func (b *Broker) Shutdown(ctx context.Context) error {
+	if ctx == nil {
+		return fmt.Errorf("%s: shutdown: %w", pkg, relay.ErrNilContext)
+	}
 	if err := b.e.shutdown(ctx); err != nil {
 		return fmt.Errorf("%s: shutdown: %w", pkg, err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -307,9 +306,6 @@ func (e *engine) warnPool() {
 func (e *engine) idleConsumerTimeout() time.Duration {
 	return idleConsumerFactor * max(e.cfg.claimTimeout, e.cfg.blockTimeout)
 }
-
-// jitter returns d with up to a quarter taken off at random.
-func jitter(d time.Duration) time.Duration { return d - rand.N(d/4+1) }
 
 // sleep waits d or until ctx is done, and reports whether d passed.
 func sleep(ctx context.Context, d time.Duration) bool {

@@ -6,11 +6,15 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
 	"github.com/go-relay/relay/internal/option"
 )
 
-// Defaults of the options. The option docs link to them.
+// Defaults of the options. The option docs link to them. DefaultMaxDeliver,
+// DefaultMinBackoff and DefaultMaxBackoff are those of every relay backend:
+// [relay.DefaultMaxDeliver], [relay.DefaultMinBackoff] and
+// [relay.DefaultMaxBackoff].
 const (
 	// DefaultGroup is the consumer group of [WithGroup].
 	DefaultGroup = "go-relay"
@@ -31,8 +35,26 @@ const (
 	DefaultClaimTimeout = 30 * time.Second
 	// DefaultBlockTimeout is the XREADGROUP block time of [WithBlockTimeout].
 	DefaultBlockTimeout = 2 * time.Second
-	// MinClaimTimeout is the smallest value [WithClaimTimeout] accepts.
+	// MinClaimTimeout is the smallest value [WithClaimTimeout] accepts: the
+	// idle entries are looked for every half of it.
 	MinClaimTimeout = 10 * time.Millisecond
+	// MaxClaimTimeout is the largest value [WithClaimTimeout] accepts: a
+	// consumer that died keeps its entries for that long.
+	MaxClaimTimeout = 24 * time.Hour
+	// MinBlockTimeout is the smallest value [WithBlockTimeout] accepts: an
+	// idle subscription sends a read every block timeout.
+	MinBlockTimeout = time.Millisecond
+	// MaxBlockTimeout is the largest value [WithBlockTimeout] accepts: with
+	// a client other than *redis.Client, Close may wait that long.
+	MaxBlockTimeout = time.Minute
+)
+
+// The shared defaults above equal relay's: these fail to compile if they ever
+// differ.
+var (
+	_ [DefaultMaxDeliver - relay.DefaultMaxDeliver]struct{} = [relay.DefaultMaxDeliver - DefaultMaxDeliver]struct{}{}
+	_ [DefaultMinBackoff - relay.DefaultMinBackoff]struct{} = [relay.DefaultMinBackoff - DefaultMinBackoff]struct{}{}
+	_ [DefaultMaxBackoff - relay.DefaultMaxBackoff]struct{} = [relay.DefaultMaxBackoff - DefaultMaxBackoff]struct{}{}
 )
 
 // Start positions for [WithStartID]: the ids a new consumer group starts
@@ -50,8 +72,8 @@ const (
 // Option configures a [Broker], a [Publisher] or a [Subscriber]. The same
 // Option values work for all three; an option that does not concern one of
 // them (a group for a publisher) is accepted and ignored. An option checks its
-// value: an invalid one (or a nil Option) makes the constructor return an
-// error wrapping [relay.ErrInvalidOption].
+// value when the constructor applies it: an invalid one (or a nil Option)
+// makes the constructor return an error wrapping [relay.ErrInvalidOption].
 type Option func(*config) error
 
 type config struct {
@@ -80,13 +102,8 @@ func newConfig(opts []Option) (config, error) {
 		startID:      StartOldest,
 		logger:       slog.Default(),
 	}
-	for _, o := range opts {
-		if o == nil {
-			return c, invalid("nil option")
-		}
-		if err := o(&c); err != nil {
-			return c, err
-		}
+	if err := option.Apply(pkg, &c, opts); err != nil {
+		return c, err
 	}
 	return c, c.validate()
 }
@@ -96,32 +113,10 @@ func invalid(format string, args ...any) error {
 	return option.Invalid(pkg, format, args...)
 }
 
+// validate checks what no single option can: the policy as a whole. Each
+// option checked its own value when it was applied.
 func (c config) validate() error {
-	if err := c.policy.Validate(pkg); err != nil {
-		return err
-	}
-	bad := invalid
-	switch {
-	case c.group == "":
-		return bad("empty group")
-	case c.consumerSet && c.consumer == "":
-		return bad("empty consumer name")
-	case c.concurrency < 1:
-		return bad("concurrency %d, must be at least 1", c.concurrency)
-	case c.prefetch < 0:
-		return bad("prefetch %d, must not be negative", c.prefetch)
-	case c.claimTimeout < MinClaimTimeout:
-		return bad("claim timeout %v, must be at least %v", c.claimTimeout, MinClaimTimeout)
-	case c.blockTimeout < time.Millisecond:
-		return bad("block timeout %v, must be at least 1ms", c.blockTimeout)
-	case c.maxLen < 0:
-		return bad("max length %d, must not be negative", c.maxLen)
-	case c.startID == "":
-		return bad("empty start id")
-	case c.logger == nil:
-		return bad("nil logger")
-	}
-	return nil
+	return c.policy.Validate(pkg)
 }
 
 // WithGroup sets the consumer group (Redis' XGROUP) that subscriptions join;
@@ -135,7 +130,8 @@ func WithGroup(name string) Option {
 
 // WithMaxDeliver sets how many times an entry is delivered, the first delivery
 // included, before a failing entry goes to the dead-letter topic; it defaults
-// to [DefaultMaxDeliver] (3) and must be at least 1. The count is Redis'
+// to [DefaultMaxDeliver] (3) and must be at least 1; it has no upper bound
+// (math.MaxInt retries for ever). The count is Redis'
 // delivery counter of the pending entry, so deliveries to consumers that died
 // count too.
 func WithMaxDeliver(n int) Option {
@@ -144,10 +140,14 @@ func WithMaxDeliver(n int) Option {
 	}
 }
 
-// WithBackoff bounds the wait before a failed entry is delivered again: min
-// after the first failure, doubled per failure up to max, the upper half
-// random. The defaults are [DefaultMinBackoff] (100 ms) and
-// [DefaultMaxBackoff] (10 s); min must be positive and max at least min. A wait
+// WithBackoff bounds the wait before a failed entry is delivered again.
+// After the k-th failed delivery of a message the step is min·2^(k-1)
+// capped at max, and the wait is drawn uniformly from [step, min(2·step,
+// max)]: never below min, never above max.
+// The defaults are [DefaultMinBackoff] (100 ms) and [DefaultMaxBackoff]
+// (10 s), those of [relay.DefaultMinBackoff] and [relay.DefaultMaxBackoff];
+// min must be at least [relay.MinBackoffFloor] (1 ms) and max at least min;
+// max has no upper bound. A wait
 // longer than the claim timeout ([WithClaimTimeout]) is cut short when another
 // consumer of the group claims the entry.
 func WithBackoff(min, max time.Duration) Option {
@@ -157,7 +157,7 @@ func WithBackoff(min, max time.Duration) Option {
 }
 
 // WithDeadLetterTopic sets the function that names the dead-letter topic of a
-// topic; it defaults to topic + ".dead". The dead-letter topic is the Redis
+// topic; it defaults to topic + ".dead" ([relay.DefaultDeadLetterTopic]). The dead-letter topic is the Redis
 // stream of that name. A nil function is invalid.
 func WithDeadLetterTopic(f func(topic string) string) Option {
 	return func(c *config) error {
@@ -167,7 +167,8 @@ func WithDeadLetterTopic(f func(topic string) string) Option {
 
 // WithConcurrency sets how many handlers (Watermill face: messages awaiting
 // Ack or Nack) run at once per subscription; it defaults to
-// [DefaultConcurrency] (8) and must be at least 1. With 1, entries are handled
+// [DefaultConcurrency] (8) and must be from 1 to [relay.MaxConcurrency]
+// (65536). With 1, entries are handled
 // in stream order while none fails. A subscription holds at most n plus the
 // prefetch ([WithPrefetch]) entries that are read and not yet acknowledged.
 func WithConcurrency(n int) Option {
@@ -178,7 +179,8 @@ func WithConcurrency(n int) Option {
 
 // WithPrefetch sets how many entries a subscription may read ahead of its
 // handlers, beyond the [WithConcurrency] ones being handled; it defaults to
-// [DefaultPrefetch] (256) and must be at least 0. Reading ahead saves a round
+// [DefaultPrefetch] (256) and must be from 0 to [relay.MaxPrefetch] (65536).
+// Reading ahead saves a round
 // trip per entry. The entries waiting count as held: their idle time is reset
 // like that of running handlers, so no other consumer of the group claims
 // them, and when the subscription stops they are handed back with their
@@ -211,32 +213,25 @@ func WithConsumer(name string) Option {
 
 // WithClaimTimeout sets how long an entry pending on another consumer must be
 // idle before this one claims it (XPENDING IDLE, then XCLAIM); it defaults to
-// [DefaultClaimTimeout] (30 s) and must be at least [MinClaimTimeout]. It is
-// how long the entries of a consumer that died wait for redelivery. A
+// [DefaultClaimTimeout] (30 s) and must be from [MinClaimTimeout] (10 ms) to
+// [MaxClaimTimeout] (24 h). It is how long the entries of a consumer that died wait for redelivery. A
 // handler that runs longer is not claimed: its consumer resets the entry's idle
 // time every third of the timeout while the handler runs.
 func WithClaimTimeout(d time.Duration) Option {
 	return func(c *config) error {
-		if d < MinClaimTimeout {
-			return invalid("claim timeout %v, must be at least %v", d, MinClaimTimeout)
-		}
-		c.claimTimeout = d
-		return nil
+		return option.Duration(pkg, "claim timeout", &c.claimTimeout, d, MinClaimTimeout, MaxClaimTimeout)
 	}
 }
 
 // WithBlockTimeout sets how long one XREADGROUP waits for new entries; it
-// defaults to [DefaultBlockTimeout] (2 s) and must be at least 1 ms. With a
+// defaults to [DefaultBlockTimeout] (2 s) and must be from [MinBlockTimeout]
+// (1 ms) to [MaxBlockTimeout] (1 min). With a
 // *redis.Client, Close ends a read in progress at once (the read runs on a
 // connection of its own, which Close closes); with other clients go-redis
 // cannot interrupt it, and Close waits up to this long for it.
 func WithBlockTimeout(d time.Duration) Option {
 	return func(c *config) error {
-		if d < time.Millisecond {
-			return invalid("block timeout %v, must be at least 1ms", d)
-		}
-		c.blockTimeout = d
-		return nil
+		return option.Duration(pkg, "block timeout", &c.blockTimeout, d, MinBlockTimeout, MaxBlockTimeout)
 	}
 }
 
@@ -245,7 +240,8 @@ func WithBlockTimeout(d time.Duration) Option {
 // a stream may hold somewhat more than n. Trimming does not look at consumer
 // groups: an entry trimmed before a group read or acknowledged it is lost for
 // that group, so pick n well above the backlog you expect. Zero, the default,
-// turns trimming off; a negative n is invalid. Dead-letter streams are never
+// turns trimming off; a negative n is invalid; there is no upper bound (Redis
+// takes any 64-bit count). Dead-letter streams are never
 // trimmed.
 func WithMaxLen(n int64) Option {
 	return func(c *config) error {
@@ -260,15 +256,14 @@ func WithMaxLen(n int64) Option {
 // WithStartID sets where a consumer group that Subscribe creates starts
 // reading: [StartOldest] ("0", the default) delivers everything still stored,
 // [StartNewest] ("$") only what is added afterwards, and an entry id delivers
-// the entries after it. It has no effect on a group that exists already. An
-// empty id is invalid.
+// the entries after it: "<ms>-<seq>" or "<ms>" (sequence 0), decimal unsigned
+// 64-bit numbers, as Redis' XGROUP CREATE takes them ("0-0",
+// "1700000000000-3"). It has no effect on a group that exists already. Any
+// other id ("", "garbage", "1-*") is invalid, refused by the constructor
+// rather than by Redis at Subscribe.
 func WithStartID(id string) Option {
 	return func(c *config) error {
-		if id == "" {
-			return invalid("empty start id")
-		}
-		c.startID = id
-		return nil
+		return option.StreamID(pkg, &c.startID, id)
 	}
 }
 

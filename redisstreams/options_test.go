@@ -2,6 +2,7 @@ package redisstreams
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,31 @@ func TestOptionsValidate(t *testing.T) {
 		{"negative max length", []Option{WithMaxLen(-1)}, "max length"},
 		{"empty start id", []Option{WithStartID("")}, "start id"},
 		{"nil logger", []Option{WithLogger(nil)}, "logger"},
+		{"nil option after a valid one", []Option{WithGroup("g"), nil}, "nil option"},
+		{"concurrency of max int", []Option{WithConcurrency(math.MaxInt)}, "concurrency"},
+		{"concurrency over the bound", []Option{WithConcurrency(relay.MaxConcurrency + 1)}, "concurrency"},
+		{"concurrency at the bound", []Option{WithConcurrency(relay.MaxConcurrency)}, ""},
+		{"prefetch of max int, overflowing concurrency+prefetch", []Option{WithPrefetch(math.MaxInt)}, "prefetch"},
+		{"prefetch over the bound", []Option{WithPrefetch(relay.MaxPrefetch + 1)}, "prefetch"},
+		{"prefetch at the bound", []Option{WithPrefetch(relay.MaxPrefetch)}, ""},
+		{"min backoff of 1ns, a busy loop", []Option{WithBackoff(time.Nanosecond, time.Second)}, "min backoff"},
+		{"backoff up to max duration", []Option{WithBackoff(100*time.Millisecond, math.MaxInt64)}, ""},
+		{"claim timeout of max duration, overflowing the idle-consumer timeout", []Option{WithClaimTimeout(math.MaxInt64)}, "claim timeout"},
+		{"claim timeout over the maximum", []Option{WithClaimTimeout(MaxClaimTimeout + 1)}, "claim timeout"},
+		{"claim timeout at the maximum", []Option{WithClaimTimeout(MaxClaimTimeout)}, ""},
+		{"block timeout of max duration", []Option{WithBlockTimeout(math.MaxInt64)}, "block timeout"},
+		{"block timeout over the maximum", []Option{WithBlockTimeout(MaxBlockTimeout + 1)}, "block timeout"},
+		{"max length of max int64", []Option{WithMaxLen(math.MaxInt64)}, ""},
+		{"start id garbage", []Option{WithStartID("garbage")}, `start id "garbage"`},
+		{"start id with auto sequence", []Option{WithStartID("1-*")}, "start id"},
+		{"start id with a sign", []Option{WithStartID("-1")}, "start id"},
+		{"start id with spaces", []Option{WithStartID(" 0")}, "start id"},
+		{"start id past uint64", []Option{WithStartID("18446744073709551616-0")}, "start id"},
+		{"start id oldest", []Option{WithStartID(StartOldest)}, ""},
+		{"start id newest", []Option{WithStartID(StartNewest)}, ""},
+		{"start id 0-0", []Option{WithStartID("0-0")}, ""},
+		{"start id ms", []Option{WithStartID("1700000000000")}, ""},
+		{"start id ms-seq", []Option{WithStartID("1700000000000-3")}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := newConfig(tc.opts)

@@ -47,7 +47,11 @@ func NewSubscriber(client redis.UniversalClient, opts ...Option) (*Subscriber, e
 // XREADGROUP, as [Broker.Subscribe] says (connections and pool size). It
 // returns an error wrapping [relay.ErrInvalidTopic] or [relay.ErrClosed], or
 // the Redis error of creating the group.
+// A nil ctx returns an error wrapping [relay.ErrNilContext].
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	if ctx == nil {
+		return nil, fmt.Errorf("%s: subscribe %q: %w", pkg, topic, relay.ErrNilContext)
+	}
 	if err := relay.ValidateTopic(topic); err != nil {
 		return nil, fmt.Errorf("%s: subscribe: %w", pkg, err)
 	}
@@ -78,7 +82,12 @@ func (s *Subscriber) Close() error { return s.Shutdown(context.Background()) }
 // the messages being handled, as [Broker.Shutdown] does, and returns
 // ctx.Err(), wrapped. It is idempotent and safe for concurrent use, and does
 // not close the client.
+// A nil ctx returns an error wrapping [relay.ErrNilContext], and closes
+// nothing.
 func (s *Subscriber) Shutdown(ctx context.Context) error {
+	if ctx == nil {
+		return fmt.Errorf("%s: shutdown: %w", pkg, relay.ErrNilContext)
+	}
 	s.mu.Lock()
 	if !s.closed {
 		s.closed = true

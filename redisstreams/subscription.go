@@ -525,14 +525,10 @@ func (s *subscription) release(ids []string) {
 }
 
 // retryDelay is the pause after the failures-th consecutive failure of a
-// read or an ack: readRetryMin doubled per failure up to readRetryMax, less
-// up to a quarter at random.
+// read or an ack, by the one backoff rule of relay (delivery.Policy.Backoff)
+// from readRetryMin to readRetryMax.
 func retryDelay(failures int) time.Duration {
-	delay := readRetryMin
-	for i := 1; i < failures && delay < readRetryMax; i++ {
-		delay *= 2
-	}
-	return jitter(min(delay, readRetryMax))
+	return delivery.Policy{MinBackoff: readRetryMin, MaxBackoff: readRetryMax}.Backoff(failures)
 }
 
 // scheduleRetry leaves d pending and delivers it again after delay, unless

@@ -4,13 +4,16 @@
 // A broker says that it retries failed deliveries and writes dead letters on
 // its own by implementing [NativeRetrier] with HandlesRetries returning true;
 // natsjs and redisstreams do. [New] wraps any other broker (memory made with
-// memory.WithNativeRetries(false), or a third-party broker) in a retry loop, and
-// leaves a native one as it is, so that a program can call New on whatever
-// broker it was configured with and get the same behaviour:
+// memory.WithNativeRetries(false), or a third-party broker) in a retry loop:
 //
 //	b, err := retrier.New(inner, retrier.WithMaxDeliver(5))
 //	if err != nil { ... }
 //	defer b.Close() // also closes inner
+//
+// New without options leaves a native broker as it is, so that a program can
+// call it on whatever broker it was configured with. New with options refuses a
+// native broker ([relay.ErrInvalidOption]) rather than ignore them: configure
+// max deliver, backoff and dead-letter topic on that broker itself.
 //
 // # Delivery semantics
 //
@@ -19,7 +22,7 @@
 // delivery it calls the user's handler up to [WithMaxDeliver] times in all
 // (default [DefaultMaxDeliver]), waiting between attempts for an exponential
 // backoff with jitter bounded by [WithBackoff] (default [DefaultMinBackoff] to
-// [DefaultMaxBackoff]): the same policy, computed by the same code, as the native
+// [DefaultMaxBackoff], never below the min nor above the max): the same policy, computed by the same code, as the native
 // backends apply. A panic in the handler is recovered and counts as a failed
 // attempt. The wrapped broker sees success (its handler returns nil) once the
 // user's handler succeeded or once the message was written to the dead-letter

@@ -4,26 +4,37 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
 	"github.com/go-relay/relay/internal/option"
 )
 
-// Defaults of the retrier, the same as the native backends'.
+// Defaults of the retrier, the same as the native backends': those of
+// [relay.DefaultMaxDeliver], [relay.DefaultMinBackoff] and
+// [relay.DefaultMaxBackoff].
 const (
 	// DefaultMaxDeliver is the number of attempts per delivery, the first
 	// included, when [WithMaxDeliver] is not given.
-	DefaultMaxDeliver = delivery.DefaultMaxDeliver
-	// DefaultMinBackoff is the wait after the first failed attempt when
+	DefaultMaxDeliver = 3
+	// DefaultMinBackoff is the shortest wait after a failed attempt when
 	// [WithBackoff] is not given.
-	DefaultMinBackoff = delivery.DefaultMinBackoff
+	DefaultMinBackoff = 100 * time.Millisecond
 	// DefaultMaxBackoff is the longest wait between attempts when [WithBackoff]
 	// is not given.
-	DefaultMaxBackoff = delivery.DefaultMaxBackoff
+	DefaultMaxBackoff = 10 * time.Second
+)
+
+// The defaults above equal relay's: these fail to compile if they ever differ.
+var (
+	_ [DefaultMaxDeliver - relay.DefaultMaxDeliver]struct{} = [relay.DefaultMaxDeliver - DefaultMaxDeliver]struct{}{}
+	_ [DefaultMinBackoff - relay.DefaultMinBackoff]struct{} = [relay.DefaultMinBackoff - DefaultMinBackoff]struct{}{}
+	_ [DefaultMaxBackoff - relay.DefaultMaxBackoff]struct{} = [relay.DefaultMaxBackoff - DefaultMaxBackoff]struct{}{}
 )
 
 // Option configures [New]. Options are applied in order, a later one
-// overriding an earlier one, and a nil Option is ignored. An option given an
-// invalid value makes New return an error wrapping [relay.ErrInvalidOption].
+// overriding an earlier one. A nil Option, or an option given an invalid
+// value, makes New return an error wrapping [relay.ErrInvalidOption], and so
+// does any option given for a broker that handles retries natively (see New).
 type Option func(*config) error
 
 type config struct {
@@ -36,42 +47,45 @@ func defaultConfig() config {
 	return config{policy: delivery.DefaultPolicy(), logger: slog.Default()}
 }
 
+const pkg = "retrier"
+
 func invalid(format string, args ...any) error {
-	return option.Invalid("retrier", format, args...)
+	return option.Invalid(pkg, format, args...)
 }
 
 // WithMaxDeliver sets how many times a delivery is attempted in all, the first
 // attempt included, before the message goes to the dead-letter topic. n must be
-// at least 1; 1 means no retry. It defaults to [DefaultMaxDeliver] (3).
+// at least 1; 1 means no retry; it has no upper bound (math.MaxInt retries
+// for ever). It defaults to [DefaultMaxDeliver] (3).
 func WithMaxDeliver(n int) Option {
 	return func(c *config) error {
-		c.policy.MaxDeliver = n
-		return nil // validated with the whole policy, by the one rule
+		return option.MaxDeliver(pkg, &c.policy, n)
 	}
 }
 
-// WithBackoff bounds the wait between two attempts. After the k-th failed
-// attempt the retrier waits min·2^(k-1), capped at max, of which the upper half
-// is random; the wait is thus never below min/2 nor above max. min must be
-// positive and max at least min. They default to [DefaultMinBackoff] (100ms)
-// and [DefaultMaxBackoff] (10s). The same backoff spaces the retries of a
-// failed dead-letter publish.
+// WithBackoff bounds the wait between two attempts.
+// After the k-th failed delivery of a message the step is min·2^(k-1)
+// capped at max, and the wait is drawn uniformly from [step, min(2·step,
+// max)]: never below min, never above max.
+// min must be at least [relay.MinBackoffFloor] (1ms) and max at least min;
+// max has no upper bound. They default to [DefaultMinBackoff] (100ms) and
+// [DefaultMaxBackoff] (10s). The same backoff spaces the retries of a failed
+// dead-letter publish.
 func WithBackoff(min, max time.Duration) Option {
 	return func(c *config) error {
-		c.policy.MinBackoff, c.policy.MaxBackoff = min, max
-		return nil // validated with the whole policy, by the one rule
+		return option.Backoff(pkg, &c.policy, min, max)
 	}
 }
 
 // WithDeadLetterTopic sets the function that names the dead-letter topic of a
-// topic. It defaults to appending ".dead" ("orders" → "orders.dead"). The
+// topic. It defaults to appending ".dead" ("orders" → "orders.dead",
+// [relay.DefaultDeadLetterTopic]). The
 // function must be non-nil, safe for concurrent use, and return a topic that
 // [relay.ValidateTopic] accepts; a message whose dead-letter topic is invalid
 // is logged and left to the wrapped broker, which redelivers it.
 func WithDeadLetterTopic(f func(topic string) string) Option {
 	return func(c *config) error {
-		c.policy.DeadLetterTopic = f // nil is rejected with the whole policy
-		return nil
+		return option.DeadLetterTopic(pkg, &c.policy, f)
 	}
 }
 
@@ -81,7 +95,7 @@ func WithDeadLetterTopic(f func(topic string) string) Option {
 // [slog.Default].
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
-		return option.Logger("retrier", &c.logger, l)
+		return option.Logger(pkg, &c.logger, l)
 	}
 }
 

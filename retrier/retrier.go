@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/option"
 )
 
 // NativeRetrier is an optional interface that a [relay.Broker] implements to
@@ -34,8 +35,18 @@ type NativeRetrier interface {
 // dead letters of the delivery contract, configured by opts.
 //
 // When b implements [NativeRetrier] and HandlesRetries reports true, New
-// returns b itself: the options are validated but not used, since b applies
-// its own. Otherwise New returns a broker whose Subscribe wraps the handler in
+// returns b itself, and it must then be given no options: b applies the
+// retries and dead letters it was built with, so an option given here would
+// be silently ignored. New returns an error wrapping [relay.ErrInvalidOption]
+// instead, saying to configure b itself (natsjs.WithMaxDeliver,
+// redisstreams.WithBackoff, ...); b is left open. A program that does not know
+// which broker it holds asks first:
+//
+//	if nr, ok := b.(retrier.NativeRetrier); !ok || !nr.HandlesRetries() {
+//		b, err = retrier.New(b, retrier.WithMaxDeliver(5))
+//	}
+//
+// Otherwise New returns a broker whose Subscribe wraps the handler in
 // the retry loop described in the package doc, whose Publish is b's, and whose
 // Close stops the retry loops and then closes b. Its errors from Publish,
 // Subscribe and Close are b's, returned as they are, except its own: after
@@ -47,25 +58,25 @@ type NativeRetrier interface {
 //
 // New takes ownership of b: closing the returned broker closes b, and b must
 // not be closed or subscribed to directly. New returns an error wrapping
-// [relay.ErrInvalidOption] when b is nil or an option is invalid; b is then
-// left open.
+// [relay.ErrInvalidOption] when b is nil, an option is invalid or nil, or
+// options are given for a b that handles retries natively; b is then left
+// open.
 func New(b relay.Broker, opts ...Option) (relay.Broker, error) {
 	if b == nil {
 		return nil, invalid("nil broker")
 	}
 	cfg := defaultConfig()
-	for _, opt := range opts {
-		if opt == nil {
-			continue
-		}
-		if err := opt(&cfg); err != nil {
-			return nil, err
-		}
+	if err := option.Apply(pkg, &cfg, opts); err != nil {
+		return nil, err
 	}
-	if err := cfg.policy.Validate("retrier"); err != nil {
+	if err := cfg.policy.Validate(pkg); err != nil {
 		return nil, err
 	}
 	if nr, ok := b.(NativeRetrier); ok && nr.HandlesRetries() {
+		if len(opts) > 0 {
+			return nil, invalid("%d option(s) given for a %T, which handles retries itself (HandlesRetries() is true) and would ignore them: configure the broker itself, and call New without options",
+				len(opts), b)
+		}
 		return b, nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -110,8 +121,12 @@ var (
 // wraps.
 func (r *broker) HandlesRetries() bool { return true }
 
-// Publish publishes through the wrapped broker.
+// Publish publishes through the wrapped broker. A nil ctx returns an error
+// wrapping [relay.ErrNilContext] before the wrapped broker sees it.
 func (r *broker) Publish(ctx context.Context, topic string, payload []byte) error {
+	if ctx == nil {
+		return fmt.Errorf("retrier: publish %q: %w", topic, relay.ErrNilContext)
+	}
 	if r.isClosed() {
 		return fmt.Errorf("retrier: publish %q: %w", topic, relay.ErrClosed)
 	}

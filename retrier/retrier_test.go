@@ -470,7 +470,7 @@ func TestDeliveryAfterCloseReturnsError(t *testing.T) {
 
 func TestNativeBrokerIsPassedThrough(t *testing.T) {
 	inner := nativeBroker{newSyncBroker()}
-	b, err := New(inner, WithMaxDeliver(5))
+	b, err := New(inner)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -506,7 +506,11 @@ func TestHandlesRetries(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := newRetrier(t, tt.inner)
+			b, err := New(tt.inner) // no options: a native broker refuses them
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = b.Close() })
 			nr, ok := b.(NativeRetrier)
 			if !ok || !nr.HandlesRetries() {
 				t.Fatalf("New returned %T, want a NativeRetrier reporting true", b)
@@ -514,8 +518,8 @@ func TestHandlesRetries(t *testing.T) {
 			if _, wrapped := b.(*broker); wrapped != tt.wantWrapped {
 				t.Errorf("wrapped = %v, want %v", wrapped, tt.wantWrapped)
 			}
-			if again := newRetrier(t, b); again != b {
-				t.Errorf("New on a retrier wrapped it again")
+			if again, err := New(b); err != nil || again != b {
+				t.Errorf("New on a retrier = %T, %v; want it unchanged", again, err)
 			}
 		})
 	}
@@ -548,6 +552,11 @@ func TestNewRejectsInvalidOptions(t *testing.T) {
 		{name: "nil logger", opts: []Option{WithLogger(nil)}},
 		{name: "nil error handler", opts: []Option{WithErrorHandler(nil)}},
 		{name: "invalid option for a native broker", inner: nativeBroker{newSyncBroker()}, opts: []Option{WithMaxDeliver(0)}},
+		{name: "nil option", opts: []Option{WithMaxDeliver(2), nil}},
+		{name: "min backoff of 1ns, a busy loop", opts: []Option{WithBackoff(time.Nanosecond, time.Second)}},
+		{name: "valid option for a native broker, which would ignore it", inner: nativeBroker{newSyncBroker()}, opts: []Option{WithMaxDeliver(4)}},
+		{name: "logger for a native broker", inner: nativeBroker{newSyncBroker()}, opts: []Option{WithLogger(quietLogger)}},
+		{name: "options for a retrier, which handles retries", inner: mustNew(t, newSyncBroker()), opts: []Option{WithMaxDeliver(4)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -563,6 +572,39 @@ func TestNewRejectsInvalidOptions(t *testing.T) {
 				t.Errorf("error %q lacks the package prefix", err)
 			}
 		})
+	}
+}
+
+// mustNew wraps inner without options and closes it at the end of the test.
+func mustNew(t *testing.T, inner relay.Broker) relay.Broker {
+	t.Helper()
+	b, err := New(inner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// TestNewRefusesOptionsForNativeBroker guards retrier.New(b,
+// WithMaxDeliver(4)) on a natively retrying broker, which returned b and
+// silently dropped the option: the caller believed in 4 deliveries and got
+// b's own count.
+func TestNewRefusesOptionsForNativeBroker(t *testing.T) {
+	inner := nativeBroker{newSyncBroker()}
+	b, err := New(inner, WithMaxDeliver(4))
+	if !errors.Is(err, relay.ErrInvalidOption) || b != nil {
+		t.Fatalf("New(native, WithMaxDeliver(4)) = %v, %v; want nil and an error wrapping ErrInvalidOption", b, err)
+	}
+	if !strings.Contains(err.Error(), "configure the broker itself") {
+		t.Errorf("error %q does not say to configure the broker itself", err)
+	}
+	// b is left open and usable.
+	var calls int
+	subscribe(t, inner, "orders", func([]byte) error { calls++; return nil })
+	publish(t, inner, "orders", []byte("x"))
+	if calls != 1 {
+		t.Errorf("inner broker delivered %d times after the refused New, want 1", calls)
 	}
 }
 

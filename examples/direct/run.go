@@ -57,18 +57,22 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	}
 	defer be.close()
 
-	// The same line for every backend: natsjs and redisstreams report
-	// HandlesRetries() == true and come back unchanged; the plain memory queue
-	// comes back wrapped. New takes ownership: closing b closes the broker.
-	b, err := retrier.New(be.broker, retrier.WithMaxDeliver(maxDeliver),
-		retrier.WithBackoff(minBackoff, maxBackoff), retrier.WithLogger(logger))
-	if err != nil {
-		_ = be.broker.Close()
-		return err
+	// natsjs and redisstreams report HandlesRetries() == true: they were
+	// built with the same max deliver and backoff, and retrier.New would
+	// refuse options for them rather than ignore them. The plain memory queue
+	// is wrapped. New takes ownership: closing b closes the broker.
+	b := be.broker
+	if nr, ok := b.(retrier.NativeRetrier); !ok || !nr.HandlesRetries() {
+		b, err = retrier.New(be.broker, retrier.WithMaxDeliver(maxDeliver),
+			retrier.WithBackoff(minBackoff, maxBackoff), retrier.WithLogger(logger))
+		if err != nil {
+			_ = be.broker.Close()
+			return err
+		}
 	}
 	fmt.Fprintf(out, "direct: relay.Broker on %s\n", be.desc)
 	if b == be.broker {
-		fmt.Fprintf(out, "retries: native (HandlesRetries() is true), retrier.New returned the broker unchanged\n")
+		fmt.Fprintf(out, "retries: native (HandlesRetries() is true), configured on the broker itself\n")
 	} else {
 		fmt.Fprintf(out, "retries: by retrier.New around the plain queue\n")
 	}

@@ -16,16 +16,16 @@ import (
 	"github.com/go-relay/relay"
 )
 
-// Defaults shared by every backend; the backends export them under their own
-// names and link to them from their option docs.
+// Defaults shared by every backend: the root package's, so that relay's docs
+// show their values and no backend can drift from them.
 const (
-	DefaultMaxDeliver = 3
-	DefaultMinBackoff = 100 * time.Millisecond
-	DefaultMaxBackoff = 10 * time.Second
+	DefaultMaxDeliver = relay.DefaultMaxDeliver
+	DefaultMinBackoff = relay.DefaultMinBackoff
+	DefaultMaxBackoff = relay.DefaultMaxBackoff
 )
 
-// DefaultDeadLetterTopic is the dead-letter topic of topic: topic + ".dead".
-func DefaultDeadLetterTopic(topic string) string { return topic + ".dead" }
+// DefaultDeadLetterTopic is [relay.DefaultDeadLetterTopic]: topic + ".dead".
+func DefaultDeadLetterTopic(topic string) string { return relay.DefaultDeadLetterTopic(topic) }
 
 // Message is a message as it travels on the wire: what both faces of a backend
 // read and write.
@@ -60,8 +60,8 @@ func (p Policy) Validate(pkg string) error {
 	switch {
 	case p.MaxDeliver < 1:
 		return fmt.Errorf("%s: %w: max deliver %d, must be at least 1", pkg, relay.ErrInvalidOption, p.MaxDeliver)
-	case p.MinBackoff <= 0:
-		return fmt.Errorf("%s: %w: min backoff %v, must be positive", pkg, relay.ErrInvalidOption, p.MinBackoff)
+	case p.MinBackoff < relay.MinBackoffFloor:
+		return fmt.Errorf("%s: %w: min backoff %v, must be at least %v", pkg, relay.ErrInvalidOption, p.MinBackoff, relay.MinBackoffFloor)
 	case p.MaxBackoff < p.MinBackoff:
 		return fmt.Errorf("%s: %w: max backoff %v is below min backoff %v", pkg, relay.ErrInvalidOption, p.MaxBackoff, p.MinBackoff)
 	case p.DeadLetterTopic == nil:
@@ -71,18 +71,33 @@ func (p Policy) Validate(pkg string) error {
 }
 
 // Backoff returns the wait before delivery number attempt+1, after attempt
-// failed deliveries (attempt >= 1): MinBackoff doubled per failed attempt, capped
-// at MaxBackoff, of which the upper half is random ("equal jitter"), so that the
-// wait is never below half the exponential step and redeliveries of a burst of
-// failures spread out.
+// failed deliveries: the step is MinBackoff·2^(attempt-1) capped at
+// MaxBackoff, and the wait is drawn uniformly from [step, min(2·step,
+// MaxBackoff)], so that it is never below MinBackoff nor above MaxBackoff and
+// the redeliveries of a burst of failures spread out. An attempt below 1
+// counts as 1. The arithmetic cannot overflow, whatever the attempt and the
+// bounds. A policy that [Policy.Validate] refuses still gets a wait: a
+// MinBackoff below 1ns counts as 1ns, and a MaxBackoff below MinBackoff makes
+// the wait MinBackoff.
 func (p Policy) Backoff(attempt int) time.Duration {
-	d := p.MinBackoff
-	for i := 1; i < attempt && d < p.MaxBackoff; i++ {
-		d *= 2
+	lo, hi := max(p.MinBackoff, 1), p.MaxBackoff
+	if hi < lo {
+		return lo
 	}
-	d = min(d, p.MaxBackoff)
-	half := d / 2
-	return half + rand.N(d-half+1)
+	step := lo
+	for i := 1; i < attempt && step < hi; i++ {
+		if step > hi-step { // doubling would pass hi (or overflow)
+			step = hi
+			break
+		}
+		step *= 2
+	}
+	top := hi
+	if step <= hi-step {
+		top = 2 * step
+	}
+	// step >= 1, so top-step+1 <= math.MaxInt64: no overflow.
+	return step + rand.N(top-step+1)
 }
 
 // ErrStopped is the processing error of a delivery that was not processed

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"strings"
 	"testing"
@@ -19,17 +20,63 @@ func TestBackoffBoundsAndGrowth(t *testing.T) {
 		attempt  int
 		min, max time.Duration
 	}{
-		{name: "first failure", attempt: 1, min: 50 * time.Millisecond, max: 100 * time.Millisecond},
-		{name: "second failure doubles", attempt: 2, min: 100 * time.Millisecond, max: 200 * time.Millisecond},
-		{name: "third failure doubles again", attempt: 3, min: 200 * time.Millisecond, max: 400 * time.Millisecond},
-		{name: "capped at max", attempt: 9, min: 500 * time.Millisecond, max: time.Second},
-		{name: "huge attempt does not overflow", attempt: 1 << 20, min: 500 * time.Millisecond, max: time.Second},
+		{name: "first failure waits min to twice min", attempt: 1, min: 100 * time.Millisecond, max: 200 * time.Millisecond},
+		{name: "second failure doubles", attempt: 2, min: 200 * time.Millisecond, max: 400 * time.Millisecond},
+		{name: "third failure doubles again", attempt: 3, min: 400 * time.Millisecond, max: 800 * time.Millisecond},
+		{name: "jitter cut at max", attempt: 4, min: 800 * time.Millisecond, max: time.Second},
+		{name: "capped at max", attempt: 9, min: time.Second, max: time.Second},
+		{name: "huge attempt does not overflow", attempt: 1 << 20, min: time.Second, max: time.Second},
+		{name: "zero attempt counts as the first", attempt: 0, min: 100 * time.Millisecond, max: 200 * time.Millisecond},
+		{name: "negative attempt counts as the first", attempt: -5, min: 100 * time.Millisecond, max: 200 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for range 200 {
 				if d := p.Backoff(tt.attempt); d < tt.min || d > tt.max {
 					t.Fatalf("Backoff(%d) = %v, want within [%v, %v]", tt.attempt, d, tt.min, tt.max)
+				}
+			}
+		})
+	}
+}
+
+// TestBackoffNeverBelowMin guards WithBackoff(min, max) meaning min: the
+// equal jitter of old drew the first wait from [min/2, min].
+func TestBackoffNeverBelowMin(t *testing.T) {
+	p := Policy{MinBackoff: 100 * time.Millisecond, MaxBackoff: 10 * time.Second}
+	for attempt := 1; attempt <= 10; attempt++ {
+		for range 500 {
+			if d := p.Backoff(attempt); d < p.MinBackoff {
+				t.Fatalf("Backoff(%d) = %v, below min %v", attempt, d, p.MinBackoff)
+			}
+		}
+	}
+}
+
+// TestBackoffDoesNotOverflow guards WithBackoff(100ms, math.MaxInt64), which
+// crashed the process at attempt ~38: the doubled step overflowed and
+// rand.N panicked on a negative bound.
+func TestBackoffDoesNotOverflow(t *testing.T) {
+	bounds := []struct {
+		name     string
+		min, max time.Duration
+	}{
+		{name: "100ms to max duration", min: 100 * time.Millisecond, max: math.MaxInt64},
+		{name: "1ns to max duration", min: 1, max: math.MaxInt64},
+		{name: "max duration both", min: math.MaxInt64, max: math.MaxInt64},
+		{name: "half max duration to max duration", min: math.MaxInt64/2 + 1, max: math.MaxInt64},
+	}
+	attempts := []int{1, 2, 37, 38, 39, 62, 63, 64, 65, 1000, math.MaxInt, 0, -1, math.MinInt}
+	for _, b := range bounds {
+		t.Run(b.name, func(t *testing.T) {
+			p := Policy{MinBackoff: b.min, MaxBackoff: b.max}
+			for _, a := range attempts {
+				for range 50 {
+					// Bounds that hold for the old rule too: this test is
+					// about the panic; TestBackoffNeverBelowMin about min.
+					if d := p.Backoff(a); d < b.min/2 || d > b.max {
+						t.Fatalf("Backoff(%d) = %v, want within [%v, %v]", a, d, b.min, b.max)
+					}
 				}
 			}
 		})
@@ -69,6 +116,7 @@ func TestValidate(t *testing.T) {
 		{name: "zero max deliver", mutate: func(p *Policy) { p.MaxDeliver = 0 }},
 		{name: "negative max deliver", mutate: func(p *Policy) { p.MaxDeliver = -1 }},
 		{name: "zero min backoff", mutate: func(p *Policy) { p.MinBackoff = 0 }},
+		{name: "min backoff of 1ns, a busy loop", mutate: func(p *Policy) { p.MinBackoff = time.Nanosecond }},
 		{name: "max below min", mutate: func(p *Policy) { p.MaxBackoff = p.MinBackoff / 2 }},
 		{name: "nil dead-letter topic", mutate: func(p *Policy) { p.DeadLetterTopic = nil }},
 	}

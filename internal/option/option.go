@@ -1,6 +1,7 @@
 // Package option holds the validated setters behind the options that every
 // relay backend shares (WithGroup, WithMaxDeliver, WithBackoff,
-// WithDeadLetterTopic, WithConcurrency, WithPrefetch, WithLogger), so that
+// WithDeadLetterTopic, WithConcurrency, WithPrefetch, WithLogger) and the
+// range checks of the backends' own options, so that
 // each rule and its error text is written once. Every setter leaves its
 // destination untouched and returns an error wrapping relay.ErrInvalidOption,
 // prefixed with the backend's package name pkg, when the value is out of range.
@@ -9,6 +10,8 @@ package option
 import (
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-relay/relay"
@@ -31,25 +34,81 @@ func Group(pkg string, dst *string, group string) error {
 	return nil
 }
 
-// Concurrency sets *dst to n, which must be at least 1.
+// Apply applies opts to c in order, and returns the first error: a nil
+// option is refused, since a caller who wrote one meant something by it.
+func Apply[C any, O ~func(*C) error](pkg string, c *C, opts []O) error {
+	for i, opt := range opts {
+		if opt == nil {
+			return Invalid(pkg, "nil option (number %d)", i+1)
+		}
+		if err := opt(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Concurrency sets *dst to n, which must be at least 1 and at most
+// relay.MaxConcurrency.
 func Concurrency(pkg string, dst *int, n int) error {
-	if n < 1 {
-		return Invalid(pkg, "concurrency %d, must be at least 1", n)
+	if n < 1 || n > relay.MaxConcurrency {
+		return Invalid(pkg, "concurrency %d, must be from 1 to %d", n, relay.MaxConcurrency)
 	}
 	*dst = n
 	return nil
 }
 
-// Prefetch sets *dst to n, which must not be negative.
+// Prefetch sets *dst to n, which must be at least 0 and at most
+// relay.MaxPrefetch.
 func Prefetch(pkg string, dst *int, n int) error {
-	if n < 0 {
-		return Invalid(pkg, "prefetch %d, must not be negative", n)
+	if n < 0 || n > relay.MaxPrefetch {
+		return Invalid(pkg, "prefetch %d, must be from 0 to %d", n, relay.MaxPrefetch)
 	}
 	*dst = n
 	return nil
 }
 
-// MaxDeliver sets p.MaxDeliver to n, which must be at least 1.
+// Duration sets *dst to d, which must be from lo to hi; what names the option
+// in the error ("ack wait").
+func Duration(pkg, what string, dst *time.Duration, d, lo, hi time.Duration) error {
+	if d < lo || d > hi {
+		return Invalid(pkg, "%s %v, must be from %v to %v", what, d, lo, hi)
+	}
+	*dst = d
+	return nil
+}
+
+// StreamID sets *dst to id, which must be a start id that Redis' XGROUP
+// CREATE accepts: "$", or an entry id "<ms>" or "<ms>-<seq>" of decimal
+// unsigned 64-bit numbers ("0", "0-0", "1700000000000-3").
+func StreamID(pkg string, dst *string, id string) error {
+	if !validStreamID(id) {
+		return Invalid(pkg, "start id %q, want \"$\", \"<ms>\" or \"<ms>-<seq>\"", id)
+	}
+	*dst = id
+	return nil
+}
+
+func validStreamID(id string) bool {
+	if id == "$" {
+		return true
+	}
+	ms, seq, hasSeq := strings.Cut(id, "-")
+	return isUint64(ms) && (!hasSeq || isUint64(seq))
+}
+
+// isUint64 reports whether s is the decimal form of a uint64, without sign
+// or spaces.
+func isUint64(s string) bool {
+	if s == "" || s[0] == '+' {
+		return false
+	}
+	_, err := strconv.ParseUint(s, 10, 64)
+	return err == nil
+}
+
+// MaxDeliver sets p.MaxDeliver to n, which must be at least 1. It has no
+// upper bound: the count is only compared, never used in arithmetic.
 func MaxDeliver(pkg string, p *delivery.Policy, n int) error {
 	if n < 1 {
 		return Invalid(pkg, "max deliver %d, must be at least 1", n)
@@ -58,13 +117,14 @@ func MaxDeliver(pkg string, p *delivery.Policy, n int) error {
 	return nil
 }
 
-// Backoff sets p.MinBackoff and p.MaxBackoff to min and max: min must be
-// positive and max at least min. The error texts are those of
+// Backoff sets p.MinBackoff and p.MaxBackoff to min and max: min must be at
+// least relay.MinBackoffFloor and max at least min; max has no upper bound,
+// since delivery.Policy.Backoff cannot overflow. The error texts are those of
 // delivery.Policy.Validate.
 func Backoff(pkg string, p *delivery.Policy, min, max time.Duration) error {
 	switch {
-	case min <= 0:
-		return Invalid(pkg, "min backoff %v, must be positive", min)
+	case min < relay.MinBackoffFloor:
+		return Invalid(pkg, "min backoff %v, must be at least %v", min, relay.MinBackoffFloor)
 	case max < min:
 		return Invalid(pkg, "max backoff %v is below min backoff %v", max, min)
 	}
