@@ -127,6 +127,7 @@
 // consumer claims them at once), lets the publish calls in flight finish and
 // returns once no goroutine of the value is left. Read failures (Redis down)
 // are logged and retried after a pause that grows to 2 seconds; consumption
-// resumes by itself, and a group lost with a non-persistent server is
-// created again.
+// resumes by itself, and a group lost with a non-persistent server (or by
+// XGROUP DESTROY) is created again, at "0" whatever [WithStartID] says, so
+// that what was published meanwhile is delivered.
 package redisstreams

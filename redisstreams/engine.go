@@ -58,8 +58,9 @@ type engine struct {
 	mu     sync.Mutex
 	closed bool
 	subs   map[*subscription]struct{}
-	names  map[string]int // subscriptions made per topic, for consumer names
-	w      *writer        // started by the first concurrent publish
+	names  map[string]int  // subscriptions made per topic, for consumer names
+	groups map[string]bool // streams on which this value created or found the group
+	w      *writer         // started by the first concurrent publish
 
 	publishing atomic.Int64 // publish calls in flight
 }
@@ -81,7 +82,8 @@ func newEngine(client redis.UniversalClient, opts []Option) (*engine, error) {
 		base = host + "-" + watermill.NewShortUUID()
 	}
 	e := &engine{client: client, cfg: cfg, consumerBase: base,
-		subs: make(map[*subscription]struct{}), names: make(map[string]int)}
+		subs: make(map[*subscription]struct{}), names: make(map[string]int),
+		groups: make(map[string]bool)}
 	e.stopped = make(chan struct{})
 	return e, nil
 }
@@ -193,12 +195,26 @@ func (e *engine) startWriter() *writer {
 }
 
 // ensureGroup creates the group on topic's stream, and the stream, unless the
-// group exists.
+// group exists. A group this value never had starts at [WithStartID]; one it
+// had (created or found) and lost since, in a restart without persistence or
+// by XGROUP DESTROY, starts at "0": everything published while it was missing
+// is delivered, and with the stream still there so is what it held (at least
+// once allows that; starting at "$" or at the start id would skip entries
+// that Publish had confirmed).
 func (e *engine) ensureGroup(ctx context.Context, stream string) error {
-	err := e.client.XGroupCreateMkStream(ctx, stream, e.cfg.group, e.cfg.startID).Err()
+	e.mu.Lock()
+	start := e.cfg.startID
+	if e.groups[stream] {
+		start = StartOldest
+	}
+	e.mu.Unlock()
+	err := e.client.XGroupCreateMkStream(ctx, stream, e.cfg.group, start).Err()
 	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
 		return fmt.Errorf("create group %q on stream %q: %w", e.cfg.group, stream, err)
 	}
+	e.mu.Lock()
+	e.groups[stream] = true
+	e.mu.Unlock()
 	return nil
 }
 

@@ -257,11 +257,17 @@ func WithMaxLen(n int64) Option {
 	}
 }
 
-// WithStartID sets where a consumer group that Subscribe creates starts
-// reading: [StartOldest] ("0", the default) delivers everything still stored,
-// [StartNewest] ("$") only what is added afterwards, and an entry id delivers
-// the entries after it. It has no effect on a group that exists already. An
-// empty id is invalid.
+// WithStartID sets where a consumer group that Subscribe creates for the
+// first time starts reading: [StartOldest] ("0", the default) delivers
+// everything still stored, [StartNewest] ("$") only what is added afterwards,
+// and an entry id delivers the entries after it. It has no effect on a group
+// that exists already. Nor does it apply to a group that a subscription had
+// and lost (a Redis restart without persistence, an operator's XGROUP
+// DESTROY): that group is created again at "0", so that nothing published
+// while it was missing is skipped. After a restart without persistence the
+// stream is new as well, so "0" delivers just what was published since; after
+// XGROUP DESTROY of a stream that still holds entries, "0" delivers those
+// entries again (at least once allows that). An empty id is invalid.
 func WithStartID(id string) Option {
 	return func(c *config) error {
 		if id == "" {

@@ -255,7 +255,8 @@ func (s *subscription) workLoop() {
 // readLoop reads new entries until stopping, as many per read as the quota
 // allows once a quarter of it is free (fewer, larger reads while the workers
 // are the bottleneck). A failed read is retried after a growing pause; a
-// group that vanished (a Redis restart without persistence) is created again.
+// group that vanished (a Redis restart without persistence) is created again,
+// at "0" (see [engine.ensureGroup]).
 func (s *subscription) readLoop() {
 	least := max(1, (s.e.cfg.concurrency+s.e.cfg.prefetch)/4)
 	failures := 0
