@@ -38,9 +38,11 @@ func NewBroker(client redis.UniversalClient, opts ...Option) (*Broker, error) {
 // [WithMaxLen] says) with a new UUID and no metadata, and returns once Redis
 // answered, which makes the entry as durable as the server's persistence
 // settings. A nil payload is stored as an empty one. It returns an error
-// wrapping [relay.ErrInvalidTopic] for an invalid topic, [relay.ErrClosed]
-// after Close, ctx.Err() when ctx is done before Redis answered, or the
-// Redis error.
+// wrapping [relay.ErrInvalidTopic] for an invalid topic,
+// [relay.ErrPayloadTooLarge], before anything is sent, for a payload longer
+// than the server's proto-max-bulk-len (see the package doc, Limits),
+// [relay.ErrClosed] after Close, ctx.Err() when ctx is done before Redis
+// answered, or the Redis error.
 func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) error {
 	if err := relay.ValidateTopic(topic); err != nil {
 		return fmt.Errorf("%s: publish: %w", pkg, err)

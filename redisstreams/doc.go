@@ -72,6 +72,20 @@
 // [WithMaxLen] caps them (XADD MAXLEN ~): trimming is blind to consumer
 // groups, so an entry trimmed before it was read is lost.
 //
+// # Limits
+//
+// Redis refuses a command argument longer than its proto-max-bulk-len (512
+// MiB by default) with an untyped protocol error, or cuts the connection
+// while the command is written. Publish reads that setting with CONFIG GET
+// on its first call, keeps it, and refuses an entry with a longer field
+// (payload, UUID, or the metadata encoded as msgpack) with an error wrapping
+// [relay.ErrPayloadTooLarge] before anything is sent. Where CONFIG is refused
+// (ACL, managed Redis services that rename or forbid it), it logs a warning
+// once and assumes the default, 512 MiB; a server set lower then answers with
+// its own error. A change of the setting after the first Publish is not
+// seen. The whole XADD must also fit the server's client-query-buffer-limit
+// (1 GiB by default), which Redis checks itself.
+//
 // # Wire format
 //
 // An entry has the fields of watermill-redisstream: "_watermill_message_uuid"

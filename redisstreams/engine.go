@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,9 @@ const (
 	// clean-up removes it. A live consumer touches the server at least every
 	// block timeout, so the margin is wide.
 	idleConsumerFactor = 10
+	// defaultBulkMax is Redis' default proto-max-bulk-len, the largest
+	// string it takes in a command: assumed when CONFIG GET is refused.
+	defaultBulkMax = 512 << 20
 )
 
 // engine is what the faces share: publishing and subscriptions, with the
@@ -63,6 +67,9 @@ type engine struct {
 	w      *writer         // started by the first concurrent publish
 
 	publishing atomic.Int64 // publish calls in flight
+
+	bulkMu  sync.Mutex   // one CONFIG GET at a time
+	bulkMax atomic.Int64 // the server's proto-max-bulk-len once known, else 0
 }
 
 func newEngine(client redis.UniversalClient, opts []Option) (*engine, error) {
@@ -115,9 +122,16 @@ func (e *engine) publish(ctx context.Context, topic string, msgs ...delivery.Mes
 	} else {
 		r.args = make([]redis.XAddArgs, len(msgs))
 	}
+	limit := e.bulkLimit(ctx)
 	for i, m := range msgs {
 		values, err := encode(m)
+		if err == nil {
+			err = checkSize(values, limit)
+		}
 		if err != nil {
+			if len(msgs) > 1 {
+				err = fmt.Errorf("message %d of %d (uuid %q): %w", i+1, len(msgs), m.UUID, err)
+			}
 			return err
 		}
 		r.args[i] = redis.XAddArgs{Stream: streamKey(topic), Values: values, MaxLen: e.cfg.maxLen, Approx: true}
@@ -133,6 +147,61 @@ func (e *engine) publish(ctx context.Context, topic string, msgs ...delivery.Mes
 		err = fmt.Errorf("%w (%w)", ctx.Err(), err)
 	}
 	return err
+}
+
+// checkSize refuses an entry with a field value longer than limit, the
+// server's proto-max-bulk-len: Redis would answer the XADD with an untyped
+// protocol error, or cut the connection while it is being written.
+func checkSize(values []any, limit int64) error {
+	for i := 1; i < len(values); i += 2 {
+		var n int
+		switch v := values[i].(type) {
+		case string:
+			n = len(v)
+		case []byte:
+			n = len(v)
+		}
+		if int64(n) > limit {
+			return fmt.Errorf("%w: %s field of %d bytes exceeds the server's proto-max-bulk-len of %d bytes",
+				relay.ErrPayloadTooLarge, values[i-1], n, limit)
+		}
+	}
+	return nil
+}
+
+// bulkLimit returns the server's proto-max-bulk-len, read with CONFIG GET on
+// first use and kept. When Redis refuses the command (ACL, a managed Redis
+// that renames or forbids CONFIG), it logs that once and keeps the default of
+// 512 MiB; when Redis does not answer (down, ctx done), it returns the
+// default for this call and asks again next time.
+func (e *engine) bulkLimit(ctx context.Context) int64 {
+	if n := e.bulkMax.Load(); n > 0 {
+		return n
+	}
+	e.bulkMu.Lock()
+	defer e.bulkMu.Unlock()
+	if n := e.bulkMax.Load(); n > 0 {
+		return n
+	}
+	cfg, err := e.client.ConfigGet(ctx, "proto-max-bulk-len").Result()
+	var rerr redis.Error
+	if err != nil && !errors.As(err, &rerr) {
+		return defaultBulkMax // no answer: ask again next time
+	}
+	var n int64
+	if err == nil {
+		v, ok := cfg["proto-max-bulk-len"]
+		if n, err = strconv.ParseInt(v, 10, 64); !ok || err != nil || n <= 0 {
+			err = fmt.Errorf("CONFIG GET answered proto-max-bulk-len %q", v)
+		}
+	}
+	if err != nil {
+		e.cfg.logger.Warn("redisstreams: cannot read proto-max-bulk-len (CONFIG GET); assuming the default, 512 MiB",
+			"pkg", pkg, "err", err)
+		n = defaultBulkMax
+	}
+	e.bulkMax.Store(n)
+	return n
 }
 
 // send sends args, one XADD or a pipeline, and returns the first error.
