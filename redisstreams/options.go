@@ -288,8 +288,11 @@ func WithStartID(id string) Option {
 //   - Info: pending entries claimed, a consumer group created again, idle
 //     consumers removed;
 //   - Warn: an entry written to the dead-letter topic (topic, id, attempts,
-//     reason, dead_letter_topic); Redis errors that are retried (failed reads,
-//     claims, idle refreshes; acks still failing at Close);
+//     reason, dead_letter_topic); an entry removed by an operator (XDEL,
+//     XTRIM, XGROUP DELCONSUMER) while it waited for its redelivery (topic,
+//     id, attempt); Redis errors that are retried (failed reads, claims, idle
+//     refreshes; acks still failing at Close); proto-max-bulk-len that
+//     CONFIG GET could not read;
 //   - Error: a delivery that could not be settled (the dead-letter write
 //     failed): the entry stays pending.
 func WithLogger(l *slog.Logger) Option {

@@ -615,8 +615,12 @@ func (s *subscription) redeliver(batch []*retryEntry) bool {
 			delete(s.waiting, r.id)
 		}
 		got, err := claims[i].Result()
+		if err == nil && len(got) == 0 && s.gone(pends[i]) {
+			s.log.Warn("redisstreams: entry waiting for redelivery is no longer pending (deleted from the stream, its consumer deleted, or acknowledged by another consumer); it is not delivered again",
+				"id", r.id, "attempt", r.attempt)
+		}
 		if err != nil || len(got) == 0 {
-			continue // failed, or claimed by another consumer, acked or trimmed
+			continue // failed, or claimed by another consumer, acked or removed
 		}
 		attempt := r.attempt + 1
 		if p, err := pends[i].Result(); err == nil && len(p) == 1 && p[0].Consumer == s.consumer {
@@ -628,6 +632,18 @@ func (s *subscription) redeliver(batch []*retryEntry) bool {
 	}
 	s.mu.Unlock()
 	return s.deliverHeld(msgs, func(m redis.XMessage) int { return attempts[m.ID] })
+}
+
+// gone reports whether the XPENDING of one id that followed a claim that got
+// nothing found it pending nowhere. Redis 7 drops an entry deleted from the
+// stream (XDEL, XTRIM, MAXLEN) from the pending list when XCLAIM meets it,
+// and XGROUP DELCONSUMER drops the consumer's; an entry another consumer
+// claimed meanwhile is still pending, on that consumer. (Before Redis 7 the
+// claim returns a deleted entry without fields, which [subscription.enqueue]
+// logs.)
+func (s *subscription) gone(p *redis.XPendingExtCmd) bool {
+	pending, err := p.Result()
+	return err == nil && len(pending) == 0
 }
 
 // claimLoop claims the entries of silent consumers every half claim timeout,
