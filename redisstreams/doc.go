@@ -28,8 +28,10 @@
 // and sent again after a pause growing to 2 seconds until Redis answers; its
 // entries meanwhile stay held (refreshed, and counted against
 // [WithPrefetch]), so that a server restart does not deliver them again. At
-// Close they get one more try of at most a second, then stay pending and are
-// delivered again (at least once).
+// Close they get one more try, within the second that Close gives what it
+// sends after the handlers are done, then stay pending and are delivered
+// again (at least once). Against a Redis that does not answer, Close returns
+// within a few seconds ([Broker.Shutdown] gives the bounds).
 //
 // While an entry waits for a handler or its handler runs, its consumer resets
 // its idle time (XCLAIM JUSTID to itself) every third of the claim timeout

@@ -22,12 +22,17 @@ import (
 const pkg = "redisstreams"
 
 const (
-	// setupTimeout bounds group creation and the consumer clean-up at stop.
+	// setupTimeout bounds group creation.
 	setupTimeout = 10 * time.Second
-	// ackStopTimeout bounds the last try of the acks left at stop.
-	ackStopTimeout = time.Second
-	// settleTimeout bounds one ack, dead-letter write, claim or refresh.
+	// stopTimeout bounds what a subscription's stop sends once its handlers
+	// are done: the hand back of the entries read ahead, the last try of the
+	// acks left, and the deletion of its consumer, all together.
+	stopTimeout = time.Second
+	// settleTimeout bounds one dead-letter write, claim or redelivery.
 	settleTimeout = 5 * time.Second
+	// ackTimeout bounds one XACK or idle refresh, whose answers are short:
+	// a stop waits for the one in flight.
+	ackTimeout = 2 * time.Second
 	// readRetryMin and readRetryMax bound the pause after a failed
 	// XREADGROUP, doubled per consecutive failure: no hot loop while Redis is
 	// down, and a prompt resume once it is back.
@@ -53,6 +58,8 @@ const (
 // retry, dead-letter, claim, ack and shutdown logic written once.
 type engine struct {
 	client       redis.UniversalClient
+	settle       redis.UniversalClient // client, its calls bounded by settleTimeout (see [within])
+	acker        redis.UniversalClient // client, its calls bounded by ackTimeout
 	cfg          config
 	consumerBase string
 
@@ -88,11 +95,32 @@ func newEngine(client redis.UniversalClient, opts []Option) (*engine, error) {
 		}
 		base = host + "-" + watermill.NewShortUUID()
 	}
-	e := &engine{client: client, cfg: cfg, consumerBase: base,
+	e := &engine{client: client, settle: within(client, settleTimeout),
+		acker: within(client, ackTimeout), cfg: cfg, consumerBase: base,
 		subs: make(map[*subscription]struct{}), names: make(map[string]int),
 		groups: make(map[string]bool)}
 	e.stopped = make(chan struct{})
 	return e, nil
+}
+
+// within returns c, or a view of it whose every call ends within d of being
+// sent even when Redis does not answer. go-redis uses a context's deadline
+// for socket reads and writes only when the client's ContextTimeoutEnabled is
+// set; otherwise its ReadTimeout and WriteTimeout alone bound a call, and a
+// hung server (SIGSTOP, a black-holed network) keeps it waiting for them, or
+// for ever when they are off. A *redis.Client gets a WithTimeout clone, which
+// shares its pool and hooks; other clients are returned as they are, and
+// their own timeouts bound their calls.
+func within(c redis.UniversalClient, d time.Duration) redis.UniversalClient {
+	rc, ok := c.(*redis.Client)
+	if !ok {
+		return c
+	}
+	o := rc.Options()
+	if o.ContextTimeoutEnabled || o.ReadTimeout > 0 && o.ReadTimeout <= d && o.WriteTimeout > 0 && o.WriteTimeout <= d {
+		return c
+	}
+	return rc.WithTimeout(d)
 }
 
 func (e *engine) isClosed() bool {
@@ -277,7 +305,7 @@ func (e *engine) ensureGroup(ctx context.Context, stream string) error {
 		start = StartOldest
 	}
 	e.mu.Unlock()
-	err := e.client.XGroupCreateMkStream(ctx, stream, e.cfg.group, start).Err()
+	err := e.settle.XGroupCreateMkStream(ctx, stream, e.cfg.group, start).Err()
 	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
 		return fmt.Errorf("create group %q on stream %q: %w", e.cfg.group, stream, err)
 	}

@@ -77,6 +77,8 @@ type subscription struct {
 	tailStop    chan struct{}
 	due         chan struct{} // a retry timer fired
 	stopOnce    sync.Once
+	stopCtx     context.Context // the bound of what stop sends; set before tailStop is closed
+	stopFailed  bool            // a final ack failed; written by the acker before it returns
 
 	// refreshMu orders an idle refresh in flight before a failed entry's
 	// backoff starts, so that the retry's XCLAIM MIN-IDLE sees the whole
@@ -158,6 +160,13 @@ func newReader(c *redis.Client, hooks []redis.Hook) *redis.Client {
 	return r
 }
 
+// stopClient is the client for what stop sends: calls that end by the
+// deadline of s.stopCtx even when Redis does not answer (see [within]).
+func (s *subscription) stopClient() redis.UniversalClient {
+	dl, _ := s.stopCtx.Deadline()
+	return within(s.e.client, max(time.Until(dl), time.Millisecond))
+}
+
 // abandon makes stop stop waiting for the running handlers.
 func (s *subscription) abandon() { s.abandonOnce.Do(func() { close(s.giveUp) }) }
 
@@ -206,6 +215,11 @@ func (s *subscription) stop() {
 			abandoned = true
 			s.log.Warn("redisstreams: stopped without waiting for the running handlers; their entries stay pending")
 		}
+		// From here on, what is sent shares one bound, however long the
+		// client's own timeouts are.
+		var cancel context.CancelFunc
+		s.stopCtx, cancel = context.WithTimeout(context.Background(), stopTimeout)
+		defer cancel()
 		s.handBack()
 		s.mu.Lock()
 		for _, r := range s.waiting {
@@ -215,8 +229,9 @@ func (s *subscription) stop() {
 		s.mu.Unlock()
 		close(s.tailStop)
 		s.tail.Wait()
-		if !abandoned {
-			s.deleteConsumer(s.consumer, 0)
+		if !abandoned && !s.stopFailed && s.stopCtx.Err() == nil {
+			// With acks that failed it has pending entries: nothing to do.
+			s.deleteConsumer(s.stopCtx, s.stopClient(), s.consumer, 0)
 		}
 		s.e.remove(s)
 	})
@@ -419,7 +434,7 @@ func (en *entry) PublishDeadLetter(ctx context.Context, topic string, msg delive
 	defer cancel()
 	values, err := encode(msg)
 	if err == nil {
-		err = en.s.e.client.XAdd(ctx, &redis.XAddArgs{Stream: streamKey(topic), Values: values}).Err()
+		err = en.s.e.settle.XAdd(ctx, &redis.XAddArgs{Stream: streamKey(topic), Values: values}).Err()
 	}
 	if err != nil {
 		return err
@@ -463,7 +478,10 @@ func (s *subscription) ackLoop() {
 				break drain
 			}
 		}
-		if err := s.sendAcks(ids, settleTimeout); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), ackTimeout)
+		err := s.sendAcks(ctx, s.e.acker, ids)
+		cancel()
+		if err != nil {
 			failures++
 			failed = ids
 			delay := retryDelay(failures)
@@ -477,7 +495,8 @@ func (s *subscription) ackLoop() {
 }
 
 // finalAcks sends failed and the acks still queued at stop, in one try each
-// bounded by [ackStopTimeout]; what fails stays pending.
+// within what is left of the stop's time ([stopTimeout]); what fails, or is
+// not sent in time, stays pending.
 func (s *subscription) finalAcks(failed []string) {
 	ids := failed
 	for {
@@ -493,7 +512,12 @@ func (s *subscription) finalAcks(failed []string) {
 		if len(ids) == 0 {
 			return
 		}
-		if err := s.sendAcks(ids, ackStopTimeout); err != nil {
+		err := s.stopCtx.Err()
+		if err == nil {
+			err = s.sendAcks(s.stopCtx, s.stopClient(), ids)
+		}
+		if err != nil {
+			s.stopFailed = true
 			s.log.Warn("redisstreams: ack failed at stop; the entries stay pending and will be delivered again",
 				"entries", len(ids), "err", err)
 			s.release(ids)
@@ -502,12 +526,10 @@ func (s *subscription) finalAcks(failed []string) {
 	}
 }
 
-// sendAcks acknowledges ids and releases them. On failure it returns the
-// error and keeps them held.
-func (s *subscription) sendAcks(ids []string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	err := s.e.client.XAck(ctx, s.stream, s.e.cfg.group, ids...).Err()
-	cancel()
+// sendAcks acknowledges ids on c and releases them. On failure it returns
+// the error and keeps them held.
+func (s *subscription) sendAcks(ctx context.Context, c redis.UniversalClient, ids []string) error {
+	err := c.XAck(ctx, s.stream, s.e.cfg.group, ids...).Err()
 	if err != nil {
 		return err
 	}
@@ -593,7 +615,7 @@ func (s *subscription) redeliver(batch []*retryEntry) bool {
 	defer cancel()
 	claims := make([]*redis.XMessageSliceCmd, len(batch))
 	pends := make([]*redis.XPendingExtCmd, len(batch))
-	_, err := s.e.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := s.e.settle.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, r := range batch {
 			claims[i] = p.XClaim(ctx, &redis.XClaimArgs{Stream: s.stream, Group: s.e.cfg.group,
 				Consumer: s.consumer, MinIdle: r.delay - r.delay/10, Messages: []string{r.id}})
@@ -676,7 +698,7 @@ func (s *subscription) claim(minIdle time.Duration, owner string) bool {
 	start := "-"
 	for s.ctx.Err() == nil {
 		ctx, cancel := context.WithTimeout(s.ctx, settleTimeout)
-		pending, err := s.e.client.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: s.stream,
+		pending, err := s.e.settle.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: s.stream,
 			Group: s.e.cfg.group, Idle: minIdle, Start: start, End: "+", Count: claimPage, Consumer: owner}).Result()
 		var msgs []redis.XMessage
 		counts := make(map[string]int64, len(pending))
@@ -690,7 +712,7 @@ func (s *subscription) claim(minIdle time.Duration, owner string) bool {
 				counts[p.ID] = p.RetryCount
 			}
 			if len(ids) > 0 {
-				msgs, err = s.e.client.XClaim(ctx, &redis.XClaimArgs{Stream: s.stream, Group: s.e.cfg.group,
+				msgs, err = s.e.settle.XClaim(ctx, &redis.XClaimArgs{Stream: s.stream, Group: s.e.cfg.group,
 					Consumer: s.consumer, MinIdle: minIdle, Messages: ids}).Result()
 			}
 		}
@@ -748,9 +770,8 @@ func (s *subscription) handBack() {
 		}
 	}
 	s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
-	defer cancel()
-	_, err := s.e.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+	ctx := s.stopCtx
+	_, err := s.stopClient().Pipelined(ctx, func(p redis.Pipeliner) error {
 		for count, ids := range byCount {
 			args := []any{"XCLAIM", s.stream, s.e.cfg.group, s.consumer, 0}
 			for _, id := range ids {
@@ -791,11 +812,11 @@ func (s *subscription) refresh() {
 		ids = append(ids, id)
 	}
 	s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), max(s.e.cfg.claimTimeout/3, 100*time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), min(max(s.e.cfg.claimTimeout/3, 100*time.Millisecond), ackTimeout))
 	defer cancel()
 	for len(ids) > 0 {
 		n := min(len(ids), refreshBatchMax)
-		err := s.e.client.XClaimJustID(ctx, &redis.XClaimArgs{Stream: s.stream, Group: s.e.cfg.group,
+		err := s.e.acker.XClaimJustID(ctx, &redis.XClaimArgs{Stream: s.stream, Group: s.e.cfg.group,
 			Consumer: s.consumer, MinIdle: 0, Messages: ids[:n]}).Err()
 		if err != nil {
 			s.log.Warn("redisstreams: idle refresh failed", "entries", len(ids), "err", err)
@@ -825,12 +846,10 @@ end
 return 0
 `)
 
-// deleteConsumer removes consumer from the group if it has no pending entry
-// and has been idle for at least idle.
-func (s *subscription) deleteConsumer(consumer string, idle time.Duration) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
-	defer cancel()
-	n, err := deleteConsumerScript.Run(ctx, s.e.client, []string{s.stream},
+// deleteConsumer removes consumer from the group, on c within ctx, if it has
+// no pending entry and has been idle for at least idle.
+func (s *subscription) deleteConsumer(ctx context.Context, c redis.UniversalClient, consumer string, idle time.Duration) bool {
+	n, err := deleteConsumerScript.Run(ctx, c, []string{s.stream},
 		s.e.cfg.group, consumer, idle.Milliseconds()).Int()
 	if err != nil {
 		s.log.Warn("redisstreams: delete consumer failed", "deleted_consumer", consumer, "err", err)
@@ -846,7 +865,7 @@ func (s *subscription) removeIdleConsumers() {
 	timeout := s.e.idleConsumerTimeout()
 	ctx, cancel := context.WithTimeout(s.ctx, settleTimeout)
 	defer cancel()
-	infos, err := s.e.client.XInfoConsumers(ctx, s.stream, s.e.cfg.group).Result()
+	infos, err := s.e.settle.XInfoConsumers(ctx, s.stream, s.e.cfg.group).Result()
 	if err != nil {
 		if s.ctx.Err() == nil {
 			s.log.Warn("redisstreams: list consumers failed", "err", err)
@@ -857,7 +876,7 @@ func (s *subscription) removeIdleConsumers() {
 		if c.Name == s.consumer || c.Pending > 0 || c.Idle < timeout {
 			continue
 		}
-		if s.deleteConsumer(c.Name, timeout) {
+		if s.deleteConsumer(ctx, s.e.settle, c.Name, timeout) {
 			s.log.Info("redisstreams: removed idle consumer", "removed_consumer", c.Name, "idle", c.Idle)
 		}
 	}
