@@ -58,8 +58,6 @@ const (
 // retry, dead-letter, claim, ack and shutdown logic written once.
 type engine struct {
 	client       redis.UniversalClient
-	settle       redis.UniversalClient // client, its calls bounded by settleTimeout (see [within])
-	acker        redis.UniversalClient // client, its calls bounded by ackTimeout
 	cfg          config
 	consumerBase string
 
@@ -95,30 +93,30 @@ func newEngine(client redis.UniversalClient, opts []Option) (*engine, error) {
 		}
 		base = host + "-" + watermill.NewShortUUID()
 	}
-	e := &engine{client: client, settle: within(client, settleTimeout),
-		acker: within(client, ackTimeout), cfg: cfg, consumerBase: base,
+	e := &engine{client: client, cfg: cfg, consumerBase: base,
 		subs: make(map[*subscription]struct{}), names: make(map[string]int),
 		groups: make(map[string]bool)}
 	e.stopped = make(chan struct{})
 	return e, nil
 }
 
-// within returns c, or a view of it whose every call ends within d of being
-// sent even when Redis does not answer. go-redis uses a context's deadline
-// for socket reads and writes only when the client's ContextTimeoutEnabled is
-// set; otherwise its ReadTimeout and WriteTimeout alone bound a call, and a
-// hung server (SIGSTOP, a black-holed network) keeps it waiting for them, or
-// for ever when they are off. A *redis.Client gets a WithTimeout clone, which
-// shares its pool and hooks; other clients are returned as they are, and
-// their own timeouts bound their calls.
-func within(c redis.UniversalClient, d time.Duration) redis.UniversalClient {
-	rc, ok := c.(*redis.Client)
+// bounded returns the client, or a view of it whose every call ends within d
+// of being sent even when Redis does not answer. go-redis uses a context's
+// deadline for socket reads and writes only when the client's
+// ContextTimeoutEnabled is set; otherwise its ReadTimeout and WriteTimeout
+// alone bound a call, and a hung server (SIGSTOP, a black-holed network)
+// keeps it waiting for them, or for ever when they are off. A *redis.Client
+// gets a WithTimeout clone, which shares its pool and hooks, made per call
+// (about a microsecond) so that it has the hooks added since; other clients
+// are returned as they are, and their own timeouts bound their calls.
+func (e *engine) bounded(d time.Duration) redis.UniversalClient {
+	rc, ok := e.client.(*redis.Client)
 	if !ok {
-		return c
+		return e.client
 	}
 	o := rc.Options()
 	if o.ContextTimeoutEnabled || o.ReadTimeout > 0 && o.ReadTimeout <= d && o.WriteTimeout > 0 && o.WriteTimeout <= d {
-		return c
+		return rc
 	}
 	return rc.WithTimeout(d)
 }
@@ -305,7 +303,7 @@ func (e *engine) ensureGroup(ctx context.Context, stream string) error {
 		start = StartOldest
 	}
 	e.mu.Unlock()
-	err := e.settle.XGroupCreateMkStream(ctx, stream, e.cfg.group, start).Err()
+	err := e.bounded(settleTimeout).XGroupCreateMkStream(ctx, stream, e.cfg.group, start).Err()
 	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
 		return fmt.Errorf("create group %q on stream %q: %w", e.cfg.group, stream, err)
 	}

@@ -161,10 +161,10 @@ func newReader(c *redis.Client, hooks []redis.Hook) *redis.Client {
 }
 
 // stopClient is the client for what stop sends: calls that end by the
-// deadline of s.stopCtx even when Redis does not answer (see [within]).
+// deadline of s.stopCtx even when Redis does not answer (see [engine.bounded]).
 func (s *subscription) stopClient() redis.UniversalClient {
 	dl, _ := s.stopCtx.Deadline()
-	return within(s.e.client, max(time.Until(dl), time.Millisecond))
+	return s.e.bounded(max(time.Until(dl), time.Millisecond))
 }
 
 // abandon makes stop stop waiting for the running handlers.
@@ -434,7 +434,7 @@ func (en *entry) PublishDeadLetter(ctx context.Context, topic string, msg delive
 	defer cancel()
 	values, err := encode(msg)
 	if err == nil {
-		err = en.s.e.settle.XAdd(ctx, &redis.XAddArgs{Stream: streamKey(topic), Values: values}).Err()
+		err = en.s.e.bounded(settleTimeout).XAdd(ctx, &redis.XAddArgs{Stream: streamKey(topic), Values: values}).Err()
 	}
 	if err != nil {
 		return err
@@ -479,7 +479,7 @@ func (s *subscription) ackLoop() {
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), ackTimeout)
-		err := s.sendAcks(ctx, s.e.acker, ids)
+		err := s.sendAcks(ctx, s.e.bounded(ackTimeout), ids)
 		cancel()
 		if err != nil {
 			failures++
@@ -615,7 +615,7 @@ func (s *subscription) redeliver(batch []*retryEntry) bool {
 	defer cancel()
 	claims := make([]*redis.XMessageSliceCmd, len(batch))
 	pends := make([]*redis.XPendingExtCmd, len(batch))
-	_, err := s.e.settle.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := s.e.bounded(settleTimeout).Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, r := range batch {
 			claims[i] = p.XClaim(ctx, &redis.XClaimArgs{Stream: s.stream, Group: s.e.cfg.group,
 				Consumer: s.consumer, MinIdle: r.delay - r.delay/10, Messages: []string{r.id}})
@@ -698,7 +698,7 @@ func (s *subscription) claim(minIdle time.Duration, owner string) bool {
 	start := "-"
 	for s.ctx.Err() == nil {
 		ctx, cancel := context.WithTimeout(s.ctx, settleTimeout)
-		pending, err := s.e.settle.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: s.stream,
+		pending, err := s.e.bounded(settleTimeout).XPendingExt(ctx, &redis.XPendingExtArgs{Stream: s.stream,
 			Group: s.e.cfg.group, Idle: minIdle, Start: start, End: "+", Count: claimPage, Consumer: owner}).Result()
 		var msgs []redis.XMessage
 		counts := make(map[string]int64, len(pending))
@@ -712,7 +712,7 @@ func (s *subscription) claim(minIdle time.Duration, owner string) bool {
 				counts[p.ID] = p.RetryCount
 			}
 			if len(ids) > 0 {
-				msgs, err = s.e.settle.XClaim(ctx, &redis.XClaimArgs{Stream: s.stream, Group: s.e.cfg.group,
+				msgs, err = s.e.bounded(settleTimeout).XClaim(ctx, &redis.XClaimArgs{Stream: s.stream, Group: s.e.cfg.group,
 					Consumer: s.consumer, MinIdle: minIdle, Messages: ids}).Result()
 			}
 		}
@@ -816,7 +816,7 @@ func (s *subscription) refresh() {
 	defer cancel()
 	for len(ids) > 0 {
 		n := min(len(ids), refreshBatchMax)
-		err := s.e.acker.XClaimJustID(ctx, &redis.XClaimArgs{Stream: s.stream, Group: s.e.cfg.group,
+		err := s.e.bounded(ackTimeout).XClaimJustID(ctx, &redis.XClaimArgs{Stream: s.stream, Group: s.e.cfg.group,
 			Consumer: s.consumer, MinIdle: 0, Messages: ids[:n]}).Err()
 		if err != nil {
 			s.log.Warn("redisstreams: idle refresh failed", "entries", len(ids), "err", err)
@@ -865,7 +865,7 @@ func (s *subscription) removeIdleConsumers() {
 	timeout := s.e.idleConsumerTimeout()
 	ctx, cancel := context.WithTimeout(s.ctx, settleTimeout)
 	defer cancel()
-	infos, err := s.e.settle.XInfoConsumers(ctx, s.stream, s.e.cfg.group).Result()
+	infos, err := s.e.bounded(settleTimeout).XInfoConsumers(ctx, s.stream, s.e.cfg.group).Result()
 	if err != nil {
 		if s.ctx.Err() == nil {
 			s.log.Warn("redisstreams: list consumers failed", "err", err)
@@ -876,7 +876,7 @@ func (s *subscription) removeIdleConsumers() {
 		if c.Name == s.consumer || c.Pending > 0 || c.Idle < timeout {
 			continue
 		}
-		if s.deleteConsumer(ctx, s.e.settle, c.Name, timeout) {
+		if s.deleteConsumer(ctx, s.e.bounded(settleTimeout), c.Name, timeout) {
 			s.log.Info("redisstreams: removed idle consumer", "removed_consumer", c.Name, "idle", c.Idle)
 		}
 	}
