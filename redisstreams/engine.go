@@ -100,20 +100,23 @@ func newEngine(client redis.UniversalClient, opts []Option) (*engine, error) {
 	return e, nil
 }
 
-// bounded returns the client, or a view of it whose every call ends within d
-// of being sent even when Redis does not answer. go-redis uses a context's
+// bounded returns the client, or a view of it whose every call ends by ctx's
+// deadline even when Redis does not answer. go-redis uses a context's
 // deadline for socket reads and writes only when the client's
 // ContextTimeoutEnabled is set; otherwise its ReadTimeout and WriteTimeout
 // alone bound a call, and a hung server (SIGSTOP, a black-holed network)
 // keeps it waiting for them, or for ever when they are off. A *redis.Client
-// gets a WithTimeout clone, which shares its pool and hooks, made per call
-// (about a microsecond) so that it has the hooks added since; other clients
-// are returned as they are, and their own timeouts bound their calls.
-func (e *engine) bounded(d time.Duration) redis.UniversalClient {
+// gets a WithTimeout clone with the time left, which shares its pool and
+// hooks, made per call (about a microsecond) so that it has the hooks added
+// since; other clients are returned as they are, and their own timeouts
+// bound their calls.
+func (e *engine) bounded(ctx context.Context) redis.UniversalClient {
 	rc, ok := e.client.(*redis.Client)
-	if !ok {
+	deadline, has := ctx.Deadline()
+	if !ok || !has {
 		return e.client
 	}
+	d := max(time.Until(deadline), time.Millisecond)
 	o := rc.Options()
 	if o.ContextTimeoutEnabled || o.ReadTimeout > 0 && o.ReadTimeout <= d && o.WriteTimeout > 0 && o.WriteTimeout <= d {
 		return rc
@@ -303,7 +306,7 @@ func (e *engine) ensureGroup(ctx context.Context, stream string) error {
 		start = StartOldest
 	}
 	e.mu.Unlock()
-	err := e.bounded(settleTimeout).XGroupCreateMkStream(ctx, stream, e.cfg.group, start).Err()
+	err := e.bounded(ctx).XGroupCreateMkStream(ctx, stream, e.cfg.group, start).Err()
 	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
 		return fmt.Errorf("create group %q on stream %q: %w", e.cfg.group, stream, err)
 	}

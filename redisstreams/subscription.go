@@ -77,7 +77,7 @@ type subscription struct {
 	tailStop    chan struct{}
 	due         chan struct{} // a retry timer fired
 	stopOnce    sync.Once
-	stopCtx     context.Context // the bound of what stop sends; set before tailStop is closed
+	stopCtx     context.Context // bounds what stop sends (see [engine.bounded]); set before tailStop is closed
 	stopFailed  bool            // a final ack failed; written by the acker before it returns
 
 	// refreshMu orders an idle refresh in flight before a failed entry's
@@ -160,13 +160,6 @@ func newReader(c *redis.Client, hooks []redis.Hook) *redis.Client {
 	return r
 }
 
-// stopClient is the client for what stop sends: calls that end by the
-// deadline of s.stopCtx even when Redis does not answer (see [engine.bounded]).
-func (s *subscription) stopClient() redis.UniversalClient {
-	dl, _ := s.stopCtx.Deadline()
-	return s.e.bounded(max(time.Until(dl), time.Millisecond))
-}
-
 // abandon makes stop stop waiting for the running handlers.
 func (s *subscription) abandon() { s.abandonOnce.Do(func() { close(s.giveUp) }) }
 
@@ -231,7 +224,7 @@ func (s *subscription) stop() {
 		s.tail.Wait()
 		if !abandoned && !s.stopFailed && s.stopCtx.Err() == nil {
 			// With acks that failed it has pending entries: nothing to do.
-			s.deleteConsumer(s.stopCtx, s.stopClient(), s.consumer, 0)
+			s.deleteConsumer(s.stopCtx, s.consumer, 0)
 		}
 		s.e.remove(s)
 	})
@@ -434,7 +427,7 @@ func (en *entry) PublishDeadLetter(ctx context.Context, topic string, msg delive
 	defer cancel()
 	values, err := encode(msg)
 	if err == nil {
-		err = en.s.e.bounded(settleTimeout).XAdd(ctx, &redis.XAddArgs{Stream: streamKey(topic), Values: values}).Err()
+		err = en.s.e.bounded(ctx).XAdd(ctx, &redis.XAddArgs{Stream: streamKey(topic), Values: values}).Err()
 	}
 	if err != nil {
 		return err
@@ -479,7 +472,7 @@ func (s *subscription) ackLoop() {
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), ackTimeout)
-		err := s.sendAcks(ctx, s.e.bounded(ackTimeout), ids)
+		err := s.sendAcks(ctx, ids)
 		cancel()
 		if err != nil {
 			failures++
@@ -514,7 +507,7 @@ func (s *subscription) finalAcks(failed []string) {
 		}
 		err := s.stopCtx.Err()
 		if err == nil {
-			err = s.sendAcks(s.stopCtx, s.stopClient(), ids)
+			err = s.sendAcks(s.stopCtx, ids)
 		}
 		if err != nil {
 			s.stopFailed = true
@@ -526,10 +519,10 @@ func (s *subscription) finalAcks(failed []string) {
 	}
 }
 
-// sendAcks acknowledges ids on c and releases them. On failure it returns
-// the error and keeps them held.
-func (s *subscription) sendAcks(ctx context.Context, c redis.UniversalClient, ids []string) error {
-	err := c.XAck(ctx, s.stream, s.e.cfg.group, ids...).Err()
+// sendAcks acknowledges ids, within ctx's deadline, and releases them. On
+// failure it returns the error and keeps them held.
+func (s *subscription) sendAcks(ctx context.Context, ids []string) error {
+	err := s.e.bounded(ctx).XAck(ctx, s.stream, s.e.cfg.group, ids...).Err()
 	if err != nil {
 		return err
 	}
@@ -615,7 +608,7 @@ func (s *subscription) redeliver(batch []*retryEntry) bool {
 	defer cancel()
 	claims := make([]*redis.XMessageSliceCmd, len(batch))
 	pends := make([]*redis.XPendingExtCmd, len(batch))
-	_, err := s.e.bounded(settleTimeout).Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := s.e.bounded(ctx).Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, r := range batch {
 			claims[i] = p.XClaim(ctx, &redis.XClaimArgs{Stream: s.stream, Group: s.e.cfg.group,
 				Consumer: s.consumer, MinIdle: r.delay - r.delay/10, Messages: []string{r.id}})
@@ -698,7 +691,7 @@ func (s *subscription) claim(minIdle time.Duration, owner string) bool {
 	start := "-"
 	for s.ctx.Err() == nil {
 		ctx, cancel := context.WithTimeout(s.ctx, settleTimeout)
-		pending, err := s.e.bounded(settleTimeout).XPendingExt(ctx, &redis.XPendingExtArgs{Stream: s.stream,
+		pending, err := s.e.bounded(ctx).XPendingExt(ctx, &redis.XPendingExtArgs{Stream: s.stream,
 			Group: s.e.cfg.group, Idle: minIdle, Start: start, End: "+", Count: claimPage, Consumer: owner}).Result()
 		var msgs []redis.XMessage
 		counts := make(map[string]int64, len(pending))
@@ -712,7 +705,7 @@ func (s *subscription) claim(minIdle time.Duration, owner string) bool {
 				counts[p.ID] = p.RetryCount
 			}
 			if len(ids) > 0 {
-				msgs, err = s.e.bounded(settleTimeout).XClaim(ctx, &redis.XClaimArgs{Stream: s.stream, Group: s.e.cfg.group,
+				msgs, err = s.e.bounded(ctx).XClaim(ctx, &redis.XClaimArgs{Stream: s.stream, Group: s.e.cfg.group,
 					Consumer: s.consumer, MinIdle: minIdle, Messages: ids}).Result()
 			}
 		}
@@ -771,7 +764,7 @@ func (s *subscription) handBack() {
 	}
 	s.mu.Unlock()
 	ctx := s.stopCtx
-	_, err := s.stopClient().Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := s.e.bounded(ctx).Pipelined(ctx, func(p redis.Pipeliner) error {
 		for count, ids := range byCount {
 			args := []any{"XCLAIM", s.stream, s.e.cfg.group, s.consumer, 0}
 			for _, id := range ids {
@@ -816,7 +809,7 @@ func (s *subscription) refresh() {
 	defer cancel()
 	for len(ids) > 0 {
 		n := min(len(ids), refreshBatchMax)
-		err := s.e.bounded(ackTimeout).XClaimJustID(ctx, &redis.XClaimArgs{Stream: s.stream, Group: s.e.cfg.group,
+		err := s.e.bounded(ctx).XClaimJustID(ctx, &redis.XClaimArgs{Stream: s.stream, Group: s.e.cfg.group,
 			Consumer: s.consumer, MinIdle: 0, Messages: ids[:n]}).Err()
 		if err != nil {
 			s.log.Warn("redisstreams: idle refresh failed", "entries", len(ids), "err", err)
@@ -846,13 +839,15 @@ end
 return 0
 `)
 
-// deleteConsumer removes consumer from the group, on c within ctx, if it has
-// no pending entry and has been idle for at least idle.
-func (s *subscription) deleteConsumer(ctx context.Context, c redis.UniversalClient, consumer string, idle time.Duration) bool {
-	n, err := deleteConsumerScript.Run(ctx, c, []string{s.stream},
+// deleteConsumer removes consumer from the group, within ctx's deadline, if
+// it has no pending entry and has been idle for at least idle.
+func (s *subscription) deleteConsumer(ctx context.Context, consumer string, idle time.Duration) bool {
+	n, err := deleteConsumerScript.Run(ctx, s.e.bounded(ctx), []string{s.stream},
 		s.e.cfg.group, consumer, idle.Milliseconds()).Int()
 	if err != nil {
-		s.log.Warn("redisstreams: delete consumer failed", "deleted_consumer", consumer, "err", err)
+		if !errors.Is(err, context.Canceled) { // stopping
+			s.log.Warn("redisstreams: delete consumer failed", "deleted_consumer", consumer, "err", err)
+		}
 		return false
 	}
 	return n == 1
@@ -865,7 +860,7 @@ func (s *subscription) removeIdleConsumers() {
 	timeout := s.e.idleConsumerTimeout()
 	ctx, cancel := context.WithTimeout(s.ctx, settleTimeout)
 	defer cancel()
-	infos, err := s.e.bounded(settleTimeout).XInfoConsumers(ctx, s.stream, s.e.cfg.group).Result()
+	infos, err := s.e.bounded(ctx).XInfoConsumers(ctx, s.stream, s.e.cfg.group).Result()
 	if err != nil {
 		if s.ctx.Err() == nil {
 			s.log.Warn("redisstreams: list consumers failed", "err", err)
@@ -876,7 +871,7 @@ func (s *subscription) removeIdleConsumers() {
 		if c.Name == s.consumer || c.Pending > 0 || c.Idle < timeout {
 			continue
 		}
-		if s.deleteConsumer(ctx, s.e.bounded(settleTimeout), c.Name, timeout) {
+		if s.deleteConsumer(ctx, c.Name, timeout) {
 			s.log.Info("redisstreams: removed idle consumer", "removed_consumer", c.Name, "idle", c.Idle)
 		}
 	}
