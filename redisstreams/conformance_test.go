@@ -1,7 +1,9 @@
 package redisstreams_test
 
 import (
+	"context"
 	"log/slog"
+	"strconv"
 	"testing"
 	"time"
 
@@ -13,11 +15,22 @@ import (
 	"github.com/go-relay/relay/redisstreams"
 )
 
+// harnessBulkMax is the proto-max-bulk-len of the suite's server, the
+// smallest Redis accepts, so that the payload-limit case sends 1 MiB rather
+// than 512.
+const harnessBulkMax = 1 << 20
+
 // harness serves the suite from one redis-server per top-level test, with the
 // append-only file on so that Restart keeps the data.
 func harness(t *testing.T) pubsubtest.Harness {
 	srv := redistest.Start(t, redistest.Config{AppendOnly: true})
 	rc := redistest.Client(t, srv)
+	setLimit := func(t *testing.T) {
+		if err := rc.ConfigSet(context.Background(), "proto-max-bulk-len", strconv.Itoa(harnessBulkMax)).Err(); err != nil {
+			t.Fatalf("CONFIG SET proto-max-bulk-len: %v", err)
+		}
+	}
+	setLimit(t)
 	opts := func(cfg pubsubtest.Config) []redisstreams.Option {
 		return []redisstreams.Option{
 			redisstreams.WithGroup(cfg.Group),
@@ -43,8 +56,9 @@ func harness(t *testing.T) pubsubtest.Harness {
 			if err := srv.Restart(); err != nil {
 				t.Fatalf("restart redis-server: %v", err)
 			}
+			setLimit(t) // CONFIG SET does not survive a restart
 		},
-		Capabilities: pubsubtest.Capabilities{Persistent: true, Ordered: true},
+		Capabilities: pubsubtest.Capabilities{Persistent: true, Ordered: true, MaxPayload: harnessBulkMax},
 	}
 }
 

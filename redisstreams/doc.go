@@ -28,8 +28,10 @@
 // and sent again after a pause growing to 2 seconds until Redis answers; its
 // entries meanwhile stay held (refreshed, and counted against
 // [WithPrefetch]), so that a server restart does not deliver them again. At
-// Close they get one more try of at most a second, then stay pending and are
-// delivered again (at least once).
+// Close they get one more try, within the second that Close gives what it
+// sends after the handlers are done, then stay pending and are delivered
+// again (at least once). Against a Redis that does not answer, Close returns
+// within a few seconds ([Broker.Shutdown] gives the bounds).
 //
 // While an entry waits for a handler or its handler runs, its consumer resets
 // its idle time (XCLAIM JUSTID to itself) every third of the claim timeout
@@ -71,6 +73,20 @@
 // Topics follow [relay.ValidateTopic]. Streams grow without bound unless
 // [WithMaxLen] caps them (XADD MAXLEN ~): trimming is blind to consumer
 // groups, so an entry trimmed before it was read is lost.
+//
+// # Limits
+//
+// Redis refuses a command argument longer than its proto-max-bulk-len (512
+// MiB by default) with an untyped protocol error, or cuts the connection
+// while the command is written. Publish reads that setting with CONFIG GET
+// on its first call, keeps it, and refuses an entry with a longer field
+// (payload, UUID, or the metadata encoded as msgpack) with an error wrapping
+// [relay.ErrPayloadTooLarge] before anything is sent. Where CONFIG is refused
+// (ACL, managed Redis services that rename or forbid it), it logs a warning
+// once and assumes the default, 512 MiB; a server set lower then answers with
+// its own error. A change of the setting after the first Publish is not
+// seen. The whole XADD must also fit the server's client-query-buffer-limit
+// (1 GiB by default), which Redis checks itself.
 //
 // # Wire format
 //
@@ -127,6 +143,7 @@
 // consumer claims them at once), lets the publish calls in flight finish and
 // returns once no goroutine of the value is left. Read failures (Redis down)
 // are logged and retried after a pause that grows to 2 seconds; consumption
-// resumes by itself, and a group lost with a non-persistent server is
-// created again.
+// resumes by itself, and a group lost with a non-persistent server (or by
+// XGROUP DESTROY) is created again, at "0" whatever [WithStartID] says, so
+// that what was published meanwhile is delivered.
 package redisstreams

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,12 +21,17 @@ import (
 const pkg = "redisstreams"
 
 const (
-	// setupTimeout bounds group creation and the consumer clean-up at stop.
+	// setupTimeout bounds group creation.
 	setupTimeout = 10 * time.Second
-	// ackStopTimeout bounds the last try of the acks left at stop.
-	ackStopTimeout = time.Second
-	// settleTimeout bounds one ack, dead-letter write, claim or refresh.
+	// stopTimeout bounds what a subscription's stop sends once its handlers
+	// are done: the hand back of the entries read ahead, the last try of the
+	// acks left, and the deletion of its consumer, all together.
+	stopTimeout = time.Second
+	// settleTimeout bounds one dead-letter write, claim or redelivery.
 	settleTimeout = 5 * time.Second
+	// ackTimeout bounds one XACK or idle refresh, whose answers are short:
+	// a stop waits for the one in flight.
+	ackTimeout = 2 * time.Second
 	// readRetryMin and readRetryMax bound the pause after a failed
 	// XREADGROUP, doubled per consecutive failure: no hot loop while Redis is
 	// down, and a prompt resume once it is back.
@@ -42,6 +48,9 @@ const (
 	// clean-up removes it. A live consumer touches the server at least every
 	// block timeout, so the margin is wide.
 	idleConsumerFactor = 10
+	// defaultBulkMax is Redis' default proto-max-bulk-len, the largest
+	// string it takes in a command: assumed when CONFIG GET is refused.
+	defaultBulkMax = 512 << 20
 )
 
 // engine is what the faces share: publishing and subscriptions, with the
@@ -57,10 +66,14 @@ type engine struct {
 	mu     sync.Mutex
 	closed bool
 	subs   map[*subscription]struct{}
-	names  map[string]int // subscriptions made per topic, for consumer names
-	w      *writer        // started by the first concurrent publish
+	names  map[string]int  // subscriptions made per topic, for consumer names
+	groups map[string]bool // streams on which this value created or found the group
+	w      *writer         // started by the first concurrent publish
 
 	publishing atomic.Int64 // publish calls in flight
+
+	bulkMu  sync.Mutex   // one CONFIG GET at a time
+	bulkMax atomic.Int64 // the server's proto-max-bulk-len once known, else 0
 }
 
 func newEngine(client redis.UniversalClient, opts []Option) (*engine, error) {
@@ -80,9 +93,34 @@ func newEngine(client redis.UniversalClient, opts []Option) (*engine, error) {
 		base = host + "-" + watermill.NewShortUUID()
 	}
 	e := &engine{client: client, cfg: cfg, consumerBase: base,
-		subs: make(map[*subscription]struct{}), names: make(map[string]int)}
+		subs: make(map[*subscription]struct{}), names: make(map[string]int),
+		groups: make(map[string]bool)}
 	e.stopped = make(chan struct{})
 	return e, nil
+}
+
+// bounded returns the client, or a view of it whose every call ends by ctx's
+// deadline even when Redis does not answer. go-redis uses a context's
+// deadline for socket reads and writes only when the client's
+// ContextTimeoutEnabled is set; otherwise its ReadTimeout and WriteTimeout
+// alone bound a call, and a hung server (SIGSTOP, a black-holed network)
+// keeps it waiting for them, or for ever when they are off. A *redis.Client
+// gets a WithTimeout clone with the time left, which shares its pool and
+// hooks, made per call (about a microsecond) so that it has the hooks added
+// since; other clients are returned as they are, and their own timeouts
+// bound their calls.
+func (e *engine) bounded(ctx context.Context) redis.UniversalClient {
+	rc, ok := e.client.(*redis.Client)
+	deadline, has := ctx.Deadline()
+	if !ok || !has {
+		return e.client
+	}
+	d := max(time.Until(deadline), time.Millisecond)
+	o := rc.Options()
+	if o.ContextTimeoutEnabled || o.ReadTimeout > 0 && o.ReadTimeout <= d && o.WriteTimeout > 0 && o.WriteTimeout <= d {
+		return rc
+	}
+	return rc.WithTimeout(d)
 }
 
 func (e *engine) isClosed() bool {
@@ -112,9 +150,16 @@ func (e *engine) publish(ctx context.Context, topic string, msgs ...delivery.Mes
 	} else {
 		r.args = make([]redis.XAddArgs, len(msgs))
 	}
+	limit := e.bulkLimit(ctx)
 	for i, m := range msgs {
 		values, err := encode(m)
+		if err == nil {
+			err = checkSize(values, limit)
+		}
 		if err != nil {
+			if len(msgs) > 1 {
+				err = fmt.Errorf("message %d of %d (uuid %q): %w", i+1, len(msgs), m.UUID, err)
+			}
 			return err
 		}
 		r.args[i] = redis.XAddArgs{Stream: streamKey(topic), Values: values, MaxLen: e.cfg.maxLen, Approx: true}
@@ -130,6 +175,61 @@ func (e *engine) publish(ctx context.Context, topic string, msgs ...delivery.Mes
 		err = fmt.Errorf("%w (%w)", ctx.Err(), err)
 	}
 	return err
+}
+
+// checkSize refuses an entry with a field value longer than limit, the
+// server's proto-max-bulk-len: Redis would answer the XADD with an untyped
+// protocol error, or cut the connection while it is being written.
+func checkSize(values []any, limit int64) error {
+	for i := 1; i < len(values); i += 2 {
+		var n int
+		switch v := values[i].(type) {
+		case string:
+			n = len(v)
+		case []byte:
+			n = len(v)
+		}
+		if int64(n) > limit {
+			return fmt.Errorf("%w: %s field of %d bytes exceeds the server's proto-max-bulk-len of %d bytes",
+				relay.ErrPayloadTooLarge, values[i-1], n, limit)
+		}
+	}
+	return nil
+}
+
+// bulkLimit returns the server's proto-max-bulk-len, read with CONFIG GET on
+// first use and kept. When Redis refuses the command (ACL, a managed Redis
+// that renames or forbids CONFIG), it logs that once and keeps the default of
+// 512 MiB; when Redis does not answer (down, ctx done), it returns the
+// default for this call and asks again next time.
+func (e *engine) bulkLimit(ctx context.Context) int64 {
+	if n := e.bulkMax.Load(); n > 0 {
+		return n
+	}
+	e.bulkMu.Lock()
+	defer e.bulkMu.Unlock()
+	if n := e.bulkMax.Load(); n > 0 {
+		return n
+	}
+	cfg, err := e.client.ConfigGet(ctx, "proto-max-bulk-len").Result()
+	var rerr redis.Error
+	if err != nil && !errors.As(err, &rerr) {
+		return defaultBulkMax // no answer: ask again next time
+	}
+	var n int64
+	if err == nil {
+		v, ok := cfg["proto-max-bulk-len"]
+		if n, err = strconv.ParseInt(v, 10, 64); !ok || err != nil || n <= 0 {
+			err = fmt.Errorf("CONFIG GET answered proto-max-bulk-len %q", v)
+		}
+	}
+	if err != nil {
+		e.cfg.logger.Warn("redisstreams: cannot read proto-max-bulk-len (CONFIG GET); assuming the default, 512 MiB",
+			"pkg", pkg, "err", err)
+		n = defaultBulkMax
+	}
+	e.bulkMax.Store(n)
+	return n
 }
 
 // send sends args, one XADD or a pipeline, and returns the first error.
@@ -192,12 +292,26 @@ func (e *engine) startWriter() *writer {
 }
 
 // ensureGroup creates the group on topic's stream, and the stream, unless the
-// group exists.
+// group exists. A group this value never had starts at [WithStartID]; one it
+// had (created or found) and lost since, in a restart without persistence or
+// by XGROUP DESTROY, starts at "0": everything published while it was missing
+// is delivered, and with the stream still there so is what it held (at least
+// once allows that; starting at "$" or at the start id would skip entries
+// that Publish had confirmed).
 func (e *engine) ensureGroup(ctx context.Context, stream string) error {
-	err := e.client.XGroupCreateMkStream(ctx, stream, e.cfg.group, e.cfg.startID).Err()
+	e.mu.Lock()
+	start := e.cfg.startID
+	if e.groups[stream] {
+		start = StartOldest
+	}
+	e.mu.Unlock()
+	err := e.bounded(ctx).XGroupCreateMkStream(ctx, stream, e.cfg.group, start).Err()
 	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
 		return fmt.Errorf("create group %q on stream %q: %w", e.cfg.group, stream, err)
 	}
+	e.mu.Lock()
+	e.groups[stream] = true
+	e.mu.Unlock()
 	return nil
 }
 

@@ -90,7 +90,7 @@ func TestAcksFailedWhileRedisIsDownAreRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	close(release) // the XACK fails: the server is down
-	// Longer than the 5 s bound of one XACK, during which go-redis redials.
+	// Longer than the 2 s bound of one XACK, during which go-redis redials.
 	time.Sleep(6 * time.Second)
 	if err := e.srv.Start(); err != nil {
 		t.Fatal(err)

@@ -253,14 +253,21 @@ func WithMaxLen(n int64) Option {
 	}
 }
 
-// WithStartID sets where a consumer group that Subscribe creates starts
-// reading: [StartOldest] ("0", the default) delivers everything still stored,
-// [StartNewest] ("$") only what is added afterwards, and an entry id delivers
-// the entries after it: "<ms>-<seq>" or "<ms>" (sequence 0), decimal unsigned
-// 64-bit numbers, as Redis' XGROUP CREATE takes them ("0-0",
-// "1700000000000-3"). It has no effect on a group that exists already. Any
-// other id ("", "garbage", "1-*") is invalid, refused by the constructor
-// rather than by Redis at Subscribe.
+// WithStartID sets where a consumer group that Subscribe creates for the
+// first time starts reading: [StartOldest] ("0", the default) delivers
+// everything still stored, [StartNewest] ("$") only what is added afterwards,
+// and an entry id delivers the entries after it: "<ms>-<seq>" or "<ms>"
+// (sequence 0), decimal unsigned 64-bit numbers, as Redis' XGROUP CREATE
+// takes them ("0-0", "1700000000000-3"). Any other id ("", "garbage", "1-*")
+// is invalid, refused by the constructor rather than by Redis at Subscribe.
+//
+// It has no effect on a group that exists already. Nor does it apply to a
+// group that a subscription had and lost (a Redis restart without
+// persistence, an operator's XGROUP DESTROY): that group is created again at
+// "0", so that nothing published while it was missing is skipped. After a
+// restart without persistence the stream is new as well, so "0" delivers just
+// what was published since; after XGROUP DESTROY of a stream that still holds
+// entries, "0" delivers those entries again (at least once allows that).
 func WithStartID(id string) Option {
 	return func(c *config) error {
 		return option.StreamID(pkg, &c.startID, id)
@@ -277,8 +284,11 @@ func WithStartID(id string) Option {
 //   - Info: pending entries claimed, a consumer group created again, idle
 //     consumers removed;
 //   - Warn: an entry written to the dead-letter topic (topic, id, attempts,
-//     reason, dead_letter_topic); Redis errors that are retried (failed reads,
-//     claims, idle refreshes; acks still failing at Close);
+//     reason, dead_letter_topic); an entry removed by an operator (XDEL,
+//     XTRIM, XGROUP DELCONSUMER) while it waited for its redelivery (topic,
+//     id, attempt); Redis errors that are retried (failed reads, claims, idle
+//     refreshes; acks still failing at Close); proto-max-bulk-len that
+//     CONFIG GET could not read;
 //   - Error: a delivery that could not be settled (the dead-letter write
 //     failed): the entry stays pending.
 func WithLogger(l *slog.Logger) Option {

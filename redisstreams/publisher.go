@@ -39,8 +39,11 @@ func NewPublisher(client redis.UniversalClient, opts ...Option) (*Publisher, err
 // Publish stores none of the messages and returns that context's error,
 // wrapped; a single message's context also bounds the wait for Redis. On
 // another error some of the messages may have been stored. It returns an error
-// wrapping [relay.ErrInvalidTopic], [relay.ErrClosed] after Close, a context
-// error, or the Redis error.
+// wrapping [relay.ErrInvalidTopic], [relay.ErrPayloadTooLarge] when a
+// message's payload, UUID or msgpack-encoded metadata is longer than the
+// server's proto-max-bulk-len (see the package doc, Limits; none of the
+// messages is then stored), [relay.ErrClosed] after Close, a context error,
+// or the Redis error.
 func (p *Publisher) Publish(topic string, messages ...*message.Message) error {
 	if err := relay.ValidateTopic(topic); err != nil {
 		return fmt.Errorf("%s: publish: %w", pkg, err)

@@ -77,6 +77,8 @@ type subscription struct {
 	tailStop    chan struct{}
 	due         chan struct{} // a retry timer fired
 	stopOnce    sync.Once
+	stopCtx     context.Context // bounds what stop sends (see [engine.bounded]); set before tailStop is closed
+	stopFailed  bool            // a final ack failed; written by the acker before it returns
 
 	// refreshMu orders an idle refresh in flight before a failed entry's
 	// backoff starts, so that the retry's XCLAIM MIN-IDLE sees the whole
@@ -206,6 +208,11 @@ func (s *subscription) stop() {
 			abandoned = true
 			s.log.Warn("redisstreams: stopped without waiting for the running handlers; their entries stay pending")
 		}
+		// From here on, what is sent shares one bound, however long the
+		// client's own timeouts are.
+		var cancel context.CancelFunc
+		s.stopCtx, cancel = context.WithTimeout(context.Background(), stopTimeout)
+		defer cancel()
 		s.handBack()
 		s.mu.Lock()
 		for _, r := range s.waiting {
@@ -215,8 +222,9 @@ func (s *subscription) stop() {
 		s.mu.Unlock()
 		close(s.tailStop)
 		s.tail.Wait()
-		if !abandoned {
-			s.deleteConsumer(s.consumer, 0)
+		if !abandoned && !s.stopFailed && s.stopCtx.Err() == nil {
+			// With acks that failed it has pending entries: nothing to do.
+			s.deleteConsumer(s.stopCtx, s.consumer, 0)
 		}
 		s.e.remove(s)
 	})
@@ -255,7 +263,8 @@ func (s *subscription) workLoop() {
 // readLoop reads new entries until stopping, as many per read as the quota
 // allows once a quarter of it is free (fewer, larger reads while the workers
 // are the bottleneck). A failed read is retried after a growing pause; a
-// group that vanished (a Redis restart without persistence) is created again.
+// group that vanished (a Redis restart without persistence) is created again,
+// at "0" (see [engine.ensureGroup]).
 func (s *subscription) readLoop() {
 	least := max(1, (s.e.cfg.concurrency+s.e.cfg.prefetch)/4)
 	failures := 0
@@ -418,7 +427,7 @@ func (en *entry) PublishDeadLetter(ctx context.Context, topic string, msg delive
 	defer cancel()
 	values, err := encode(msg)
 	if err == nil {
-		err = en.s.e.client.XAdd(ctx, &redis.XAddArgs{Stream: streamKey(topic), Values: values}).Err()
+		err = en.s.e.bounded(ctx).XAdd(ctx, &redis.XAddArgs{Stream: streamKey(topic), Values: values}).Err()
 	}
 	if err != nil {
 		return err
@@ -462,7 +471,10 @@ func (s *subscription) ackLoop() {
 				break drain
 			}
 		}
-		if err := s.sendAcks(ids, settleTimeout); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), ackTimeout)
+		err := s.sendAcks(ctx, ids)
+		cancel()
+		if err != nil {
 			failures++
 			failed = ids
 			delay := retryDelay(failures)
@@ -476,7 +488,8 @@ func (s *subscription) ackLoop() {
 }
 
 // finalAcks sends failed and the acks still queued at stop, in one try each
-// bounded by [ackStopTimeout]; what fails stays pending.
+// within what is left of the stop's time ([stopTimeout]); what fails, or is
+// not sent in time, stays pending.
 func (s *subscription) finalAcks(failed []string) {
 	ids := failed
 	for {
@@ -492,7 +505,12 @@ func (s *subscription) finalAcks(failed []string) {
 		if len(ids) == 0 {
 			return
 		}
-		if err := s.sendAcks(ids, ackStopTimeout); err != nil {
+		err := s.stopCtx.Err()
+		if err == nil {
+			err = s.sendAcks(s.stopCtx, ids)
+		}
+		if err != nil {
+			s.stopFailed = true
 			s.log.Warn("redisstreams: ack failed at stop; the entries stay pending and will be delivered again",
 				"entries", len(ids), "err", err)
 			s.release(ids)
@@ -501,12 +519,10 @@ func (s *subscription) finalAcks(failed []string) {
 	}
 }
 
-// sendAcks acknowledges ids and releases them. On failure it returns the
-// error and keeps them held.
-func (s *subscription) sendAcks(ids []string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	err := s.e.client.XAck(ctx, s.stream, s.e.cfg.group, ids...).Err()
-	cancel()
+// sendAcks acknowledges ids, within ctx's deadline, and releases them. On
+// failure it returns the error and keeps them held.
+func (s *subscription) sendAcks(ctx context.Context, ids []string) error {
+	err := s.e.bounded(ctx).XAck(ctx, s.stream, s.e.cfg.group, ids...).Err()
 	if err != nil {
 		return err
 	}
@@ -588,7 +604,7 @@ func (s *subscription) redeliver(batch []*retryEntry) bool {
 	defer cancel()
 	claims := make([]*redis.XMessageSliceCmd, len(batch))
 	pends := make([]*redis.XPendingExtCmd, len(batch))
-	_, err := s.e.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := s.e.bounded(ctx).Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, r := range batch {
 			claims[i] = p.XClaim(ctx, &redis.XClaimArgs{Stream: s.stream, Group: s.e.cfg.group,
 				Consumer: s.consumer, MinIdle: r.delay - r.delay/10, Messages: []string{r.id}})
@@ -610,8 +626,12 @@ func (s *subscription) redeliver(batch []*retryEntry) bool {
 			delete(s.waiting, r.id)
 		}
 		got, err := claims[i].Result()
+		if err == nil && len(got) == 0 && s.gone(pends[i]) {
+			s.log.Warn("redisstreams: entry waiting for redelivery is no longer pending (deleted from the stream, its consumer deleted, or acknowledged by another consumer); it is not delivered again",
+				"id", r.id, "attempt", r.attempt)
+		}
 		if err != nil || len(got) == 0 {
-			continue // failed, or claimed by another consumer, acked or trimmed
+			continue // failed, or claimed by another consumer, acked or removed
 		}
 		attempt := r.attempt + 1
 		if p, err := pends[i].Result(); err == nil && len(p) == 1 && p[0].Consumer == s.consumer {
@@ -623,6 +643,18 @@ func (s *subscription) redeliver(batch []*retryEntry) bool {
 	}
 	s.mu.Unlock()
 	return s.deliverHeld(msgs, func(m redis.XMessage) int { return attempts[m.ID] })
+}
+
+// gone reports whether the XPENDING of one id that followed a claim that got
+// nothing found it pending nowhere. Redis 7 drops an entry deleted from the
+// stream (XDEL, XTRIM, MAXLEN) from the pending list when XCLAIM meets it,
+// and XGROUP DELCONSUMER drops the consumer's; an entry another consumer
+// claimed meanwhile is still pending, on that consumer. (Before Redis 7 the
+// claim returns a deleted entry without fields, which [subscription.enqueue]
+// logs.)
+func (s *subscription) gone(p *redis.XPendingExtCmd) bool {
+	pending, err := p.Result()
+	return err == nil && len(pending) == 0
 }
 
 // claimLoop claims the entries of silent consumers every half claim timeout,
@@ -655,7 +687,7 @@ func (s *subscription) claim(minIdle time.Duration, owner string) bool {
 	start := "-"
 	for s.ctx.Err() == nil {
 		ctx, cancel := context.WithTimeout(s.ctx, settleTimeout)
-		pending, err := s.e.client.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: s.stream,
+		pending, err := s.e.bounded(ctx).XPendingExt(ctx, &redis.XPendingExtArgs{Stream: s.stream,
 			Group: s.e.cfg.group, Idle: minIdle, Start: start, End: "+", Count: claimPage, Consumer: owner}).Result()
 		var msgs []redis.XMessage
 		counts := make(map[string]int64, len(pending))
@@ -669,7 +701,7 @@ func (s *subscription) claim(minIdle time.Duration, owner string) bool {
 				counts[p.ID] = p.RetryCount
 			}
 			if len(ids) > 0 {
-				msgs, err = s.e.client.XClaim(ctx, &redis.XClaimArgs{Stream: s.stream, Group: s.e.cfg.group,
+				msgs, err = s.e.bounded(ctx).XClaim(ctx, &redis.XClaimArgs{Stream: s.stream, Group: s.e.cfg.group,
 					Consumer: s.consumer, MinIdle: minIdle, Messages: ids}).Result()
 			}
 		}
@@ -727,9 +759,8 @@ func (s *subscription) handBack() {
 		}
 	}
 	s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
-	defer cancel()
-	_, err := s.e.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+	ctx := s.stopCtx
+	_, err := s.e.bounded(ctx).Pipelined(ctx, func(p redis.Pipeliner) error {
 		for count, ids := range byCount {
 			args := []any{"XCLAIM", s.stream, s.e.cfg.group, s.consumer, 0}
 			for _, id := range ids {
@@ -770,11 +801,11 @@ func (s *subscription) refresh() {
 		ids = append(ids, id)
 	}
 	s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), max(s.e.cfg.claimTimeout/3, 100*time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), min(max(s.e.cfg.claimTimeout/3, 100*time.Millisecond), ackTimeout))
 	defer cancel()
 	for len(ids) > 0 {
 		n := min(len(ids), refreshBatchMax)
-		err := s.e.client.XClaimJustID(ctx, &redis.XClaimArgs{Stream: s.stream, Group: s.e.cfg.group,
+		err := s.e.bounded(ctx).XClaimJustID(ctx, &redis.XClaimArgs{Stream: s.stream, Group: s.e.cfg.group,
 			Consumer: s.consumer, MinIdle: 0, Messages: ids[:n]}).Err()
 		if err != nil {
 			s.log.Warn("redisstreams: idle refresh failed", "entries", len(ids), "err", err)
@@ -804,15 +835,15 @@ end
 return 0
 `)
 
-// deleteConsumer removes consumer from the group if it has no pending entry
-// and has been idle for at least idle.
-func (s *subscription) deleteConsumer(consumer string, idle time.Duration) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
-	defer cancel()
-	n, err := deleteConsumerScript.Run(ctx, s.e.client, []string{s.stream},
+// deleteConsumer removes consumer from the group, within ctx's deadline, if
+// it has no pending entry and has been idle for at least idle.
+func (s *subscription) deleteConsumer(ctx context.Context, consumer string, idle time.Duration) bool {
+	n, err := deleteConsumerScript.Run(ctx, s.e.bounded(ctx), []string{s.stream},
 		s.e.cfg.group, consumer, idle.Milliseconds()).Int()
 	if err != nil {
-		s.log.Warn("redisstreams: delete consumer failed", "deleted_consumer", consumer, "err", err)
+		if !errors.Is(err, context.Canceled) { // stopping
+			s.log.Warn("redisstreams: delete consumer failed", "deleted_consumer", consumer, "err", err)
+		}
 		return false
 	}
 	return n == 1
@@ -825,7 +856,7 @@ func (s *subscription) removeIdleConsumers() {
 	timeout := s.e.idleConsumerTimeout()
 	ctx, cancel := context.WithTimeout(s.ctx, settleTimeout)
 	defer cancel()
-	infos, err := s.e.client.XInfoConsumers(ctx, s.stream, s.e.cfg.group).Result()
+	infos, err := s.e.bounded(ctx).XInfoConsumers(ctx, s.stream, s.e.cfg.group).Result()
 	if err != nil {
 		if s.ctx.Err() == nil {
 			s.log.Warn("redisstreams: list consumers failed", "err", err)
@@ -836,7 +867,7 @@ func (s *subscription) removeIdleConsumers() {
 		if c.Name == s.consumer || c.Pending > 0 || c.Idle < timeout {
 			continue
 		}
-		if s.deleteConsumer(c.Name, timeout) {
+		if s.deleteConsumer(ctx, c.Name, timeout) {
 			s.log.Info("redisstreams: removed idle consumer", "removed_consumer", c.Name, "idle", c.Idle)
 		}
 	}

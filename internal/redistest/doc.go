@@ -26,7 +26,8 @@
 // # Restarts and crashes
 //
 // [Server.Restart], [Server.Stop], [Server.Kill] and [Server.Start] control
-// the child process; data survives a restart or a kill only with
+// the child process, and [Server.Pause] and [Server.Resume] hang it and let
+// it go on (SIGSTOP, SIGCONT); data survives a restart or a kill only with
 // [Config.AppendOnly]. A server from REDIS_URL or Docker cannot be controlled
 // this way: those methods skip the test, or fail it under CI=true.
 //

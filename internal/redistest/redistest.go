@@ -52,6 +52,7 @@ type Server struct {
 	ownDir bool
 	cmd    *exec.Cmd     // nil while stopped
 	done   chan struct{} // closed once cmd has exited
+	paused bool          // cmd got SIGSTOP and no SIGCONT since
 	prefix string
 
 	// For a server from REDIS_URL or Docker: fixed says why it cannot be
@@ -186,6 +187,11 @@ func (s *Server) stopLocked(graceful bool) error {
 	if s.cmd == nil {
 		return nil
 	}
+	if s.paused {
+		// A stopped process keeps SIGTERM pending until it continues.
+		s.cmd.Process.Signal(syscall.SIGCONT)
+		s.paused = false
+	}
 	var err error
 	if !graceful || s.cmd.Process.Signal(syscall.SIGTERM) != nil {
 		s.cmd.Process.Kill()
@@ -199,6 +205,36 @@ func (s *Server) stopLocked(graceful bool) error {
 	}
 	s.cmd, s.done = nil, nil
 	return err
+}
+
+// Pause stops the server process with SIGSTOP, as a hung server: its
+// connections stay open and the kernel still accepts new ones, but nothing is
+// answered until [Server.Resume]. Stop, Kill, Restart and Shutdown resume it
+// first. It returns an error when the server is not running. On a server
+// from REDIS_URL or Docker it skips the test (fails it under CI=true).
+func (s *Server) Pause() error { return s.signal("pause", syscall.SIGSTOP, true) }
+
+// Resume continues a server that [Server.Pause] stopped (SIGCONT); on a
+// server that is not paused it does nothing. It returns an error when the
+// server is not running. On a server from REDIS_URL or Docker it skips the
+// test (fails it under CI=true).
+func (s *Server) Resume() error { return s.signal("resume", syscall.SIGCONT, false) }
+
+func (s *Server) signal(op string, sig syscall.Signal, paused bool) error {
+	s.controllable(op)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return fmt.Errorf("redistest: cannot %s: redis-server is not running", op)
+	}
+	if s.paused == paused {
+		return nil
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("redistest: %s redis-server: %w", op, err)
+	}
+	s.paused = paused
+	return nil
 }
 
 // Shutdown kills the server, waits for it to exit, and removes its directory

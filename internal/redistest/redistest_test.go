@@ -97,6 +97,38 @@ func TestWithoutAppendOnlyRestartLosesData(t *testing.T) {
 	})
 }
 
+// A paused server answers nothing until resumed, and a paused server still
+// stops at once.
+func TestPauseHangsServerUntilResume(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t)
+	rc := redis.NewClient(&redis.Options{Addr: s.Addr(), ReadTimeout: 200 * time.Millisecond, MaxRetries: -1})
+	t.Cleanup(func() { rc.Close() })
+	if err := rc.Ping(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Ping(context.Background()).Err(); err == nil {
+		t.Fatal("a paused server answered PING")
+	}
+	if err := s.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func(ctx context.Context) error { return rc.Ping(ctx).Err() })
+	if err := s.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Stop of a paused server took %v", took)
+	}
+}
+
 func TestKeyPrefixIsUniqueAndAValidTopicPrefix(t *testing.T) {
 	t.Parallel()
 	a, b := redistest.Start(t), redistest.Start(t)
