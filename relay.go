@@ -81,3 +81,18 @@ type Broker interface {
 	// Close does not close a client or connection that the caller passed in.
 	Close() error
 }
+
+// Shutdowner is implemented by brokers and Watermill subscribers whose Close
+// can be bounded: every relay backend's Broker and Subscriber implements it,
+// and pubsubtest asks a third-party backend whether it does.
+//
+// Shutdown is Close that stops waiting for the running handlers once ctx is
+// done and then returns an error wrapping ctx.Err(): everything else happens
+// as with Close, at once (Publish and Subscribe return [ErrClosed] from the
+// first call on). A delivery whose handler still runs then is not lost: each
+// backend documents whether it stays in flight until the handler returns or
+// is redelivered after the ack wait. A later Close or Shutdown waits again.
+// A nil ctx returns an error wrapping [ErrNilContext] and closes nothing.
+type Shutdowner interface {
+	Shutdown(ctx context.Context) error
+}

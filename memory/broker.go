@@ -10,7 +10,11 @@ import (
 	"github.com/go-relay/relay/internal/delivery"
 )
 
-var _ relay.Broker = (*Broker)(nil)
+var (
+	_ relay.Broker     = (*Broker)(nil)
+	_ relay.Shutdowner = (*Broker)(nil)
+	_ relay.Shutdowner = (*Subscriber)(nil)
+)
 
 // Broker is the byte-handler face of the memory backend: a [relay.Broker] on a
 // [Hub]. Its subscriptions form one consumer group ([WithGroup]). It is safe

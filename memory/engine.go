@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/lifecycle"
 	"github.com/go-relay/relay/internal/wm"
 )
 
@@ -19,13 +21,8 @@ type engine struct {
 	hub *Hub
 	cfg config
 
-	mu      sync.Mutex
-	closed  bool          // guarded by mu
-	closing chan struct{} // closed by close, under mu: unblocks publishes waiting for space
-	subs    map[*subscription]struct{}
-
-	closeOnce sync.Once
-	stopped   chan struct{} // closed once every subscription stopped after close
+	closing chan struct{} // closed when shutdown begins: unblocks publishes waiting for space
+	subs    *lifecycle.Registry[*subscription]
 }
 
 func newEngine(cfg config) *engine {
@@ -33,8 +30,7 @@ func newEngine(cfg config) *engine {
 		hub:     cfg.hub,
 		cfg:     cfg,
 		closing: make(chan struct{}),
-		subs:    make(map[*subscription]struct{}),
-		stopped: make(chan struct{}),
+		subs:    lifecycle.NewRegistry[*subscription](),
 	}
 }
 
@@ -52,11 +48,11 @@ func (e *engine) isClosed() bool {
 // subscribe joins the engine's group on topic name and starts delivering its
 // messages to process. It returns relay.ErrClosed after close.
 func (e *engine) subscribe(name string, process wm.Process) (*subscription, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
-		return nil, relay.ErrClosed
+	leave, err := e.subs.Enter()
+	if err != nil {
+		return nil, err
 	}
+	defer leave() // shutdown stops s only once its workers started
 	if e.cfg.native {
 		// A message must never be left with nowhere to go.
 		if err := e.cfg.policy.CheckTopic(name); err != nil {
@@ -67,6 +63,7 @@ func (e *engine) subscribe(name string, process wm.Process) (*subscription, erro
 	s := &subscription{
 		e:       e,
 		t:       e.hub.topic(name),
+		log:     delivery.Logger(e.cfg.logger, pkg, e.cfg.group).With(slog.String(delivery.LogTopic, name)),
 		process: process,
 		ctx:     ctx,
 		cancel:  cancel,
@@ -74,7 +71,9 @@ func (e *engine) subscribe(name string, process wm.Process) (*subscription, erro
 	s.t.mu.Lock()
 	s.g = s.t.join(e.cfg.group)
 	s.t.mu.Unlock()
-	e.subs[s] = struct{}{}
+	if err := e.subs.Add(s); err != nil {
+		return nil, err
+	}
 	for range e.cfg.concurrency {
 		s.startWorker()
 	}
@@ -94,36 +93,7 @@ func (e *engine) join(name string) {
 // background, so that handlers that outlive ctx finish and settle their
 // deliveries after it returns; every call waits for the same stop.
 func (e *engine) shutdown(ctx context.Context) error {
-	e.closeOnce.Do(func() {
-		e.mu.Lock()
-		e.closed = true
-		close(e.closing)
-		subs := make([]*subscription, 0, len(e.subs))
-		for s := range e.subs {
-			subs = append(subs, s)
-		}
-		e.mu.Unlock()
-		for _, s := range subs {
-			s.cancel() // all stop at once, then we wait for each
-		}
-		go func() {
-			defer close(e.stopped)
-			for _, s := range subs {
-				s.stop()
-			}
-		}()
-	})
-	select {
-	case <-e.stopped:
-		return nil
-	default:
-	}
-	select {
-	case <-e.stopped:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return e.subs.Shutdown(ctx, func() { close(e.closing) }, nil)
 }
 
 // close is shutdown without a bound.
@@ -139,6 +109,7 @@ type subscription struct {
 	e       *engine
 	t       *topic
 	g       *group // guarded by t.mu
+	log     *slog.Logger
 	process wm.Process
 	ctx     context.Context // done when the subscription stops
 	cancel  context.CancelFunc
@@ -154,21 +125,25 @@ func (s *subscription) startWorker() {
 	go w.run()
 }
 
-// stop stops the workers, waiting for the running deliveries to be settled.
+// Stop stops the workers, waiting for the running deliveries to be settled.
 // A delivery that a worker took and did not process, and a wake-up that a
-// stopping worker did not act on, go to the group's other subscriptions.
-func (s *subscription) stop() {
+// stopping worker did not act on, go to the group's other subscriptions
+// (lifecycle.Subscription).
+func (s *subscription) Stop() {
 	s.stopOnce.Do(func() {
 		s.cancel()
 		s.wg.Wait()
 		s.t.mu.Lock()
 		s.g.wakeAll() // another subscription may take what s left
 		s.t.mu.Unlock()
-		s.e.mu.Lock()
-		delete(s.e.subs, s)
-		s.e.mu.Unlock()
+		s.e.subs.Remove(s)
 	})
 }
+
+// Abandon does nothing (lifecycle.Subscription): a handler still running
+// when a Shutdown's context ends keeps its delivery in flight, and its
+// worker settles it when it returns.
+func (s *subscription) Abandon() {}
 
 // worker is one of a subscription's goroutines.
 //
@@ -337,8 +312,7 @@ func (w *worker) settle(tk taken, err error) {
 		// The id is only needed for failures (logs, dead letters): an
 		// acknowledged delivery does not pay for formatting it.
 		w.d.ID = strconv.FormatUint(tk.e.seq, 10)
-		s.e.cfg.logger.Debug("memory: delivery failed", "topic", w.d.Topic, "group", s.g.name,
-			"id", w.d.ID, "attempt", w.d.Attempt, "error", err)
+		delivery.LogHandlerFailed(s.log, pkg, &w.d, err)
 	}
 	if !s.e.cfg.native {
 		// A plain queue: whoever wraps us (the retrier) counts attempts.
@@ -350,8 +324,7 @@ func (w *worker) settle(tk taken, err error) {
 		return
 	}
 	if serr := policy.Settle(s.ctx, &w.d, err, w); serr != nil {
-		s.e.cfg.logger.Error("memory: settle delivery; it stays on the topic", "topic", w.d.Topic,
-			"group", s.g.name, "id", w.d.ID, "attempt", w.d.Attempt, "error", serr)
+		delivery.LogSettleFailed(s.log, pkg, &w.d, serr)
 	}
 }
 
@@ -379,8 +352,6 @@ func (w *worker) PublishDeadLetter(ctx context.Context, topic string, msg delive
 	if err := s.e.hub.publish(ctx, nil, topic, msg); err != nil {
 		return err
 	}
-	s.e.cfg.logger.Warn("memory: message dead-lettered", "topic", w.d.Topic, "group", s.g.name,
-		"id", w.d.ID, "attempts", w.d.Attempt, "reason", msg.Metadata[relay.MetadataReason],
-		"dead_letter_topic", topic)
+	delivery.LogDeadLettered(s.log, pkg, &w.d, msg.Metadata[relay.MetadataReason], topic)
 	return nil
 }

@@ -160,7 +160,11 @@ func WithDeadLetterTopic(name func(topic string) string) Option {
 //     stopped): the message stays on its topic and is delivered again.
 //
 // The memory backend has no server, so it has no transient backend trouble
-// to report at Warn.
+// to report at Warn. Every record of a subscription carries backend=memory,
+// group and topic; the failed-handler, dead-letter and settle records have
+// the same messages and keys on every backend ("<backend>: handler failed",
+// "<backend>: message dead-lettered", "<backend>: settle failed; the message
+// stays pending").
 func WithLogger(logger *slog.Logger) Option {
 	return func(c *config) error {
 		return option.Logger(pkg, &c.logger, logger)

@@ -113,8 +113,28 @@ func (h *logRecorder) Handle(_ context.Context, r slog.Record) error {
 	h.records = append(h.records, r.Clone())
 	return nil
 }
-func (h *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *logRecorder) WithGroup(string) slog.Handler      { return h }
+func (h *logRecorder) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &withAttrs{h: h, attrs: attrs}
+}
+func (h *logRecorder) WithGroup(string) slog.Handler { return h }
+
+// withAttrs is a logRecorder's handler of Logger.With: it adds its
+// attributes to each record.
+type withAttrs struct {
+	h     *logRecorder
+	attrs []slog.Attr
+}
+
+func (w *withAttrs) Enabled(context.Context, slog.Level) bool { return true }
+func (w *withAttrs) Handle(ctx context.Context, r slog.Record) error {
+	r = r.Clone()
+	r.AddAttrs(w.attrs...)
+	return w.h.Handle(ctx, r)
+}
+func (w *withAttrs) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &withAttrs{h: w.h, attrs: append(append([]slog.Attr(nil), w.attrs...), attrs...)}
+}
+func (w *withAttrs) WithGroup(string) slog.Handler { return w }
 
 // at returns the records of level, each as its message and attributes.
 func (h *logRecorder) at(level slog.Level) []map[string]string {

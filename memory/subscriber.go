@@ -77,7 +77,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		if err != nil {
 			return nil, err
 		}
-		return sub.stop, nil
+		return sub.Stop, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("memory: subscribe %q: %w", topic, err)

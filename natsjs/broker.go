@@ -3,16 +3,20 @@ package natsjs
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/lifecycle"
 )
 
-var _ relay.Broker = (*Broker)(nil)
+var (
+	_ relay.Broker     = (*Broker)(nil)
+	_ relay.Shutdowner = (*Broker)(nil)
+	_ relay.Shutdowner = (*Subscriber)(nil)
+)
 
 // Broker is the byte-handler face of the JetStream backend: a [relay.Broker]
 // over the caller's jetstream.JetStream. Its subscriptions belong to one
@@ -24,12 +28,7 @@ type Broker struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu      sync.Mutex
-	closed  bool
-	subs    []*running
-	setups  sync.WaitGroup // Subscribe calls setting up; added to under mu while open
-	closing sync.Once
-	done    chan struct{} // closed once every subscription stopped
+	subs *lifecycle.Registry[*running]
 }
 
 // NewBroker returns a Broker that publishes and consumes through js. js is the
@@ -42,7 +41,7 @@ func NewBroker(js jetstream.JetStream, opts ...Option) (*Broker, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Broker{e: e, ctx: ctx, cancel: cancel, done: make(chan struct{})}, nil
+	return &Broker{e: e, ctx: ctx, cancel: cancel, subs: lifecycle.NewRegistry[*running]()}, nil
 }
 
 // HandlesRetries reports true: the Broker redelivers failed messages with
@@ -101,15 +100,11 @@ func (b *Broker) Subscribe(topic string, handler relay.Handler) error {
 	if handler == nil {
 		return fmt.Errorf("natsjs: subscribe %q: %w", topic, relay.ErrNilHandler)
 	}
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		return fmt.Errorf("natsjs: subscribe %q: %w", topic, relay.ErrClosed)
+	leave, err := b.subs.Enter()
+	if err != nil {
+		return fmt.Errorf("natsjs: subscribe %q: %w", topic, err)
 	}
-	b.setups.Add(1)
-	b.mu.Unlock()
-	defer b.setups.Done()
-
+	defer leave()
 	r, err := b.e.subscribe(b.ctx, topic, func(_ context.Context, d *delivery.Delivery, settle func(error)) {
 		delivery.CallSettled(handler, d.Message.Payload, settle)
 	})
@@ -119,15 +114,10 @@ func (b *Broker) Subscribe(topic string, handler relay.Handler) error {
 		}
 		return fmt.Errorf("natsjs: subscribe %q: %w", topic, err)
 	}
-	b.mu.Lock()
-	if b.closed {
-		// Close ran while the consumer was being set up.
-		b.mu.Unlock()
-		_ = r.stop(context.Background())
-		return fmt.Errorf("natsjs: subscribe %q: %w", topic, relay.ErrClosed)
+	if err := b.subs.Add(r); err != nil {
+		r.Stop() // Close ran while the consumer was being set up
+		return fmt.Errorf("natsjs: subscribe %q: %w", topic, err)
 	}
-	b.subs = append(b.subs, r)
-	b.mu.Unlock()
 	return nil
 }
 
@@ -161,53 +151,18 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	if ctx == nil {
 		return fmt.Errorf("natsjs: shutdown: %w", relay.ErrNilContext)
 	}
-	b.closing.Do(func() {
-		b.mu.Lock()
-		b.closed = true
-		b.mu.Unlock()
-		b.cancel()
-		go func() {
-			defer close(b.done)
-			b.setups.Wait() // a Subscribe that raced Close stops its own subscription
-			b.mu.Lock()
-			subs := b.subs
-			b.mu.Unlock()
-			stopAll(subs)
-		}()
-	})
-	select {
-	case <-b.done:
-		return nil
-	case <-ctx.Done():
-		b.mu.Lock()
-		subs := b.subs
-		b.mu.Unlock()
-		for _, r := range subs {
-			r.s.abandon()
-		}
-		return fmt.Errorf("natsjs: shutdown: handlers still running: %w", ctx.Err())
+	if err := b.subs.Shutdown(ctx, b.cancel, nil); err != nil {
+		return fmt.Errorf("natsjs: shutdown: handlers still running: %w", err)
 	}
+	return nil
 }
 
 func (b *Broker) usable(topic string) error {
 	if err := relay.ValidateTopic(topic); err != nil {
 		return err
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
+	if b.subs.Closed() {
 		return relay.ErrClosed
 	}
 	return nil
-}
-
-// stopAll stops subscriptions in parallel, so that Close waits for the
-// slowest handler rather than the sum of them.
-func stopAll(subs []*running) {
-	for _, r := range subs {
-		r.begin()
-	}
-	for _, r := range subs {
-		<-r.done
-	}
 }

@@ -73,13 +73,17 @@ func (ss *servers) jetStream(t *testing.T) jetstream.JetStream {
 }
 
 func options(cfg pubsubtest.Config) []natsjs.Option {
-	return []natsjs.Option{
+	opts := []natsjs.Option{
 		natsjs.WithGroup(cfg.Group),
 		natsjs.WithMaxDeliver(cfg.MaxDeliver),
 		natsjs.WithBackoff(cfg.MinBackoff, cfg.MaxBackoff),
 		natsjs.WithConcurrency(cfg.Concurrency),
 		natsjs.WithAckWait(cfg.AckWait),
 	}
+	if cfg.Logger != nil {
+		opts = append(opts, natsjs.WithLogger(cfg.Logger))
+	}
+	return opts
 }
 
 func harness(ss *servers) pubsubtest.Harness {

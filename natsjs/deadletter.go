@@ -105,11 +105,7 @@ func (x settler) PublishDeadLetter(ctx context.Context, topic string, m delivery
 	if err != nil {
 		return err
 	}
-	x.s.log.Warn("natsjs: message dead-lettered",
-		slog.String("id", x.d.ID),
-		slog.Int("attempts", x.d.Attempt),
-		slog.String("reason", nm.Header.Get(relay.MetadataReason)),
-		slog.String("dead_letter_topic", topic))
+	delivery.LogDeadLettered(x.s.log, pkg, x.d, nm.Header.Get(relay.MetadataReason), topic)
 	return nil
 }
 

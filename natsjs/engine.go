@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/delivery"
 )
 
 // Tuning of the engine. They are not options: they trade latency of rare
@@ -57,7 +58,7 @@ func newEngine(js jetstream.JetStream, opts []Option) (*engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := cfg.logger.With(slog.String("broker", "natsjs"), slog.String("group", cfg.group))
+	log := delivery.Logger(cfg.logger, pkg, cfg.group)
 	return &engine{js: js, cfg: cfg, log: log}, nil
 }
 

@@ -1,7 +1,6 @@
 package natsjs
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"time"
@@ -51,16 +50,4 @@ func isAPIError(err error, code jetstream.ErrorCode) bool {
 // backoff rule of relay (delivery.Policy.Backoff) from minRetry to maxRetry.
 func retryDelay(attempt int) time.Duration {
 	return delivery.Policy{MinBackoff: minRetry, MaxBackoff: maxRetry}.Backoff(attempt)
-}
-
-// sleep waits d or until ctx is done, and reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -14,8 +14,4 @@ const (
 var SubjectMatches = subjectMatches
 
 // Running is the number of subscriptions s keeps for Shutdown.
-func (s *Subscriber) Running() int {
-	s.subsMu.Lock()
-	defer s.subsMu.Unlock()
-	return len(s.subs)
-}
+func (s *Subscriber) Running() int { return s.subs.Len() }

@@ -223,8 +223,11 @@ func WithRequestTimeout(d time.Duration) Option {
 //     failed: the message stays pending and comes back), or its metadata
 //     could not be read.
 //
-// Every record carries broker=natsjs and group; those of a subscription
-// carry topic.
+// Every record carries backend=natsjs and group; those of a subscription
+// carry topic. The failed-handler, dead-letter and settle records have the
+// same messages and keys on every backend ("<backend>: handler failed",
+// "<backend>: message dead-lettered", "<backend>: settle failed; the message
+// stays pending").
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
 		return option.Logger(pkg, &c.logger, l)

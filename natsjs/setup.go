@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/go-relay/relay/internal/lifecycle"
 )
 
 // ensureStream makes sure a stream captures topic, once per engine, and
@@ -159,7 +161,7 @@ func (e *engine) retry(ctx context.Context, topic string, op func(ctx context.Co
 		if forgetsStream(err) {
 			e.streams.Delete(topic)
 		}
-		if !sleep(ctx, retryDelay(attempt)) {
+		if !lifecycle.Sleep(ctx, retryDelay(attempt)) {
 			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/lifecycle"
 	"github.com/go-relay/relay/internal/wm"
 )
 
@@ -30,17 +31,10 @@ type Subscriber struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// mu is held for reading while a Subscribe call registers its channel,
-	// and for writing by Close, so that no subscription starts after Close.
-	mu      sync.RWMutex
-	closed  bool
-	closing chan struct{}
+	closing chan struct{}  // closed by Shutdown: every channel's subscription stops
 	wg      sync.WaitGroup // one per open channel, see wm.Subscribe
-	done    chan struct{}
-	once    sync.Once
 
-	subsMu sync.Mutex
-	subs   map[*running]struct{} // running subscriptions, for Shutdown to abandon leases
+	subs *lifecycle.Registry[*running]
 }
 
 // NewSubscriber returns a Subscriber that consumes through js, which stays
@@ -55,8 +49,8 @@ func NewSubscriber(js jetstream.JetStream, opts ...Option) (*Subscriber, error) 
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Subscriber{
 		e: e, ctx: ctx, cancel: cancel,
-		closing: make(chan struct{}), done: make(chan struct{}),
-		subs: make(map[*running]struct{}),
+		closing: make(chan struct{}),
+		subs:    lifecycle.NewRegistry[*running](),
 	}, nil
 }
 
@@ -84,11 +78,11 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	if err := s.e.cfg.policy.CheckTopic(topic); err != nil {
 		return nil, fmt.Errorf("natsjs: subscribe %q: %w", topic, err)
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return nil, fmt.Errorf("natsjs: subscribe %q: %w", topic, relay.ErrClosed)
+	leave, err := s.subs.Enter()
+	if err != nil {
+		return nil, fmt.Errorf("natsjs: subscribe %q: %w", topic, err)
 	}
+	defer leave()
 	out, err := wm.Subscribe(ctx, s.closing, &s.wg, func(process wm.Process) (func(), error) {
 		setupCtx, cancel := context.WithCancel(ctx)
 		defer cancel()
@@ -99,14 +93,13 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		if err != nil {
 			return nil, err
 		}
-		s.subsMu.Lock()
-		s.subs[r] = struct{}{}
-		s.subsMu.Unlock()
+		if err := s.subs.Add(r); err != nil {
+			r.Stop() // Close ran while the consumer was being set up
+			return nil, err
+		}
 		return func() {
-			_ = r.stop(context.Background())
-			s.subsMu.Lock()
-			delete(s.subs, r)
-			s.subsMu.Unlock()
+			r.Stop()
+			s.subs.Remove(r)
 		}, nil
 	})
 	if err != nil {
@@ -129,10 +122,7 @@ func (s *Subscriber) SubscribeInitialize(topic string) error {
 	if err := s.e.cfg.policy.CheckTopic(topic); err != nil {
 		return fmt.Errorf("natsjs: subscribe initialize %q: %w", topic, err)
 	}
-	s.mu.RLock()
-	closed := s.closed
-	s.mu.RUnlock()
-	if closed {
+	if s.subs.Closed() {
 		return fmt.Errorf("natsjs: subscribe initialize %q: %w", topic, relay.ErrClosed)
 	}
 	ctx, cancel := s.e.bound(s.ctx)
@@ -170,26 +160,12 @@ func (s *Subscriber) Shutdown(ctx context.Context) error {
 	if ctx == nil {
 		return fmt.Errorf("natsjs: shutdown: %w", relay.ErrNilContext)
 	}
-	s.once.Do(func() {
+	begin := func() {
 		s.cancel()
-		s.mu.Lock()
-		s.closed = true
 		close(s.closing)
-		s.mu.Unlock()
-		go func() {
-			s.wg.Wait()
-			close(s.done)
-		}()
-	})
-	select {
-	case <-s.done:
-		return nil
-	case <-ctx.Done():
-		s.subsMu.Lock()
-		for r := range s.subs {
-			r.s.abandon()
-		}
-		s.subsMu.Unlock()
-		return fmt.Errorf("natsjs: shutdown: %w", ctx.Err())
 	}
+	if err := s.subs.Shutdown(ctx, begin, s.wg.Wait); err != nil {
+		return fmt.Errorf("natsjs: shutdown: %w", err)
+	}
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/lifecycle"
 )
 
 // process is what a subscription calls for each delivery: it runs the
@@ -33,19 +34,15 @@ type running struct {
 	done <-chan struct{}
 }
 
-// stop stops r and waits until it is done or ctx is; then it abandons the
-// messages still held (their leases are no longer extended, so JetStream
-// redelivers them after the ack wait) and returns ctx's error.
-func (r *running) stop(ctx context.Context) error {
+// Stop stops r and waits until it is done (lifecycle.Subscription).
+func (r *running) Stop() {
 	r.begin()
-	select {
-	case <-r.done:
-		return nil
-	case <-ctx.Done():
-		r.s.abandon()
-		return ctx.Err()
-	}
+	<-r.done
 }
+
+// Abandon stops extending the leases of the messages r still holds, so that
+// JetStream redelivers them after the ack wait (lifecycle.Subscription).
+func (r *running) Abandon() { r.s.abandon() }
 
 // subscribe starts consuming topic: it sets up the stream and the consumer,
 // then fetches in the background and calls process for each delivery, up to
@@ -62,7 +59,7 @@ func (e *engine) subscribe(ctx context.Context, topic string, proc process) (*ru
 	s := &subscription{
 		e:         e,
 		topic:     topic,
-		log:       e.log.With(slog.String("topic", topic)),
+		log:       e.log.With(slog.String(delivery.LogTopic, topic)),
 		cons:      cons,
 		process:   proc,
 		capacity:  capacity,
@@ -78,7 +75,7 @@ func (e *engine) subscribe(ctx context.Context, topic string, proc process) (*ru
 		s.fetchLoop(runCtx)
 	})
 	for range e.cfg.concurrency {
-		s.workers.Go(func() { s.work(runCtx) })
+		lifecycle.Go(&s.workers, func() { s.work(runCtx) })
 	}
 	lease.Go(s.leaseLoop)
 	done := make(chan struct{})
@@ -158,7 +155,7 @@ func (s *subscription) fetchLoop(ctx context.Context) {
 		failures++
 		delay := retryDelay(failures)
 		s.log.Warn("natsjs: fetch failed; retrying", slog.Any("error", err), slog.Duration("retry_in", delay))
-		if !sleep(ctx, delay) {
+		if !lifecycle.Sleep(ctx, delay) {
 			return
 		}
 		// The consumer (or its stream) may be gone: a server that lost its
@@ -196,19 +193,12 @@ func (s *subscription) room(ctx context.Context) (int, bool) {
 
 // work handles queued messages one at a time until the queue is closed and
 // drained. Once ctx is done, what is left is settled unhandled. A handler
-// that calls runtime.Goexit ends the worker (its delivery settled): a new
-// worker takes its place.
+// that calls runtime.Goexit ends the worker (its delivery settled):
+// lifecycle.Go starts a new one in its place.
 func (s *subscription) work(ctx context.Context) {
-	exited := true
-	defer func() {
-		if exited {
-			s.workers.Go(func() { s.work(ctx) })
-		}
-	}()
 	for msg := range s.queue {
 		s.handle(ctx, msg)
 	}
-	exited = false
 }
 
 func (s *subscription) handle(ctx context.Context, msg *nats.Msg) {
@@ -242,10 +232,10 @@ func (s *subscription) delivery(msg *nats.Msg) *delivery.Delivery {
 func (s *subscription) settle(msg *nats.Msg, d *delivery.Delivery, err error) {
 	s.release(msg)
 	if err != nil && !errors.Is(err, delivery.ErrStopped) && d.DecodeErr == nil {
-		s.log.Debug("natsjs: handler failed", slog.String("id", d.ID), slog.Int("attempt", d.Attempt), slog.Any("error", err))
+		delivery.LogHandlerFailed(s.log, pkg, d, err)
 	}
 	if serr := s.e.cfg.policy.Settle(context.Background(), d, err, settler{s: s, msg: msg, d: d}); serr != nil {
-		s.log.Error("natsjs: settle delivery; it stays pending", slog.String("id", d.ID), slog.Int("attempt", d.Attempt), slog.Any("error", serr))
+		delivery.LogSettleFailed(s.log, pkg, d, serr)
 	}
 }
 

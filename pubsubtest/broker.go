@@ -56,6 +56,8 @@ func TestBroker(t *testing.T, h Harness) {
 		{"Publish returns promptly with the context's error", s.testPublishContext},
 		{"a nil context is rejected with ErrNilContext by every call that takes one", s.testNilContext},
 		{"a payload over the limit is rejected before anything is sent", s.testPayloadTooLarge},
+		{"failed deliveries and dead letters are logged with the shared keys", s.testLogSchema},
+		{"Shutdown with a deadline returns while a handler is blocked", s.testShutdownDeadline},
 		{"messages published before a restart are delivered after it", s.testPersistAcrossRestart},
 		{"a running subscription keeps consuming after a restart", s.testReconnect},
 	} {

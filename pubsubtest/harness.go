@@ -1,6 +1,7 @@
 package pubsubtest
 
 import (
+	"log/slog"
 	"testing"
 	"time"
 
@@ -30,6 +31,11 @@ type Config struct {
 	// and went silent before it gives the message to another (JetStream's ack
 	// wait, Redis Streams' claim timeout). The suite uses a short one.
 	AckWait time.Duration
+	// Logger, when not nil, is the logger the backend must write its
+	// background records to (its WithLogger option). The sub-test of the
+	// log records sets it; a harness that ignores it has that sub-test
+	// skipped with a reason.
+	Logger *slog.Logger
 }
 
 // Harness is what a backend author fills in to run the suite. NewBroker is

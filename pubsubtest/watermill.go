@@ -89,6 +89,7 @@ func TestWatermill(t *testing.T, h Harness) {
 		{"a router handler's error becomes the dead letter's reason, and a permanent one is not retried", s.testRouterNackReason},
 		{"Publish and Subscribe return ErrClosed after Close", s.testErrClosed},
 		{"a nil context is rejected with ErrNilContext by Subscribe and Shutdown", s.testNilContext},
+		{"Shutdown with a deadline returns while a message is out unacked", s.testShutdownDeadline},
 		{"a message published on the byte face is received on the Watermill face", s.testByteToWatermill},
 		{"a message published on the Watermill face is received on the byte face", s.testWatermillToByte},
 		{"a dead letter of the byte face carries relay's metadata on the Watermill face", s.testByteDeadLetter},

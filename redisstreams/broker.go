@@ -11,7 +11,11 @@ import (
 	"github.com/go-relay/relay/internal/delivery"
 )
 
-var _ relay.Broker = (*Broker)(nil)
+var (
+	_ relay.Broker     = (*Broker)(nil)
+	_ relay.Shutdowner = (*Broker)(nil)
+	_ relay.Shutdowner = (*Subscriber)(nil)
+)
 
 // Broker is the byte-handler face of the Redis Streams backend: a
 // [relay.Broker] whose subscriptions belong to one consumer group

@@ -32,6 +32,10 @@ func harness(t *testing.T) pubsubtest.Harness {
 	}
 	setLimit(t)
 	opts := func(cfg pubsubtest.Config) []redisstreams.Option {
+		logger := cfg.Logger
+		if logger == nil {
+			logger = slog.New(slog.DiscardHandler)
+		}
 		return []redisstreams.Option{
 			redisstreams.WithGroup(cfg.Group),
 			redisstreams.WithMaxDeliver(cfg.MaxDeliver),
@@ -39,7 +43,7 @@ func harness(t *testing.T) pubsubtest.Harness {
 			redisstreams.WithConcurrency(cfg.Concurrency),
 			redisstreams.WithClaimTimeout(cfg.AckWait),
 			redisstreams.WithBlockTimeout(200 * time.Millisecond),
-			redisstreams.WithLogger(slog.New(slog.DiscardHandler)),
+			redisstreams.WithLogger(logger),
 		}
 	}
 	return pubsubtest.Harness{

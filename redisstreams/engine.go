@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/lifecycle"
 	"github.com/go-relay/relay/internal/wm"
 )
 
@@ -60,12 +61,13 @@ type engine struct {
 	cfg          config
 	consumerBase string
 
-	stopOnce sync.Once
-	stopped  chan struct{} // closed once every subscription and the writer stopped
+	subs *lifecycle.Registry[*subscription]
+	// ctx is canceled when Shutdown begins, to cut short a Subscribe
+	// setting up.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu     sync.Mutex
-	closed bool
-	subs   map[*subscription]struct{}
 	names  map[string]int  // subscriptions made per topic, for consumer names
 	groups map[string]bool // streams on which this value created or found the group
 	w      *writer         // started by the first concurrent publish
@@ -93,9 +95,9 @@ func newEngine(client redis.UniversalClient, opts []Option) (*engine, error) {
 		base = host + "-" + watermill.NewShortUUID()
 	}
 	e := &engine{client: client, cfg: cfg, consumerBase: base,
-		subs: make(map[*subscription]struct{}), names: make(map[string]int),
+		subs: lifecycle.NewRegistry[*subscription](), names: make(map[string]int),
 		groups: make(map[string]bool)}
-	e.stopped = make(chan struct{})
+	e.ctx, e.cancel = context.WithCancel(context.Background())
 	return e, nil
 }
 
@@ -123,19 +125,13 @@ func (e *engine) bounded(ctx context.Context) redis.UniversalClient {
 	return rc.WithTimeout(d)
 }
 
-func (e *engine) isClosed() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.closed
-}
-
 // publish appends msgs to topic's stream, in one pipeline when there are
 // several, and returns once Redis answered every XADD. A call made while no
 // other is in flight sends its commands itself: a lone publisher pays one
 // round trip and no hand-off. Concurrent calls go to the writer, which sends
 // what queued up meanwhile in one pipeline (see [writer]).
 func (e *engine) publish(ctx context.Context, topic string, msgs ...delivery.Message) error {
-	if e.isClosed() {
+	if e.subs.Closed() {
 		return relay.ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
@@ -225,7 +221,7 @@ func (e *engine) bulkLimit(ctx context.Context) int64 {
 	}
 	if err != nil {
 		e.cfg.logger.Warn("redisstreams: cannot read proto-max-bulk-len (CONFIG GET); assuming the default, 512 MiB",
-			"pkg", pkg, "err", err)
+			"backend", pkg, "error", err)
 		n = defaultBulkMax
 	}
 	e.bulkMax.Store(n)
@@ -280,8 +276,8 @@ func (e *engine) enqueue(r *pubRequest) error {
 func (e *engine) startWriter() *writer {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.closed {
-		return nil
+	if e.subs.Closed() {
+		return nil // Shutdown reads e.w under e.mu after closing: it sees every writer started
 	}
 	if e.w == nil {
 		e.w = &writer{e: e, queue: make(chan *pubRequest, writerQueue),
@@ -319,84 +315,57 @@ func (e *engine) ensureGroup(ctx context.Context, stream string) error {
 // calls process for each delivery. stop stops it and waits for it; it is
 // idempotent.
 func (e *engine) subscribe(topic string, process wm.Process) (stop func(), err error) {
-	if e.isClosed() {
-		return nil, relay.ErrClosed
+	leave, err := e.subs.Enter()
+	if err != nil {
+		return nil, err
 	}
+	defer leave() // Shutdown stops s only once it started
 	if err := e.cfg.policy.CheckTopic(topic); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	ctx, cancel := context.WithTimeout(e.ctx, setupTimeout)
 	defer cancel()
 	if err := e.ensureGroup(ctx, streamKey(topic)); err != nil {
+		if e.ctx.Err() != nil {
+			return nil, relay.ErrClosed
+		}
 		return nil, err
 	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
-		return nil, relay.ErrClosed
-	}
 	e.names[topic]++
 	consumer := e.consumerBase
 	if n := e.names[topic]; n > 1 {
 		consumer = fmt.Sprintf("%s-%d", consumer, n)
 	}
-	s := newSubscription(e, topic, consumer, process)
-	e.subs[s] = struct{}{}
-	s.start() // under e.mu, so that a concurrent close stops it
-	e.warnPool()
-	return s.stop, nil
-}
-
-func (e *engine) remove(s *subscription) {
-	e.mu.Lock()
-	delete(e.subs, s)
 	e.mu.Unlock()
+	s := newSubscription(e, topic, consumer, process)
+	if err := e.subs.Add(s); err != nil {
+		return nil, err
+	}
+	s.start()
+	e.warnPool()
+	return s.Stop, nil
 }
 
-// shutdown stops every subscription at once and waits for them, or, once ctx
-// is done, makes them stop waiting for their running handlers and returns
-// ctx.Err(). Every call returns once the engine is stopped or its ctx is done;
-// the first starts the stop.
+// shutdown stops every subscription at once and waits for them, then the
+// writer, or, once ctx is done, makes them stop waiting for their running
+// handlers and returns ctx.Err(). Every call returns once the engine is
+// stopped or its ctx is done; the first starts the stop.
 func (e *engine) shutdown(ctx context.Context) error {
-	e.stopOnce.Do(func() {
+	return e.subs.Shutdown(ctx, e.cancel, func() {
 		e.mu.Lock()
-		e.closed = true
-		subs := make([]*subscription, 0, len(e.subs))
-		for s := range e.subs {
-			subs = append(subs, s)
-		}
 		w := e.w
 		e.mu.Unlock()
-		go func() {
-			defer close(e.stopped)
-			var wg sync.WaitGroup
-			for _, s := range subs {
-				wg.Go(s.stop)
-			}
-			wg.Wait()
-			if w != nil {
-				close(w.stop)
-				<-w.exited
-			}
-		}()
+		if w != nil {
+			close(w.stop)
+			<-w.exited
+		}
 	})
-	select {
-	case <-e.stopped:
-		return nil
-	case <-ctx.Done():
-	}
-	e.mu.Lock()
-	for s := range e.subs {
-		s.abandon()
-	}
-	e.mu.Unlock()
-	return ctx.Err()
 }
 
 // warnPool logs a warning when the subscriptions whose blocking reads use the
 // caller's pool (clients other than *redis.Client) reach its size: reads
 // then hold every connection and starve Publish, Subscribe, acks and claims.
-// Called with e.mu held.
 func (e *engine) warnPool() {
 	var size int
 	switch c := e.client.(type) {
@@ -409,9 +378,9 @@ func (e *engine) warnPool() {
 	default:
 		return
 	}
-	if n := len(e.subs); size > 0 && n >= size {
+	if n := e.subs.Len(); size > 0 && n >= size {
 		e.cfg.logger.Warn("redisstreams: subscriptions reach the client's pool size; each holds a pooled connection in its blocking read, which starves other commands: raise PoolSize",
-			"pkg", pkg, "subscriptions", n, "pool_size", size)
+			"backend", pkg, "subscriptions", n, "pool_size", size)
 	}
 }
 
@@ -419,18 +388,6 @@ func (e *engine) warnPool() {
 // idle before the clean-up removes it from the group.
 func (e *engine) idleConsumerTimeout() time.Duration {
 	return idleConsumerFactor * max(e.cfg.claimTimeout, e.cfg.blockTimeout)
-}
-
-// sleep waits d or until ctx is done, and reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 const (

@@ -315,9 +315,9 @@ func TestLogLevelsOfFailuresAndDeadLetters(t *testing.T) {
 		_, ok := logs.find(slog.LevelWarn, "dead-letter")
 		return ok
 	})
-	if attrs, ok := logs.find(slog.LevelDebug, "delivery failed"); !ok {
+	if attrs, ok := logs.find(slog.LevelDebug, "handler failed"); !ok {
 		t.Error("no Debug record of the failed delivery")
-	} else if attrs["attempt"] != "1" || attrs["err"] != "boom" {
+	} else if attrs["attempt"] != "1" || attrs["error"] != "boom" {
 		t.Errorf("failed delivery logged with %v", attrs)
 	}
 	attrs, _ := logs.find(slog.LevelWarn, "dead-letter")

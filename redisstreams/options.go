@@ -291,6 +291,12 @@ func WithStartID(id string) Option {
 //     CONFIG GET could not read;
 //   - Error: a delivery that could not be settled (the dead-letter write
 //     failed): the entry stays pending.
+//
+// Every record of a subscription carries backend=redisstreams, group, topic
+// and consumer; errors are under the key error. The failed-handler,
+// dead-letter and settle records have the same messages and keys on every
+// backend ("<backend>: handler failed", "<backend>: message dead-lettered",
+// "<backend>: settle failed; the message stays pending").
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
 		return option.Logger(pkg, &c.logger, l)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/lifecycle"
 	"github.com/go-relay/relay/internal/wm"
 )
 
@@ -115,7 +116,7 @@ func newSubscription(e *engine, topic, consumer string, process wm.Process) *sub
 	size := e.cfg.concurrency + e.cfg.prefetch
 	s := &subscription{
 		e: e, topic: topic, stream: streamKey(topic), consumer: consumer, process: process,
-		log:    e.cfg.logger.With("pkg", pkg, "topic", topic, "group", e.cfg.group, "consumer", consumer),
+		log:    delivery.Logger(e.cfg.logger, pkg, e.cfg.group).With(delivery.LogTopic, topic, "consumer", consumer),
 		ctx:    ctx,
 		cancel: cancel,
 		quota:  &quota{free: size},
@@ -160,15 +161,16 @@ func newReader(c *redis.Client, hooks []redis.Hook) *redis.Client {
 	return r
 }
 
-// abandon makes stop stop waiting for the running handlers.
-func (s *subscription) abandon() { s.abandonOnce.Do(func() { close(s.giveUp) }) }
+// Abandon makes Stop stop waiting for the running handlers
+// (lifecycle.Subscription).
+func (s *subscription) Abandon() { s.abandonOnce.Do(func() { close(s.giveUp) }) }
 
 func (s *subscription) start() {
 	s.tail.Add(2)
 	go func() { defer s.tail.Done(); s.refreshLoop() }()
 	go func() { defer s.tail.Done(); s.ackLoop() }()
 	for range s.e.cfg.concurrency {
-		s.workers.Go(s.work)
+		lifecycle.Go(&s.workers, s.work)
 	}
 	s.loops.Add(1)
 	go func() {
@@ -183,16 +185,16 @@ func (s *subscription) start() {
 	}()
 }
 
-// stop stops fetching, waits for the handlers running, hands back the
+// Stop stops fetching, waits for the handlers running, hands back the
 // entries still queued, leaves what did not finish pending, and deletes the
-// consumer when nothing is pending on it.
-func (s *subscription) stop() {
+// consumer when nothing is pending on it (lifecycle.Subscription).
+func (s *subscription) Stop() {
 	s.stopOnce.Do(func() {
 		s.cancel()
 		if s.own != nil {
 			// Ends a blocking read at once; later reads fail at once.
 			if err := s.own.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
-				s.log.Debug("redisstreams: close reader", "err", err)
+				s.log.Debug("redisstreams: close reader", "error", err)
 			}
 		}
 		s.loops.Wait()
@@ -226,26 +228,14 @@ func (s *subscription) stop() {
 			// With acks that failed it has pending entries: nothing to do.
 			s.deleteConsumer(s.stopCtx, s.consumer, 0)
 		}
-		s.e.remove(s)
+		s.e.subs.Remove(s)
 	})
 }
 
-// work runs queued entries, one at a time, until stopping.
+// work runs queued entries, one at a time, until stopping. A handler that
+// calls runtime.Goexit ends the worker (its delivery settled): lifecycle.Go
+// starts a new one in its place.
 func (s *subscription) work() {
-	goexit := true
-	defer func() {
-		if goexit {
-			// A handler called runtime.Goexit, which ends this goroutine
-			// whatever it does (its delivery is settled): keep the number
-			// of workers.
-			s.workers.Go(s.work)
-		}
-	}()
-	s.workLoop()
-	goexit = false
-}
-
-func (s *subscription) workLoop() {
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -313,15 +303,15 @@ func (s *subscription) readLoop() {
 
 func (s *subscription) readFailed(err error, failures int) {
 	delay := retryDelay(failures)
-	s.log.Warn("redisstreams: read failed; retrying", "err", err, "failures", failures, "retry_in", delay)
-	if !sleep(s.ctx, delay) {
+	s.log.Warn("redisstreams: read failed; retrying", "error", err, "failures", failures, "retry_in", delay)
+	if !lifecycle.Sleep(s.ctx, delay) {
 		return
 	}
 	if redis.HasErrorPrefix(err, "NOGROUP") {
 		ctx, cancel := context.WithTimeout(s.ctx, setupTimeout)
 		defer cancel()
 		if err := s.e.ensureGroup(ctx, s.stream); err != nil {
-			s.log.Warn("redisstreams: recreate group failed", "err", err)
+			s.log.Warn("redisstreams: recreate group failed", "error", err)
 		} else {
 			s.log.Info("redisstreams: group recreated")
 		}
@@ -392,10 +382,10 @@ func (en *entry) handle() {
 func (en *entry) settle(err error) {
 	s, d := en.s, &en.d
 	if err != nil && !errors.Is(err, delivery.ErrStopped) {
-		s.log.Debug("redisstreams: delivery failed", "id", d.ID, "attempt", d.Attempt, "err", err)
+		delivery.LogHandlerFailed(s.log, pkg, d, err)
 	}
 	if serr := s.e.cfg.policy.Settle(context.Background(), d, err, en); serr != nil {
-		s.log.Error("redisstreams: settle failed; the entry stays pending", "id", d.ID, "attempt", d.Attempt, "err", serr)
+		delivery.LogSettleFailed(s.log, pkg, d, serr)
 	}
 }
 
@@ -432,8 +422,7 @@ func (en *entry) PublishDeadLetter(ctx context.Context, topic string, msg delive
 	if err != nil {
 		return err
 	}
-	en.s.log.Warn("redisstreams: entry dead-lettered", "id", en.d.ID, "attempts", en.d.Attempt,
-		"reason", msg.Metadata[relay.MetadataReason], "dead_letter_topic", topic)
+	delivery.LogDeadLettered(en.s.log, pkg, &en.d, msg.Metadata[relay.MetadataReason], topic)
 	return nil
 }
 
@@ -479,7 +468,7 @@ func (s *subscription) ackLoop() {
 			failed = ids
 			delay := retryDelay(failures)
 			s.log.Debug("redisstreams: ack failed; retrying", "entries", len(ids), "failures", failures,
-				"retry_in", delay, "err", err)
+				"retry_in", delay, "error", err)
 			retry = time.After(delay)
 			continue
 		}
@@ -512,7 +501,7 @@ func (s *subscription) finalAcks(failed []string) {
 		if err != nil {
 			s.stopFailed = true
 			s.log.Warn("redisstreams: ack failed at stop; the entries stay pending and will be delivered again",
-				"entries", len(ids), "err", err)
+				"entries", len(ids), "error", err)
 			s.release(ids)
 		}
 		ids = nil
@@ -616,7 +605,7 @@ func (s *subscription) redeliver(batch []*retryEntry) bool {
 	if err != nil && s.ctx.Err() == nil {
 		// They stay pending on this consumer; the claim loop takes them
 		// after the claim timeout.
-		s.log.Warn("redisstreams: redelivery claim failed", "entries", len(batch), "err", err)
+		s.log.Warn("redisstreams: redelivery claim failed", "entries", len(batch), "error", err)
 	}
 	msgs := make([]redis.XMessage, 0, len(batch))
 	attempts := make(map[string]int, len(batch))
@@ -708,7 +697,7 @@ func (s *subscription) claim(minIdle time.Duration, owner string) bool {
 		cancel()
 		if err != nil {
 			if s.ctx.Err() == nil {
-				s.log.Warn("redisstreams: claim failed", "err", err)
+				s.log.Warn("redisstreams: claim failed", "error", err)
 			}
 			return s.ctx.Err() == nil
 		}
@@ -773,7 +762,7 @@ func (s *subscription) handBack() {
 	})
 	if err != nil {
 		s.log.Warn("redisstreams: hand back of unhandled entries failed; they stay pending until claimed",
-			"entries", n, "err", err)
+			"entries", n, "error", err)
 	}
 }
 
@@ -808,7 +797,7 @@ func (s *subscription) refresh() {
 		err := s.e.bounded(ctx).XClaimJustID(ctx, &redis.XClaimArgs{Stream: s.stream, Group: s.e.cfg.group,
 			Consumer: s.consumer, MinIdle: 0, Messages: ids[:n]}).Err()
 		if err != nil {
-			s.log.Warn("redisstreams: idle refresh failed", "entries", len(ids), "err", err)
+			s.log.Warn("redisstreams: idle refresh failed", "entries", len(ids), "error", err)
 			return
 		}
 		ids = ids[n:]
@@ -842,7 +831,7 @@ func (s *subscription) deleteConsumer(ctx context.Context, consumer string, idle
 		s.e.cfg.group, consumer, idle.Milliseconds()).Int()
 	if err != nil {
 		if !errors.Is(err, context.Canceled) { // stopping
-			s.log.Warn("redisstreams: delete consumer failed", "deleted_consumer", consumer, "err", err)
+			s.log.Warn("redisstreams: delete consumer failed", "deleted_consumer", consumer, "error", err)
 		}
 		return false
 	}
@@ -859,7 +848,7 @@ func (s *subscription) removeIdleConsumers() {
 	infos, err := s.e.bounded(ctx).XInfoConsumers(ctx, s.stream, s.e.cfg.group).Result()
 	if err != nil {
 		if s.ctx.Err() == nil {
-			s.log.Warn("redisstreams: list consumers failed", "err", err)
+			s.log.Warn("redisstreams: list consumers failed", "error", err)
 		}
 		return
 	}

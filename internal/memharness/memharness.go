@@ -25,12 +25,16 @@ func New(t *testing.T) pubsubtest.Harness {
 		t.Fatal(err)
 	}
 	options := func(cfg pubsubtest.Config) []memory.Option {
-		return []memory.Option{
+		opts := []memory.Option{
 			memory.WithGroup(cfg.Group),
 			memory.WithMaxDeliver(cfg.MaxDeliver),
 			memory.WithBackoff(cfg.MinBackoff, cfg.MaxBackoff),
 			memory.WithConcurrency(cfg.Concurrency),
 		}
+		if cfg.Logger != nil {
+			opts = append(opts, memory.WithLogger(cfg.Logger))
+		}
+		return opts
 	}
 	return pubsubtest.Harness{
 		NewBroker: func(t *testing.T, cfg pubsubtest.Config) (relay.Broker, error) {
