@@ -119,10 +119,12 @@ type subscription struct {
 }
 
 // startWorker starts one more worker.
+// A worker whose handler calls runtime.Goexit settles its delivery as it
+// ends, and lifecycle.Go runs it again, so that the subscription keeps its
+// concurrency.
 func (s *subscription) startWorker() {
-	s.wg.Add(1)
 	w := &worker{s: s, wake: make(chan struct{}, 1)}
-	go w.run()
+	lifecycle.Go(&s.wg, w.run)
 }
 
 // Stop stops the workers, waiting for the running deliveries to be settled.
@@ -192,22 +194,17 @@ func (w *worker) signal() {
 }
 
 func (w *worker) run() {
-	defer w.s.wg.Done()
 	defer func() {
 		if !w.processing {
 			return
 		}
 		// The handler called runtime.Goexit, which cannot be stopped: settle
-		// its delivery as a failure and hand over to a new worker, so that
-		// the subscription keeps its concurrency.
+		// its delivery as a failure; lifecycle.Go runs w again.
 		w.processing = false
 		w.settle(w.tk, delivery.ErrGoexit)
 		w.s.t.mu.Lock()
 		w.apply()
 		w.s.t.mu.Unlock()
-		if w.s.ctx.Err() == nil {
-			w.s.startWorker()
-		}
 	}()
 	var timer *time.Timer
 	defer func() {
