@@ -55,7 +55,7 @@ func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) erro
 	}
 	t, err := b.e.hub.validTopic(topic)
 	if err != nil {
-		return fmt.Errorf("memory: publish: %w", err)
+		return fmt.Errorf("memory: publish %q: %w", topic, err)
 	}
 	if b.e.isClosed() {
 		return fmt.Errorf("memory: publish %q: %w", topic, relay.ErrClosed)
@@ -81,7 +81,7 @@ func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) erro
 // WithNativeRetries(false)), [relay.ErrNilHandler] or [relay.ErrClosed].
 func (b *Broker) Subscribe(topic string, handler relay.Handler) error {
 	if err := relay.ValidateTopic(topic); err != nil {
-		return fmt.Errorf("memory: subscribe: %w", err)
+		return fmt.Errorf("memory: subscribe %q: %w", topic, err)
 	}
 	if handler == nil {
 		return fmt.Errorf("memory: subscribe %q: %w", topic, relay.ErrNilHandler)

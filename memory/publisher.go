@@ -62,7 +62,7 @@ func faceConfig(hub *Hub, opts []Option) (config, error) {
 func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	t, err := p.hub.validTopic(topic)
 	if err != nil {
-		return fmt.Errorf("memory: publish: %w", err)
+		return fmt.Errorf("memory: publish %q: %w", topic, err)
 	}
 	select {
 	case <-p.closing:

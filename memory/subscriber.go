@@ -65,7 +65,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		return nil, fmt.Errorf("memory: subscribe %q: %w", topic, relay.ErrNilContext)
 	}
 	if err := relay.ValidateTopic(topic); err != nil {
-		return nil, fmt.Errorf("memory: subscribe: %w", err)
+		return nil, fmt.Errorf("memory: subscribe %q: %w", topic, err)
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -91,7 +91,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 // [relay.ErrInvalidTopic] or [relay.ErrClosed].
 func (s *Subscriber) SubscribeInitialize(topic string) error {
 	if err := relay.ValidateTopic(topic); err != nil {
-		return fmt.Errorf("memory: subscribe initialize: %w", err)
+		return fmt.Errorf("memory: subscribe initialize %q: %w", topic, err)
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()

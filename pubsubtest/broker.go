@@ -577,11 +577,18 @@ func (s *byteSuite) testInvalidTopic(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), waitShort)
 			defer cancel()
-			if err := checkErrorIs(fmt.Sprintf("Publish(%q)", c.topic), b.Publish(ctx, c.topic, []byte("x")), relay.ErrInvalidTopic); err != nil {
+			err := b.Publish(ctx, c.topic, []byte("x"))
+			if err := checkErrorIs(fmt.Sprintf("Publish(%q)", c.topic), err, relay.ErrInvalidTopic); err != nil {
 				t.Error(err)
 			}
-			err := b.Subscribe(c.topic, func([]byte) error { return nil })
+			if err := checkErrorShape(err, "publish", c.topic); err != nil {
+				t.Error(err)
+			}
+			err = b.Subscribe(c.topic, func([]byte) error { return nil })
 			if err := checkErrorIs(fmt.Sprintf("Subscribe(%q)", c.topic), err, relay.ErrInvalidTopic); err != nil {
+				t.Error(err)
+			}
+			if err := checkErrorShape(err, "subscribe", c.topic); err != nil {
 				t.Error(err)
 			}
 		})

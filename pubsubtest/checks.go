@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-relay/relay"
@@ -190,6 +192,26 @@ func checkMetadataKept(got, want map[string]string) error {
 func checkErrorIs(op string, err, target error) error {
 	if !errors.Is(err, target) {
 		return fmt.Errorf("%s returned %v, want an error matching %v", op, err, target)
+	}
+	return nil
+}
+
+// errorShape is the shape of every relay backend's error of an operation
+// on a topic: the backend's name, the operation and the quoted topic, then
+// the cause, "natsjs: publish \"orders.*\": relay: invalid topic ...".
+var errorShape = regexp.MustCompile(`^[a-z][a-z0-9]*: [a-z ]+ "`)
+
+// checkErrorShape says how err's text differs from "<backend>: op
+// "<topic>": <cause>".
+func checkErrorShape(err error, op, topic string) error {
+	if err == nil {
+		return nil
+	}
+	text := err.Error()
+	prefix := op + " " + strconv.Quote(topic) + ": "
+	backend, rest, ok := strings.Cut(text, ": ")
+	if !ok || !errorShape.MatchString(text) || !strings.HasPrefix(rest, prefix) || strings.ContainsAny(backend, " \"") {
+		return fmt.Errorf("error %q does not have the shape <backend>: %s", text, prefix+"<cause>")
 	}
 	return nil
 }

@@ -54,7 +54,7 @@ func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) erro
 		return fmt.Errorf("%s: publish %q: %w", pkg, topic, relay.ErrNilContext)
 	}
 	if err := relay.ValidateTopic(topic); err != nil {
-		return fmt.Errorf("%s: publish: %w", pkg, err)
+		return fmt.Errorf("%s: publish %q: %w", pkg, topic, err)
 	}
 	msg := delivery.Message{UUID: watermill.NewUUID(), Payload: payload}
 	if err := b.e.publish(ctx, topic, msg); err != nil {
@@ -80,7 +80,7 @@ func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) erro
 // Redis error of creating the group.
 func (b *Broker) Subscribe(topic string, handler relay.Handler) error {
 	if err := relay.ValidateTopic(topic); err != nil {
-		return fmt.Errorf("%s: subscribe: %w", pkg, err)
+		return fmt.Errorf("%s: subscribe %q: %w", pkg, topic, err)
 	}
 	if handler == nil {
 		return fmt.Errorf("%s: subscribe %q: %w", pkg, topic, relay.ErrNilHandler)

@@ -46,7 +46,7 @@ func NewPublisher(client redis.UniversalClient, opts ...Option) (*Publisher, err
 // or the Redis error.
 func (p *Publisher) Publish(topic string, messages ...*message.Message) error {
 	if err := relay.ValidateTopic(topic); err != nil {
-		return fmt.Errorf("%s: publish: %w", pkg, err)
+		return fmt.Errorf("%s: publish %q: %w", pkg, topic, err)
 	}
 	ctx := context.Background()
 	msgs := make([]delivery.Message, len(messages))

@@ -53,7 +53,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		return nil, fmt.Errorf("%s: subscribe %q: %w", pkg, topic, relay.ErrNilContext)
 	}
 	if err := relay.ValidateTopic(topic); err != nil {
-		return nil, fmt.Errorf("%s: subscribe: %w", pkg, err)
+		return nil, fmt.Errorf("%s: subscribe %q: %w", pkg, topic, err)
 	}
 	// The lock orders wm.Subscribe's wg.Add before Close's wg.Wait.
 	s.mu.Lock()

@@ -140,7 +140,7 @@ func (r *broker) Subscribe(topic string, handler relay.Handler) error {
 		return fmt.Errorf("retrier: subscribe %q: %w", topic, relay.ErrClosed)
 	}
 	if err := relay.ValidateTopic(topic); err != nil {
-		return fmt.Errorf("retrier: subscribe: %w", err)
+		return fmt.Errorf("retrier: subscribe %q: %w", topic, err)
 	}
 	if handler == nil {
 		return fmt.Errorf("retrier: subscribe %q: %w", topic, relay.ErrNilHandler)
