@@ -326,7 +326,9 @@ func (s *wmSuite) testRouterNackReason(t *testing.T) {
 	go func() { done <- router.Run(context.Background()) }()
 	t.Cleanup(func() {
 		_ = router.Close()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("router: %v", err)
+		}
 	})
 	<-router.Running()
 	dead := subscribeWM(t, s.subscriber(t, DefaultConfig()), topic+".dead")

@@ -92,7 +92,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		closeOnce.Do(func() { close(done); err = b.Close() })
 		return err
 	}
-	defer closeBroker()
+	defer func() { _ = closeBroker() }() // the happy path returns its error
 
 	topic := be.ns + "orders"
 	dead := topic + ".dead" // the default dead-letter topic of every backend and of the retrier
