@@ -92,6 +92,7 @@ func TestWatermill(t *testing.T, h Harness) {
 		{"a message published on the byte face is received on the Watermill face", s.testByteToWatermill},
 		{"a message published on the Watermill face is received on the byte face", s.testWatermillToByte},
 		{"a dead letter of the byte face carries relay's metadata on the Watermill face", s.testByteDeadLetter},
+		{"Watermill's Retry, PoisonQueue and Throttle compose with relay's retries as the README says", s.testMiddleware},
 	} {
 		t.Run(c.name, c.run)
 	}
