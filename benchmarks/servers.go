@@ -10,7 +10,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -33,6 +36,12 @@ func (e *Env) NATS() (string, error) {
 		return e.natsURL, nil
 	}
 	if u := os.Getenv("NATS_URL"); u != "" {
+		anchor := "relaybench-anchor-" + watermill.NewShortUUID()
+		del, err := keepStreamsDir(u, anchor)
+		if err != nil {
+			return "", fmt.Errorf("NATS_URL: %w", err)
+		}
+		e.stops = append(e.stops, del)
 		e.natsURL = u
 		return u, nil
 	}
@@ -52,9 +61,56 @@ func (e *Env) NATS() (string, error) {
 		os.RemoveAll(dir)
 		return "", fmt.Errorf("nats-server: not ready after 10s")
 	}
-	e.stops = append(e.stops, func() { ns.Shutdown(); ns.WaitForShutdown(); os.RemoveAll(dir) })
+	stop := func() { ns.Shutdown(); ns.WaitForShutdown(); os.RemoveAll(dir) }
+	if _, err := keepStreamsDir(ns.ClientURL(), "relaybench-anchor"); err != nil {
+		stop()
+		return "", fmt.Errorf("nats-server: %w", err)
+	}
+	e.stops = append(e.stops, stop)
 	e.natsURL = ns.ClientURL()
 	return e.natsURL, nil
+}
+
+// keepStreamsDir creates an empty stream named name on the server at url, so
+// that the account always holds a stream, and returns a function that deletes
+// it. Every session deletes the streams it made when it closes; when that
+// leaves the account without streams, nats-server removes the account's
+// streams directory in a goroutine of its own, which races with the next
+// session's stream creation: that creation's mkdir of its directory under the
+// removed one fails, and the client gets "error creating store for stream"
+// (err_code 10049). The wider the scheduling delays, the likelier: the smoke
+// test failed so while the machine was busy. A stream that stays keeps the
+// directory non-empty, so the server never removes it.
+func keepStreamsDir(url, name string) (del func(), err error) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cfg := jetstream.StreamConfig{Name: name, Subjects: []string{"relaybench._anchor." + name}, Storage: jetstream.FileStorage}
+	if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("create stream %s: %w", name, err)
+	}
+	return func() {
+		nc, err := nats.Connect(url)
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = js.DeleteStream(ctx, name) // best effort: the benchmark is over
+	}, nil
 }
 
 // Redis returns the address of a Redis server: the host:port of REDIS_URL, or

@@ -66,7 +66,11 @@ func DeriveFeatures(c Capabilities) tests.Features {
 // of [DeriveFeatures] (changed by h.WatermillFeatures when set), then relay's
 // own rows: UUID and metadata round trip, redelivery after Nack, dead letters
 // with their metadata, ErrClosed, and, when h.NewBroker is set too, messages
-// crossing between the byte face and the Watermill face.
+// crossing between the byte face and the Watermill face; then
+// SubscribeInitialize, when the subscriber implements
+// message.SubscribeInitializer, and routers with Watermill's Retry,
+// PoisonQueue and Throttle middleware over relay's retries, counting handler
+// calls, dead letters and poison-queue messages.
 //
 // Watermill's suite runs its sub-tests in parallel and takes some seconds;
 // -short shrinks it. It runs on [DefaultConfig] except that MaxDeliver is
@@ -93,6 +97,8 @@ func TestWatermill(t *testing.T, h Harness) {
 		{"a message published on the byte face is received on the Watermill face", s.testByteToWatermill},
 		{"a message published on the Watermill face is received on the byte face", s.testWatermillToByte},
 		{"a dead letter of the byte face carries relay's metadata on the Watermill face", s.testByteDeadLetter},
+		{"SubscribeInitialize prepares the group's topic without consuming", s.testSubscribeInitialize},
+		{"Watermill's Retry, PoisonQueue and Throttle compose with relay's retries as the README says", s.testMiddleware},
 	} {
 		t.Run(c.name, c.run)
 	}

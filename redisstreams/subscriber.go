@@ -12,7 +12,10 @@ import (
 	"github.com/go-relay/relay/internal/wm"
 )
 
-var _ message.Subscriber = (*Subscriber)(nil)
+var (
+	_ message.Subscriber           = (*Subscriber)(nil)
+	_ message.SubscribeInitializer = (*Subscriber)(nil)
+)
 
 // Subscriber is the Watermill face for consuming: a message.Subscriber over
 // the same engine as [Broker], so retries, dead letters, claims and shutdown
@@ -68,6 +71,36 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		return nil, fmt.Errorf("%s: subscribe %q: %w", pkg, topic, err)
 	}
 	return out, nil
+}
+
+// SubscribeInitialize creates topic's stream and the subscriber's consumer
+// group unless they exist, without consuming, so that a later Subscribe of the
+// group gets everything published from now on (and, with [WithStartID]'s
+// default [StartOldest], everything the stream holds), even with
+// [StartNewest]. It creates the group as Subscribe does, with one XGROUP
+// CREATE … MKSTREAM bounded by 10 seconds, and reads nothing. It returns an
+// error wrapping [relay.ErrInvalidTopic] (also when the topic's dead-letter
+// topic would be invalid), [relay.ErrClosed] after Close, or the Redis error
+// of creating the group.
+func (s *Subscriber) SubscribeInitialize(topic string) error {
+	if err := relay.ValidateTopic(topic); err != nil {
+		return fmt.Errorf("%s: subscribe initialize: %w", pkg, err)
+	}
+	if err := s.e.cfg.policy.CheckTopic(topic); err != nil {
+		return fmt.Errorf("%s: subscribe initialize %q: %w", pkg, topic, err)
+	}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed || s.e.isClosed() {
+		return fmt.Errorf("%s: subscribe initialize %q: %w", pkg, topic, relay.ErrClosed)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	if err := s.e.ensureGroup(ctx, streamKey(topic)); err != nil {
+		return fmt.Errorf("%s: subscribe initialize %q: %w", pkg, topic, err)
+	}
+	return nil
 }
 
 // Close is Shutdown(context.Background()): it waits for the running handlers

@@ -3,11 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/go-relay/relay/examples/internal/exampleenv"
 	"github.com/go-relay/relay/internal/natstest"
+	"github.com/go-relay/relay/natsjs"
 )
 
 // TestDeadLetters runs the example on every backend and checks the story it
@@ -37,7 +42,7 @@ func TestDeadLetters(t *testing.T) {
 		`reason_poisoned  unknown currency "EUR0"`,
 		"tenant           acme",
 		`fixed:     {"id":"inv-2","cents":800,"currency":"EUR"}`,
-		"acked the dead letter",
+		`acked the dead letter: group "ops" is done with it;`,
 		"billing: inv-2 billed",
 		"2 invoices billed, 1 of them after a redrive",
 	}
@@ -55,6 +60,43 @@ func TestDeadLetters(t *testing.T) {
 				t.Errorf("inv-2 failed %d times, want 3 (max deliver):\n%s", n, out.String())
 			}
 		})
+	}
+}
+
+// TestAckedDeadLetterStaysStored guards issue 17 item 8: the example said an
+// acked dead letter was "gone from" the dead-letter topic, while the stream
+// keeps it. After the run, the dead-letter stream must still hold it, and the
+// output must not say otherwise.
+func TestAckedDeadLetterStaysStored(t *testing.T) {
+	srv := natstest.Start(t)
+	var out bytes.Buffer
+	if err := run(context.Background(), config{Flags: exampleenv.Flags{Backend: "nats", NATSURL: srv.URL()}}, &out); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	if strings.Contains(out.String(), "gone") {
+		t.Errorf("the output says the acked dead letter is gone:\n%s", out.String())
+	}
+	m := regexp.MustCompile(`the producer publishes to "([^"]+)"`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no topic in the output:\n%s", out.String())
+	}
+	dead := m[1] + ".dead"
+	js, err := jetstream.New(natstest.Connect(t, srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := js.Stream(ctx, natsjs.StreamName(dead))
+	if err != nil {
+		t.Fatalf("the stream of %q: %v", dead, err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 {
+		t.Errorf("the stream of %q holds %d messages after the ack, want the dead letter still there", dead, info.State.Msgs)
 	}
 }
 

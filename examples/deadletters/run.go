@@ -97,7 +97,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		return err
 	}
 	dl.Ack() // only now: the fixed message is stored on the source topic
-	fmt.Fprintf(out, "  acked the dead letter: it is gone from %q\n", dead)
+	// An ack settles the dead letter for the ops group only: the stream keeps
+	// it (for other groups, and for audits) until its retention limits drop it.
+	fmt.Fprintf(out, "  acked the dead letter: group \"ops\" is done with it; %q keeps it until its retention limits drop it\n", dead)
 	if err := awaitBilling(ctx, events, out, func(b billed) bool { return b.id == "inv-2" && b.err == nil }); err != nil {
 		return err
 	}

@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-relay/relay/examples/internal/exampleenv"
+	"github.com/go-relay/relay/natsjs"
 )
 
 // TestPipelineLosesNothing runs the main job on every backend with a small
@@ -32,15 +34,60 @@ func TestPipelineLosesNothing(t *testing.T) {
 			if err != nil {
 				t.Fatalf("run: %v\n%s", err, out.String())
 			}
-			if res.published != cfg.n || res.lost != 0 {
-				t.Fatalf("published %d (want %d), lost %d (want 0)\n%s", res.published, cfg.n, res.lost, out.String())
+			if res.published != cfg.n || res.lost != 0 || res.completed != cfg.n {
+				t.Fatalf("published %d, completed %d (want %d each), lost %d (want 0)\n%s",
+					res.published, res.completed, cfg.n, res.lost, out.String())
 			}
-			for _, want := range []string{"lost (checked by id)", "dead-lettered", "latency p99"} {
+			wants := []string{"lost (checked by id)", "dead-lettered", "latency p99", "completed orders/s"}
+			if tt.backend == exampleenv.NATS {
+				wants = append(wants, ".orders.placed (stream pipeline") // issue 17: the streams are named
+			}
+			for _, want := range wants {
 				if !strings.Contains(out.String(), want) {
 					t.Errorf("summary lacks %q:\n%s", want, out.String())
 				}
 			}
 		})
+	}
+}
+
+// TestRateCountsCompletedOrders guards issue 17 item 8: an interrupted run
+// printed "orders/s 75957" with 16,204 of its orders validated, because the
+// rate counted published orders. It must count the orders that reached their
+// end.
+func TestRateCountsCompletedOrders(t *testing.T) {
+	orders := generate(config{n: 100, seed: 1}) // no failures: each order ends billed and audited
+	tr := newTracker()
+	tr.published(len(orders))
+	for _, o := range orders[:10] {
+		tr.seen["validated"][o.ID] = 1
+		tr.seen["billed"][o.ID] = 1
+		tr.seen["audited"][o.ID] = 1
+	}
+	tr.seen["validated"][orders[10].ID] = 1 // validated, not yet billed: not done
+	var out bytes.Buffer
+	res := summarize(&out, orders, tr, time.Second, false)
+	if res.completed != 10 {
+		t.Errorf("completed = %d, want 10", res.completed)
+	}
+	if m := regexp.MustCompile(`(?m)^  completed orders/s +(\d+)$`).FindStringSubmatch(out.String()); m == nil || m[1] != "10" {
+		t.Errorf("want the row \"completed orders/s 10\" (10 orders done in 1s, 100 published):\n%s", out.String())
+	}
+}
+
+// TestTopicLineNamesNATSStreams guards issue 17 item 8: on NATS a dotted topic
+// is held by a stream of another name, which the topic line must give.
+func TestTopicLineNamesNATSStreams(t *testing.T) {
+	got := topicLine(exampleenv.NATS, "p.orders.placed", "p.orders.placed.dead")
+	want := "topics: p.orders.placed (stream " + natsjs.StreamName("p.orders.placed") + "), p.orders.placed.dead (stream " +
+		natsjs.StreamName("p.orders.placed.dead") + ")"
+	if got != want {
+		t.Errorf("topicLine(nats) = %q, want %q", got, want)
+	}
+	for _, backend := range []string{exampleenv.Memory, exampleenv.Redis} {
+		if got := topicLine(backend, "p.orders.placed"); got != "topics: p.orders.placed" {
+			t.Errorf("topicLine(%s) = %q, want the topic alone (it is the stream key on Redis)", backend, got)
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/examples/internal/exampleenv"
+	"github.com/go-relay/relay/natsjs"
 )
 
 // order is the event the flow moves. Kind decides its fate in validation; a
@@ -36,6 +38,7 @@ const placedAtKey = "placed_at" // metadata: when the order was published, Unix 
 // result is what a run found.
 type result struct {
 	published, lost int
+	completed       int  // orders billed and audited, or dead-lettered: what the rate counts
 	interrupted     bool // Ctrl-C: the run ended early and lost was not checked
 }
 
@@ -100,7 +103,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (result, error) {
 
 	fmt.Fprintf(out, "pipeline: %d orders over %s (fail once %.1f%%, poison %.1f%%, concurrency %d)\n",
 		cfg.n, b.desc, 100*cfg.failRate, 100*cfg.poison, cfg.concurrency)
-	fmt.Fprintf(out, "topics: %s, %s, %s\n", topics.placed, topics.accepted, topics.dead)
+	fmt.Fprintln(out, topicLine(b.env.Backend, topics.placed, topics.accepted, topics.dead))
 	start := time.Now()
 	prog := startProgress(out, tr, cfg.n)
 	if err := publish(ctx, b.publisher, topics.placed, orders, tr); err != nil {
@@ -126,6 +129,20 @@ func run(ctx context.Context, cfg config, out io.Writer) (result, error) {
 }
 
 type flowTopics struct{ placed, accepted, dead string }
+
+// topicLine names the run's topics and, on NATS, the stream that holds each:
+// natsjs.StreamName(topic), the name `nats stream ls` and `nats stream info`
+// show (a dotted topic gets a rewritten name with a hash).
+func topicLine(backend string, topics ...string) string {
+	parts := make([]string, len(topics))
+	for i, t := range topics {
+		parts[i] = t
+		if backend == exampleenv.NATS {
+			parts[i] += " (stream " + natsjs.StreamName(t) + ")"
+		}
+	}
+	return "topics: " + strings.Join(parts, ", ")
+}
 
 func buildRouter(b *backend, topics flowTopics, tr *tracker) (*message.Router, error) {
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, watermill.NopLogger{})
@@ -274,7 +291,7 @@ func (t *tracker) waitAll(ctx context.Context, orders []order, timeout time.Dura
 func summarize(out io.Writer, orders []order, t *tracker, elapsed time.Duration, check bool) result {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var lost, dups, redelivered int
+	var lost, completed, dups, redelivered int
 	var lostIDs []string
 	for _, o := range orders {
 		var ok bool
@@ -283,7 +300,9 @@ func summarize(out io.Writer, orders []order, t *tracker, elapsed time.Duration,
 		} else {
 			ok = t.seen["billed"][o.ID] > 0 && t.seen["audited"][o.ID] > 0
 		}
-		if !ok {
+		if ok {
+			completed++
+		} else {
 			lost++
 			if len(lostIDs) < 5 {
 				lostIDs = append(lostIDs, o.ID)
@@ -313,6 +332,7 @@ func summarize(out io.Writer, orders []order, t *tracker, elapsed time.Duration,
 	row("redelivered (retries)", redelivered)
 	row("dead-lettered", len(t.seen["dead"]))
 	row("duplicates seen", dups)
+	row("completed", completed)
 	if check {
 		row("lost (checked by id)", lost)
 	} else {
@@ -320,14 +340,17 @@ func summarize(out io.Writer, orders []order, t *tracker, elapsed time.Duration,
 		lost = 0
 	}
 	row("elapsed", elapsed.Round(time.Millisecond))
-	row("orders/s", fmt.Sprintf("%.0f", float64(t.nPub)/elapsed.Seconds()))
+	// A rate counts what was done: the orders that reached their end
+	// (billed and audited, or dead-lettered), not those merely published,
+	// which differ when the run is interrupted.
+	row("completed orders/s", fmt.Sprintf("%.0f", float64(completed)/elapsed.Seconds()))
 	row("latency p50 placed→billed", pct(0.50))
 	row("latency p99 placed→billed", pct(0.99))
 	_ = w.Flush()
 	if check && lost > 0 {
 		fmt.Fprintf(out, "LOST %d orders, for example %v\n", lost, lostIDs)
 	}
-	return result{published: t.nPub, lost: lost}
+	return result{published: t.nPub, lost: lost, completed: completed}
 }
 
 // progress prints a live line: rewritten in place on a terminal, otherwise at
