@@ -84,7 +84,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 // of creating the group.
 func (s *Subscriber) SubscribeInitialize(topic string) error {
 	if err := relay.ValidateTopic(topic); err != nil {
-		return fmt.Errorf("%s: subscribe initialize: %w", pkg, err)
+		return fmt.Errorf("%s: subscribe initialize %q: %w", pkg, topic, err)
 	}
 	if err := s.e.cfg.policy.CheckTopic(topic); err != nil {
 		return fmt.Errorf("%s: subscribe initialize %q: %w", pkg, topic, err)
@@ -92,7 +92,7 @@ func (s *Subscriber) SubscribeInitialize(topic string) error {
 	s.mu.Lock()
 	closed := s.closed
 	s.mu.Unlock()
-	if closed || s.e.isClosed() {
+	if closed || s.e.subs.Closed() {
 		return fmt.Errorf("%s: subscribe initialize %q: %w", pkg, topic, relay.ErrClosed)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
