@@ -27,8 +27,10 @@ func newLogCapture() *logCapture {
 	return &logCapture{mu: new(sync.Mutex), records: new([]logRecord)}
 }
 
+// Enabled implements slog.Handler: every level is kept.
 func (h *logCapture) Enabled(context.Context, slog.Level) bool { return true }
 
+// Handle implements slog.Handler: it keeps r with the attributes of With.
 func (h *logCapture) Handle(_ context.Context, r slog.Record) error {
 	rec := logRecord{level: r.Level, msg: r.Message, attrs: make(map[string]string)}
 	for _, a := range h.with {
@@ -44,10 +46,13 @@ func (h *logCapture) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
+// WithAttrs implements slog.Handler: the handler it returns shares the
+// records and adds attrs to each.
 func (h *logCapture) WithAttrs(attrs []slog.Attr) slog.Handler {
 	return &logCapture{mu: h.mu, records: h.records, with: append(append([]slog.Attr(nil), h.with...), attrs...)}
 }
 
+// WithGroup implements slog.Handler; groups are ignored (the schema has none).
 func (h *logCapture) WithGroup(string) slog.Handler { return h }
 
 // find returns the first record at level whose message ends with suffix.
