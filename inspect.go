@@ -17,6 +17,15 @@ const MetadataRedrivenFrom = "relay_redriven_from"
 // stream (or key, or hub topic) on the backend.
 var ErrUnknownTopic = errors.New("relay: unknown topic")
 
+// ErrUnknownConsumer is returned by [Inspector.DeleteConsumer] for a consumer
+// group or consumer the topic does not have.
+var ErrUnknownConsumer = errors.New("relay: unknown consumer")
+
+// ErrConsumerPending is returned by [Inspector.DeleteConsumer] for a consumer
+// that still has pending messages (delivered, not acknowledged): deleting it
+// would leave them to be claimed, or on JetStream lose the group's position.
+var ErrConsumerPending = errors.New("relay: consumer has pending messages")
+
 // Inspector is the operator's view of a backend: what a topic holds, how far
 // each consumer group is behind, and the dead letters, which it can send back
 // (redrive) or remove (purge). Every relay backend has one (memory.Inspector,
@@ -49,8 +58,19 @@ type Inspector interface {
 	// moves when the destination is not a valid topic.
 	Redrive(ctx context.Context, dl DeadLetter, to string) error
 
-	// Purge removes dl from its dead-letter topic.
+	// Purge removes dl from its dead-letter topic. A dead letter already gone
+	// is not an error.
 	Purge(ctx context.Context, dl DeadLetter) error
+
+	// DeleteConsumer removes consumer from the consumer group group of topic,
+	// only when it has nothing pending; otherwise it returns an error
+	// wrapping [ErrConsumerPending] and removes nothing. On Redis a consumer
+	// is one member of the group (XGROUP DELCONSUMER); on JetStream, where a
+	// group is one durable consumer, consumer names that durable (the one
+	// [ConsumerInfo] of the group) and the durable is deleted, and with it
+	// the group's position. An unknown group or consumer is an error wrapping
+	// [ErrUnknownConsumer].
+	DeleteConsumer(ctx context.Context, topic, group, consumer string) error
 }
 
 // TopicInfo is what a topic holds, as [Inspector.Topic] reads it from the
@@ -89,8 +109,9 @@ type GroupInfo struct {
 	LagKnown bool
 	// OldestPending is the age of the oldest pending message, 0 when none is.
 	OldestPending time.Duration
-	// Redeliveries is the number of deliveries past the first of the
-	// pending messages (Redis) or of all messages (JetStream: num_redelivered).
+	// Redeliveries is the number of pending messages delivered more than
+	// once (JetStream's num_redelivered, which counts pending messages only;
+	// on Redis the XPENDING entries whose delivery count is over 1).
 	Redeliveries uint64
 }
 
