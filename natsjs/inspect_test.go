@@ -460,7 +460,7 @@ func TestInspectorDeleteConsumer(t *testing.T) {
 	if err := busy.Subscribe(topic, func([]byte) error { <-release; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(unblock) // before busy's Close
+	t.Cleanup(unblock)                                      // before busy's Close
 	idle := newBroker(t, js, natsjs.WithGroup("idle work")) // a name ConsumerName rewrites
 	if err := idle.Subscribe(topic, func([]byte) error { return nil }); err != nil {
 		t.Fatal(err)
