@@ -139,12 +139,9 @@ func (s *inspectSuite) testCounts(t *testing.T) {
 	heldCfg := DefaultConfig()
 	heldCfg.Concurrency = 1
 	release := make(chan struct{})
+	t.Cleanup(sync.OnceFunc(func() { close(release) })) // before the broker's Close
 	var held atomic.Int32
-	heldBroker := s.broker(t, heldCfg)
-	// Registered after the broker's, so that it runs before the broker's
-	// Close, which waits for the held handler.
-	t.Cleanup(sync.OnceFunc(func() { close(release) }))
-	subscribe(t, heldBroker, topic, func([]byte) error {
+	subscribe(t, s.broker(t, heldCfg), topic, func([]byte) error {
 		held.Add(1)
 		<-release
 		return nil
@@ -421,10 +418,9 @@ func (s *inspectSuite) testDeleteConsumer(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Concurrency = 1
 	release := make(chan struct{})
-	unblock := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(sync.OnceFunc(func() { close(release) }))
 	var calls atomic.Int32
 	b := s.broker(t, cfg)
-	t.Cleanup(unblock) // after the broker's, so it runs before the broker's Close
 	subscribe(t, b, topic, func([]byte) error {
 		calls.Add(1)
 		<-release
@@ -454,7 +450,7 @@ func (s *inspectSuite) testDeleteConsumer(t *testing.T) {
 	err = in.DeleteConsumer(inspectCtx(t), topic, "no_such_group", consumer)
 	require.ErrorIs(t, err, relay.ErrUnknownConsumer)
 
-	unblock()
+	close(release)
 	require.NoError(t, b.Close())
 	// A consumer the server still lists once its broker is closed, with
 	// nothing pending, can be deleted, and is then gone.
