@@ -139,9 +139,10 @@ func (s *inspectSuite) testCounts(t *testing.T) {
 	heldCfg := DefaultConfig()
 	heldCfg.Concurrency = 1
 	release := make(chan struct{})
-	t.Cleanup(sync.OnceFunc(func() { close(release) })) // before the broker's Close
+	heldBroker := s.broker(t, heldCfg)
+	t.Cleanup(sync.OnceFunc(func() { close(release) })) // runs before the broker's Close
 	var held atomic.Int32
-	subscribe(t, s.broker(t, heldCfg), topic, func([]byte) error {
+	subscribe(t, heldBroker, topic, func([]byte) error {
 		held.Add(1)
 		<-release
 		return nil
@@ -417,10 +418,11 @@ func (s *inspectSuite) testDeleteConsumer(t *testing.T) {
 	topic := NewTopic(t)
 	cfg := DefaultConfig()
 	cfg.Concurrency = 1
-	release := make(chan struct{})
-	t.Cleanup(sync.OnceFunc(func() { close(release) }))
-	var calls atomic.Int32
 	b := s.broker(t, cfg)
+	release := make(chan struct{})
+	unblock := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(unblock) // runs before the broker's Close
+	var calls atomic.Int32
 	subscribe(t, b, topic, func([]byte) error {
 		calls.Add(1)
 		<-release
@@ -450,7 +452,7 @@ func (s *inspectSuite) testDeleteConsumer(t *testing.T) {
 	err = in.DeleteConsumer(inspectCtx(t), topic, "no_such_group", consumer)
 	require.ErrorIs(t, err, relay.ErrUnknownConsumer)
 
-	close(release)
+	unblock()
 	require.NoError(t, b.Close())
 	// A consumer the server still lists once its broker is closed, with
 	// nothing pending, can be deleted, and is then gone.
