@@ -632,3 +632,24 @@ func TestNewInspectorInvalidOptions(t *testing.T) {
 		t.Errorf("zero request timeout: %v", err)
 	}
 }
+
+// The dead letters a topic's figures count are those of its configured
+// dead-letter topic.
+func TestInspectorCountsTheConfiguredDeadLetterTopic(t *testing.T) {
+	s := natstest.Start(t)
+	_, js := connect(t, s)
+	dlq := natsjs.WithDeadLetterTopic(func(topic string) string { return "dlq." + topic })
+	in := newInspector(t, js, dlq)
+	b := newBroker(t, js, dlq)
+	if err := b.Subscribe("mail", func([]byte) error { return relay.ErrPermanent }); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, b, "mail", []byte("undeliverable"))
+	eventually(t, func() bool { return topicInfo(t, in, "mail").DeadLetters == 1 }, "dead letter counted on dlq.mail")
+	if got := ids(collect(t, in, "dlq.mail", relay.DeadLetterFilter{})); !slices.Equal(got, []string{"1"}) {
+		t.Errorf("dead letters on dlq.mail = %q", got)
+	}
+	if got := topicInfo(t, newInspector(t, js), "mail").DeadLetters; got != 0 {
+		t.Errorf("an inspector with the default naming counts %d on mail.dead, want 0", got)
+	}
+}
