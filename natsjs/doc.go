@@ -136,8 +136,9 @@
 // stream's figures and one group per durable consumer (pending, lag,
 // redeliveries, oldest pending, read from stream and consumer info), and the
 // dead letters, which it redrives (a new message with a new UUID, then
-// STREAM.MSG.DELETE of the dead letter) or purges. [Inspector] says which
-// server figure each field is. It never takes a message from a consumer.
+// STREAM.MSG.DELETE of the dead letter) or purges; its Tail follows a topic
+// without a consumer ([relay.Tailer]). [Inspector] says which server figure
+// each field is. It never takes a message from a consumer.
 //
 // # Ownership
 //
