@@ -622,6 +622,46 @@ func TestInspectorUnreachableServer(t *testing.T) {
 	}
 }
 
+// A server that went away, the connection still trying to reconnect, is an
+// error within the caller's deadline, or within the request timeout when
+// the caller gave none.
+func TestInspectorServerDown(t *testing.T) {
+	s := natstest.Start(t)
+	_, js := connect(t, s)
+	in := newInspector(t, js, natsjs.WithRequestTimeout(time.Second))
+	pub := newBroker(t, js)
+	publish(t, pub, "orders", []byte("one"))
+	s.Stop()
+	tests := []struct {
+		name string
+		ctx  func() (context.Context, context.CancelFunc)
+	}{
+		{"caller's deadline", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 500*time.Millisecond)
+		}},
+		{"request timeout", func() (context.Context, context.CancelFunc) { return context.Background(), func() {} }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := tt.ctx()
+			defer cancel()
+			start := time.Now()
+			_, err := in.Topic(ctx, "orders")
+			if err == nil || !strings.HasPrefix(err.Error(), `natsjs: inspect topic "orders": `) {
+				t.Errorf("Topic = %v, want an error with the prefix", err)
+			}
+			for _, err := range in.DeadLetters(ctx, "orders", relay.DeadLetterFilter{}) {
+				if err == nil || !strings.HasPrefix(err.Error(), `natsjs: inspect dead letters "orders": `) {
+					t.Errorf("DeadLetters = %v, want an error with the prefix", err)
+				}
+			}
+			if took := time.Since(start); took > 3*time.Second {
+				t.Errorf("took %v, want each call bounded by a second", took)
+			}
+		})
+	}
+}
+
 func TestNewInspectorInvalidOptions(t *testing.T) {
 	if _, err := natsjs.NewInspector(nil); !errors.Is(err, relay.ErrInvalidOption) {
 		t.Errorf("nil JetStream: %v", err)
