@@ -434,7 +434,6 @@ func TestInspectorRedrive(t *testing.T) {
 		t.Errorf("dead letters after redrive = %q", left)
 	}
 
-
 	t.Run("to an invalid topic moves nothing", func(t *testing.T) {
 		for _, to := range []string{"bad topic", "a..b"} {
 			if err := in.Redrive(ctx(t), dls[1], to); !errors.Is(err, relay.ErrInvalidTopic) {
