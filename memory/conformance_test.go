@@ -14,3 +14,7 @@ func TestConformanceBroker(t *testing.T) {
 func TestConformanceWatermill(t *testing.T) {
 	pubsubtest.TestWatermill(t, memharness.New(t))
 }
+
+func TestConformanceInspector(t *testing.T) {
+	pubsubtest.TestInspector(t, memharness.New(t))
+}

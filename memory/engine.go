@@ -70,8 +70,12 @@ func (e *engine) subscribe(name string, process wm.Process) (*subscription, erro
 	}
 	s.t.mu.Lock()
 	s.g = s.t.join(e.cfg.group)
+	s.g.subscribers++
 	s.t.mu.Unlock()
 	if err := e.subs.Add(s); err != nil {
+		s.t.mu.Lock()
+		s.g.subscribers--
+		s.t.mu.Unlock()
 		return nil, err
 	}
 	for range e.cfg.concurrency {
@@ -136,6 +140,7 @@ func (s *subscription) Stop() {
 		s.cancel()
 		s.wg.Wait()
 		s.t.mu.Lock()
+		s.g.subscribers--
 		s.g.wakeAll() // another subscription may take what s left
 		s.t.mu.Unlock()
 		s.e.subs.Remove(s)

@@ -140,3 +140,50 @@ func ExampleNewSubscriber() {
 	msg.Ack() // Nack would redeliver it after the backoff
 	// Output: 3f1c-example-uuid t-1 user signed up
 }
+
+// An operator's view of a hub: a handler rejects a message for good, it lands
+// on the dead-letter topic, and the inspector lists it and sends it back
+// (redrive) once the handler is fixed.
+func ExampleNewInspector() {
+	hub, _ := memory.NewHub()
+	b, _ := memory.NewBroker(memory.WithHub(hub), memory.WithGroup("billing"))
+	defer b.Close()
+	fixed := make(chan struct{})
+	billed := make(chan string, 1)
+	_ = b.Subscribe("invoices", func(p []byte) error {
+		select {
+		case <-fixed:
+			billed <- string(p)
+			return nil
+		default:
+			return fmt.Errorf("no customer for %s: %w", p, relay.ErrPermanent)
+		}
+	})
+	_ = b.Publish(context.Background(), "invoices", []byte("invoice 9"))
+
+	in, _ := memory.NewInspector(hub)
+	ctx := context.Background()
+	var dead []relay.DeadLetter
+	for len(dead) == 0 {
+		time.Sleep(time.Millisecond)
+		dead = dead[:0]
+		for dl, err := range in.DeadLetters(ctx, "invoices.dead", relay.DeadLetterFilter{}) {
+			if err == nil {
+				dead = append(dead, dl)
+			}
+		}
+	}
+	fmt.Printf("%s from %s after %d attempt: %s\n", dead[0].Payload, dead[0].SourceTopic, dead[0].Attempts, dead[0].Reason)
+
+	close(fixed)
+	if err := in.Redrive(ctx, dead[0], ""); err != nil {
+		panic(err)
+	}
+	fmt.Println("billed:", <-billed)
+	info, _ := in.Topic(ctx, "invoices")
+	fmt.Println("dead letters left:", info.DeadLetters)
+	// Output:
+	// invoice 9 from invoices after 1 attempt: no customer for invoice 9: relay: permanent failure
+	// billed: invoice 9
+	// dead letters left: 0
+}

@@ -107,7 +107,9 @@ func (t *topic) publish(ctx context.Context, closing <-chan struct{}, msgs ...de
 	for _, m := range msgs {
 		for t.count >= t.capacity {
 			if len(t.acked) > 0 {
-				t.drop(t.acked.pop())
+				if e := t.acked.pop(); !e.removed {
+					t.drop(e)
+				}
 				continue
 			}
 			if t.space == nil {
@@ -149,17 +151,19 @@ type topic struct {
 }
 
 // entry is a stored message, a node of its topic's list. Guarded by t.mu,
-// except msg and seq, which never change.
+// except msg, seq and at, which never change.
 type entry struct {
 	msg        delivery.Message
 	seq        uint64
-	unacked    int // groups that exist and have not acknowledged it
+	at         time.Time // when it was stored
+	unacked    int       // groups that exist and have not acknowledged it
+	removed    bool      // taken out by an Inspector: groups skip it
 	prev, next *entry
 }
 
 // store appends m to the topic and hands it to every group.
 func (t *topic) store(m delivery.Message) {
-	e := &entry{msg: m, seq: t.nextSeq, unacked: len(t.groups), prev: t.tail}
+	e := &entry{msg: m, seq: t.nextSeq, at: time.Now(), unacked: len(t.groups), prev: t.tail}
 	t.nextSeq++
 	if t.tail == nil {
 		t.head = e
@@ -197,7 +201,7 @@ func (t *topic) join(name string) *group {
 			return g
 		}
 	}
-	g := &group{t: t, name: name}
+	g := &group{t: t, name: name, pending: make(map[*entry]int)}
 	t.acked.clear() // the new group has acknowledged nothing
 	for e := t.head; e != nil; e = e.next {
 		e.unacked++
@@ -216,6 +220,13 @@ type group struct {
 	ready   readyHeap  // redeliveries due now, oldest message first
 	delayed delayHeap  // redeliveries waiting out their backoff, soonest first
 	idle    []*worker  // workers waiting for a message, most recently idle last
+
+	// What an Inspector reads: the messages delivered and not acknowledged,
+	// with their deliveries so far; the running subscriptions; and when a
+	// message was last taken or acknowledged.
+	pending     map[*entry]int
+	subscribers int
+	active      time.Time
 }
 
 // taken is a delivery handed to a worker.
@@ -225,9 +236,26 @@ type taken struct {
 }
 
 // next takes the next message for delivery: a due redelivery first, then the
-// oldest message never delivered. When there is none, ok is false and wait is
-// the time until the next redelivery is due, or negative if none is waiting.
+// oldest message never delivered, skipping messages an Inspector removed.
+// When there is none, ok is false and wait is the time until the next
+// redelivery is due, or negative if none is waiting.
 func (g *group) next() (tk taken, wait time.Duration, ok bool) {
+	for {
+		tk, wait, ok = g.nextStored()
+		if !ok || !tk.e.removed {
+			break
+		}
+		delete(g.pending, tk.e)
+	}
+	if ok {
+		g.pending[tk.e] = tk.attempt
+		g.active = time.Now()
+	}
+	return tk, wait, ok
+}
+
+// nextStored is next, removed messages included.
+func (g *group) nextStored() (tk taken, wait time.Duration, ok bool) {
 	if len(g.delayed) > 0 {
 		now := time.Now()
 		for len(g.delayed) > 0 && !g.delayed[0].at.After(now) {
@@ -251,6 +279,11 @@ func (g *group) next() (tk taken, wait time.Duration, ok bool) {
 // ack records that the group is done with e. Once every group is, e may be
 // dropped to make room, and a publisher waiting for room is woken.
 func (g *group) ack(e *entry) {
+	delete(g.pending, e)
+	g.active = time.Now()
+	if e.removed {
+		return // no longer counted: see topic.remove
+	}
 	e.unacked--
 	if e.unacked == 0 {
 		t := g.t

@@ -54,6 +54,9 @@ type Harness struct {
 	NewPublisher func(t *testing.T, cfg Config) (message.Publisher, error)
 	// NewSubscriber returns a Watermill subscriber configured by cfg.
 	NewSubscriber func(t *testing.T, cfg Config) (message.Subscriber, error)
+	// NewInspector returns an inspector over the topic space of the values
+	// above; [TestInspector] needs it. The harness closes the client under it.
+	NewInspector func(t *testing.T) relay.Inspector
 	// Restart, when set, restarts the backend's server in place (same address,
 	// same store) while brokers stay open. Sub-tests of reconnection and
 	// persistence across restarts need it, and skip with a reason without it.

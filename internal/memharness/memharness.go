@@ -46,6 +46,13 @@ func New(t *testing.T) pubsubtest.Harness {
 		NewSubscriber: func(t *testing.T, cfg pubsubtest.Config) (message.Subscriber, error) {
 			return memory.NewSubscriber(hub, options(cfg)...)
 		},
+		NewInspector: func(t *testing.T) relay.Inspector {
+			in, err := memory.NewInspector(hub)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return in
+		},
 		Capabilities: pubsubtest.Capabilities{Persistent: false, Ordered: true},
 	}
 }
