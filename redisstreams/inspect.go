@@ -514,9 +514,11 @@ func byIDs(ctx context.Context, c redis.Cmdable, key string, ids []string, newes
 // when it has none), under a new UUID and with the metadata of
 // [delivery.Redriven]'s rule: dl's without relay's dead-letter keys, plus
 // [relay.MetadataRedrivenFrom] = "<dl.Topic>/<dl.ID>". Only once Redis
-// answered the XADD with the new entry's id does it delete dl (XDEL). A
-// failure or a crash in between leaves both entries: the message may be
-// delivered twice, never lost. A consumer group created later on the topic
+// answered the XADD with the new entry's id does it delete dl (XDEL); that
+// XDEL is sent even when ctx ends after the XADD was answered, within 5
+// seconds of its own, so that a cancel (an operator stopping a bulk redrive)
+// does not leave the message in both places. A failure or a crash in between
+// leaves both entries: the message may be delivered twice, never lost. A consumer group created later on the topic
 // at [StartOldest] gets the message too.
 //
 // It returns an error wrapping [relay.ErrInvalidTopic], before anything is
@@ -545,7 +547,11 @@ func (in *Inspector) Redrive(ctx context.Context, dl relay.DeadLetter, to string
 	if err != nil {
 		return fmt.Errorf("%s: redrive %q to %q: publish: %w", pkg, dl.Topic+"/"+dl.ID, dest, err)
 	}
-	if err := c.XDel(ctx, streamKey(dl.Topic), dl.ID).Err(); err != nil {
+	// The message is out: delete the dead letter even when ctx ends now
+	// (an operator's Ctrl-C), so that stopping does not leave a duplicate.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
+	if err := boundedClient(dctx, in.client).XDel(dctx, streamKey(dl.Topic), dl.ID).Err(); err != nil {
 		return fmt.Errorf("%s: redrive %q to %q: published as %s, but the dead letter was not deleted: %w",
 			pkg, dl.Topic+"/"+dl.ID, dest, id, err)
 	}
