@@ -73,6 +73,30 @@ type Inspector interface {
 	DeleteConsumer(ctx context.Context, topic, group, consumer string) error
 }
 
+// Tailer is an optional capability of an [Inspector]: following a topic as
+// its messages arrive, without taking them from any consumer group. The
+// inspectors of the server backends have it (natsjs, redisstreams), and the
+// relay command's tail uses it.
+type Tailer interface {
+	// Tail yields the messages stored on topic from the call on, as they
+	// arrive, until ctx is done (which ends the sequence without an error)
+	// or the caller stops. Whatever it set up on the server to follow the
+	// topic, it removes when it returns. An error (ErrUnknownTopic, or the
+	// server's) is yielded once, and ends the sequence.
+	Tail(ctx context.Context, topic string) iter.Seq2[StoredMessage, error]
+}
+
+// StoredMessage is one message of a topic as an [Inspector] reads it.
+type StoredMessage struct {
+	// Topic and ID are the topic and the backend's id of the message in it
+	// (a stream sequence, a Redis entry id), Time when it was stored.
+	Topic, ID string
+	Time      time.Time
+	UUID      string
+	Payload   []byte
+	Metadata  map[string]string
+}
+
 // TopicInfo is what a topic holds, as [Inspector.Topic] reads it from the
 // server's own accounts (each backend says which commands).
 type TopicInfo struct {

@@ -242,7 +242,7 @@ func (s *natsRaw) Consume(handle func([]byte)) error {
 	}
 	s.cc, err = cons.Consume(func(m jetstream.Msg) {
 		handle(m.Data())
-		m.Ack()
+		_ = m.Ack() // as nats.go's own examples: a lost ack is redelivered
 	})
 	return err
 }

@@ -142,7 +142,7 @@ func (e *Env) Redis() (string, error) {
 	if err := cmd.Start(); err != nil {
 		return "", fmt.Errorf("start redis-server (set REDIS_URL to use another): %w", err)
 	}
-	stop := func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() }
+	stop := func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	defer c.Close()

@@ -174,7 +174,9 @@ func (s *wmSuite) testMiddlewareCase(t *testing.T, c middlewareCase) {
 	go func() { done <- router.Run(context.Background()) }()
 	t.Cleanup(func() {
 		_ = router.Close()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("router.Run: %v", err)
+		}
 	})
 	<-router.Running()
 

@@ -105,16 +105,6 @@ func (r *recorder) deliveries(payload string) []time.Time {
 	return append([]time.Time(nil), r.times[payload]...)
 }
 
-func (r *recorder) total() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, ts := range r.times {
-		n += len(ts)
-	}
-	return n
-}
-
 func (r *recorder) distinct() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

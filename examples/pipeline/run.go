@@ -89,7 +89,10 @@ func run(ctx context.Context, cfg config, out io.Writer) (result, error) {
 	defer func() {
 		_ = router.Close() // closes the handlers' subscribers; errors are reported by the router's logger
 		select {
-		case <-routerDone:
+		case err := <-routerDone:
+			if err != nil {
+				fmt.Fprintln(out, "router:", err)
+			}
 		case <-time.After(time.Minute):
 			fmt.Fprintln(out, "the router did not stop within a minute; exiting anyway")
 		}
