@@ -368,7 +368,7 @@ func TestInspectorDeadLetters(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got := payloads(collect(t, in.DeadLetters(ctx(t), a.dead, tc.f)))
-			if !slices.Equal(got, tc.want) && !(len(got) == 0 && len(tc.want) == 0) {
+			if !slices.Equal(got, tc.want) && (len(got) != 0 || len(tc.want) != 0) {
 				t.Errorf("DeadLetters = %q, want %q", got, tc.want)
 			}
 		})
