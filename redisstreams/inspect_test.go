@@ -713,3 +713,64 @@ func hookedClient(t *testing.T, e *env) *redis.Client {
 	t.Cleanup(func() { rc.Close() })
 	return rc
 }
+
+func TestInspectorTail(t *testing.T) {
+	e := newEnv(t)
+	topic := e.topic("tail")
+	b := broker(t, e.rc, fast()...)
+	publish(t, b, topic, "old")
+	in := inspector(t, e.rc, redisstreams.WithBlockTimeout(100*time.Millisecond))
+
+	c, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	got := make(chan relay.StoredMessage, 100)
+	ended := make(chan error, 1)
+	go func() {
+		var err error
+		for m, terr := range in.Tail(c, topic) {
+			if terr != nil {
+				err = terr
+				break
+			}
+			got <- m
+		}
+		ended <- err
+	}()
+	// Tail starts after the call: publish until the first new message shows.
+	var first relay.StoredMessage
+	eventually(t, 10*time.Second, "no message tailed", func() bool {
+		publish(t, b, topic, "new")
+		select {
+		case first = <-got:
+			return true
+		case <-time.After(50 * time.Millisecond):
+			return false
+		}
+	})
+	if string(first.Payload) != "new" || first.Topic != topic || first.ID == "" || first.UUID == "" || first.Time.IsZero() {
+		t.Errorf("tailed %+v, want a new message", first)
+	}
+	cancel()
+	select {
+	case err := <-ended:
+		if err != nil {
+			t.Errorf("Tail ended with %v, want no error after cancel", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Tail did not end within 5s of the cancel")
+	}
+	if gs, err := e.rc.XInfoGroups(ctx(t), topic).Result(); err != nil || len(gs) != 0 {
+		t.Errorf("groups after Tail: %v %v, want none", gs, err)
+	}
+
+	n := 0
+	for _, err := range in.Tail(ctx(t), e.topic("nope")) {
+		n++
+		if !errors.Is(err, relay.ErrUnknownTopic) {
+			t.Errorf("Tail(unknown) = %v", err)
+		}
+	}
+	if n != 1 {
+		t.Errorf("Tail(unknown) yielded %d values, want 1", n)
+	}
+}
