@@ -529,7 +529,10 @@ func (in *Inspector) call(ctx context.Context, op func(ctx context.Context) erro
 // has no deadline), and counts only once JetStream acknowledged it (a
 // duplicate answer counts only when the stream shows the message); the
 // dead letter is deleted only then, so a crash in between leaves a message
-// twice, never none. It returns an error wrapping [relay.ErrInvalidTopic]
+// twice, never none. Once the publish is acknowledged, the deletion runs
+// even when ctx ends meanwhile (bounded by 5 s of its own), so that a
+// redrive stopped by its caller does not leave the dead letter to be
+// redriven again. It returns an error wrapping [relay.ErrInvalidTopic]
 // before anything moves when the destination is not a valid topic,
 // [relay.ErrPayloadTooLarge] or [relay.ErrInvalidMetadata] when the
 // message would not leave room for its own dead letter (as Publish), or
@@ -588,7 +591,12 @@ func (in *Inspector) redrive(ctx context.Context, dl relay.DeadLetter, to string
 	if err != nil {
 		return fmt.Errorf("publish to %q: %w", to, err)
 	}
-	return in.remove(ctx, stream, seq, dl)
+	// The message is durable: the dead letter goes even if ctx ends now
+	// (an operator's Ctrl-C during a bulk redrive), or a rerun would
+	// publish it twice. The deletion is bounded on its own.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), attemptTimeout)
+	defer cancel()
+	return in.remove(rctx, stream, seq, dl)
 }
 
 // Purge deletes dl from its stream (STREAM.MSG.DELETE of its sequence). A
