@@ -97,6 +97,13 @@ func harness(ss *servers) pubsubtest.Harness {
 		NewSubscriber: func(t *testing.T, cfg pubsubtest.Config) (message.Subscriber, error) {
 			return natsjs.NewSubscriber(ss.jetStream(t), options(cfg)...)
 		},
+		NewInspector: func(t *testing.T) relay.Inspector {
+			in, err := natsjs.NewInspector(ss.jetStream(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return in
+		},
 		// Watermill's own TestReconnect needs a restart command and skips;
 		// TestBroker's restart sub-tests cover reconnection through this.
 		Restart: func(t *testing.T) {
@@ -121,4 +128,8 @@ func TestWatermill(t *testing.T) {
 	ss := &servers{byTest: make(map[string]*natstest.Server)}
 	ss.start(t)
 	pubsubtest.TestWatermill(t, harness(ss))
+}
+
+func TestInspector(t *testing.T) {
+	pubsubtest.TestInspector(t, harness(&servers{byTest: make(map[string]*natstest.Server)}))
 }

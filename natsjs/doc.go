@@ -129,6 +129,17 @@
 // example Nats-Expected-Stream or Nats-TTL); Publish refuses such a message
 // with an error naming the key. NATS trims white space around header values.
 //
+// # Inspection
+//
+// [NewInspector] returns the [relay.Inspector] of the backend, over the
+// caller's jetstream.JetStream: the topics of relay's streams, per topic its
+// stream's figures and one group per durable consumer (pending, lag,
+// redeliveries, oldest pending, read from stream and consumer info), and the
+// dead letters, which it redrives (a new message with a new UUID, then
+// STREAM.MSG.DELETE of the dead letter) or purges; its Tail follows a topic
+// without a consumer ([relay.Tailer]). [Inspector] says which server figure
+// each field is. It never takes a message from a consumer.
+//
 // # Ownership
 //
 // The jetstream.JetStream and its connection belong to the caller: relay

@@ -56,6 +56,13 @@ func harness(t *testing.T) pubsubtest.Harness {
 		NewSubscriber: func(t *testing.T, cfg pubsubtest.Config) (message.Subscriber, error) {
 			return redisstreams.NewSubscriber(rc, opts(cfg)...)
 		},
+		NewInspector: func(t *testing.T) relay.Inspector {
+			in, err := redisstreams.NewInspector(rc, redisstreams.WithLogger(slog.New(slog.DiscardHandler)))
+			if err != nil {
+				t.Fatalf("NewInspector: %v", err)
+			}
+			return in
+		},
 		Restart: func(t *testing.T) {
 			if err := srv.Restart(); err != nil {
 				t.Fatalf("restart redis-server: %v", err)
@@ -69,3 +76,5 @@ func harness(t *testing.T) pubsubtest.Harness {
 func TestConformanceBroker(t *testing.T) { pubsubtest.TestBroker(t, harness(t)) }
 
 func TestConformanceWatermill(t *testing.T) { pubsubtest.TestWatermill(t, harness(t)) }
+
+func TestConformanceInspector(t *testing.T) { pubsubtest.TestInspector(t, harness(t)) }

@@ -132,6 +132,17 @@
 // client at once, or reads starve Publish, Subscribe, acks and claims.
 // Subscribe logs a warning when the subscriptions reach the pool size.
 //
+// # Inspection
+//
+// [NewInspector] returns the [relay.Inspector] of this backend, over the
+// caller's client: it lists the streams of relay's topics, reports per
+// consumer group what XINFO GROUPS, XINFO CONSUMERS and XPENDING say
+// (pending, lag, consumers and their idle time, the age of the oldest pending
+// entry, redeliveries), lists the entries of a dead-letter stream in pages,
+// and redrives (XADD, then XDEL) or purges (XDEL) them; [Inspector.Tail]
+// follows a topic with XREAD, outside any group. A key of a topic's
+// name that is not a stream relay wrote is reported with [ErrForeignKey].
+//
 // # Ownership
 //
 // The caller owns the client: Close never closes it, and it must stay open

@@ -112,10 +112,16 @@ func newEngine(client redis.UniversalClient, opts []Option) (*engine, error) {
 // since; other clients are returned as they are, and their own timeouts
 // bound their calls.
 func (e *engine) bounded(ctx context.Context) redis.UniversalClient {
-	rc, ok := e.client.(*redis.Client)
+	return boundedClient(ctx, e.client)
+}
+
+// boundedClient is [engine.bounded] for any client: the Inspector, which has
+// no engine, bounds its calls the same way.
+func boundedClient(ctx context.Context, client redis.UniversalClient) redis.UniversalClient {
+	rc, ok := client.(*redis.Client)
 	deadline, has := ctx.Deadline()
 	if !ok || !has {
-		return e.client
+		return client
 	}
 	d := max(time.Until(deadline), time.Millisecond)
 	o := rc.Options()

@@ -10,6 +10,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/redistest"
 	"github.com/go-relay/relay/redisstreams"
 )
@@ -102,4 +103,48 @@ func ExampleNewSubscriber() {
 	fmt.Println(string(m.Payload), m.Metadata.Get("type"))
 	m.Ack()
 	// Output: order 7 OrderPlaced
+}
+
+func ExampleNewInspector() {
+	rc, stop := exampleRedis()
+	defer stop()
+
+	b, err := redisstreams.NewBroker(rc, redisstreams.WithGroup("billing"),
+		redisstreams.WithBlockTimeout(100*time.Millisecond))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	if err := b.Publish(ctx, "invoices", []byte("invoice 42")); err != nil {
+		log.Fatal(err)
+	}
+	// A handler that refuses the message for good: it goes to "invoices.dead".
+	if err := b.Subscribe("invoices", func([]byte) error {
+		return fmt.Errorf("no customer: %w", relay.ErrPermanent)
+	}); err != nil {
+		log.Fatal(err)
+	}
+
+	in, err := redisstreams.NewInspector(rc) // the same options as the broker, where they name topics
+	if err != nil {
+		log.Fatal(err)
+	}
+	var info relay.TopicInfo
+	for deadline := time.Now().Add(10 * time.Second); info.DeadLetters == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		if info, err = in.Topic(ctx, "invoices"); err != nil {
+			log.Fatal(err)
+		}
+	}
+	fmt.Println("stored", info.Messages, "dead", info.DeadLetters)
+	for dl, err := range in.DeadLetters(ctx, "invoices.dead", relay.DeadLetterFilter{}) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("%s from %s: %s\n", dl.Payload, dl.SourceTopic, dl.Reason)
+	}
+	// Output:
+	// stored 1 dead 1
+	// invoice 42 from invoices: no customer: relay: permanent failure
 }
