@@ -65,7 +65,14 @@ func openNATS(url string, timeout time.Duration) (*backend, error) {
 	return &backend{addr: url, in: in, timeout: timeout, close: nc.Close}, nil
 }
 
+// silent drops go-redis' own log lines (a failed dial is printed once per
+// attempt): the command reports the error itself, once, with the address.
+type silent struct{}
+
+func (silent) Printf(context.Context, string, ...any) {}
+
 func openRedis(ctx context.Context, url string, timeout time.Duration) (*backend, error) {
+	redis.SetLogger(silent{})
 	opts, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, usagef("--redis %s: %v", url, err)
