@@ -7,6 +7,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
 
+	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/examples/internal/exampleenv"
 	"github.com/go-relay/relay/memory"
 	"github.com/go-relay/relay/natsjs"
@@ -29,6 +30,7 @@ type backend struct {
 	desc       string
 	publisher  message.Publisher
 	subscriber func(group string) (message.Subscriber, error)
+	inspector  relay.Inspector // the backend's own counts, for the summary
 	env        *exampleenv.Env
 }
 
@@ -51,6 +53,9 @@ func openBackend(cfg config, s settings) (*backend, error) {
 				memory.WithMaxDeliver(s.maxDeliver), memory.WithBackoff(s.minBackoff, s.maxBackoff)}
 		}
 		b.publisher, err = memory.NewPublisher(env.Hub, opts("publisher")...)
+		if err == nil {
+			b.inspector, err = memory.NewInspector(env.Hub)
+		}
 		b.subscriber = func(group string) (message.Subscriber, error) {
 			return memory.NewSubscriber(env.Hub, opts(group)...)
 		}
@@ -63,6 +68,9 @@ func openBackend(cfg config, s settings) (*backend, error) {
 				natsjs.WithMaxDeliver(s.maxDeliver), natsjs.WithBackoff(s.minBackoff, s.maxBackoff)}
 		}
 		b.publisher, err = natsjs.NewPublisher(env.JetStream, opts("publisher")...)
+		if err == nil {
+			b.inspector, err = natsjs.NewInspector(env.JetStream)
+		}
 		b.subscriber = func(group string) (message.Subscriber, error) {
 			return natsjs.NewSubscriber(env.JetStream, opts(group)...)
 		}
@@ -76,6 +84,9 @@ func openBackend(cfg config, s settings) (*backend, error) {
 				redisstreams.WithBackoff(s.minBackoff, s.maxBackoff)}
 		}
 		b.publisher, err = redisstreams.NewPublisher(env.Redis, opts("publisher")...)
+		if err == nil {
+			b.inspector, err = redisstreams.NewInspector(env.Redis)
+		}
 		b.subscriber = func(group string) (message.Subscriber, error) {
 			return redisstreams.NewSubscriber(env.Redis, opts(group)...)
 		}

@@ -127,8 +127,72 @@ func run(ctx context.Context, cfg config, out io.Writer) (result, error) {
 	switch {
 	case !finished:
 		fmt.Fprintf(out, "timed out after %v waiting for the flow to finish\n", cfg.timeout)
+	default:
+		if err := backendSummary(ctx, out, b.inspector, topics, len(tr.seen["dead"])); err != nil {
+			return res, err
+		}
 	}
 	return res, nil
+}
+
+// backendSummary prints what the backend itself holds once the flow is done,
+// read with relay.Inspector (what the relay command shows): messages stored,
+// dead letters, and each group's pending messages and lag, which must all
+// come to 0. The last acknowledgements may still be on their way when the
+// ledger is complete, so it waits a little for them. It returns an error when
+// the backend's dead letters differ from the ledger's.
+func backendSummary(ctx context.Context, out io.Writer, in relay.Inspector, topics flowTopics, dead int) error {
+	var infos []relay.TopicInfo
+	settled := func() bool {
+		infos = infos[:0]
+		for _, t := range []string{topics.placed, topics.accepted} {
+			info, err := in.Topic(ctx, t)
+			if err != nil {
+				return false
+			}
+			infos = append(infos, info)
+		}
+		for _, info := range infos {
+			for _, g := range info.Groups {
+				if g.Pending > 0 || (g.LagKnown && g.Lag > 0) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(5 * time.Second); !settled() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(infos) != 2 {
+		return fmt.Errorf("the backend's counts: topics not readable")
+	}
+	fmt.Fprintln(out, "\n  as the backend counts it (relay.Inspector, as `relay stats` shows):")
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	for _, info := range infos {
+		var groups []string
+		for _, g := range info.Groups {
+			lag := "?"
+			if g.LagKnown {
+				lag = strconv.FormatUint(g.Lag, 10)
+			}
+			groups = append(groups, fmt.Sprintf("%s pending %d lag %s", g.Group, g.Pending, lag))
+		}
+		fmt.Fprintf(w, "  %s\tstored %d\tdead letters %d\t%s\n", shortTopic(info.Topic), info.Messages, info.DeadLetters, strings.Join(groups, ", "))
+	}
+	_ = w.Flush()
+	if got := infos[0].DeadLetters; got != uint64(dead) {
+		return fmt.Errorf("the backend holds %d dead letters on %s, the ledger counted %d", got, topics.dead, dead)
+	}
+	return nil
+}
+
+// shortTopic drops the run's namespace from a topic.
+func shortTopic(t string) string {
+	if _, rest, ok := strings.Cut(t, "."); ok {
+		return rest
+	}
+	return t
 }
 
 type flowTopics struct{ placed, accepted, dead string }
