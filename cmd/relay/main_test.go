@@ -387,6 +387,54 @@ func TestBadServersAndTopicsFailClearly(t *testing.T) {
 		r = relayCmd(t, e, "dead", "ls", "t", "--reason", "(")
 		assert.Equal(t, exitUsage, r.code, "invalid --reason")
 	})
+	t.Run("a Redis key that is not a stream", func(t *testing.T) {
+		srv := redistest.Start(t)
+		rc := redistest.Client(t, srv)
+		key := pubsubtest.NewTopic(t)
+		require.NoError(t, rc.Set(t.Context(), key, "not a stream", 0).Err())
+		e := env{flag: []string{"--redis", srv.URL()}}
+		r := relayCmd(t, e, "stats", key)
+		assert.Equal(t, exitFailed, r.code)
+		assert.Contains(t, r.stderr, "not a relay stream")
+		r = relayCmd(t, e, "stats")
+		assert.Equal(t, 0, r.code, "stats of every topic skips the foreign key: %s", r.stderr)
+		assert.NotContains(t, r.stdout, key)
+	})
+}
+
+// stats --watch redraws until Ctrl-C, which ends it with status 0.
+func TestStatsWatchRefreshesUntilCtrlC(t *testing.T) {
+	e := redisEnv(t)
+	topic := pubsubtest.NewTopic(t)
+	publishN(t, e.broker(t), topic, "m", 1)
+	cmd := exec.Command(bin, append(append([]string{}, e.flag...), "stats", topic, "--watch", "100ms")...)
+	cmd.Env = append(os.Environ(), "NATS_URL=", "REDIS_URL=")
+	var out syncBuffer
+	cmd.Stdout = &out
+	require.NoError(t, cmd.Start())
+	require.Eventually(t, func() bool { return strings.Count(out.String(), "every 100ms") >= 3 }, 20*time.Second, 20*time.Millisecond,
+		"three refreshes; output: %s", out.String())
+	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	require.NoError(t, cmd.Wait(), "--watch ends with status 0 on Ctrl-C")
+	assert.Contains(t, out.String(), topic)
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestHelpHasExamplesOnEveryCommand(t *testing.T) {
