@@ -18,6 +18,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestRestartKeepsFileStoredStream(t *testing.T) {
+	natstest.RequireControl(t)
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
 	js, err := jetstream.New(nc)
@@ -61,6 +62,7 @@ func TestRestartKeepsFileStoredStream(t *testing.T) {
 }
 
 func TestStopThenStartReusesPortAndStore(t *testing.T) {
+	natstest.RequireControl(t)
 	s := natstest.Start(t, natstest.Config{MaxPayload: 1024})
 	nc := natstest.Connect(t, s)
 	if got := nc.MaxPayload(); got != 1024 {
@@ -110,15 +112,17 @@ func (f *fakeTB) end(dst *string, msg string) {
 func TestExternalServerCannotRestart(t *testing.T) {
 	external := natstest.Start(t)
 	for _, tc := range []struct {
-		name, ci string
-		wantSkip bool
+		name, ci, externalOK string
+		wantSkip             bool
 	}{
-		{"skips", "", true},
-		{"fails under CI", "true", false},
+		{"skips", "", "", true},
+		{"fails under CI", "true", "", false},
+		{"skips under CI with RELAY_EXTERNAL_OK=1", "true", "1", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("NATS_URL", external.URL())
 			t.Setenv("CI", tc.ci)
+			t.Setenv(natstest.ExternalOKEnv, tc.externalOK)
 			f := &fakeTB{TB: t}
 			done := make(chan struct{})
 			go func() {
