@@ -297,7 +297,12 @@ func TestShutdownIsBoundedAndLeavesRunningHandlersPending(t *testing.T) {
 		t.Fatal(err)
 	}
 	publish(t, a, topic, []byte("x"))
-	<-entered
+	select {
+	case <-entered:
+	case <-time.After(wait):
+		close(release)
+		t.Fatalf("handler not entered within %v", wait)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()

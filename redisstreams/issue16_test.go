@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/redistest"
 	"github.com/go-relay/relay/redisstreams"
 )
 
@@ -28,6 +29,7 @@ func TestLostGroupIsRecreatedFromTheStart(t *testing.T) {
 		lose func(t *testing.T, e *env, topic string)
 	}{
 		{"restart without persistence", func(t *testing.T, e *env, _ string) {
+			redistest.RequireControl(t)
 			if err := e.srv.Restart(); err != nil {
 				t.Fatal(err)
 			}
@@ -188,6 +190,7 @@ func TestEntryRemovedDuringBackoffIsLogged(t *testing.T) {
 // the last ack attempt and the clean-up share about a second, however long
 // the client's own timeouts are. It took 15–20 s.
 func TestCloseAgainstHungRedisIsBounded(t *testing.T) {
+	redistest.RequireControl(t)
 	e := newEnv(t)
 	topic := e.topic("hung")
 	b, err := redisstreams.NewBroker(e.rc, fast()...)
@@ -208,7 +211,13 @@ func TestCloseAgainstHungRedisIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	publish(t, b, e.topic("a"), "m")
-	<-started
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		close(release)
+		b.Close()
+		t.Fatal("handler not started within 10s")
+	}
 	if err := e.srv.Pause(); err != nil {
 		t.Fatal(err)
 	}
