@@ -65,8 +65,8 @@ func faultBackend(t *testing.T) faulttest.Backend {
 
 func TestFaultHelperProcess(t *testing.T) { faulttest.HelperProcess(t, faultBroker) }
 
-func TestFaultHandlerFailures(t *testing.T)  { faulttest.RunHandlerFailures(t, faultBackend(t)) }
-func TestFaultConsumerCrash(t *testing.T)    { faulttest.RunConsumerCrash(t, faultBackend(t)) }
+func TestFaultHandlerFailures(t *testing.T) { faulttest.RunHandlerFailures(t, faultBackend(t)) }
+func TestFaultConsumerCrash(t *testing.T)   { faulttest.RunConsumerCrash(t, faultBackend(t)) }
 func TestFaultBrokerRestart(t *testing.T) {
 	natstest.RequireControl(t)
 	faulttest.RunBrokerRestart(t, faultBackend(t))

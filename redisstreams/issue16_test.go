@@ -83,9 +83,21 @@ func TestLostGroupIsRecreatedFromTheStart(t *testing.T) {
 func TestPayloadOverProtoMaxBulkLenIsRefused(t *testing.T) {
 	e := newEnv(t)
 	const limit = 1 << 20 // 1mb, the smallest value Redis accepts
+	// A server at REDIS_URL is not the test's own: its limit is put back.
+	old, err := e.rc.ConfigGet(ctx(t), "proto-max-bulk-len").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := e.rc.ConfigSet(ctx(t), "proto-max-bulk-len", "1mb").Err(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := e.rc.ConfigSet(c, "proto-max-bulk-len", old["proto-max-bulk-len"]).Err(); err != nil {
+			t.Errorf("restore proto-max-bulk-len: %v", err)
+		}
+	})
 	b := broker(t, e.rc, fast()...)
 	p, err := redisstreams.NewPublisher(e.rc, fast()...)
 	if err != nil {
