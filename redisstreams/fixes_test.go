@@ -289,7 +289,8 @@ func TestManySubscriptionsDoNotStarvePublish(t *testing.T) {
 // once the subscriptions reach the pool size.
 func TestSubscriptionsReachingPoolSizeWarn(t *testing.T) {
 	e := newEnv(t)
-	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"one": e.srv.Addr()}, PoolSize: 2})
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"one": e.srv.Addr()}, PoolSize: 2,
+		DB: redistest.Options(e.srv.Addr()).DB}) // REDIS_URL's database, if set
 	t.Cleanup(func() { _ = ring.Close() })
 	logs := &logRecorder{}
 	b := broker(t, ring, fast(redisstreams.WithLogger(slog.New(logs)))...)
