@@ -355,7 +355,7 @@ func TestPublishRefusesJetStreamHeaderMetadata(t *testing.T) {
 		t.Run(key, func(t *testing.T) {
 			m := message.NewMessage(watermill.NewUUID(), []byte("x"))
 			m.Metadata.Set(key, "v")
-			err := pub.Publish("meta", m)
+			err := pub.Publish(natstest.Topic(t, "meta"), m)
 			if err == nil || !strings.Contains(err.Error(), strconv.Quote(key)) {
 				t.Errorf("Publish with metadata key %q = %v, want an error naming it", key, err)
 			}
@@ -395,15 +395,25 @@ func TestRepeatedCloseUnderLoadLeavesNothingToTheAckWait(t *testing.T) {
 		return nil
 	}
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(handled) }
-	for range rounds {
+	for round := range rounds {
 		_, jsR := connect(t, s)
 		b := newBroker(t, jsR, opts...)
 		if err := b.Subscribe(topic, handler); err != nil {
 			t.Fatal(err)
 		}
 		goal := min(n, count()+n/(2*rounds))
-		eventually(t, func() bool { return count() >= goal },
-			"messages handled before Close (earlier Closes left messages leased, up to MaxAckPending?)")
+		for deadline := time.Now().Add(wait); count() < goal; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				var state string
+				if c, err := js.Consumer(t.Context(), natsjs.StreamName(topic), natsjs.ConsumerName("g")); err == nil {
+					if info, err := c.Info(t.Context()); err == nil {
+						state = fmt.Sprintf("ack pending %d, pending %d, waiting requests %d, redelivered %d",
+							info.NumAckPending, info.NumPending, info.NumWaiting, info.NumRedelivered)
+					}
+				}
+				t.Fatalf("round %d: %d handled, not %d within %v; consumer: %s", round, count(), goal, wait, state)
+			}
+		}
 		if err := b.Close(); err != nil {
 			t.Fatal(err)
 		}
