@@ -94,7 +94,7 @@ func (s *subscription) fetch(ctx context.Context, n int) error {
 // finish ends the pull request of sub, which may still bring left
 // messages, when the subscription stops.
 //
-// Ending the interest at once (drain) lost messages: the server picks the
+// Ending the interest at once (drain) left messages leased: the server picks the
 // pull request for a message while the request still has interest and sends
 // the message a moment later; an unsubscribe that lands in between drops the
 // message on the server, which still counts it delivered, so it came back
