@@ -94,17 +94,17 @@ func (s *subscription) fetch(ctx context.Context, n int) error {
 // finish ends the pull request of sub, which may still bring left
 // messages, when the subscription stops.
 //
-// Ending the interest at once (drain) left messages leased: the server picks the
-// pull request for a message while the request still has interest and sends
-// the message a moment later; an unsubscribe that lands in between drops the
-// message on the server, which still counts it delivered, so it came back
-// only after the ack wait (seen with nats-server 2.9.10, about one message in
-// a thousand when Close interrupts a busy fetch). So when the consumer has
-// messages to deliver, finish first lets the server complete the request
-// (its batch filled, or its end status), for at most finishWait, and only
-// then drains. What arrives meanwhile is held, and queued only once the
-// request is over, so that its Nak cannot be delivered again into this same
-// request.
+// Ending the interest at once (drain) left messages leased until the ack
+// wait on nats-server 2.9.10, dozens per Close under load: the server had
+// picked them for the request, which then had no interest. And a request
+// that is still waiting when the client has gone costs a redelivery on
+// servers before v2.10.14: when a Nak'd message finds only such a request,
+// the server drops it from its redelivery queue, and it too waits for the ack
+// wait. So when the consumer has messages to deliver, finish first lets the
+// server complete the request (its batch filled, or its end status), for at
+// most finishWait, and only then drains. What arrives meanwhile is held, and
+// queued only once the request is over, so that its Nak cannot be delivered
+// again into this same request.
 func (s *subscription) finish(sub *nats.Subscription, left int) {
 	var late []*nats.Msg
 	if s.mayDeliver() {
