@@ -29,6 +29,9 @@ const (
 	attemptTimeout = 5 * time.Second
 	// flushTimeout bounds the flush of acks when a subscription stops.
 	flushTimeout = 2 * time.Second
+	// finishWait bounds how long a stopping subscription waits for the
+	// server to complete its pull request in progress (see finish).
+	finishWait = time.Second
 )
 
 // JetStream error codes relay reacts to.
