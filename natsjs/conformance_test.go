@@ -144,5 +144,5 @@ func TestWatermill(t *testing.T) {
 }
 
 func TestInspector(t *testing.T) {
-	pubsubtest.TestInspector(t, harness(&servers{byTest: make(map[string]*natstest.Server)}))
+	pubsubtest.TestInspector(t, harness(t, &servers{byTest: make(map[string]*natstest.Server)}))
 }

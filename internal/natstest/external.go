@@ -222,3 +222,34 @@ func deleteNamed(url string, names []string) error {
 	}
 	return nil
 }
+
+// RequireServerAtLeast skips t, with why, when the server nc is connected to
+// is older than version ("2.10.14"): for a test whose expectation a known
+// defect of older servers breaks. It is not a skip for want of a server:
+// under CI=true it skips too, and says so.
+func RequireServerAtLeast(t testing.TB, nc *nats.Conn, version, why string) {
+	t.Helper()
+	got := nc.ConnectedServerVersion()
+	if olderThan(got, version) {
+		t.Skipf("nats-server %s is older than %s: %s", got, version, why)
+	}
+}
+
+// olderThan reports whether the dotted version a is older than b; a part
+// that does not parse counts as 0.
+func olderThan(a, b string) bool {
+	pa, pb := strings.Split(strings.TrimPrefix(a, "v"), "."), strings.Split(strings.TrimPrefix(b, "v"), ".")
+	for i := range max(len(pa), len(pb)) {
+		var x, y int
+		if i < len(pa) {
+			fmt.Sscanf(pa[i], "%d", &x)
+		}
+		if i < len(pb) {
+			fmt.Sscanf(pb[i], "%d", &y)
+		}
+		if x != y {
+			return x < y
+		}
+	}
+	return false
+}
