@@ -6,6 +6,7 @@ import (
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/faulttest"
 	"github.com/go-relay/relay/memory"
+	"github.com/go-relay/relay/pubsubtest"
 )
 
 // The cases of internal/faulttest's fault matrix that apply in memory:
@@ -21,7 +22,7 @@ func faultBackend(t *testing.T) faulttest.Backend {
 	}
 	return faulttest.Backend{
 		Name: "memory",
-		NewBroker: func(_ testing.TB, _ string, cfg faulttest.Config) (relay.Broker, error) {
+		NewBroker: func(_ testing.TB, _ string, cfg pubsubtest.Config) (relay.Broker, error) {
 			return memory.NewBroker(memory.WithHub(hub),
 				memory.WithGroup(cfg.Group),
 				memory.WithMaxDeliver(cfg.MaxDeliver),

@@ -12,6 +12,7 @@ import (
 	"github.com/go-relay/relay/internal/faulttest"
 	"github.com/go-relay/relay/internal/natstest"
 	"github.com/go-relay/relay/natsjs"
+	"github.com/go-relay/relay/pubsubtest"
 )
 
 // The fault matrix of internal/faulttest on an embedded NATS server with a
@@ -21,7 +22,7 @@ import (
 // faultBroker connects to the server at addr (or a proxy in front of it)
 // with a client that reconnects forever, every 100 ms, like
 // natstest.Connect.
-func faultBroker(t testing.TB, addr string, cfg faulttest.Config) (relay.Broker, error) {
+func faultBroker(t testing.TB, addr string, cfg pubsubtest.Config) (relay.Broker, error) {
 	nc, err := nats.Connect("nats://"+addr,
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(100*time.Millisecond),

@@ -11,6 +11,7 @@ import (
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/faulttest"
 	"github.com/go-relay/relay/internal/redistest"
+	"github.com/go-relay/relay/pubsubtest"
 	"github.com/go-relay/relay/redisstreams"
 )
 
@@ -21,7 +22,7 @@ import (
 // faultBroker connects to the server at addr (or a proxy in front of it)
 // with go-redis' default client options; the ack wait of the cases is the
 // claim timeout.
-func faultBroker(t testing.TB, addr string, cfg faulttest.Config) (relay.Broker, error) {
+func faultBroker(t testing.TB, addr string, cfg pubsubtest.Config) (relay.Broker, error) {
 	rc := redis.NewClient(redistest.Options(addr)) // REDIS_URL's database, if set
 	t.Cleanup(func() {
 		if err := rc.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {

@@ -11,31 +11,15 @@ import (
 	"time"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/pubsubtest"
 )
 
-// Config is what a case asks of a broker. A backend maps it onto its own
-// options; a field the backend has no use for is ignored.
-type Config struct {
-	// Group is the consumer group.
-	Group string
-	// MaxDeliver is the number of deliveries, the first included, before a
-	// failing message is dead-lettered.
-	MaxDeliver int
-	// MinBackoff and MaxBackoff bound the redelivery delay of a failed
-	// message.
-	MinBackoff, MaxBackoff time.Duration
-	// Concurrency is the number of handlers at once per subscription.
-	Concurrency int
-	// AckWait is how long a delivery whose consumer went silent waits before
-	// it is delivered again: the JetStream ack wait, the Redis claim timeout.
-	AckWait time.Duration
-}
-
-// NewBrokerFunc returns a broker of cfg.Group whose client dials addr, the
+// NewBrokerFunc returns a broker configured by cfg (the conformance suite's
+// [pubsubtest.Config]; a field the backend has no use for is ignored) whose client dials addr, the
 // server's address or a [Proxy] in front of it ("host:port"; empty for a
 // backend without a server). The client is closed in t.Cleanup; the caller
 // closes the broker.
-type NewBrokerFunc func(t testing.TB, addr string, cfg Config) (relay.Broker, error)
+type NewBrokerFunc func(t testing.TB, addr string, cfg pubsubtest.Config) (relay.Broker, error)
 
 // Server is a backend's real server, as a case controls it.
 type Server interface {
@@ -102,7 +86,7 @@ func names(t testing.TB, b Backend) (topic, group string) {
 	return topic, fmt.Sprintf("fault-%s-%d", b.Name, n)
 }
 
-func newBroker(t testing.TB, b Backend, addr string, cfg Config) relay.Broker {
+func newBroker(t testing.TB, b Backend, addr string, cfg pubsubtest.Config) relay.Broker {
 	t.Helper()
 	br, err := b.NewBroker(t, addr, cfg)
 	if err != nil {

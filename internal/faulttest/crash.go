@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/go-relay/relay/pubsubtest"
 )
 
 // Environment of a helper process started by [RunConsumerCrash].
@@ -46,7 +48,7 @@ func HelperProcess(t *testing.T, nb NewBrokerFunc) {
 		fmt.Println("FAIL bad helper environment")
 		os.Exit(2)
 	}
-	cfg := Config{Group: os.Getenv(envGroup), MaxDeliver: 5, MinBackoff: 10 * time.Millisecond,
+	cfg := pubsubtest.Config{Group: os.Getenv(envGroup), MaxDeliver: 5, MinBackoff: 10 * time.Millisecond,
 		MaxBackoff: 100 * time.Millisecond, Concurrency: concurrency, AckWait: ackWait}
 	br, err := nb(t, os.Getenv(envAddr), cfg)
 	if err != nil {
@@ -97,7 +99,7 @@ func RunConsumerCrash(t *testing.T, b Backend) {
 		ackWait     = time.Second
 	)
 	topic, group := names(t, b)
-	cfg := Config{Group: group, MaxDeliver: 5, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+	cfg := pubsubtest.Config{Group: group, MaxDeliver: 5, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
 		Concurrency: 16, AckWait: ackWait}
 	addr := addrOf(b)
 	l := NewLedger()

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/go-relay/relay/pubsubtest"
 )
 
 // Kinds of message in [RunHandlerFailures], by id: 1% poison, 10% transient.
@@ -27,7 +29,7 @@ func RunHandlerFailures(t *testing.T, b Backend) {
 	n := pick(2000, 20000)
 	budget := pick(2*time.Minute, 8*time.Minute)
 	topic, group := names(t, b)
-	cfg := Config{Group: group, MaxDeliver: 3, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+	cfg := pubsubtest.Config{Group: group, MaxDeliver: 3, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
 		Concurrency: 32, AckWait: 5 * time.Second}
 	addr := addrOf(b)
 	l := NewLedger()

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/go-relay/relay/pubsubtest"
 )
 
 // Bounds of client activity through the proxy during an outage. A client in
@@ -86,7 +88,7 @@ func runNetwork(t *testing.T, b Backend, f networkFault, length time.Duration) {
 	}
 	t.Cleanup(func() { p.Close() }) // after the clients' cleanups: registered first
 	topic, group := names(t, b)
-	cfg := Config{Group: group, MaxDeliver: 50, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+	cfg := pubsubtest.Config{Group: group, MaxDeliver: 50, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 		Concurrency: 8, AckWait: time.Second}
 	l := NewLedger()
 

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/go-relay/relay/pubsubtest"
 )
 
 // RunBrokerRestart publishes and consumes continuously while the server is
@@ -25,7 +27,7 @@ func RunBrokerRestart(t *testing.T, b Backend) {
 	restarts := pick(1, 3)
 	down := pick(time.Second, 2*time.Second)
 	topic, group := names(t, b)
-	cfg := Config{Group: group, MaxDeliver: 20, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+	cfg := pubsubtest.Config{Group: group, MaxDeliver: 20, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 		Concurrency: 16, AckWait: 2 * time.Second}
 	addr := addrOf(b)
 	l := NewLedger()

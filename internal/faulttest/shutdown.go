@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/go-relay/relay/pubsubtest"
 )
 
 // RunGracefulShutdown closes a consumer while 1,000 messages are in flight
@@ -39,7 +41,7 @@ func RunCloseReturnsUnhandled(t *testing.T, b Backend) {
 func runShutdown(t *testing.T, b Backend, fault string, ackWait, bound time.Duration) {
 	const n = 1000
 	topic, group := names(t, b)
-	cfg := Config{Group: group, MaxDeliver: 5, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+	cfg := pubsubtest.Config{Group: group, MaxDeliver: 5, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
 		Concurrency: 32, AckWait: ackWait}
 	addr := addrOf(b)
 	l := NewLedger()
