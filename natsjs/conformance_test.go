@@ -16,9 +16,9 @@ import (
 
 // servers hands out embedded NATS servers to the conformance suite: a test
 // shares the server of its closest ancestor test that has one, or starts its
-// own, shut down with the test. TestBroker's sub-tests thus each get a server
+// own, shut down with the test. TestConformanceBroker's sub-tests thus each get a server
 // of their own, so that the goroutines of the streams one sub-test creates on
-// the server are gone (with the server) when its leak check runs; TestWatermill
+// the server are gone (with the server) when its leak check runs; TestConformanceWatermill
 // starts one server for all of Watermill's parallel sub-tests.
 type servers struct {
 	mu     sync.Mutex
@@ -83,6 +83,9 @@ func options(cfg pubsubtest.Config) []natsjs.Option {
 	if cfg.Logger != nil {
 		opts = append(opts, natsjs.WithLogger(cfg.Logger))
 	}
+	if cfg.DeadLetterTopic != nil {
+		opts = append(opts, natsjs.WithDeadLetterTopic(cfg.DeadLetterTopic))
+	}
 	return opts
 }
 
@@ -117,7 +120,7 @@ func harness(t *testing.T, ss *servers) pubsubtest.Harness {
 			return in
 		},
 		// Watermill's own TestReconnect needs a restart command and skips;
-		// TestBroker's restart sub-tests cover reconnection through this.
+		// TestConformanceBroker's restart sub-tests cover reconnection through this.
 		Restart: func(t *testing.T) {
 			t.Helper()
 			natstest.RequireControl(t)
@@ -133,16 +136,16 @@ func harness(t *testing.T, ss *servers) pubsubtest.Harness {
 	}
 }
 
-func TestBroker(t *testing.T) {
+func TestConformanceBroker(t *testing.T) {
 	pubsubtest.TestBroker(t, harness(t, &servers{byTest: make(map[string]*natstest.Server)}))
 }
 
-func TestWatermill(t *testing.T) {
+func TestConformanceWatermill(t *testing.T) {
 	ss := &servers{byTest: make(map[string]*natstest.Server)}
 	ss.start(t)
 	pubsubtest.TestWatermill(t, harness(t, ss))
 }
 
-func TestInspector(t *testing.T) {
+func TestConformanceInspector(t *testing.T) {
 	pubsubtest.TestInspector(t, harness(t, &servers{byTest: make(map[string]*natstest.Server)}))
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -58,6 +57,15 @@ func TestBroker(t *testing.T, h Harness) {
 		{"a payload over the limit is rejected before anything is sent", s.testPayloadTooLarge},
 		{"failed deliveries and dead letters are logged with the shared keys", s.testLogSchema},
 		{"Shutdown with a deadline returns while a handler is blocked", s.testShutdownDeadline},
+		{"Shutdown with a deadline called from inside a handler returns", s.testShutdownFromHandler},
+		{"Publish and Subscribe racing Close lose nothing", s.testRaceClose},
+		{"a message handed back by Close is handled before it can be dead-lettered", s.testHandedBack},
+		{"a handler that calls runtime.Goexit is settled and the subscription keeps consuming", s.testGoexit},
+		{"a handler error whose Error method panics is dead-lettered without a crash", s.testErrorMethodPanics},
+		{"a handler that changes its payload leaves the dead letter intact", s.testPayloadMutation},
+		{"a topic whose default dead-letter topic would be invalid is refused", s.testLongTopicDefaultDeadLetter},
+		{"a long topic with a short dead-letter topic is dead-lettered there", s.testLongTopicShortDeadLetter},
+		{"an invalid dead-letter topic is refused by Subscribe", s.testInvalidDeadLetterTopic},
 		{"messages published before a restart are delivered after it", s.testPersistAcrossRestart},
 		{"a running subscription keeps consuming after a restart", s.testReconnect},
 	} {
@@ -559,21 +567,7 @@ func (s *byteSuite) testNoGoroutineLeft(t *testing.T) {
 
 func (s *byteSuite) testInvalidTopic(t *testing.T) {
 	b := s.broker(t, DefaultConfig())
-	cases := []struct{ name, topic string }{
-		{"empty", ""},
-		{"only white space", " "},
-		{"inner space", "a b"},
-		{"tab", "a\tb"},
-		{"wildcard *", "a.*"},
-		{"wildcard >", "a.>"},
-		{"empty token", "a..b"},
-		{"leading dot", ".a"},
-		{"trailing dot", "a."},
-		{"256 bytes", strings.Repeat("a", relay.MaxTopicLength+1)},
-		{"reserved $ prefix", "$JS.API"},
-		{"invalid UTF-8", "a\xffb"},
-	}
-	for _, c := range cases {
+	for _, c := range invalidTopics {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), waitShort)
 			defer cancel()

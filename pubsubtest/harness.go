@@ -36,6 +36,12 @@ type Config struct {
 	// log records sets it; a harness that ignores it has that sub-test
 	// skipped with a reason.
 	Logger *slog.Logger
+	// DeadLetterTopic, when not nil, names the dead-letter topic of a topic
+	// (the backend's WithDeadLetterTopic option); nil keeps the backend's
+	// default, the topic plus ".dead". Only the sub-tests of dead-letter
+	// topic validity set it; a harness that ignores it has them skipped with
+	// a reason.
+	DeadLetterTopic func(topic string) string
 }
 
 // Harness is what a backend author fills in to run the suite. NewBroker is
@@ -44,9 +50,9 @@ type Config struct {
 // Everything the harness makes within one test must share one topic space
 // (one server, one in-process hub): a message published by one is visible to
 // the others. The suite closes what it gets; the harness closes what it made
-// itself (connections, servers) with t.Cleanup. The harness keeps the
-// backend's default dead-letter topic, the topic plus ".dead", which the suite
-// subscribes to.
+// itself (connections, servers) with t.Cleanup. Unless [Config].DeadLetterTopic
+// says otherwise, the harness keeps the backend's default dead-letter topic,
+// the topic plus ".dead", which the suite subscribes to.
 type Harness struct {
 	// NewBroker returns a broker configured by cfg, or an error.
 	NewBroker func(t *testing.T, cfg Config) (relay.Broker, error)

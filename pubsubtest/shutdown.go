@@ -29,7 +29,8 @@ func (s *byteSuite) testShutdownDeadline(t *testing.T) {
 	}
 	topic := NewTopic(t)
 	started, release := make(chan struct{}), make(chan struct{})
-	t.Cleanup(sync.OnceFunc(func() { close(release) })) // before the broker's Close
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseOnce) // before the broker's Close, even after a failure
 	var once sync.Once
 	subscribe(t, b, topic, func([]byte) error {
 		once.Do(func() { close(started) })
@@ -51,6 +52,50 @@ func (s *byteSuite) testShutdownDeadline(t *testing.T) {
 	if err := b.Publish(ctx, topic, []byte("late")); !errors.Is(err, relay.ErrClosed) {
 		t.Errorf("Publish after Shutdown = %v, want ErrClosed", err)
 	}
+	// Once the handler returns, a later Close waits for it and succeeds.
+	releaseOnce()
+	if err := closeWithin(b.Close); err != nil {
+		t.Errorf("Close after Shutdown, once the handler returned: %v", err)
+	}
+}
+
+// testShutdownFromHandler: a handler may call Shutdown(ctx) on its own
+// broker. Shutdown cannot finish waiting for the handler that calls it, so it
+// returns at ctx's deadline with an error wrapping context.DeadlineExceeded,
+// and the broker's later Close returns once the handler did. It guards
+// against the self-deadlock of an unbounded Close (Close itself must not be
+// called from inside a handler).
+func (s *byteSuite) testShutdownFromHandler(t *testing.T) {
+	b := s.broker(t, DefaultConfig())
+	sd, ok := b.(relay.Shutdowner)
+	if !ok {
+		t.Skipf("%T does not implement relay.Shutdowner", b)
+	}
+	topic := NewTopic(t)
+	result := make(chan error, 1)
+	subscribe(t, b, topic, func([]byte) error {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownDeadline)
+		defer cancel()
+		err := sd.Shutdown(ctx)
+		select {
+		case result <- err:
+		default: // a redelivery: the first result is what counts
+		}
+		return nil
+	})
+	publish(t, b, topic, []byte("x"))
+	select {
+	case err := <-result:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Shutdown from inside a handler = %v, want an error wrapping context.DeadlineExceeded", err)
+		}
+	case <-time.After(waitShort + shutdownDeadline):
+		t.Fatalf("Shutdown (%v deadline) called from inside a handler did not return within %v: self-deadlock",
+			shutdownDeadline, waitShort+shutdownDeadline)
+	}
+	if err := closeWithin(b.Close); err != nil {
+		t.Errorf("Close after a handler's Shutdown: %v", err)
+	}
 }
 
 // testShutdownDeadline: a message out on a channel, neither acked nor
@@ -69,13 +114,18 @@ func (s *wmSuite) testShutdownDeadline(t *testing.T) {
 	if err := s.publisher(t, DefaultConfig()).Publish(topic, message.NewMessage(watermill.NewUUID(), []byte("held"))); err != nil {
 		t.Fatalf("Publish: %v", err)
 	}
+	var held *message.Message
 	select {
-	case <-msgs: // held: neither acked nor nacked
+	case held = <-msgs: // neither acked nor nacked
 	case <-time.After(waitShort):
 		t.Fatalf("no message within %v", waitShort)
 	}
 	if err := shutdownWithin(t, sd); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Shutdown with a message out unacked = %v, want nil or an error wrapping context.DeadlineExceeded", err)
+	}
+	held.Ack()
+	if err := closeWithin(sub.Close); err != nil {
+		t.Errorf("Close after Shutdown: %v", err)
 	}
 }
 

@@ -48,7 +48,7 @@ func harness(t *testing.T) pubsubtest.Harness {
 		if logger == nil {
 			logger = slog.New(slog.DiscardHandler)
 		}
-		return []redisstreams.Option{
+		opts := []redisstreams.Option{
 			redisstreams.WithGroup(cfg.Group),
 			redisstreams.WithMaxDeliver(cfg.MaxDeliver),
 			redisstreams.WithBackoff(cfg.MinBackoff, cfg.MaxBackoff),
@@ -57,6 +57,10 @@ func harness(t *testing.T) pubsubtest.Harness {
 			redisstreams.WithBlockTimeout(200 * time.Millisecond),
 			redisstreams.WithLogger(logger),
 		}
+		if cfg.DeadLetterTopic != nil {
+			opts = append(opts, redisstreams.WithDeadLetterTopic(cfg.DeadLetterTopic))
+		}
+		return opts
 	}
 	return pubsubtest.Harness{
 		NewBroker: func(t *testing.T, cfg pubsubtest.Config) (relay.Broker, error) {

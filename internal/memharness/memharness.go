@@ -34,6 +34,9 @@ func New(t *testing.T) pubsubtest.Harness {
 		if cfg.Logger != nil {
 			opts = append(opts, memory.WithLogger(cfg.Logger))
 		}
+		if cfg.DeadLetterTopic != nil {
+			opts = append(opts, memory.WithDeadLetterTopic(cfg.DeadLetterTopic))
+		}
 		return opts
 	}
 	return pubsubtest.Harness{

@@ -1,0 +1,207 @@
+package pubsubtest
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/go-relay/relay"
+)
+
+// invalidTopics are topics that [relay.ValidateTopic] refuses, one per rule,
+// by name.
+var invalidTopics = []struct{ name, topic string }{
+	{"empty", ""},
+	{"only white space", " "},
+	{"inner space", "a b"},
+	{"tab", "a\tb"},
+	{"no-break space", "a\u00a0b"},
+	{"NUL byte", "a\x00b"},
+	{"wildcard * alone", "*"},
+	{"wildcard > alone", ">"},
+	{"wildcard *", "a.*"},
+	{"wildcard >", "a.>"},
+	{"empty token", "a..b"},
+	{"leading dot", ".a"},
+	{"trailing dot", "a."},
+	{"256 bytes", strings.Repeat("a", relay.MaxTopicLength+1)},
+	{"reserved $ prefix", "$JS.API"},
+	{"invalid UTF-8", "a\xffb"},
+	{"a lone invalid byte", "\xff"},
+}
+
+// testInvalidTopic: the Watermill face refuses the topics the byte face
+// refuses, with ErrInvalidTopic, on Publish and Subscribe.
+func (s *wmSuite) testInvalidTopic(t *testing.T) {
+	pub := s.publisher(t, DefaultConfig())
+	sub := s.subscriber(t, DefaultConfig())
+	for _, c := range invalidTopics {
+		t.Run(c.name, func(t *testing.T) {
+			err := pub.Publish(c.topic, message.NewMessage(watermill.NewUUID(), []byte("x")))
+			if err := checkErrorIs(fmt.Sprintf("Publish(%q)", c.topic), err, relay.ErrInvalidTopic); err != nil {
+				t.Error(err)
+			}
+			_, err = sub.Subscribe(t.Context(), c.topic)
+			if err := checkErrorIs(fmt.Sprintf("Subscribe(%q)", c.topic), err, relay.ErrInvalidTopic); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// testPublishContext: a message whose context (msg.Context()) is already
+// canceled is refused promptly with an error wrapping context.Canceled, as
+// the byte face refuses its ctx, and nothing is stored.
+func (s *wmSuite) testPublishContext(t *testing.T) {
+	topic := NewTopic(t)
+	ch := subscribeWM(t, s.subscriber(t, DefaultConfig()), topic)
+	pub := s.publisher(t, DefaultConfig())
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	m := message.NewMessage(watermill.NewUUID(), []byte("canceled"))
+	m.SetContext(ctx)
+	done := make(chan error, 1)
+	go func() { done <- pub.Publish(topic, m) }()
+	select {
+	case err := <-done:
+		if err := checkErrorIs("Publish with a canceled message context", err, context.Canceled); err != nil {
+			t.Error(err)
+		}
+	case <-time.After(waitShort):
+		t.Fatalf("Publish with a canceled message context did not return within %v", waitShort)
+	}
+	publishWM(t, pub, topic, message.NewMessage(watermill.NewUUID(), []byte("after")))
+	got := receiveWM(t, ch, waitShort, "subscriber")
+	got.Ack()
+	if string(got.Payload) != "after" {
+		t.Errorf("first delivery %q, want %q: the refused Publish stored its message", got.Payload, "after")
+	}
+}
+
+// maxLengthTopic returns a topic of relay.MaxTopicLength bytes, unique to t:
+// valid, but its default dead-letter topic (plus ".dead") is not.
+func maxLengthTopic(t *testing.T) string {
+	t.Helper()
+	topic := NewTopic(t) + "_"
+	topic += strings.Repeat("t", relay.MaxTopicLength-len(topic))
+	if err := relay.ValidateTopic(topic); err != nil {
+		t.Fatalf("pubsubtest: long topic: %v", err)
+	}
+	return topic
+}
+
+// needDeadLetterTopic skips t unless the harness passes
+// [Config].DeadLetterTopic on to the backend: it sends a permanently failing
+// message through a broker whose DeadLetterTopic names a topic of its own
+// and sees where the dead letter lands.
+func (s *byteSuite) needDeadLetterTopic(t *testing.T) {
+	t.Helper()
+	topic, dlTopic := NewTopic(t), NewTopic(t)
+	cfg := DefaultConfig()
+	cfg.DeadLetterTopic = func(string) string { return dlTopic }
+	b := s.broker(t, cfg)
+	where := make(chan string, 2)
+	subscribe(t, b, topic, func([]byte) error { return relay.Permanent(errInduced) })
+	watch := s.broker(t, DefaultConfig())
+	for _, dl := range []string{dlTopic, topic + ".dead"} {
+		subscribe(t, watch, dl, func([]byte) error { where <- dl; return nil })
+	}
+	publish(t, b, topic, []byte("probe"))
+	select {
+	case dl := <-where:
+		if dl != dlTopic {
+			t.Skip("the harness does not pass Config.DeadLetterTopic to the backend")
+		}
+	case <-time.After(waitShort):
+		t.Fatalf("probe of Config.DeadLetterTopic: no dead letter within %v", waitShort)
+	}
+}
+
+// testLongTopicDefaultDeadLetter: a valid topic of relay.MaxTopicLength bytes
+// whose default dead-letter topic would be too long is refused by Subscribe
+// with ErrInvalidTopic, rather than accepted with nowhere to send its dead
+// letters (redelivered for ever, or written where nothing can read them).
+func (s *byteSuite) testLongTopicDefaultDeadLetter(t *testing.T) {
+	topic := maxLengthTopic(t)
+	err := s.broker(t, DefaultConfig()).Subscribe(topic, func([]byte) error { return nil })
+	if err := checkErrorIs(fmt.Sprintf("Subscribe(%d-byte topic, %d-byte dead-letter topic)", len(topic), len(topic)+len(".dead")),
+		err, relay.ErrInvalidTopic); err != nil {
+		t.Error(err)
+	}
+}
+
+// testLongTopicDefaultDeadLetter: the same on the Watermill face.
+func (s *wmSuite) testLongTopicDefaultDeadLetter(t *testing.T) {
+	topic := maxLengthTopic(t)
+	_, err := s.subscriber(t, DefaultConfig()).Subscribe(t.Context(), topic)
+	if err := checkErrorIs(fmt.Sprintf("Subscribe(%d-byte topic)", len(topic)), err, relay.ErrInvalidTopic); err != nil {
+		t.Error(err)
+	}
+}
+
+// testLongTopicShortDeadLetter: with Config.DeadLetterTopic naming a short
+// valid topic, the long topic is accepted, and a permanently failing message
+// is handled once and dead-lettered there with the long topic as its source.
+func (s *byteSuite) testLongTopicShortDeadLetter(t *testing.T) {
+	s.needDeadLetterTopic(t)
+	topic, dlTopic := maxLengthTopic(t), NewTopic(t)
+	dead := s.watchDead(t, dlTopic)
+	cfg := DefaultConfig()
+	cfg.MaxDeliver = 2
+	cfg.DeadLetterTopic = func(string) string { return dlTopic }
+	var calls atomic.Int32
+	b := s.broker(t, cfg)
+	subscribe(t, b, topic, func([]byte) error {
+		calls.Add(1)
+		return relay.Permanent(errInduced)
+	})
+	publish(t, b, topic, []byte("p"))
+	m := dead.next(t, fmt.Sprintf("dead-letter topic %q of a %d-byte topic", dlTopic, len(topic)))
+	if err := checkPayload(m.payload, []byte("p")); err != nil {
+		t.Errorf("dead letter: %v", err)
+	}
+	if src, ok := m.metadata[relay.MetadataSourceTopic]; m.metadata != nil && (!ok || src != topic) {
+		t.Errorf("dead letter source topic of %d bytes, want the %d-byte topic", len(src), len(topic))
+	}
+	quiet(settleWindow(cfg))
+	if err := checkDeliveries(int(calls.Load()), 1); err != nil {
+		t.Errorf("source topic: %v", err)
+	}
+}
+
+// invalidDeadLetterTopic is what the rows of an invalid dead-letter topic
+// have Config.DeadLetterTopic return.
+const invalidDeadLetterTopic = "not valid *"
+
+// testInvalidDeadLetterTopic: when Config.DeadLetterTopic returns an invalid
+// topic, Subscribe refuses every topic with ErrInvalidTopic: a subscription
+// whose failed messages cannot be dead-lettered is not accepted.
+func (s *byteSuite) testInvalidDeadLetterTopic(t *testing.T) {
+	s.needDeadLetterTopic(t)
+	cfg := DefaultConfig()
+	cfg.DeadLetterTopic = func(string) string { return invalidDeadLetterTopic }
+	err := s.broker(t, cfg).Subscribe(NewTopic(t), func([]byte) error { return nil })
+	if err := checkErrorIs(fmt.Sprintf("Subscribe with dead-letter topic %q", invalidDeadLetterTopic), err, relay.ErrInvalidTopic); err != nil {
+		t.Error(err)
+	}
+}
+
+// testInvalidDeadLetterTopic: the same on the Watermill face.
+func (s *wmSuite) testInvalidDeadLetterTopic(t *testing.T) {
+	if s.h.NewBroker == nil {
+		t.Skip("Harness.NewBroker is nil: cannot probe whether the harness passes Config.DeadLetterTopic on")
+	}
+	s.bytes.needDeadLetterTopic(t)
+	cfg := DefaultConfig()
+	cfg.DeadLetterTopic = func(string) string { return invalidDeadLetterTopic }
+	_, err := s.subscriber(t, cfg).Subscribe(t.Context(), NewTopic(t))
+	if err := checkErrorIs(fmt.Sprintf("Subscribe with dead-letter topic %q", invalidDeadLetterTopic), err, relay.ErrInvalidTopic); err != nil {
+		t.Error(err)
+	}
+}

@@ -1,0 +1,277 @@
+package pubsubtest
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/go-relay/relay"
+)
+
+// testGoexit has a handler call runtime.Goexit (what t.FailNow and
+// require.* do inside a handler) on its first call, with concurrency 1 and an
+// ack wait of 30s: the delivery is settled as a failure and redelivered after
+// the backoff, long before its lease could expire, and the handler slot is
+// free for the next message. A Goexit is neither a return nor a panic; a
+// backend that does not see it leaves the delivery unsettled (its lease
+// renewed for as long as the process runs) and, with concurrency 1, delivers
+// nothing more.
+func (s *byteSuite) testGoexit(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Concurrency = 1
+	cfg.MaxDeliver = 5
+	cfg.AckWait = 30 * time.Second
+	topic := NewTopic(t)
+	var calls, other atomic.Int32
+	b := s.broker(t, cfg)
+	subscribe(t, b, topic, func(p []byte) error {
+		if string(p) == "other" {
+			other.Add(1)
+			return nil
+		}
+		if calls.Add(1) == 1 {
+			runtime.Goexit()
+		}
+		return nil
+	})
+	publishAll(t, b, topic, []string{"exit", "other"})
+	poll(waitShort, func() bool { return calls.Load() >= 2 && other.Load() >= 1 })
+	if n := calls.Load(); n < 2 {
+		t.Errorf("a delivery whose handler called runtime.Goexit was not redelivered within %v (calls %d)", waitShort, n)
+	}
+	if other.Load() < 1 {
+		t.Errorf("with Concurrency 1, nothing delivered within %v after a handler called runtime.Goexit: the slot leaked", waitShort)
+	}
+}
+
+// panickyError is an error whose Error method panics on a nil receiver.
+type panickyError struct{ text *string }
+
+func (e *panickyError) Error() string { return *e.text }
+
+// childEnv names, in a child process of [runInChild], the test that is to
+// run for real there.
+const childEnv = "PUBSUBTEST_CHILD_TEST"
+
+// runInChild runs the test t again in a child process (the test binary, with
+// -test.run selecting t alone), where check runs, so that a crash of the
+// process fails t instead of ending the whole test binary. In the child it
+// runs check itself. A skip in the child skips t.
+func runInChild(t *testing.T, check func(t *testing.T)) {
+	if os.Getenv(childEnv) == t.Name() {
+		check(t)
+		return
+	}
+	elems := strings.Split(t.Name(), "/")
+	for i, e := range elems {
+		elems[i] = "^" + regexp.QuoteMeta(e) + "$"
+	}
+	cmd := exec.Command(os.Args[0], "-test.run="+strings.Join(elems, "/"), "-test.count=1", "-test.v", "-test.timeout=2m")
+	cmd.Env = append(os.Environ(), childEnv+"="+t.Name())
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start child process: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(3 * time.Minute):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("child process did not end within 3m:\n%s", out.String())
+	}
+	text := out.String()
+	switch {
+	case err == nil && strings.Contains(text, "--- SKIP: "+t.Name()+" "):
+		t.Skipf("skipped in the child process:\n%s", text)
+	case err == nil && !strings.Contains(text, "--- PASS: "+t.Name()+" "):
+		t.Errorf("the child process did not run %s:\n%s", t.Name(), text)
+	case err != nil:
+		if i := strings.Index(text, "panic:"); i >= 0 {
+			t.Errorf("the process crashed: %v\n%s", err, text[i:])
+		} else {
+			t.Errorf("child process: %v\n%s", err, text)
+		}
+	}
+}
+
+// testErrorMethodPanics has a handler return a typed nil error whose Error
+// method panics, with MaxDeliver 1: the process does not crash, and the
+// message reaches the dead-letter topic with a reason that mentions the
+// panic (read from the dead letter's metadata on the Watermill face, and from
+// the dead-letter log record when the harness passes Config.Logger on). It
+// guards against formatting the handler's error outside any recover, in a
+// worker goroutine or for the dead letter's reason, which kills the process.
+// The check runs in a child process, see [runInChild].
+func (s *byteSuite) testErrorMethodPanics(t *testing.T) {
+	runInChild(t, func(t *testing.T) {
+		logs := newLogCapture()
+		cfg := DefaultConfig()
+		cfg.MaxDeliver = 1
+		cfg.Logger = slog.New(logs)
+		topic := NewTopic(t)
+		dead := s.watchDead(t, topic+".dead")
+		b := s.broker(t, cfg)
+		subscribe(t, b, topic, func([]byte) error {
+			var typedNil *panickyError
+			return typedNil
+		})
+		publish(t, b, topic, []byte("x"))
+		m := dead.next(t, "dead-letter topic "+topic+".dead")
+		if err := checkPayload(m.payload, []byte("x")); err != nil {
+			t.Errorf("dead letter: %v", err)
+		}
+		if m.metadata != nil && !strings.Contains(m.metadata[relay.MetadataReason], "panic") {
+			t.Errorf("dead letter reason %q does not mention the panic", m.metadata[relay.MetadataReason])
+		}
+		if logs.len() == 0 {
+			return // the harness does not pass Config.Logger on
+		}
+		var r logRecord
+		if !poll(waitShort, func() (ok bool) { r, ok = logs.find(slog.LevelWarn, logSchema[1].suffix); return ok }) {
+			t.Fatalf("no Warn record ending %q within %v", logSchema[1].suffix, waitShort)
+		}
+		if !strings.Contains(r.attrs["reason"], "panic") {
+			t.Errorf("dead-letter record's reason %q does not mention the panic", r.attrs["reason"])
+		}
+	})
+}
+
+// testPayloadMutation has a handler overwrite its payload and fail
+// permanently: the dead letter still carries the published payload byte for
+// byte. It guards against handing the handler the very slice that is later
+// dead-lettered.
+func (s *byteSuite) testPayloadMutation(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxDeliver = 1
+	topic := NewTopic(t)
+	dead := s.watchDead(t, topic+".dead")
+	b := s.broker(t, cfg)
+	subscribe(t, b, topic, func(p []byte) error {
+		for i := range p {
+			p[i] = 'X'
+		}
+		return relay.Permanent(errInduced)
+	})
+	publish(t, b, topic, []byte("original"))
+	m := dead.next(t, "dead-letter topic "+topic+".dead")
+	if err := checkPayload(m.payload, []byte("original")); err != nil {
+		t.Errorf("dead letter (the handler's change leaked into it): %v", err)
+	}
+}
+
+// testPayloadMutation: a Watermill handler that overwrites msg.Payload and
+// nacks, MaxDeliver times, leaves the redeliveries and the dead letter with
+// the published payload.
+func (s *wmSuite) testPayloadMutation(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxDeliver = 2
+	topic := NewTopic(t)
+	src := subscribeWM(t, s.subscriber(t, cfg), topic)
+	changed := make(chan string, 8)
+	go func() {
+		for m := range src { // ends when the subscriber closes at cleanup
+			select {
+			case changed <- string(m.Payload):
+			default:
+			}
+			for i := range m.Payload {
+				m.Payload[i] = 'X'
+			}
+			m.Nack()
+		}
+	}()
+	dead := subscribeWM(t, s.subscriber(t, DefaultConfig()), topic+".dead")
+	publishWM(t, s.publisher(t, DefaultConfig()), topic, message.NewMessage(watermill.NewUUID(), []byte("original")))
+	got := receiveWM(t, dead, waitShort, "dead-letter topic "+topic+".dead")
+	got.Ack()
+	if err := checkPayload(got.Payload, []byte("original")); err != nil {
+		t.Errorf("dead letter (the handler's change leaked into it): %v", err)
+	}
+	for range cfg.MaxDeliver {
+		select {
+		case p := <-changed:
+			if p != "original" {
+				t.Errorf("a delivery carried %q, want %q (a handler's change leaked into a redelivery)", p, "original")
+			}
+		default:
+		}
+	}
+}
+
+// deadLetter is a message read from a dead-letter topic; metadata is nil
+// when it was read on the byte face.
+type deadLetter struct {
+	payload  []byte
+	metadata map[string]string
+}
+
+// deadWatch yields what arrives on a dead-letter topic.
+type deadWatch struct{ ch chan deadLetter }
+
+// next returns the next dead letter, failing t after waitShort.
+func (d *deadWatch) next(t *testing.T, what string) deadLetter {
+	t.Helper()
+	select {
+	case m := <-d.ch:
+		return m
+	case <-time.After(waitShort):
+		t.Fatalf("%s: no dead letter within %v", what, waitShort)
+		return deadLetter{}
+	}
+}
+
+// none fails t if a dead letter arrives within d.
+func (d *deadWatch) none(t *testing.T, window time.Duration, what string) {
+	t.Helper()
+	select {
+	case m := <-d.ch:
+		t.Errorf("%s: dead letter %q (metadata %v)", what, m.payload, m.metadata)
+	case <-time.After(window):
+	}
+}
+
+// watchDead reads dlTopic for the rest of t in a group of its own: on the
+// Watermill face when the harness has one, so that the dead letters'
+// metadata is visible, else on the byte face.
+func (s *byteSuite) watchDead(t *testing.T, dlTopic string) *deadWatch {
+	t.Helper()
+	d := &deadWatch{ch: make(chan deadLetter, 1000)}
+	if s.h.NewSubscriber == nil {
+		subscribe(t, s.broker(t, DefaultConfig()), dlTopic, func(p []byte) error {
+			d.ch <- deadLetter{payload: bytes.Clone(p)}
+			return nil
+		})
+		return d
+	}
+	sub, err := s.h.NewSubscriber(t, DefaultConfig())
+	if err != nil {
+		t.Fatalf("NewSubscriber: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := sub.Close(); err != nil {
+			t.Errorf("subscriber Close at cleanup: %v", err)
+		}
+	})
+	ch := subscribeWM(t, sub, dlTopic)
+	go func() {
+		for m := range ch { // ends when the subscriber closes at cleanup
+			m.Ack()
+			d.ch <- deadLetter{payload: bytes.Clone(m.Payload), metadata: map[string]string(m.Metadata)}
+		}
+	}()
+	return d
+}
