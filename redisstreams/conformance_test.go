@@ -69,7 +69,7 @@ func harness(t *testing.T) pubsubtest.Harness {
 			}
 			setLimit(t) // CONFIG SET does not survive a restart
 		},
-		Capabilities: pubsubtest.Capabilities{Persistent: true, Ordered: true, MaxPayload: harnessBulkMax},
+		Capabilities: pubsubtest.Capabilities{Persistent: true, Ordered: true, MaxPayload: harnessBulkMax, Delayed: true, RetryAfter: true},
 	}
 }
 
