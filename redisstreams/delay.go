@@ -102,13 +102,20 @@ func crc16(s string) uint16 {
 	return crc
 }
 
+// slotTags caches slotTag's answers: slot → tag.
+var slotTags sync.Map
+
 // slotTag returns the first tag "s<n>" whose slot is slot. Every slot has
-// one below n = 2^20 (CRC16 spreads short strings over all slots); the
-// search takes well under a millisecond.
+// one (CRC16 spreads short strings over all slots); the search tries about
+// 16384 strings, a few milliseconds, once per slot and process.
 func slotTag(slot uint16) string {
+	if tag, ok := slotTags.Load(slot); ok {
+		return tag.(string)
+	}
 	for n := 0; ; n++ {
 		tag := "s" + strconv.Itoa(n)
 		if crc16(tag)%16384 == slot {
+			slotTags.Store(slot, tag)
 			return tag
 		}
 	}
