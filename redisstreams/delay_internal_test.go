@@ -18,7 +18,7 @@ import (
 var delayedKeyTopics = []string{
 	"orders", "orders.placed", "café.commandes", // no brace
 	"orders{eu}", "{eu}orders", "a{b}c{d}", // a hash tag
-	"a{b", "x{y{z",                          // '{' without '}': hashed whole
+	"a{b", "x{y{z", // '{' without '}': hashed whole
 	"a}b", "x{}y", "}{", "x{}y{z}", "{}", // '}' without a tag
 }
 
