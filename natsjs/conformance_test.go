@@ -109,6 +109,8 @@ func harness(ss *servers) pubsubtest.Harness {
 			Persistent: true,
 			Ordered:    true,
 			MaxPayload: 1 << 20, // the embedded server's default max_payload
+			Delayed:    true,
+			RetryAfter: true,
 		},
 	}
 }
