@@ -137,11 +137,12 @@
 // [ErrSchedulesUnsupported] again. A stream max age shorter than the delay
 // drops the schedule before it fires.
 //
-// Lateness is the server's: nats-server v2.15.2 runs its scheduler timer no
-// more often than every 250 ms (server/scheduler.go), so a delayed message
-// comes up to about 250 ms after its due time, never before (measured with
-// 200 messages due one every 5 ms on an idle 2-core machine: p50 131 ms,
-// p99 253 ms).
+// Lateness is the server's: nats-server v2.15.2 sets its scheduler timer no
+// sooner than 250 ms ahead (server/scheduler.go), so a schedule due within
+// 250 ms of the scheduler's last run, or of its own publish, comes up to
+// about 250 ms late; a lone schedule due later fires within milliseconds.
+// Never early (measured with 200 messages due one every 5 ms on an idle
+// 2-core machine: p50 131 ms, p99 253 ms).
 //
 // # Topics
 //
