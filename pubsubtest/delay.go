@@ -36,9 +36,13 @@ type row struct {
 }
 
 // delayed returns a new broker as [byteSuite.broker] does, and its PublishAt;
-// it skips t when the backend does not implement relay.DelayedPublisher.
+// it skips t when the backend does not declare Capabilities.Delayed or the
+// broker does not implement relay.DelayedPublisher.
 func (s *byteSuite) delayed(t *testing.T, cfg Config) (relay.Broker, relay.DelayedPublisher) {
 	t.Helper()
+	if !s.h.Capabilities.Delayed {
+		t.Skip("the backend does not declare Capabilities.Delayed (it cannot delay on this server)")
+	}
 	b := s.broker(t, cfg)
 	dp, ok := b.(relay.DelayedPublisher)
 	if !ok {
