@@ -164,9 +164,9 @@ type topic struct {
 type entry struct {
 	msg        delivery.Message
 	seq        uint64
-	at         int64     // when it was stored, in Unix nanoseconds (no pointer for the GC to scan)
-	unacked    int       // groups that exist and have not acknowledged it
-	removed    bool      // taken out by an Inspector: groups skip it
+	at         int64 // when it was stored, in Unix nanoseconds (no pointer for the GC to scan)
+	unacked    int   // groups that exist and have not acknowledged it
+	removed    bool  // taken out by an Inspector: groups skip it
 	prev, next *entry
 }
 
