@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +25,7 @@ func (s *byteSuite) delayedRows() []row {
 		{"a due time in the past is delivered at once", s.testDelayedPast},
 		{"a due time beyond the maximum is rejected with ErrInvalidDelay and nothing is stored", s.testDelayedTooFar},
 		{"delayed messages are delivered late by little (lateness logged)", s.testDelayedLateness},
+		{"10,000 delayed messages due at one instant are all delivered, none early (time logged)", s.testDelayedBurst},
 		{"delayed messages published before a restart are delivered after it", s.testDelayedRestart},
 		{"RetryAfter spaces redeliveries by at least its wait", s.testRetryAfter},
 	}
@@ -175,6 +177,63 @@ func (s *byteSuite) testDelayedLateness(t *testing.T) {
 	}
 	p50, p99, worst := lateness(in, due)
 	t.Logf("lateness of %d delayed messages: p50 %v, p99 %v, max %v", n, p50, p99, worst)
+}
+
+// testDelayedBurst: 10,000 messages (1,000 with -short) due at the same
+// instant, published from 16 goroutines before it, are all delivered within
+// waitLong of it, none before; how long after the instant the last one came
+// is logged.
+func (s *byteSuite) testDelayedBurst(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Concurrency = 16
+	b, dp := s.delayed(t, cfg)
+	topic := NewTopic(t)
+	in := newInbox()
+	subscribe(t, b, topic, in.handler(nil))
+	n := 10000
+	if testing.Short() {
+		n = 1000
+	}
+	payloads := messages("burst", n)
+	at := time.Now().Add(3 * time.Second)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for w := range 16 {
+		wg.Go(func() {
+			for i := w; i < n; i += 16 {
+				ctx, cancel := context.WithTimeout(context.Background(), waitShort)
+				err := dp.PublishAt(ctx, topic, []byte(payloads[i]), at)
+				cancel()
+				if err != nil {
+					errs <- fmt.Errorf("PublishAt %d: %w", i, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	published := time.Now()
+	if published.After(at) {
+		t.Logf("publishing took until %v after the due time; the delivery time below includes it", published.Sub(at))
+	}
+	in.waitDistinct(t, n, waitLong+max(0, time.Until(at)), "delayed burst")
+	var first, last time.Time
+	for i, r := range in.receipts() {
+		if i == 0 || r.at.Before(first) {
+			first = r.at
+		}
+		if r.at.After(last) {
+			last = r.at
+		}
+	}
+	if first.Before(at) {
+		t.Errorf("a message due at %v was delivered %v early", at.Format(time.StampMilli), at.Sub(first))
+	}
+	t.Logf("%d messages due at one instant: first delivered %v after it, last %v after it", n, first.Sub(at), last.Sub(at))
 }
 
 func (s *byteSuite) testDelayedRestart(t *testing.T) {
