@@ -3,7 +3,6 @@ package redisstreams_test
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -85,46 +84,6 @@ func TestDelayedMoversMoveEachEntryOnce(t *testing.T) {
 	}
 	if left, err := e.rc.ZCard(ctx(t), redisstreams.DelayedKey(topic)).Result(); err != nil || left != 0 {
 		t.Errorf("sorted set holds %d entries (%v), want none", left, err)
-	}
-}
-
-// TestDelayedBurstDueInOneSecond schedules 10,000 entries (2,000 with
-// -short) due at one instant and measures how long after it the last one is
-// delivered.
-func TestDelayedBurstDueInOneSecond(t *testing.T) {
-	e := newEnv(t)
-	topic := e.topic("burst")
-	n := 10_000
-	if testing.Short() {
-		n = 2_000
-	}
-	rec := newRecorder()
-	b := broker(t, e.rc, fast(redisstreams.WithConcurrency(64))...)
-	if err := b.Subscribe(topic, func(p []byte) error { rec.add(p); return nil }); err != nil {
-		t.Fatalf("Subscribe: %v", err)
-	}
-	start := time.Now()
-	due := start.Add(3 * time.Second)
-	publishAt(t, b, topic, due, delayedPayloads("b", n))
-	scheduled := time.Since(start)
-	if time.Now().After(due) {
-		t.Fatalf("scheduling %d entries took %v, past their due time: the test measures nothing", n, scheduled)
-	}
-	eventually(t, 60*time.Second, "every delayed entry delivered", func() bool { return rec.distinct() == n })
-	last := time.Since(due)
-	var firsts []time.Duration
-	for _, p := range delayedPayloads("b", n) {
-		firsts = append(firsts, rec.deliveries(p)[0].Sub(due))
-	}
-	slices.Sort(firsts)
-	if firsts[0] < 0 {
-		t.Errorf("an entry was delivered %v early", -firsts[0])
-	}
-	t.Logf("%d entries due at one instant: scheduled in %v; delivered from %v to %v after the due time (p50 %v, p99 %v)",
-		n, scheduled.Round(time.Millisecond), firsts[0].Round(time.Millisecond), last.Round(time.Millisecond),
-		firsts[n/2].Round(time.Millisecond), firsts[n*99/100].Round(time.Millisecond))
-	if last > 30*time.Second {
-		t.Errorf("the last entry came %v after the due time, want a few seconds", last)
 	}
 }
 
