@@ -99,8 +99,11 @@ func harness(t *testing.T, ss *servers) pubsubtest.Harness {
 	// server's own, which an external one may have changed from the
 	// default.
 	maxPayload := int64(1 << 20) // the embedded server's default
+	schedules := true            // the embedded server is v2.15.2
 	if natstest.External() {
-		maxPayload = natstest.Connect(t, natstest.Start(t)).MaxPayload()
+		nc := natstest.Connect(t, natstest.Start(t))
+		maxPayload = nc.MaxPayload()
+		schedules = natstest.ServerAtLeast(nc, "2.12.0")
 	}
 	return pubsubtest.Harness{
 		NewBroker: func(t *testing.T, cfg pubsubtest.Config) (relay.Broker, error) {
@@ -132,6 +135,9 @@ func harness(t *testing.T, ss *servers) pubsubtest.Harness {
 			Persistent: true,
 			Ordered:    true,
 			MaxPayload: int(maxPayload),
+			// JetStream message schedules: nats-server 2.12 and newer.
+			Delayed:    schedules,
+			RetryAfter: true,
 		},
 	}
 }

@@ -51,6 +51,9 @@ type engine struct {
 	// streams maps a topic to the name of the stream known to hold it, so that
 	// a stream is set up once per topic and process, not once per message.
 	streams sync.Map
+	// schedules holds the topics whose stream is known to take message
+	// schedules (see publishAt).
+	schedules sync.Map
 }
 
 func newEngine(js jetstream.JetStream, opts []Option) (*engine, error) {

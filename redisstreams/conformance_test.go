@@ -86,7 +86,7 @@ func harness(t *testing.T) pubsubtest.Harness {
 			}
 			setLimit(t) // CONFIG SET does not survive a restart
 		},
-		Capabilities: pubsubtest.Capabilities{Persistent: true, Ordered: true, MaxPayload: maxPayload},
+		Capabilities: pubsubtest.Capabilities{Persistent: true, Ordered: true, MaxPayload: maxPayload, Delayed: true, RetryAfter: true},
 	}
 }
 

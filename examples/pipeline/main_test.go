@@ -51,6 +51,33 @@ func TestPipelineLosesNothing(t *testing.T) {
 	}
 }
 
+// TestDelayedOrdersAreLateNeverLost: with -delay-share, a share of the
+// orders carry Watermill's delay metadata; each is validated no earlier than
+// its due time, and the run still loses nothing (issue 14).
+func TestDelayedOrdersAreLateNeverLost(t *testing.T) {
+	for _, backend := range []string{exampleenv.Memory, exampleenv.NATS, exampleenv.Redis} {
+		t.Run(backend, func(t *testing.T) {
+			if backend == exampleenv.Redis {
+				exampleenv.RequireRedisServer(t)
+			}
+			cfg := config{Flags: exampleenv.Flags{Backend: backend}, n: 300, failRate: 0.05, poison: 0.01, concurrency: 4,
+				seed: 3, timeout: time.Minute, delayShare: 0.2, delayFor: 1500 * time.Millisecond}
+			var out bytes.Buffer
+			res, err := run(context.Background(), cfg, &out)
+			if err != nil {
+				t.Fatalf("run: %v\n%s", err, out.String())
+			}
+			if res.lost != 0 || res.early != 0 || res.completed != cfg.n {
+				t.Fatalf("lost %d, early %d, completed %d of %d\n%s", res.lost, res.early, res.completed, cfg.n, out.String())
+			}
+			m := regexp.MustCompile(`delayed \(delay\.For\), early\s+(\d+), 0`).FindStringSubmatch(out.String())
+			if m == nil || m[1] == "0" {
+				t.Fatalf("no delayed orders in the summary:\n%s", out.String())
+			}
+		})
+	}
+}
+
 // TestRateCountsCompletedOrders guards issue 17 item 8: an interrupted run
 // printed "orders/s 75957" with 16,204 of its orders validated, because the
 // rate counted published orders. It must count the orders that reached their

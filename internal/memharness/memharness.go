@@ -56,6 +56,6 @@ func New(t *testing.T) pubsubtest.Harness {
 			}
 			return in
 		},
-		Capabilities: pubsubtest.Capabilities{Persistent: false, Ordered: true},
+		Capabilities: pubsubtest.Capabilities{Persistent: false, Ordered: true, Delayed: true, RetryAfter: true},
 	}
 }

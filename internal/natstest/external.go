@@ -229,10 +229,15 @@ func deleteNamed(url string, names []string) error {
 // under CI=true it skips too, and says so.
 func RequireServerAtLeast(t testing.TB, nc *nats.Conn, version, why string) {
 	t.Helper()
-	got := nc.ConnectedServerVersion()
-	if olderThan(got, version) {
+	if got := nc.ConnectedServerVersion(); olderThan(got, version) {
 		t.Skipf("nats-server %s is older than %s: %s", got, version, why)
 	}
+}
+
+// ServerAtLeast reports whether the server nc is connected to is version
+// ("2.12.0") or newer.
+func ServerAtLeast(nc *nats.Conn, version string) bool {
+	return !olderThan(nc.ConnectedServerVersion(), version)
 }
 
 // olderThan reports whether the dotted version a is older than b; a part
