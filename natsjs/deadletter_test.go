@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -241,4 +242,150 @@ func TestDeadLetterAndMetadataFitJetStreamsHeaderLimit(t *testing.T) {
 			t.Errorf("the refused message was stored")
 		}
 	})
+}
+
+// The seed let JetStream's MaxDeliver drop a failing message: no dead letter.
+func TestDeadLetterAfterMaxDeliver(t *testing.T) {
+	s := natstest.Start(t)
+	_, js := connect(t, s)
+	topic := natstest.Topic(t, "payments")
+	dead := deadLetters(t, js, topic)
+	b := newBroker(t, js, natsjs.WithMaxDeliver(3), natsjs.WithBackoff(10*time.Millisecond, 50*time.Millisecond))
+	var calls atomic.Int32
+	if err := b.Subscribe(topic, func([]byte) error {
+		calls.Add(1)
+		return errors.New("card declined")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	payload := []byte("pay \x00\xff 10")
+	publish(t, b, topic, payload)
+	dl := receive(t, dead, "dead letter")
+	dl.Ack()
+	checkDeadLetter(t, dl, topic, "1", "3", "card declined", payload)
+	if n := calls.Load(); n != 3 {
+		t.Errorf("handler called %d times, want 3", n)
+	}
+	eventually(t, func() bool { return consumerSettled(t, js, topic, natsjs.DefaultGroup) }, "source message acknowledged after its dead letter")
+}
+
+// With the consumer's MaxDeliver set to max deliver (the seed), a consumer
+// that dies during the last attempt leaves the message unacknowledged and the
+// server never delivers it again. relay delivers it once more after the ack
+// wait: the handler decides, and a failure is dead-lettered at once.
+func TestConsumerDeathDuringLastAttemptIsHandledOnceMore(t *testing.T) {
+	cases := []struct {
+		name     string
+		result   error
+		wantDead bool
+	}{
+		{"the handler succeeds: acknowledged, no dead letter", nil, false},
+		{"the handler fails: dead-lettered at once", errors.New("still failing"), true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := natstest.Start(t)
+			topic := natstest.Topic(t, "shipments")
+			const ackWait = time.Second
+			opts := []natsjs.Option{
+				natsjs.WithGroup("shipping"),
+				natsjs.WithMaxDeliver(2),
+				natsjs.WithAckWait(ackWait),
+				natsjs.WithBackoff(10*time.Millisecond, 20*time.Millisecond),
+			}
+			ncA, jsA := connect(t, s)
+			a := newBroker(t, jsA, opts...)
+			lastAttempt := make(chan struct{})
+			release := make(chan struct{})
+			var attemptsA atomic.Int32
+			if err := a.Subscribe(topic, func([]byte) error {
+				if attemptsA.Add(1) == 1 {
+					return errors.New("first attempt fails")
+				}
+				close(lastAttempt)
+				<-release // the consumer "dies" while its handler runs
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			_, js := connect(t, s)
+			dead := deadLetters(t, js, topic)
+			publish(t, newBroker(t, js, natsjs.WithGroup("producer")), topic, []byte("parcel"))
+			select {
+			case <-lastAttempt:
+			case <-time.After(wait):
+				t.Fatal("broker A did not get the last attempt")
+			}
+			ncA.Close() // A can neither ack nor extend its lease any more
+			defer func() {
+				close(release)
+				_ = a.Close()
+			}()
+
+			_, jsB := connect(t, s)
+			b := newBroker(t, jsB, opts...)
+			var callsB atomic.Int32
+			if err := b.Subscribe(topic, func([]byte) error { callsB.Add(1); return c.result }); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, func() bool { return callsB.Load() > 0 }, "broker B handles the abandoned last attempt")
+			if c.wantDead {
+				dl := receive(t, dead, "dead letter of the failed extra attempt")
+				dl.Ack()
+				checkDeadLetter(t, dl, topic, "1", "3", "still failing", []byte("parcel"))
+			} else {
+				select {
+				case dl := <-dead:
+					t.Errorf("dead letter %q after a successful extra attempt", dl.Payload)
+				case <-time.After(2 * ackWait):
+				}
+			}
+			eventually(t, func() bool { return consumerSettled(t, js, topic, "shipping") }, "source message acknowledged")
+			if n := callsB.Load(); n != 1 {
+				t.Errorf("broker B's handler called %d times, want 1", n)
+			}
+		})
+	}
+}
+
+// A message as large as Publish accepts gets a dead letter that fits, even
+// with a long reason: the reason is cut. It guards against a dead letter
+// refused as too large once its headers are added, which left the message
+// redelivered for ever.
+func TestDeadLetterOfLargestAcceptedMessageLands(t *testing.T) {
+	s := natstest.Start(t, natstest.Config{MaxPayload: 64 << 10})
+	nc, js := connect(t, s)
+	limit := int(nc.MaxPayload()) // an external server has its own
+	topic := natstest.Topic(t, "big")
+	dead := deadLetters(t, js, topic)
+	b := newBroker(t, js, natsjs.WithMaxDeliver(1))
+	const headers = 10 + (len(natsjs.UUIDHeader) + 2 + 36 + 2) + (len("Nats-Msg-Id") + 2 + 36 + 2) + 2
+	payload := bytes.Repeat([]byte("z"), limit-natsjs.DeadLetterReserve-headers)
+	// Publish keeps DeadLetterReserve bytes free, and payload is the largest
+	// it accepts: one byte more is refused, before anything is sent.
+	probe := natstest.Topic(t, "probe")
+	for _, n := range []int{limit - natsjs.DeadLetterReserve, len(payload) + 1} {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		err := b.Publish(ctx, probe, make([]byte, n))
+		cancel()
+		if !errors.Is(err, relay.ErrPayloadTooLarge) {
+			t.Errorf("Publish of %d bytes (max_payload %d, DeadLetterReserve %d) = %v, want ErrPayloadTooLarge",
+				n, limit, natsjs.DeadLetterReserve, err)
+		}
+	}
+	publish(t, b, topic, payload)
+	longReason := strings.Repeat("very long reason ", 1000)
+	if err := b.Subscribe(topic, func([]byte) error { return errors.New(longReason) }); err != nil {
+		t.Fatal(err)
+	}
+	dl := receive(t, dead, "dead letter of the largest message")
+	dl.Ack()
+	if !bytes.Equal(dl.Payload, payload) {
+		t.Errorf("dead letter payload of %d bytes, want %d", len(dl.Payload), len(payload))
+	}
+	reason := dl.Metadata.Get(relay.MetadataReason)
+	if !strings.HasPrefix(reason, "very long reason") || !strings.HasSuffix(reason, "...") || len(reason) >= len(longReason) {
+		t.Errorf("dead letter reason of %d bytes (%.40q...), want the reason cut", len(reason), reason)
+	}
+	eventually(t, func() bool { return consumerSettled(t, js, topic, natsjs.DefaultGroup) }, "source acknowledged")
 }
