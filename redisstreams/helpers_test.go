@@ -3,6 +3,7 @@ package redisstreams_test
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -164,4 +165,53 @@ func (c *commandCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
+}
+
+// logRecorder is a slog.Handler that keeps every record.
+type logRecorder struct {
+	mu      sync.Mutex
+	records []slog.Record
+	attrs   []slog.Attr
+	parent  *logRecorder
+}
+
+func (h *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	root := h
+	if h.parent != nil {
+		root = h.parent
+	}
+	r = r.Clone()
+	r.AddAttrs(h.attrs...)
+	root.mu.Lock()
+	root.records = append(root.records, r)
+	root.mu.Unlock()
+	return nil
+}
+
+func (h *logRecorder) WithAttrs(as []slog.Attr) slog.Handler {
+	root := h
+	if h.parent != nil {
+		root = h.parent
+	}
+	return &logRecorder{parent: root, attrs: append(append([]slog.Attr(nil), h.attrs...), as...)}
+}
+
+func (h *logRecorder) WithGroup(string) slog.Handler { return h }
+
+// find returns the attributes of the first record at level whose message
+// contains msg.
+func (h *logRecorder) find(level slog.Level, msg string) (map[string]string, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range h.records {
+		if r.Level != level || !strings.Contains(r.Message, msg) {
+			continue
+		}
+		attrs := map[string]string{}
+		r.Attrs(func(a slog.Attr) bool { attrs[a.Key] = a.Value.String(); return true })
+		return attrs, true
+	}
+	return nil, false
 }
