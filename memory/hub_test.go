@@ -629,6 +629,8 @@ func TestInvalidInput(t *testing.T) {
 		{name: "empty group", run: func() error { _, err := NewBroker(WithGroup("")); return err }, want: relay.ErrInvalidOption},
 		{name: "zero concurrency", run: func() error { _, err := NewBroker(WithConcurrency(0)); return err }, want: relay.ErrInvalidOption},
 		{name: "zero max deliver", run: func() error { _, err := NewBroker(WithMaxDeliver(0)); return err }, want: relay.ErrInvalidOption},
+		{name: "negative max deliver", run: func() error { _, err := NewBroker(WithMaxDeliver(-1)); return err }, want: relay.ErrInvalidOption},
+		{name: "zero backoff", run: func() error { _, err := NewBroker(WithBackoff(0, 0)); return err }, want: relay.ErrInvalidOption},
 		{name: "inverted backoff", run: func() error { _, err := NewBroker(WithBackoff(time.Second, time.Millisecond)); return err }, want: relay.ErrInvalidOption},
 		{name: "nil dead-letter func", run: func() error { _, err := NewBroker(WithDeadLetterTopic(nil)); return err }, want: relay.ErrInvalidOption},
 		{name: "nil logger", run: func() error { _, err := NewBroker(WithLogger(nil)); return err }, want: relay.ErrInvalidOption},
