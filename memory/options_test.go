@@ -7,13 +7,16 @@ import (
 	"go/parser"
 	"go/token"
 	"log/slog"
+	"math"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
 )
 
@@ -190,5 +193,67 @@ func TestLogLevelsMatchOtherBackends(t *testing.T) {
 	}
 	if errs := logs.at(slog.LevelError); len(errs) != 0 {
 		t.Errorf("Error records %v, want none", errs)
+	}
+}
+
+func TestInvalidInput(t *testing.T) {
+	tests := []struct {
+		name string
+		run  func() error
+		want error
+	}{
+		{name: "nil hub", run: func() error { _, err := NewBroker(WithHub(nil)); return err }, want: relay.ErrInvalidOption},
+		{name: "zero capacity", run: func() error { _, err := NewHub(WithCapacity(0)); return err }, want: relay.ErrInvalidOption},
+		{name: "negative capacity", run: func() error { _, err := NewHub(WithCapacity(-1)); return err }, want: relay.ErrInvalidOption},
+		{name: "nil hub option", run: func() error { _, err := NewHub(nil, WithCapacity(1)); return err }, want: relay.ErrInvalidOption},
+		{name: "nil option", run: func() error { _, err := NewBroker(WithGroup("g"), nil); return err }, want: relay.ErrInvalidOption},
+		{name: "nil option to publisher", run: func() error { _, err := NewPublisher(testHub(t), nil); return err }, want: relay.ErrInvalidOption},
+		{name: "nil option to subscriber", run: func() error { _, err := NewSubscriber(testHub(t), nil); return err }, want: relay.ErrInvalidOption},
+		{name: "concurrency over the bound", run: func() error { _, err := NewBroker(WithConcurrency(relay.MaxConcurrency + 1)); return err }, want: relay.ErrInvalidOption},
+		{name: "concurrency of max int", run: func() error { _, err := NewBroker(WithConcurrency(math.MaxInt)); return err }, want: relay.ErrInvalidOption},
+		{name: "concurrency at the bound", run: func() error { _, err := NewBroker(WithConcurrency(relay.MaxConcurrency)); return err }, want: nil},
+		{name: "min backoff of 1ns, a busy loop", run: func() error { _, err := NewBroker(WithBackoff(time.Nanosecond, time.Second)); return err }, want: relay.ErrInvalidOption},
+		{name: "backoff up to max duration", run: func() error { _, err := NewBroker(WithBackoff(100*time.Millisecond, math.MaxInt64)); return err }, want: nil},
+		{name: "capacity of max int", run: func() error { _, err := NewHub(WithCapacity(math.MaxInt)); return err }, want: nil},
+		{name: "empty group", run: func() error { _, err := NewBroker(WithGroup("")); return err }, want: relay.ErrInvalidOption},
+		{name: "zero concurrency", run: func() error { _, err := NewBroker(WithConcurrency(0)); return err }, want: relay.ErrInvalidOption},
+		{name: "zero max deliver", run: func() error { _, err := NewBroker(WithMaxDeliver(0)); return err }, want: relay.ErrInvalidOption},
+		{name: "negative max deliver", run: func() error { _, err := NewBroker(WithMaxDeliver(-1)); return err }, want: relay.ErrInvalidOption},
+		{name: "zero backoff", run: func() error { _, err := NewBroker(WithBackoff(0, 0)); return err }, want: relay.ErrInvalidOption},
+		{name: "inverted backoff", run: func() error { _, err := NewBroker(WithBackoff(time.Second, time.Millisecond)); return err }, want: relay.ErrInvalidOption},
+		{name: "nil dead-letter func", run: func() error { _, err := NewBroker(WithDeadLetterTopic(nil)); return err }, want: relay.ErrInvalidOption},
+		{name: "nil logger", run: func() error { _, err := NewBroker(WithLogger(nil)); return err }, want: relay.ErrInvalidOption},
+		{name: "publisher nil hub", run: func() error { _, err := NewPublisher(nil); return err }, want: relay.ErrInvalidOption},
+		{name: "subscriber nil hub", run: func() error { _, err := NewSubscriber(nil); return err }, want: relay.ErrInvalidOption},
+		{name: "subscriber other hub", run: func() error { _, err := NewSubscriber(testHub(t), WithHub(testHub(t))); return err }, want: relay.ErrInvalidOption},
+		{name: "invalid topic", run: func() error {
+			b, _ := NewBroker()
+			defer b.Close()
+			return b.Publish(context.Background(), "a..b", nil)
+		}, want: relay.ErrInvalidTopic},
+		{name: "invalid dead-letter topic", run: func() error {
+			b, _ := NewBroker()
+			defer b.Close()
+			return b.Subscribe(strings.Repeat("a", relay.MaxTopicLength), func([]byte) error { return nil })
+		}, want: relay.ErrInvalidTopic},
+		{name: "nil handler", run: func() error {
+			b, _ := NewBroker()
+			defer b.Close()
+			return b.Subscribe("a", nil)
+		}, want: relay.ErrNilHandler},
+		{name: "canceled context", run: func() error {
+			b, _ := NewBroker()
+			defer b.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			return b.Publish(ctx, "a", nil)
+		}, want: context.Canceled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.run(); !errors.Is(err, tt.want) {
+				t.Fatalf("got %v, want an error wrapping %v", err, tt.want)
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -143,5 +144,67 @@ func TestSubscriberShutdownFromHandlingGoroutine(t *testing.T) {
 	}
 	if got := pending(hub, "w"); got != 1 {
 		t.Fatalf("%d messages pending, want the unprocessed one", got)
+	}
+}
+
+func TestCloseUnblocksPublishOnFullTopic(t *testing.T) {
+	hub := testHub(t, WithCapacity(1))
+	b := newTestBroker(t, hub)
+	publishN(t, b, "full", 1)
+	done := make(chan error, 1)
+	go func() { done <- b.Publish(context.Background(), "full", nil) }()
+	time.Sleep(20 * time.Millisecond) // let it block; the result holds either way
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, relay.ErrClosed) {
+			t.Fatalf("Publish blocked at Close = %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Publish stayed blocked after Close")
+	}
+}
+
+func TestClose(t *testing.T) {
+	b := newTestBroker(t, testHub(t))
+	started, release := make(chan struct{}), make(chan struct{})
+	unblock := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(unblock)
+	var finished atomic.Bool
+	if err := b.Subscribe("c", func([]byte) error {
+		close(started)
+		<-release
+		finished.Store(true)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, b, "c", 1)
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("handler not started")
+	}
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			if err := b.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+	}
+	time.Sleep(20 * time.Millisecond) // Close must still be waiting; finished says if it was
+	unblock()
+	wg.Wait()
+	if !finished.Load() {
+		t.Fatal("Close returned before the running handler finished")
+	}
+	if err := b.Publish(context.Background(), "c", nil); !errors.Is(err, relay.ErrClosed) {
+		t.Fatalf("Publish after Close = %v, want ErrClosed", err)
+	}
+	if err := b.Subscribe("c", func([]byte) error { return nil }); !errors.Is(err, relay.ErrClosed) {
+		t.Fatalf("Subscribe after Close = %v, want ErrClosed", err)
 	}
 }

@@ -2,6 +2,7 @@ package pubsubtest
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -51,6 +52,33 @@ func (s *byteSuite) testGoexit(t *testing.T) {
 	}
 	if other.Load() < 1 {
 		t.Errorf("with Concurrency 1, nothing delivered within %v after a handler called runtime.Goexit: the slot leaked", waitShort)
+	}
+	s.waitSettled(t, topic, cfg.Group)
+}
+
+// waitSettled waits until the harness's inspector, when it has one, counts
+// no message of topic pending for group: every delivery was acknowledged.
+func (s *byteSuite) waitSettled(t *testing.T, topic, group string) {
+	t.Helper()
+	if s.h.NewInspector == nil {
+		return
+	}
+	in := s.h.NewInspector(t)
+	pending := func() (n uint64, err error) {
+		ctx, cancel := context.WithTimeout(context.Background(), waitShort)
+		defer cancel()
+		info, err := in.Topic(ctx, topic)
+		for _, g := range info.Groups {
+			if g.Group == group {
+				n = g.Pending
+			}
+		}
+		return n, err
+	}
+	var n uint64
+	var err error
+	if !poll(waitShort, func() bool { n, err = pending(); return err == nil && n == 0 }) {
+		t.Fatalf("after %v: group %q still has %d messages of %q pending (err %v)", waitShort, group, n, topic, err)
 	}
 }
 
