@@ -25,7 +25,10 @@ import (
 // The harness must keep the backend's default dead-letter topic, the topic
 // plus ".dead". The sub-test that looks for leaked goroutines assumes that no
 // other test runs at the same time: do not call t.Parallel in the test that
-// calls TestBroker.
+// calls TestBroker. The sub-test of an error whose Error method panics runs
+// the test binary again (os.Args[0], -test.run selecting that sub-test alone)
+// in a child process, so that a crash fails the sub-test instead of ending
+// the test binary; the harness is then built again in the child.
 func TestBroker(t *testing.T, h Harness) {
 	if h.NewBroker == nil {
 		t.Fatal("pubsubtest: Harness.NewBroker is nil")

@@ -57,6 +57,15 @@
 // Subscribe, and Shutdown where the value has one); and, with [Harness].Restart, messages and running subscriptions
 // survive a server restart.
 //
+// And what misbehaving handlers and callers do to a backend: a handler that
+// calls runtime.Goexit, returns an error whose Error method panics, or
+// changes its payload; Shutdown called from inside a handler; Publish and
+// Subscribe racing concurrent Closes; a message taken ahead and handed back
+// by Close, or out unacked on a Watermill channel at Close (redelivered, not
+// dead-lettered); Ack and Nack on one message (the first wins); a Watermill
+// message whose context is canceled; and topics whose dead-letter topic would
+// be invalid (refused by Subscribe on both faces).
+//
 // # Capabilities
 //
 // What a backend cannot promise it declares in [Capabilities]; the zero value
