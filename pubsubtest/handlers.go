@@ -118,8 +118,8 @@ func runInChild(t *testing.T, check func(t *testing.T)) {
 	case err = <-done:
 	case <-time.After(3 * time.Minute):
 		_ = cmd.Process.Kill()
-		<-done
-		t.Fatalf("child process did not end within 3m:\n%s", out.String())
+		killed := <-done
+		t.Fatalf("child process did not end within 3m (%v):\n%s", killed, out.String())
 	}
 	text := out.String()
 	switch {
@@ -259,16 +259,6 @@ func (d *deadWatch) next(t *testing.T, what string) deadLetter {
 	case <-time.After(waitShort):
 		t.Fatalf("%s: no dead letter within %v", what, waitShort)
 		return deadLetter{}
-	}
-}
-
-// none fails t if a dead letter arrives within d.
-func (d *deadWatch) none(t *testing.T, window time.Duration, what string) {
-	t.Helper()
-	select {
-	case m := <-d.ch:
-		t.Errorf("%s: dead letter %q (metadata %v)", what, m.payload, m.metadata)
-	case <-time.After(window):
 	}
 }
 
