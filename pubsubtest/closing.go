@@ -199,10 +199,31 @@ func (s *byteSuite) testHandedBack(t *testing.T) {
 		case m := <-dead.ch:
 			t.Fatalf("a message handed back by Close was dead-lettered unhandled: payload %q, metadata %v", m.payload, m.metadata)
 		case <-deadline:
-			t.Fatalf("a message handed back by Close was not redelivered within %v", waitShort+2*cfg.AckWait)
+			t.Fatalf("a message handed back by Close was not redelivered within %v; the group's state: %s",
+				waitShort+2*cfg.AckWait, s.groupState(t, topic, cfg.Group))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// groupState describes group on topic as the harness's inspector sees it,
+// for a failure message.
+func (s *byteSuite) groupState(t *testing.T, topic, group string) string {
+	if s.h.NewInspector == nil {
+		return "unknown (no inspector)"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitShort)
+	defer cancel()
+	info, err := s.h.NewInspector(t).Topic(ctx, topic)
+	if err != nil {
+		return err.Error()
+	}
+	for _, g := range info.Groups {
+		if g.Group == group {
+			return fmt.Sprintf("%+v", g)
+		}
+	}
+	return fmt.Sprintf("no group %q in %+v", group, info)
 }
 
 // waitClosing polls until Publish on b returns ErrClosed, that is until a
