@@ -7,6 +7,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/telemetry"
 	"github.com/go-relay/relay/internal/wm"
 )
 
@@ -17,21 +18,24 @@ var _ message.Publisher = (*Publisher)(nil)
 // [Broker] and [Subscriber] values alike. It is safe for concurrent use.
 type Publisher struct {
 	hub *Hub
+	tel *telemetry.Telemetry
 
 	mu      sync.Mutex
 	closed  bool          // guarded by mu
 	closing chan struct{} // closed by Close, under mu
 }
 
-// NewPublisher returns a publisher on hub. No option changes what a publisher
-// does, but options are validated as for [NewBroker]; a nil hub, or a
+// NewPublisher returns a publisher on hub. Of the options only
+// [WithTracerProvider], [WithMeterProvider] and [WithPropagators] change what
+// a publisher does; the others are validated as for [NewBroker]. A nil hub, or a
 // [WithHub] naming another hub, returns an error wrapping
 // [relay.ErrInvalidOption].
 func NewPublisher(hub *Hub, opts ...Option) (*Publisher, error) {
-	if _, err := faceConfig(hub, opts); err != nil {
+	cfg, err := faceConfig(hub, opts)
+	if err != nil {
 		return nil, err
 	}
-	return &Publisher{hub: hub, closing: make(chan struct{})}, nil
+	return &Publisher{hub: hub, tel: telemetry.New(pkg, cfg.tel, nil), closing: make(chan struct{})}, nil
 }
 
 // faceConfig is the configuration of a Watermill face on hub.
@@ -50,7 +54,8 @@ func faceConfig(hub *Hub, opts []Option) (config, error) {
 	return cfg, nil
 }
 
-// Publish stores msgs on topic in order, each with its UUID, its metadata and
+// Publish stores msgs on topic in order, each with its UUID, its metadata
+// (plus the trace context of msg.Context(), one producer span per message) and
 // a copy of its payload, so the caller may reuse the message afterwards. It
 // honours each message's context (msg.Context()): when one is done already,
 // Publish stores none of the messages and returns that context's error,
@@ -77,7 +82,11 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	for _, msg := range msgs {
 		m := wm.FromWatermill(msg)
 		m.Payload = append([]byte{}, m.Payload...)
-		if err := t.publish(msg.Context(), p.closing, m); err != nil {
+		var span telemetry.Publish
+		span, m.Metadata = p.tel.StartPublish(msg.Context(), topic, msg.UUID, m.Metadata)
+		err := t.publish(msg.Context(), p.closing, m)
+		span.End(err)
+		if err != nil {
 			return fmt.Errorf("memory: publish %q: message %s: %w", topic, msg.UUID, err)
 		}
 	}
