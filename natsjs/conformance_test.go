@@ -83,6 +83,15 @@ func options(cfg pubsubtest.Config) []natsjs.Option {
 	if cfg.Logger != nil {
 		opts = append(opts, natsjs.WithLogger(cfg.Logger))
 	}
+	if cfg.TracerProvider != nil {
+		opts = append(opts, natsjs.WithTracerProvider(cfg.TracerProvider))
+	}
+	if cfg.MeterProvider != nil {
+		opts = append(opts, natsjs.WithMeterProvider(cfg.MeterProvider))
+	}
+	if cfg.Propagators != nil {
+		opts = append(opts, natsjs.WithPropagators(cfg.Propagators))
+	}
 	return opts
 }
 
@@ -109,6 +118,7 @@ func harness(ss *servers) pubsubtest.Harness {
 			Persistent: true,
 			Ordered:    true,
 			MaxPayload: 1 << 20, // the embedded server's default max_payload
+			Telemetry:  true,
 		},
 	}
 }
@@ -121,4 +131,10 @@ func TestWatermill(t *testing.T) {
 	ss := &servers{byTest: make(map[string]*natstest.Server)}
 	ss.start(t)
 	pubsubtest.TestWatermill(t, harness(ss))
+}
+
+func TestTelemetry(t *testing.T) {
+	ss := &servers{byTest: make(map[string]*natstest.Server)}
+	ss.start(t)
+	pubsubtest.TestTelemetry(t, harness(ss))
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/telemetry"
 )
 
 // publish stores msgs on topic and returns once every one is acknowledged by
@@ -44,9 +45,13 @@ func (e *engine) publish(ctxs []context.Context, topic string, msgs []delivery.M
 		nm     *nats.Msg
 		future jetstream.PubAckFuture
 		err    error
+		span   telemetry.Publish
 	}
 	batch := make([]sent, len(msgs))
 	for i, m := range msgs {
+		// One producer span per message, even in a Watermill batch, so that
+		// each message's trace continues from its own context.
+		batch[i].span, m.Metadata = e.tel.StartPublish(ctxs[i], topic, m.UUID, m.Metadata)
 		nm, err := encode(topic, m)
 		if err == nil {
 			err = e.checkSize(nm, limit, reserve(limit, topic))
@@ -55,7 +60,11 @@ func (e *engine) publish(ctxs []context.Context, topic string, msgs []delivery.M
 			err = checkHeaders(nm, deadLetterHeaders(topic)+minDeadLetterReason)
 		}
 		if err != nil {
-			return e.nameFailure(i, msgs, err)
+			err = e.nameFailure(i, msgs, err)
+			for j := range batch[:i+1] {
+				batch[j].span.End(err)
+			}
+			return err
 		}
 		batch[i].nm = nm
 	}
@@ -93,6 +102,7 @@ func (e *engine) publish(ctxs []context.Context, topic string, msgs []delivery.M
 			}
 			cancel()
 		}
+		b.span.End(err)
 		if err != nil {
 			errs = append(errs, e.nameFailure(i, msgs, err))
 		}
