@@ -50,16 +50,17 @@ func (p *Publisher) Publish(topic string, messages ...*message.Message) error {
 	}
 	ctx := context.Background()
 	msgs := make([]delivery.Message, len(messages))
+	ctxs := make([]context.Context, len(messages))
 	for i, m := range messages {
 		if err := m.Context().Err(); err != nil {
 			return fmt.Errorf("%s: publish %q: message %s: %w", pkg, topic, m.UUID, err)
 		}
-		msgs[i] = wm.FromWatermill(m)
+		msgs[i], ctxs[i] = wm.FromWatermill(m), m.Context()
 	}
 	if len(messages) == 1 {
 		ctx = messages[0].Context()
 	}
-	if err := p.e.publish(ctx, topic, msgs...); err != nil {
+	if err := p.e.publish(ctx, ctxs, topic, msgs...); err != nil {
 		return fmt.Errorf("%s: publish %q: %w", pkg, topic, err)
 	}
 	return nil
