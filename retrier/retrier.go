@@ -212,7 +212,9 @@ func (r *broker) deliver(topic string, tel *telemetry.Topic, h relay.Handler, pa
 			a.Settled(telemetry.Acked, nil, 0, "")
 			return nil
 		case delivery.DeadLetter:
-			derr := r.deadLetter(topic, payload, attempt, err)
+			// The dead letter continues the attempt's trace: the retrier
+			// cannot see the source message's.
+			derr := r.deadLetter(a.Context(r.ctx), topic, payload, attempt, err)
 			if derr != nil {
 				a.Settled(telemetry.HandedBack, err, 0, "")
 			} else {
@@ -230,13 +232,14 @@ func (r *broker) deliver(topic string, tel *telemetry.Topic, h relay.Handler, pa
 }
 
 // deadLetter publishes payload to the dead-letter topic of topic, retrying a
-// failed publish with backoff until it succeeds, fails for good, or Close.
-func (r *broker) deadLetter(topic string, payload []byte, attempts int, cause error) error {
+// failed publish with backoff until it succeeds, fails for good, or Close;
+// ctx is r.ctx, with the trace context of the last attempt.
+func (r *broker) deadLetter(ctx context.Context, topic string, payload []byte, attempts int, cause error) error {
 	dlTopic := r.policy.DeadLetterTopic(topic)
 	r.logger.Warn("retrier: dead-lettering message", "topic", topic, "dead_letter_topic", dlTopic,
 		"attempts", attempts, "error", cause)
 	for try := 1; ; try++ {
-		perr := r.inner.Publish(r.ctx, dlTopic, payload)
+		perr := r.inner.Publish(ctx, dlTopic, payload)
 		if perr == nil {
 			return nil
 		}
