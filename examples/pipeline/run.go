@@ -428,7 +428,7 @@ func printOutcomes(out io.Writer, m *meters, topic string, res *result) error {
 			break
 		}
 	}
-	fmt.Fprintf(out, "  %-27sacked %d, retried %d, dead_lettered %d, handed_back %d\n", "outcomes (meter, validate)",
+	fmt.Fprintf(out, "  %-27sacked %d, retried %d, dead_lettered %d, handed_back %d\n", "validate outcomes (meter)",
 		got["acked"], got["retried"], got["dead_lettered"], got["handed_back"])
 	if got["retried"] != int64(res.redelivered) || got["dead_lettered"] != int64(res.deadLettered) {
 		res.meterMismatch = true
