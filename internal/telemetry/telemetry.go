@@ -307,6 +307,12 @@ func (t *Telemetry) StartPublish(ctx context.Context, topic, id string, md map[s
 		p.start = time.Now()
 	}
 	if tr {
+		if !trace.SpanContextFromContext(ctx).IsValid() && len(md) > 0 {
+			// A message that already carries trace context (forwarded by a
+			// handler that kept its metadata, as Watermill services that
+			// keep traceparent do) continues that trace.
+			ctx = t.Extract(ctx, md)
+		}
 		ctx, p.span = t.tracer.Start(ctx, p.tp.sendName, trace.WithSpanKind(trace.SpanKindProducer),
 			trace.WithAttributes(p.tp.spanAttrs...), trace.WithAttributes(semconv.MessagingMessageID(id)))
 	}
@@ -458,15 +464,6 @@ func (a *Attempt) Settled(o Outcome, err error, delay time.Duration, where strin
 		span.SetAttributes(semconv.ErrorType(err))
 	}
 	span.End()
-}
-
-// Count records an outcome for a delivery that was never started (no
-// Attempt): a message handed back unprocessed.
-func (tp *Topic) Count(o Outcome) {
-	if tp == nil || !tp.t.metering() {
-		return
-	}
-	tp.t.outcomes.Add(context.Background(), 1, tp.outcomeOpt[o]...)
 }
 
 // handle reports an instrumentation error to OpenTelemetry's error handler.

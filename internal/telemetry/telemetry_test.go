@@ -133,3 +133,30 @@ func TestLaterSDKIsUsed(t *testing.T) {
 		t.Fatalf("%d spans after the SDK was installed, want 1: the placeholder must forward to it", n)
 	}
 }
+
+func TestPublishContinuesTheTraceInMetadata(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	tel := New("memory", Config{TracerProvider: tp, Propagators: propagation.TraceContext{}}, nil)
+	_, upstream := tp.Tracer("test").Start(context.Background(), "upstream")
+	upstream.End()
+	md := map[string]string{}
+	propagation.TraceContext{}.Inject(trace.ContextWithSpan(context.Background(), upstream), propagation.MapCarrier(md))
+
+	// A context without a span and metadata with a traceparent: a message
+	// forwarded with its metadata.
+	p, md := tel.StartPublish(context.Background(), "orders", "id", md)
+	p.End(nil)
+	var send sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.Name() == "send orders" {
+			send = s
+		}
+	}
+	if send == nil || send.Parent().SpanID() != upstream.SpanContext().SpanID() {
+		t.Fatalf("the producer span does not continue the metadata's trace (span %v)", send)
+	}
+	if sc := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier(md))); sc.SpanID() != send.SpanContext().SpanID() {
+		t.Fatalf("the metadata carries span %s, want the producer span %s", sc.SpanID(), send.SpanContext().SpanID())
+	}
+}
