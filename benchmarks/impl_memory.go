@@ -3,6 +3,7 @@ package benchmarks
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 
@@ -42,6 +43,11 @@ func openMemoryBytes(_ context.Context, _ *Env, cfg SessionConfig) (Session, err
 // Publish implements [Session].
 func (s *memoryBytes) Publish(ctx context.Context, p []byte) error {
 	return s.b.Publish(ctx, s.topic, p)
+}
+
+// PublishAt implements [DelayedSession].
+func (s *memoryBytes) PublishAt(ctx context.Context, p []byte, at time.Time) error {
+	return s.b.PublishAt(ctx, s.topic, p, at)
 }
 
 // Consume implements [Session].

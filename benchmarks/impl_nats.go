@@ -119,6 +119,11 @@ func (s *natsBytes) Publish(ctx context.Context, p []byte) error {
 	return s.pub.Publish(ctx, s.topic, p)
 }
 
+// PublishAt implements [DelayedSession].
+func (s *natsBytes) PublishAt(ctx context.Context, p []byte, at time.Time) error {
+	return s.pub.PublishAt(ctx, s.topic, p, at)
+}
+
 // Consume implements [Session].
 func (s *natsBytes) Consume(handle func([]byte)) error {
 	return s.sub.Subscribe(s.topic, func(p []byte) error { handle(p); return nil })

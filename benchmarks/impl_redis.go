@@ -93,6 +93,11 @@ func (s *redisBytes) Publish(ctx context.Context, p []byte) error {
 	return s.pub.Publish(ctx, s.topic, p)
 }
 
+// PublishAt implements [DelayedSession].
+func (s *redisBytes) PublishAt(ctx context.Context, p []byte, at time.Time) error {
+	return s.pub.PublishAt(ctx, s.topic, p, at)
+}
+
 // Consume implements [Session].
 func (s *redisBytes) Consume(handle func([]byte)) error {
 	return s.sub.Subscribe(s.topic, func(p []byte) error { handle(p); return nil })

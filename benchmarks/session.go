@@ -47,6 +47,14 @@ type Impl struct {
 // Name is "system/face".
 func (i Impl) Name() string { return i.System + "/" + i.Face }
 
+// DelayedSession is a session whose backend delays messages: relay's byte
+// face on every backend (relay.DelayedPublisher).
+type DelayedSession interface {
+	Session
+	// PublishAt sends one message due at at.
+	PublishAt(ctx context.Context, payload []byte, at time.Time) error
+}
+
 // Session is one topic on one implementation, with its own publisher and
 // subscriber (separate connections where the system has them).
 type Session interface {

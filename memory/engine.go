@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -75,16 +76,19 @@ func (e *engine) subscribe(name string, process wm.Process) (*subscription, erro
 	e.tel.WatchLag(name, e.cfg.group)
 	s.t.mu.Lock()
 	s.g = s.t.join(e.cfg.group)
-	s.g.subscribers++
 	s.t.mu.Unlock()
 	if err := e.subs.Add(s); err != nil {
-		s.t.mu.Lock()
-		s.g.subscribers--
-		s.t.mu.Unlock()
 		return nil, err
 	}
-	for range e.cfg.concurrency {
-		s.startWorker()
+	s.workers = make([]*worker, e.cfg.concurrency)
+	for i := range s.workers {
+		s.workers[i] = &worker{s: s, wake: make(chan struct{}, 1)}
+	}
+	s.t.mu.Lock()
+	s.g.subs = append(s.g.subs, s)
+	s.t.mu.Unlock()
+	for _, w := range s.workers {
+		lifecycle.Go(&s.wg, w.run)
 	}
 	return s, nil
 }
@@ -125,17 +129,9 @@ type subscription struct {
 	ctx     context.Context // done when the subscription stops
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // the workers
+	workers []*worker      // fixed once started
 
 	stopOnce sync.Once
-}
-
-// startWorker starts one more worker.
-// A worker whose handler calls runtime.Goexit settles its delivery as it
-// ends, and lifecycle.Go runs it again, so that the subscription keeps its
-// concurrency.
-func (s *subscription) startWorker() {
-	w := &worker{s: s, wake: make(chan struct{}, 1)}
-	lifecycle.Go(&s.wg, w.run)
 }
 
 // Stop stops the workers, waiting for the running deliveries to be settled.
@@ -147,7 +143,9 @@ func (s *subscription) Stop() {
 		s.cancel()
 		s.wg.Wait()
 		s.t.mu.Lock()
-		s.g.subscribers--
+		if i := slices.Index(s.g.subs, s); i >= 0 {
+			s.g.subs = slices.Delete(s.g.subs, i, i+1)
+		}
 		s.g.wakeAll() // another subscription may take what s left
 		s.t.mu.Unlock()
 		s.e.subs.Remove(s)
@@ -177,8 +175,9 @@ type worker struct {
 	// The delivery being processed, reused from one message to the next: a
 	// wm.Process must not keep it after it returns.
 	d delivery.Delivery
-	// What settling the last delivery decided, applied under t.mu together
-	// with taking the next message.
+	// The delivery taken, set and cleared under t.mu (an Inspector counts
+	// it as pending), and what settling it decided, applied under t.mu
+	// together with taking the next message.
 	tk      taken
 	outcome outcome
 	delay   time.Duration // of a redelivery
@@ -269,6 +268,9 @@ func (w *worker) take() (tk taken, wait time.Duration, ok, stop bool) {
 		return taken{}, -1, false, true
 	}
 	tk, wait, ok = s.g.next()
+	if ok {
+		w.tk = tk // under t.mu: an Inspector reads it
+	}
 	if !ok {
 		s.g.idle = append(s.g.idle, w)
 		w.idle = true
@@ -294,7 +296,6 @@ func (w *worker) apply() {
 // deliver processes tk and decides how to settle it.
 func (w *worker) deliver(tk taken) {
 	s := w.s
-	w.tk = tk
 	w.d = delivery.Delivery{Topic: s.t.name, Attempt: tk.attempt, Message: tk.e.msg}
 	w.d.Telemetry = s.tel.Start(s.ctx, tk.e.msg.UUID, tk.attempt, tk.e.msg.Metadata)
 	s.tel.Hold(1)

@@ -33,7 +33,13 @@ import (
 // consumer does, so it holds them, and once they fill the topic, Publish
 // waits.
 //
-// A Hub runs no goroutine and needs no closing; it lives as long as it is
+// A delayed message ([Broker.PublishAt], or a Watermill message with
+// [relay.MetadataDelayedUntil]) waits in its topic's heap, outside the log,
+// until its due time, and is then stored for every group. One timer per topic
+// serves them all.
+//
+// A Hub runs no goroutine (a topic's timer runs one briefly when a delayed
+// message falls due) and needs no closing; it lives as long as it is
 // referenced. It is safe for concurrent use.
 type Hub struct {
 	capacity int
@@ -148,6 +154,9 @@ type topic struct {
 	groups     []*group
 	acked      ackedHeap     // the stored entries every group has acknowledged
 	space      chan struct{} // closed when an entry joins acked; nil while nobody waits
+	later      laterHeap     // delayed messages not yet due (PublishAt, delayed Watermill messages)
+	laterSeq   uint64        // publish order of delayed messages
+	timer      *time.Timer   // fires at the soonest of later; nil until the first
 }
 
 // entry is a stored message, a node of its topic's list. Guarded by t.mu,
@@ -155,15 +164,15 @@ type topic struct {
 type entry struct {
 	msg        delivery.Message
 	seq        uint64
-	at         time.Time // when it was stored
-	unacked    int       // groups that exist and have not acknowledged it
-	removed    bool      // taken out by an Inspector: groups skip it
+	at         int64 // when it was stored, in Unix nanoseconds (no pointer for the GC to scan)
+	unacked    int   // groups that exist and have not acknowledged it
+	removed    bool  // taken out by an Inspector: groups skip it
 	prev, next *entry
 }
 
 // store appends m to the topic and hands it to every group.
 func (t *topic) store(m delivery.Message) {
-	e := &entry{msg: m, seq: t.nextSeq, at: time.Now(), unacked: len(t.groups), prev: t.tail}
+	e := &entry{msg: m, seq: t.nextSeq, at: time.Now().UnixNano(), unacked: len(t.groups), prev: t.tail}
 	t.nextSeq++
 	if t.tail == nil {
 		t.head = e
@@ -201,7 +210,7 @@ func (t *topic) join(name string) *group {
 			return g
 		}
 	}
-	g := &group{t: t, name: name, pending: make(map[*entry]int)}
+	g := &group{t: t, name: name}
 	t.acked.clear() // the new group has acknowledged nothing
 	for e := t.head; e != nil; e = e.next {
 		e.unacked++
@@ -221,12 +230,9 @@ type group struct {
 	delayed delayHeap  // redeliveries waiting out their backoff, soonest first
 	idle    []*worker  // workers waiting for a message, most recently idle last
 
-	// What an Inspector reads: the messages delivered and not acknowledged,
-	// with their deliveries so far; the running subscriptions; and when a
-	// message was last taken or acknowledged.
-	pending     map[*entry]int
-	subscribers int
-	active      time.Time
+	// The running subscriptions, whose workers hold the deliveries in
+	// progress: with ready and delayed, what an Inspector counts as pending.
+	subs []*subscription
 }
 
 // taken is a delivery handed to a worker.
@@ -243,15 +249,9 @@ func (g *group) next() (tk taken, wait time.Duration, ok bool) {
 	for {
 		tk, wait, ok = g.nextStored()
 		if !ok || !tk.e.removed {
-			break
+			return tk, wait, ok
 		}
-		delete(g.pending, tk.e)
 	}
-	if ok {
-		g.pending[tk.e] = tk.attempt
-		g.active = time.Now()
-	}
-	return tk, wait, ok
 }
 
 // nextStored is next, removed messages included.
@@ -279,8 +279,6 @@ func (g *group) nextStored() (tk taken, wait time.Duration, ok bool) {
 // ack records that the group is done with e. Once every group is, e may be
 // dropped to make room, and a publisher waiting for room is woken.
 func (g *group) ack(e *entry) {
-	delete(g.pending, e)
-	g.active = time.Now()
 	if e.removed {
 		return // no longer counted: see topic.remove
 	}

@@ -26,8 +26,9 @@ var _ relay.Inspector = (*Inspector)(nil)
 //
 // In memory a consumer group has one consumer, named for the group (as a
 // JetStream durable is): its [relay.ConsumerInfo] holds the group's pending
-// messages and how long since the group last took or acknowledged one. Ids
-// are the topic's message numbers, from 1, in decimal.
+// messages; its Idle is always 0, as a hub keeps no clock per group (it
+// would cost every delivery). Ids are the topic's message numbers, from 1,
+// in decimal.
 type Inspector struct {
 	hub        *Hub
 	deadLetter func(topic string) string
@@ -85,8 +86,8 @@ func (in *Inspector) Topic(ctx context.Context, topic string) (relay.TopicInfo, 
 	t.mu.Lock()
 	info.Messages = uint64(t.count)
 	if t.head != nil {
-		info.FirstID, info.FirstTime = seqID(t.head.seq), t.head.at
-		info.LastID, info.LastTime = seqID(t.tail.seq), t.tail.at
+		info.FirstID, info.FirstTime = seqID(t.head.seq), time.Unix(0, t.head.at)
+		info.LastID, info.LastTime = seqID(t.tail.seq), time.Unix(0, t.tail.at)
 	}
 	for _, g := range t.groups {
 		info.Groups = append(info.Groups, g.info(now))
@@ -102,30 +103,41 @@ func (in *Inspector) Topic(ctx context.Context, topic string) (relay.TopicInfo, 
 }
 
 // info returns what an Inspector shows of g. The caller holds g.t.mu.
+// Pending are the deliveries its workers hold and the redeliveries due or
+// waiting out a backoff; none of them is acknowledged.
 func (g *group) info(now time.Time) relay.GroupInfo {
-	gi := relay.GroupInfo{
-		Group:    g.name,
-		Pending:  uint64(len(g.pending)),
-		Lag:      uint64(g.queue.len()),
-		LagKnown: true,
-	}
+	gi := relay.GroupInfo{Group: g.name, Lag: uint64(g.queue.len()), LagKnown: true}
 	var oldest *entry
-	for e, attempts := range g.pending {
-		if attempts > 1 {
+	count := func(e *entry, delivered int) {
+		gi.Pending++
+		if delivered > 1 {
 			gi.Redeliveries++
 		}
 		if oldest == nil || e.seq < oldest.seq {
 			oldest = e
 		}
 	}
+	for _, s := range g.subs {
+		for _, w := range s.workers {
+			if w.tk.e != nil && !w.tk.e.removed {
+				count(w.tk.e, w.tk.attempt)
+			}
+		}
+	}
+	for _, r := range g.ready {
+		if !r.e.removed {
+			count(r.e, r.attempts)
+		}
+	}
+	for _, d := range g.delayed {
+		if !d.e.removed {
+			count(d.e, d.attempts)
+		}
+	}
 	if oldest != nil {
-		gi.OldestPending = now.Sub(oldest.at)
+		gi.OldestPending = now.Sub(time.Unix(0, oldest.at))
 	}
-	c := relay.ConsumerInfo{Name: g.name, Pending: gi.Pending}
-	if !g.active.IsZero() {
-		c.Idle = now.Sub(g.active)
-	}
-	gi.Consumers = []relay.ConsumerInfo{c}
+	gi.Consumers = []relay.ConsumerInfo{{Name: g.name, Pending: gi.Pending}}
 	return gi
 }
 
@@ -159,7 +171,7 @@ func (in *Inspector) DeadLetters(ctx context.Context, deadLetterTopic string, f 
 				yield(relay.DeadLetter{}, fmt.Errorf("memory: inspect %q: %w", deadLetterTopic, err))
 				return
 			}
-			dl := delivery.ReadDeadLetter(deadLetterTopic, seqID(e.seq), e.at, e.msg)
+			dl := delivery.ReadDeadLetter(deadLetterTopic, seqID(e.seq), time.Unix(0, e.at), e.msg)
 			if !f.Match(dl, now) {
 				continue
 			}
@@ -228,9 +240,6 @@ func (t *topic) remove(e *entry) {
 	}
 	e.removed = true
 	t.drop(e)
-	for _, g := range t.groups {
-		delete(g.pending, e)
-	}
 	if t.space != nil { // room for a publisher that waits
 		close(t.space)
 		t.space = nil
@@ -260,9 +269,9 @@ func (in *Inspector) DeleteConsumer(ctx context.Context, topic, groupName, consu
 	}
 	g := t.groups[i]
 	switch {
-	case len(g.pending) > 0:
-		return fmt.Errorf("memory: delete consumer %q: group %q: %d messages: %w", topic, groupName, len(g.pending), relay.ErrConsumerPending)
-	case g.subscribers > 0:
+	case g.info(time.Now()).Pending > 0:
+		return fmt.Errorf("memory: delete consumer %q: group %q: %w", topic, groupName, relay.ErrConsumerPending)
+	case len(g.subs) > 0:
 		return fmt.Errorf("memory: delete consumer %q: group %q: %w", topic, groupName, errSubscribed)
 	}
 	t.groups = slices.Delete(t.groups, i, i+1)

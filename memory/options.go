@@ -57,6 +57,7 @@ type config struct {
 	native      bool
 	logger      *slog.Logger
 	tel         telemetry.Config
+	maxDelay    time.Duration
 }
 
 func newConfig(opts []Option) (config, error) {
@@ -66,6 +67,7 @@ func newConfig(opts []Option) (config, error) {
 		policy:      delivery.DefaultPolicy(),
 		native:      true,
 		logger:      slog.Default(),
+		maxDelay:    relay.DefaultMaxDelay,
 	}
 	if err := option.Apply(pkg, &c, opts); err != nil {
 		return config{}, err
@@ -220,6 +222,29 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 func WithPropagators(p propagation.TextMapPropagator) Option {
 	return func(c *config) error {
 		return option.Propagators(pkg, &c.tel, p)
+	}
+}
+
+// WithMaxDelay sets how far ahead a due time may be, by default
+// [relay.DefaultMaxDelay] (30 days): [Broker.PublishAt] and a Watermill
+// message's [relay.MetadataDelayedUntil] further ahead get an error wrapping
+// [relay.ErrInvalidDelay]. d must be from 1ms to [relay.MaxDelayLimit] (10
+// years).
+func WithMaxDelay(d time.Duration) Option {
+	return func(c *config) error {
+		return option.MaxDelay(pkg, &c.maxDelay, d)
+	}
+}
+
+// WithMaxRetryAfter caps the wait that a handler's [relay.RetryAfter] error
+// asks for, by default [relay.DefaultMaxRetryAfter] (1 hour): the failed
+// delivery is redelivered after the larger of the backoff and the capped
+// wait. d must be from 0 (RetryAfter adds nothing to the backoff) to
+// [relay.MaxRetryAfterLimit] (30 days). With WithNativeRetries(false) it has
+// no effect: the retrier then decides.
+func WithMaxRetryAfter(d time.Duration) Option {
+	return func(c *config) error {
+		return option.MaxRetryAfter(pkg, &c.policy, d)
 	}
 }
 

@@ -31,6 +31,9 @@ const (
 	attemptTimeout = 5 * time.Second
 	// flushTimeout bounds the flush of acks when a subscription stops.
 	flushTimeout = 2 * time.Second
+	// finishWait bounds how long a stopping subscription waits for the
+	// server to complete its pull request in progress (see finish).
+	finishWait = time.Second
 )
 
 // JetStream error codes relay reacts to.
@@ -51,6 +54,9 @@ type engine struct {
 	// streams maps a topic to the name of the stream known to hold it, so that
 	// a stream is set up once per topic and process, not once per message.
 	streams sync.Map
+	// schedules holds the topics whose stream is known to take message
+	// schedules (see publishAt).
+	schedules sync.Map
 }
 
 func newEngine(js jetstream.JetStream, opts []Option) (*engine, error) {

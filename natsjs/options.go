@@ -81,6 +81,7 @@ type config struct {
 	concurrency    int
 	prefetch       int
 	requestTimeout time.Duration
+	maxDelay       time.Duration
 	logger         *slog.Logger
 	streamConfig   func(*jetstream.StreamConfig)
 	consumerConfig func(*jetstream.ConsumerConfig)
@@ -95,6 +96,7 @@ func newConfig(opts []Option) (config, error) {
 		concurrency:    DefaultConcurrency,
 		prefetch:       DefaultPrefetch,
 		requestTimeout: DefaultRequestTimeout,
+		maxDelay:       relay.DefaultMaxDelay,
 		logger:         slog.Default(),
 	}
 	if err := option.Apply(pkg, &c, opts); err != nil {
@@ -163,6 +165,29 @@ func WithAckWait(d time.Duration) Option {
 func WithBackoff(min, max time.Duration) Option {
 	return func(c *config) error {
 		return option.Backoff(pkg, &c.policy, min, max)
+	}
+}
+
+// WithMaxDelay sets how far ahead a due time may be, by default
+// [relay.DefaultMaxDelay] (30 days): [Broker.PublishAt] and a Watermill
+// message's [relay.MetadataDelayedUntil] further ahead get an error wrapping
+// [relay.ErrInvalidDelay], and nothing is stored. d must be from 1ms to
+// [relay.MaxDelayLimit] (10 years). A stream's max age (MaxAge) shorter than
+// the delay removes the schedule before it fires: keep it longer.
+func WithMaxDelay(d time.Duration) Option {
+	return func(c *config) error {
+		return option.MaxDelay(pkg, &c.maxDelay, d)
+	}
+}
+
+// WithMaxRetryAfter caps the wait that a handler's [relay.RetryAfter] error
+// asks for, by default [relay.DefaultMaxRetryAfter] (1 hour): the failed
+// message is negatively acknowledged with a delay (NakWithDelay) of the
+// larger of the backoff and the capped wait. d must be from 0 (RetryAfter
+// adds nothing to the backoff) to [relay.MaxRetryAfterLimit] (30 days).
+func WithMaxRetryAfter(d time.Duration) Option {
+	return func(c *config) error {
+		return option.MaxRetryAfter(pkg, &c.policy, d)
 	}
 }
 

@@ -25,6 +25,12 @@ import (
 // The common case, an acknowledgement within the attempt, costs one timer for
 // the whole call and no context.
 func (e *engine) publish(ctxs []context.Context, topic string, msgs []delivery.Message) error {
+	return e.publishWith(ctxs, topic, msgs, nil)
+}
+
+// publishWith is publish that lets prepare change each encoded message
+// (publishAt makes some of them schedules) before its size is checked.
+func (e *engine) publishWith(ctxs []context.Context, topic string, msgs []delivery.Message, prepare func(i int, nm *nats.Msg)) error {
 	if err := ctxs[0].Err(); err != nil {
 		return err
 	}
@@ -53,6 +59,9 @@ func (e *engine) publish(ctxs []context.Context, topic string, msgs []delivery.M
 		// each message's trace continues from its own context.
 		batch[i].span, m.Metadata = e.tel.StartPublish(ctxs[i], topic, m.UUID, m.Metadata)
 		nm, err := encode(topic, m)
+		if err == nil && prepare != nil {
+			prepare(i, nm)
+		}
 		if err == nil {
 			err = e.checkSize(nm, limit, reserve(limit, topic))
 		}

@@ -115,4 +115,16 @@ type Capabilities struct {
 	// included) and the trace context in the message, as [TestTelemetry]
 	// checks. Without it TestTelemetry skips, saying so.
 	Telemetry bool
+	// Delayed is true when the backend can delay messages on the server at
+	// hand (a NATS server older than 2.12 cannot): the Watermill publisher
+	// honours [relay.MetadataDelayedUntil] (Watermill's
+	// delay.DelayedUntilKey): a message carrying it is delivered no earlier
+	// than its time, and a malformed value is refused with
+	// [relay.ErrInvalidDelay]. The byte face's delayed rows run when Delayed
+	// is true and the broker implements [relay.DelayedPublisher].
+	Delayed bool
+	// RetryAfter is true when a handler's [relay.RetryAfter] error (on the
+	// Watermill face: a Nack behind [relay.NackReason]) delays the
+	// redelivery by at least its wait.
+	RetryAfter bool
 }

@@ -78,6 +78,9 @@ type engine struct {
 
 	bulkMu  sync.Mutex   // one CONFIG GET at a time
 	bulkMax atomic.Int64 // the server's proto-max-bulk-len once known, else 0
+
+	moverOnce sync.Once // starts mover, or (at shutdown) forbids it
+	mover     *mover    // moves due delayed entries; nil until needed
 }
 
 func newEngine(client redis.UniversalClient, opts []Option) (*engine, error) {
@@ -339,6 +342,7 @@ func (e *engine) subscribe(topic string, process wm.Process) (stop func(), err e
 		return nil, err
 	}
 	s.start()
+	e.movers().serve(topic, time.Time{})
 	e.warnPool()
 	return s.Stop, nil
 }
@@ -360,6 +364,7 @@ func (e *engine) shutdown(ctx context.Context) error {
 			close(w.stop)
 			<-w.exited
 		}
+		e.stopMover()
 	})
 }
 

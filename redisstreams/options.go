@@ -92,6 +92,7 @@ type config struct {
 	blockTimeout time.Duration
 	maxLen       int64
 	startID      string
+	maxDelay     time.Duration
 	logger       *slog.Logger
 	readerHooks  []redis.Hook // tests: hooks of the subscriptions' own read clients
 	tel          telemetry.Config
@@ -106,6 +107,7 @@ func newConfig(opts []Option) (config, error) {
 		claimTimeout: DefaultClaimTimeout,
 		blockTimeout: DefaultBlockTimeout,
 		startID:      StartOldest,
+		maxDelay:     relay.DefaultMaxDelay,
 		logger:       slog.Default(),
 	}
 	if err := option.Apply(pkg, &c, opts); err != nil {
@@ -159,6 +161,32 @@ func WithMaxDeliver(n int) Option {
 func WithBackoff(min, max time.Duration) Option {
 	return func(c *config) error {
 		return option.Backoff(pkg, &c.policy, min, max)
+	}
+}
+
+// WithMaxDelay sets how far ahead a due time may be, by default
+// [relay.DefaultMaxDelay] (30 days): [Broker.PublishAt] and a Watermill
+// message's [relay.MetadataDelayedUntil] further ahead get an error wrapping
+// [relay.ErrInvalidDelay], and nothing is stored. d must be from 1ms to
+// [relay.MaxDelayLimit] (10 years).
+func WithMaxDelay(d time.Duration) Option {
+	return func(c *config) error {
+		return option.MaxDelay(pkg, &c.maxDelay, d)
+	}
+}
+
+// WithMaxRetryAfter caps the wait that a handler's [relay.RetryAfter] error
+// asks for, by default [relay.DefaultMaxRetryAfter] (1 hour): the failed
+// entry is delivered again after the larger of the backoff and the capped
+// wait, by the same local timer as the backoff. d must be from 0
+// (RetryAfter adds nothing to the backoff) to [relay.MaxRetryAfterLimit] (30
+// days). As with [WithBackoff], a wait longer than the claim timeout
+// ([WithClaimTimeout]) is cut short when another consumer of the group claims
+// the entry, and the entry of a consumer that died is claimed after the claim
+// timeout.
+func WithMaxRetryAfter(d time.Duration) Option {
+	return func(c *config) error {
+		return option.MaxRetryAfter(pkg, &c.policy, d)
 	}
 }
 

@@ -83,6 +83,17 @@ func WithBackoff(min, max time.Duration) Option {
 	}
 }
 
+// WithMaxRetryAfter caps the wait that a handler's [relay.RetryAfter] error
+// asks for, by default [relay.DefaultMaxRetryAfter] (1 hour): the next
+// attempt comes after the larger of the backoff and the capped wait, and
+// still counts as an attempt. d must be from 0 (RetryAfter adds nothing to
+// the backoff) to [relay.MaxRetryAfterLimit] (30 days).
+func WithMaxRetryAfter(d time.Duration) Option {
+	return func(c *config) error {
+		return option.MaxRetryAfter(pkg, &c.policy, d)
+	}
+}
+
 // WithDeadLetterTopic sets the function that names the dead-letter topic of a
 // topic. It defaults to appending ".dead" ("orders" → "orders.dead",
 // [relay.DefaultDeadLetterTopic]). The

@@ -32,6 +32,7 @@ type backend struct {
 	broker     func(group string) (relay.Broker, error)
 	subscriber func(group string) (message.Subscriber, error)
 	publisher  message.Publisher
+	inspector  relay.Inspector // what an ops tool reads and redrives with
 	env        *exampleenv.Env
 }
 
@@ -54,6 +55,9 @@ func openBackend(cfg config, logger *slog.Logger) (*backend, error) {
 				memory.WithBackoff(minBackoff, maxBackoff), memory.WithLogger(logger)}
 		}
 		b.publisher, err = memory.NewPublisher(hub)
+		if err == nil {
+			b.inspector, err = memory.NewInspector(hub)
+		}
 		b.broker = func(group string) (relay.Broker, error) {
 			return memory.NewBroker(append(opts(group), memory.WithHub(hub))...)
 		}
@@ -65,6 +69,9 @@ func openBackend(cfg config, logger *slog.Logger) (*backend, error) {
 				natsjs.WithBackoff(minBackoff, maxBackoff), natsjs.WithLogger(logger)}
 		}
 		b.publisher, err = natsjs.NewPublisher(js)
+		if err == nil {
+			b.inspector, err = natsjs.NewInspector(js)
+		}
 		b.broker = func(group string) (relay.Broker, error) { return natsjs.NewBroker(js, opts(group)...) }
 		b.subscriber = func(group string) (message.Subscriber, error) { return natsjs.NewSubscriber(js, opts(group)...) }
 	case exampleenv.Redis:
@@ -78,6 +85,9 @@ func openBackend(cfg config, logger *slog.Logger) (*backend, error) {
 				redisstreams.WithBlockTimeout(blockTimeout)}
 		}
 		b.publisher, err = redisstreams.NewPublisher(client)
+		if err == nil {
+			b.inspector, err = redisstreams.NewInspector(client)
+		}
 		b.broker = func(group string) (relay.Broker, error) { return redisstreams.NewBroker(client, opts(group)...) }
 		b.subscriber = func(group string) (message.Subscriber, error) {
 			return redisstreams.NewSubscriber(client, opts(group)...)

@@ -11,21 +11,24 @@
 //     ("EUR0"): billing rejects it, the backend redelivers it after a backoff,
 //     and after max deliver (3) deliveries writes it to the dead-letter topic
 //     "invoices.dead" and only then removes it from "invoices";
-//   - an operator's tool, started afterwards, reads "invoices.dead" through
-//     the Watermill face (message.Subscriber, group "ops"). There a dead
-//     letter shows, besides its payload, UUID and source metadata, why it
-//     died: relay.MetadataSourceTopic ("topic_poisoned"),
-//     relay.MetadataSourceID ("relay_source_id"), relay.MetadataAttempts
-//     ("relay_attempts") and relay.MetadataReason ("reason_poisoned", the
-//     handler's last error). The tool fixes the payload, publishes it to the
-//     source topic as a new message, and acks the dead letter only once that
-//     publish succeeded, so a crash in between duplicates it but never loses it.
+//   - an operator's tool, started afterwards, reads "invoices.dead" with the
+//     backend's relay.Inspector (memory.NewInspector, natsjs.NewInspector,
+//     redisstreams.NewInspector), which takes nothing from any group, as the
+//     relay command does. A relay.DeadLetter shows, besides its payload, UUID
+//     and source metadata, why it died: relay.MetadataSourceTopic
+//     ("topic_poisoned"), relay.MetadataSourceID ("relay_source_id"),
+//     relay.MetadataAttempts ("relay_attempts") and relay.MetadataReason
+//     ("reason_poisoned", the handler's last error). The tool fixes the
+//     payload and calls Inspector.Redrive, which publishes it to the source
+//     topic as a new message and removes the dead letter only once that
+//     publish is stored, so a crash in between duplicates it but never loses
+//     it.
 //
-// The redriven message gets a new UUID (the old one goes into the
-// "redriven_from" metadata): on NATS the UUID is also the Nats-Msg-Id, and
-// JetStream silently drops a message whose id it saw within its duplicate
-// window (two minutes by default), so a redrive that kept the UUID could be
-// lost.
+// The redriven message gets a new UUID (the dead letter it came from is
+// named in relay.MetadataRedrivenFrom, "relay_redriven_from"): on NATS the
+// UUID is also the Nats-Msg-Id, and JetStream silently drops a message whose
+// id it saw within its duplicate window (two minutes by default), so a
+// redrive that kept the UUID could be lost.
 //
 // Usage:
 //

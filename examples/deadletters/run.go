@@ -22,10 +22,6 @@ import (
 // waitTimeout bounds every wait of the demo.
 const waitTimeout = 15 * time.Second
 
-// redrivenFromKey is the metadata key, set on a redriven message, that holds
-// the UUID of the dead letter it replaces.
-const redrivenFromKey = "redriven_from"
-
 // invoice is what the producer publishes and billing consumes.
 type invoice struct {
 	ID       string `json:"id"`
@@ -68,41 +64,34 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		return err
 	}
 
-	fmt.Fprintf(out, "\n2. the ops tool reads %q (Watermill face, group \"ops\")\n", dead)
-	ops, err := be.subscriber("ops")
+	fmt.Fprintf(out, "\n2. the ops tool reads %q with the backend's relay.Inspector (it takes nothing from any group)\n", dead)
+	dl, err := awaitDeadLetter(ctx, be.inspector, dead)
 	if err != nil {
 		return err
-	}
-	defer ops.Close()
-	subCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	deadLetters, err := ops.Subscribe(subCtx, dead)
-	if err != nil {
-		return err
-	}
-	var dl *message.Message
-	select {
-	case dl = <-deadLetters:
-	case <-time.After(waitTimeout):
-		return fmt.Errorf("no dead letter on %q after %v", dead, waitTimeout)
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 	printDeadLetter(out, dl, sent)
 
 	fmt.Fprintf(out, "\n3. the ops tool fixes it and redrives it to its source topic\n")
-	source, err := redrive(be.publisher, dl, fixCurrency, out)
+	fixed, err := fixCurrency(dl.Payload)
 	if err != nil {
-		dl.Nack() // left on the dead-letter topic, redelivered to the tool later
+		return fmt.Errorf("fix dead letter %s: %w", dl.ID, err)
+	}
+	fmt.Fprintf(out, "  fixed:     %s\n", fixed)
+	dl.Payload = fixed // Redrive publishes the dead letter's payload and metadata as they are now
+	if err := be.inspector.Redrive(ctx, dl, ""); err != nil {
 		return err
 	}
-	dl.Ack() // only now: the fixed message is stored on the source topic
-	// An ack settles the dead letter for the ops group only: the stream keeps
-	// it (for other groups, and for audits) until its retention limits drop it.
-	fmt.Fprintf(out, "  acked the dead letter: group \"ops\" is done with it; %q keeps it until its retention limits drop it\n", dead)
+	source := dl.SourceTopic
+	fmt.Fprintf(out, "  published to %q as a new message (new UUID, %s = %s/%s), then removed the dead letter\n",
+		source, relay.MetadataRedrivenFrom, dl.Topic, dl.ID)
 	if err := awaitBilling(ctx, events, out, func(b billed) bool { return b.id == "inv-2" && b.err == nil }); err != nil {
 		return err
 	}
+	info, err := be.inspector.Topic(ctx, topic)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "  %q now holds %d dead letters\n", dead, info.DeadLetters)
 	fmt.Fprintf(out, "\n2 invoices billed, 1 of them after a redrive from %q to %q\n", dead, source)
 	return nil
 }
@@ -188,10 +177,35 @@ func awaitBilling(ctx context.Context, events <-chan billed, out io.Writer, last
 	}
 }
 
+// awaitDeadLetter waits until the dead-letter topic dead holds a dead letter,
+// and returns the oldest.
+func awaitDeadLetter(ctx context.Context, in relay.Inspector, dead string) (relay.DeadLetter, error) {
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		for dl, err := range in.DeadLetters(ctx, dead, relay.DeadLetterFilter{Limit: 1}) {
+			if err == nil {
+				return dl, nil
+			}
+			if !errors.Is(err, relay.ErrUnknownTopic) { // not yet written: wait
+				return relay.DeadLetter{}, err
+			}
+		}
+		if time.Now().After(deadline) {
+			return relay.DeadLetter{}, fmt.Errorf("no dead letter on %q after %v", dead, waitTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return relay.DeadLetter{}, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // printDeadLetter shows everything a dead letter carries. sent maps invoice
 // ids to the UUIDs they were published with.
-func printDeadLetter(out io.Writer, dl *message.Message, sent map[string]string) {
+func printDeadLetter(out io.Writer, dl relay.DeadLetter, sent map[string]string) {
 	fmt.Fprintf(out, "  dead letter: %s\n", dl.Payload)
+	fmt.Fprintf(out, "  from %s (id %s) after %d attempts: %s\n", dl.SourceTopic, dl.SourceID, dl.Attempts, dl.Reason)
 	var inv invoice
 	_ = json.Unmarshal(dl.Payload, &inv) // only to name the UUID check
 	keptUUID := "the UUID it was published with"
@@ -209,43 +223,13 @@ func printDeadLetter(out io.Writer, dl *message.Message, sent map[string]string)
 	}
 	rest := maps.Clone(dl.Metadata)
 	for _, k := range relayKeys {
-		fmt.Fprintf(w, "  %s\t%s\t(%s)\n", k.key, dl.Metadata.Get(k.key), k.name)
+		fmt.Fprintf(w, "  %s\t%s\t(%s)\n", k.key, dl.Metadata[k.key], k.name)
 		delete(rest, k.key)
 	}
 	for _, k := range slices.Sorted(maps.Keys(rest)) {
 		fmt.Fprintf(w, "  %s\t%s\t(kept from the source message)\n", k, rest[k])
 	}
 	_ = w.Flush()
-}
-
-// redrive publishes a fixed copy of dead letter dl to the topic it came from,
-// and returns that topic. The copy is a new message: a new UUID, the source
-// metadata without the dead-letter keys, and redrivenFromKey. It does not ack
-// dl: that is the caller's, once redrive succeeded.
-func redrive(pub message.Publisher, dl *message.Message, fix func([]byte) ([]byte, error), out io.Writer) (string, error) {
-	source := dl.Metadata.Get(relay.MetadataSourceTopic)
-	if source == "" {
-		return "", fmt.Errorf("dead letter %s has no %s metadata: not written by relay", dl.UUID, relay.MetadataSourceTopic)
-	}
-	payload, err := fix(dl.Payload)
-	if err != nil {
-		return "", fmt.Errorf("fix dead letter %s: %w", dl.UUID, err)
-	}
-	msg := message.NewMessage(watermill.NewUUID(), payload)
-	for k, v := range dl.Metadata {
-		switch k {
-		case relay.MetadataSourceTopic, relay.MetadataSourceID, relay.MetadataAttempts, relay.MetadataReason:
-		default:
-			msg.Metadata.Set(k, v)
-		}
-	}
-	msg.Metadata.Set(redrivenFromKey, dl.UUID)
-	if err := pub.Publish(source, msg); err != nil {
-		return "", fmt.Errorf("redrive dead letter %s to %q: %w", dl.UUID, source, err)
-	}
-	fmt.Fprintf(out, "  fixed:     %s\n", payload)
-	fmt.Fprintf(out, "  published to %q as a new message (new UUID, %s = the dead letter's UUID)\n", source, redrivenFromKey)
-	return source, nil
 }
 
 // fixCurrency is the operator's fix: the typo "EUR0" becomes "EUR".

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/examples/internal/exampleenv"
 	"github.com/go-relay/relay/memory"
 	"github.com/go-relay/relay/natsjs"
@@ -31,6 +32,7 @@ type backend struct {
 	desc       string
 	publisher  message.Publisher
 	subscriber func(group string) (message.Subscriber, error)
+	inspector  relay.Inspector // the backend's own counts, for the summary
 	env        *exampleenv.Env
 }
 
@@ -53,6 +55,9 @@ func openBackend(cfg config, s settings) (*backend, error) {
 				memory.WithMaxDeliver(s.maxDeliver), memory.WithBackoff(s.minBackoff, s.maxBackoff), memory.WithMeterProvider(s.meter)}
 		}
 		b.publisher, err = memory.NewPublisher(env.Hub, opts("publisher")...)
+		if err == nil {
+			b.inspector, err = memory.NewInspector(env.Hub)
+		}
 		b.subscriber = func(group string) (message.Subscriber, error) {
 			return memory.NewSubscriber(env.Hub, opts(group)...)
 		}
@@ -65,6 +70,9 @@ func openBackend(cfg config, s settings) (*backend, error) {
 				natsjs.WithMaxDeliver(s.maxDeliver), natsjs.WithBackoff(s.minBackoff, s.maxBackoff), natsjs.WithMeterProvider(s.meter)}
 		}
 		b.publisher, err = natsjs.NewPublisher(env.JetStream, opts("publisher")...)
+		if err == nil {
+			b.inspector, err = natsjs.NewInspector(env.JetStream)
+		}
 		b.subscriber = func(group string) (message.Subscriber, error) {
 			return natsjs.NewSubscriber(env.JetStream, opts(group)...)
 		}
@@ -78,6 +86,9 @@ func openBackend(cfg config, s settings) (*backend, error) {
 				redisstreams.WithBackoff(s.minBackoff, s.maxBackoff), redisstreams.WithMeterProvider(s.meter)}
 		}
 		b.publisher, err = redisstreams.NewPublisher(env.Redis, opts("publisher")...)
+		if err == nil {
+			b.inspector, err = redisstreams.NewInspector(env.Redis)
+		}
 		b.subscriber = func(group string) (message.Subscriber, error) {
 			return redisstreams.NewSubscriber(env.Redis, opts(group)...)
 		}

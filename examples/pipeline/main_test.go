@@ -44,7 +44,7 @@ func TestPipelineLosesNothing(t *testing.T) {
 				t.Fatalf("published %d, completed %d (want %d each), lost %d (want 0)\n%s",
 					res.published, res.completed, cfg.n, res.lost, out.String())
 			}
-			wants := []string{"lost (checked by id)", "dead-lettered", "latency p99", "completed orders/s", "validate outcomes (meter)"}
+			wants := []string{"lost (checked by id)", "dead-lettered", "latency p99", "completed orders/s", "as the backend counts it", "validator pending 0 lag 0", "validate outcomes (meter)"}
 			if tt.backend == exampleenv.NATS {
 				wants = append(wants, ".orders.placed (stream pipeline") // issue 17: the streams are named
 			}
@@ -52,6 +52,33 @@ func TestPipelineLosesNothing(t *testing.T) {
 				if !strings.Contains(out.String(), want) {
 					t.Errorf("summary lacks %q:\n%s", want, out.String())
 				}
+			}
+		})
+	}
+}
+
+// TestDelayedOrdersAreLateNeverLost: with -delay-share, a share of the
+// orders carry Watermill's delay metadata; each is validated no earlier than
+// its due time, and the run still loses nothing (issue 14).
+func TestDelayedOrdersAreLateNeverLost(t *testing.T) {
+	for _, backend := range []string{exampleenv.Memory, exampleenv.NATS, exampleenv.Redis} {
+		t.Run(backend, func(t *testing.T) {
+			if backend == exampleenv.Redis {
+				exampleenv.RequireRedisServer(t)
+			}
+			cfg := config{Flags: exampleenv.Flags{Backend: backend}, n: 300, failRate: 0.05, poison: 0.01, concurrency: 4,
+				seed: 3, timeout: time.Minute, delayShare: 0.2, delayFor: 1500 * time.Millisecond}
+			var out bytes.Buffer
+			res, err := run(context.Background(), cfg, &out)
+			if err != nil {
+				t.Fatalf("run: %v\n%s", err, out.String())
+			}
+			if res.lost != 0 || res.early != 0 || res.completed != cfg.n {
+				t.Fatalf("lost %d, early %d, completed %d of %d\n%s", res.lost, res.early, res.completed, cfg.n, out.String())
+			}
+			m := regexp.MustCompile(`delayed \(delay\.For\), early\s+(\d+), 0`).FindStringSubmatch(out.String())
+			if m == nil || m[1] == "0" {
+				t.Fatalf("no delayed orders in the summary:\n%s", out.String())
 			}
 		})
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/components/delay"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"golang.org/x/term"
@@ -31,6 +32,9 @@ type order struct {
 	Customer string `json:"customer"`
 	Cents    int    `json:"cents"`
 	Kind     string `json:"kind"` // "ok", "flaky" (fails once) or "poison" (always fails)
+	// Delay, when set, is how long after its publish the order is due:
+	// published with Watermill's delay metadata (-delay-share, -delay).
+	Delay time.Duration `json:"delay,omitempty"`
 }
 
 const placedAtKey = "placed_at" // metadata: when the order was published, Unix nanoseconds
@@ -41,6 +45,7 @@ type result struct {
 	redelivered     int // validation attempts after the first, by the ledger
 	deadLettered    int // orders seen on the dead-letter topic, by the ledger
 	meterMismatch   bool
+	early           int  // delayed orders delivered before their due time
 	completed       int  // orders billed and audited, or dead-lettered: what the rate counts
 	interrupted     bool // Ctrl-C: the run ended early and lost was not checked
 }
@@ -59,6 +64,10 @@ func generate(cfg config) []order {
 		}
 		orders[i] = order{ID: fmt.Sprintf("order-%07d", i), Customer: fmt.Sprintf("customer-%03d", r.IntN(500)),
 			Cents: 100 + r.IntN(100_000), Kind: kind}
+		// Drawn only when asked for, so the default run stays the same.
+		if cfg.delayShare > 0 && r.Float64() < cfg.delayShare {
+			orders[i].Delay = cfg.delayFor
+		}
 	}
 	return orders
 }
@@ -138,8 +147,72 @@ func run(ctx context.Context, cfg config, out io.Writer) (result, error) {
 	switch {
 	case !finished:
 		fmt.Fprintf(out, "timed out after %v waiting for the flow to finish\n", cfg.timeout)
+	default:
+		if err := backendSummary(ctx, out, b.inspector, topics, len(tr.seen["dead"])); err != nil {
+			return res, err
+		}
 	}
 	return res, nil
+}
+
+// backendSummary prints what the backend itself holds once the flow is done,
+// read with relay.Inspector (what the relay command shows): messages stored,
+// dead letters, and each group's pending messages and lag, which must all
+// come to 0. The last acknowledgements may still be on their way when the
+// ledger is complete, so it waits a little for them. It returns an error when
+// the backend's dead letters differ from the ledger's.
+func backendSummary(ctx context.Context, out io.Writer, in relay.Inspector, topics flowTopics, dead int) error {
+	var infos []relay.TopicInfo
+	settled := func() bool {
+		infos = infos[:0]
+		for _, t := range []string{topics.placed, topics.accepted} {
+			info, err := in.Topic(ctx, t)
+			if err != nil {
+				return false
+			}
+			infos = append(infos, info)
+		}
+		for _, info := range infos {
+			for _, g := range info.Groups {
+				if g.Pending > 0 || (g.LagKnown && g.Lag > 0) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(5 * time.Second); !settled() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(infos) != 2 {
+		return fmt.Errorf("the backend's counts: topics not readable")
+	}
+	fmt.Fprintln(out, "\n  as the backend counts it (relay.Inspector, as `relay stats` shows):")
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	for _, info := range infos {
+		var groups []string
+		for _, g := range info.Groups {
+			lag := "?"
+			if g.LagKnown {
+				lag = strconv.FormatUint(g.Lag, 10)
+			}
+			groups = append(groups, fmt.Sprintf("%s pending %d lag %s", g.Group, g.Pending, lag))
+		}
+		fmt.Fprintf(w, "  %s\tstored %d\tdead letters %d\t%s\n", shortTopic(info.Topic), info.Messages, info.DeadLetters, strings.Join(groups, ", "))
+	}
+	_ = w.Flush()
+	if got := infos[0].DeadLetters; got != uint64(dead) {
+		return fmt.Errorf("the backend holds %d dead letters on %s, the ledger counted %d", got, topics.dead, dead)
+	}
+	return nil
+}
+
+// shortTopic drops the run's namespace from a topic.
+func shortTopic(t string) string {
+	if _, rest, ok := strings.Cut(t, "."); ok {
+		return rest
+	}
+	return t
 }
 
 type flowTopics struct{ placed, accepted, dead string }
@@ -195,6 +268,10 @@ func publish(ctx context.Context, pub message.Publisher, topic string, orders []
 			}
 			msg := message.NewMessage(watermill.NewUUID(), payload)
 			msg.Metadata.Set(placedAtKey, strconv.FormatInt(time.Now().UnixNano(), 10))
+			if o.Delay > 0 {
+				// Watermill's own delay metadata: relay's publishers honour it.
+				delay.Message(msg, delay.For(o.Delay))
+			}
 			msgs = append(msgs, msg)
 		}
 		if err := pub.Publish(topic, msgs...); err != nil {
@@ -213,6 +290,8 @@ type tracker struct {
 	attempts  map[string]int            // validation deliveries per id
 	seen      map[string]map[string]int // stage → id → successful handlings
 	latencies []time.Duration           // placed → billed
+	delayed   int                       // delayed orders validated (first delivery)
+	early     int                       // of them, delivered before their due time
 }
 
 func newTracker() *tracker {
@@ -236,6 +315,14 @@ func (t *tracker) validate(msg *message.Message) ([]*message.Message, error) {
 		return nil, fmt.Errorf("order %s: customer %s is blocked", o.ID, o.Customer)
 	case o.Kind == "flaky" && attempt == 1:
 		return nil, fmt.Errorf("order %s: credit check timed out", o.ID)
+	}
+	if o.Delay > 0 && attempt == 1 {
+		t.mu.Lock()
+		t.delayed++
+		if due, err := time.Parse(time.RFC3339Nano, msg.Metadata.Get(delay.DelayedUntilKey)); err != nil || time.Now().Before(due) {
+			t.early++ // a delayed order delivered before its time (or without its due time)
+		}
+		t.mu.Unlock()
 	}
 	t.count("validated", o.ID)
 	accepted := message.NewMessage(watermill.NewUUID(), msg.Payload)
@@ -345,6 +432,9 @@ func summarize(out io.Writer, orders []order, t *tracker, elapsed time.Duration,
 	row("audited", len(t.seen["audited"]))
 	row("redelivered (retries)", redelivered)
 	row("dead-lettered", len(t.seen["dead"]))
+	if t.delayed > 0 {
+		row("delayed (delay.For), early", fmt.Sprintf("%d, %d", t.delayed, t.early))
+	}
 	row("duplicates seen", dups)
 	row("completed", completed)
 	if check {
@@ -364,7 +454,11 @@ func summarize(out io.Writer, orders []order, t *tracker, elapsed time.Duration,
 	if check && lost > 0 {
 		fmt.Fprintf(out, "LOST %d orders, for example %v\n", lost, lostIDs)
 	}
-	return result{published: t.nPub, lost: lost, completed: completed, redelivered: redelivered, deadLettered: len(t.seen["dead"])}
+	if t.early > 0 {
+		fmt.Fprintf(out, "EARLY: %d delayed orders delivered before their due time\n", t.early)
+	}
+	return result{published: t.nPub, lost: lost, completed: completed, early: t.early,
+		redelivered: redelivered, deadLettered: len(t.seen["dead"])}
 }
 
 // progress prints a live line: rewritten in place on a terminal, otherwise at

@@ -43,6 +43,9 @@ type Policy struct {
 	MinBackoff      time.Duration
 	MaxBackoff      time.Duration
 	DeadLetterTopic func(topic string) string
+	// MaxRetryAfter caps the wait a relay.RetryAfter error asks for; 0 makes
+	// such errors wait the backoff only.
+	MaxRetryAfter time.Duration
 }
 
 // DefaultPolicy returns the policy every backend starts from.
@@ -52,6 +55,7 @@ func DefaultPolicy() Policy {
 		MinBackoff:      DefaultMinBackoff,
 		MaxBackoff:      DefaultMaxBackoff,
 		DeadLetterTopic: DefaultDeadLetterTopic,
+		MaxRetryAfter:   relay.DefaultMaxRetryAfter,
 	}
 }
 
@@ -65,6 +69,8 @@ func (p Policy) Validate(pkg string) error {
 		return fmt.Errorf("%s: %w: min backoff %v, must be at least %v", pkg, relay.ErrInvalidOption, p.MinBackoff, relay.MinBackoffFloor)
 	case p.MaxBackoff < p.MinBackoff:
 		return fmt.Errorf("%s: %w: max backoff %v is below min backoff %v", pkg, relay.ErrInvalidOption, p.MaxBackoff, p.MinBackoff)
+	case p.MaxRetryAfter < 0 || p.MaxRetryAfter > relay.MaxRetryAfterLimit:
+		return fmt.Errorf("%s: %w: max retry after %v, must be from 0 to %v", pkg, relay.ErrInvalidOption, p.MaxRetryAfter, relay.MaxRetryAfterLimit)
 	case p.DeadLetterTopic == nil:
 		return fmt.Errorf("%s: %w: nil dead-letter topic function", pkg, relay.ErrInvalidOption)
 	}
@@ -119,7 +125,8 @@ const (
 )
 
 // Decide returns what to do after delivery number attempt (1-based) ended with
-// err, and for Retry how long to wait.
+// err, and for Retry how long to wait: the backoff, or the wait of a
+// relay.RetryAfter in err (capped at MaxRetryAfter) when that is longer.
 func (p Policy) Decide(attempt int, err error) (Action, time.Duration) {
 	switch {
 	case err == nil:
@@ -129,8 +136,17 @@ func (p Policy) Decide(attempt int, err error) (Action, time.Duration) {
 	case errors.Is(err, relay.ErrPermanent), attempt >= p.MaxDeliver:
 		return DeadLetter, 0
 	default:
-		return Retry, p.Backoff(attempt)
+		return Retry, p.retryWait(attempt, err)
 	}
+}
+
+// retryWait is max(backoff, the capped wait of err's relay.RetryAfter).
+func (p Policy) retryWait(attempt int, err error) time.Duration {
+	wait := p.Backoff(attempt)
+	if d, ok := relay.RetryAfterDelay(err); ok {
+		wait = max(wait, min(d, p.MaxRetryAfter))
+	}
+	return wait
 }
 
 // Skip returns the error to settle d with instead of processing it, or nil when

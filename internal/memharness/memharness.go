@@ -62,6 +62,6 @@ func New(t *testing.T) pubsubtest.Harness {
 			}
 			return in
 		},
-		Capabilities: pubsubtest.Capabilities{Persistent: false, Ordered: true, Telemetry: true},
+		Capabilities: pubsubtest.Capabilities{Persistent: false, Ordered: true, Delayed: true, RetryAfter: true, Telemetry: true},
 	}
 }

@@ -182,3 +182,14 @@ func Propagators(pkg string, c *telemetry.Config, p propagation.TextMapPropagato
 	c.Propagators = p
 	return nil
 }
+
+// MaxDelay sets *dst to d, which must be from 1ms to relay.MaxDelayLimit.
+func MaxDelay(pkg string, dst *time.Duration, d time.Duration) error {
+	return Duration(pkg, "max delay", dst, d, time.Millisecond, relay.MaxDelayLimit)
+}
+
+// MaxRetryAfter sets p.MaxRetryAfter to d, which must be from 0 (relay.RetryAfter
+// adds nothing to the backoff) to relay.MaxRetryAfterLimit.
+func MaxRetryAfter(pkg string, p *delivery.Policy, d time.Duration) error {
+	return Duration(pkg, "max retry after", &p.MaxRetryAfter, d, 0, relay.MaxRetryAfterLimit)
+}

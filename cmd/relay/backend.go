@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+	"github.com/urfave/cli/v3"
+
+	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/natsjs"
+	"github.com/go-relay/relay/redisstreams"
+)
+
+// backend is an open connection to the server the command line names.
+type backend struct {
+	addr    string // what to name in messages: the URL given
+	in      relay.Inspector
+	timeout time.Duration
+	close   func()
+}
+
+// call returns a context for one call to the server: done after the
+// --timeout, or when parent is.
+func (b *backend) call(parent context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(parent, b.timeout)
+}
+
+// open connects to the server of --nats or --redis, failing within
+// --timeout with the address in the error when it does not answer.
+func open(ctx context.Context, cmd *cli.Command) (*backend, error) {
+	natsURL, redisURL, timeout := cmd.String("nats"), cmd.String("redis"), cmd.Duration("timeout")
+	if timeout <= 0 {
+		return nil, usagef("--timeout must be positive, not %v", timeout)
+	}
+	switch {
+	case natsURL != "" && redisURL != "":
+		return nil, usagef("both a NATS server (%s) and a Redis (%s) are set; give one: --nats URL or --redis URL (or unset NATS_URL / REDIS_URL)", natsURL, redisURL)
+	case natsURL != "":
+		return openNATS(natsURL, timeout)
+	case redisURL != "":
+		return openRedis(ctx, redisURL, timeout)
+	}
+	return nil, usagef("no server: give --nats URL or --redis URL (or set NATS_URL / REDIS_URL)")
+}
+
+func openNATS(url string, timeout time.Duration) (*backend, error) {
+	nc, err := nats.Connect(url, nats.Name("relay command"), nats.Timeout(timeout), nats.RetryOnFailedConnect(false))
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(timeout))
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("NATS at %s: %w", url, err)
+	}
+	in, err := natsjs.NewInspector(js)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &backend{addr: url, in: in, timeout: timeout, close: nc.Close}, nil
+}
+
+// silent drops go-redis' own log lines (a failed dial is printed once per
+// attempt): the command reports the error itself, once, with the address.
+type silent struct{}
+
+func (silent) Printf(context.Context, string, ...any) {}
+
+func openRedis(ctx context.Context, url string, timeout time.Duration) (*backend, error) {
+	redis.SetLogger(silent{})
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, usagef("--redis %s: %v", url, err)
+	}
+	opts.DialTimeout = timeout
+	opts.ReadTimeout = timeout
+	opts.WriteTimeout = timeout
+	opts.MaxRetries = -1 // an unreachable server fails at once, not after retries
+	c := redis.NewClient(opts)
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := c.Ping(pctx).Err(); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("connect to Redis at %s: %w", url, err)
+	}
+	// A tail's XREAD blocks: its own calls set their timeouts.
+	in, err := redisstreams.NewInspector(c)
+	if err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return &backend{addr: url, in: in, timeout: timeout, close: func() { _ = c.Close() }}, nil
+}
+
+// withBackend opens the backend, runs f with it and closes it.
+func withBackend(ctx context.Context, cmd *cli.Command, f func(*backend) error) error {
+	b, err := open(ctx, cmd)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	return f(b)
+}
