@@ -76,7 +76,10 @@ func newEngine(js jetstream.JetStream, opts []Option) (*engine, error) {
 // lag reads the lag gauges' figures of group on topic from its durable
 // consumer's info: num_pending (stored, not yet delivered to the group) and
 // num_ack_pending (delivered, not acknowledged), as nats-server v2.15
-// counts them.
+// counts them: the figures [Inspector.Topic] reports as Lag and Pending, read
+// with one consumer info request rather than the inspector's whole topic,
+// and by the group's own name, which the inspector cannot give back for a
+// group that [ConsumerName] rewrites.
 func (e *engine) lag(ctx context.Context, topic, group string) (int64, int64, error) {
 	stream := StreamName(topic)
 	if name, ok := e.streams.Load(topic); ok {
