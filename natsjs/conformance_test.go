@@ -83,6 +83,15 @@ func options(cfg pubsubtest.Config) []natsjs.Option {
 	if cfg.Logger != nil {
 		opts = append(opts, natsjs.WithLogger(cfg.Logger))
 	}
+	if cfg.TracerProvider != nil {
+		opts = append(opts, natsjs.WithTracerProvider(cfg.TracerProvider))
+	}
+	if cfg.MeterProvider != nil {
+		opts = append(opts, natsjs.WithMeterProvider(cfg.MeterProvider))
+	}
+	if cfg.Propagators != nil {
+		opts = append(opts, natsjs.WithPropagators(cfg.Propagators))
+	}
 	return opts
 }
 
@@ -135,6 +144,7 @@ func harness(t *testing.T, ss *servers) pubsubtest.Harness {
 			// JetStream message schedules: nats-server 2.12 and newer.
 			Delayed:    schedules,
 			RetryAfter: true,
+			Telemetry:  true,
 		},
 	}
 }
@@ -151,4 +161,10 @@ func TestWatermill(t *testing.T) {
 
 func TestInspector(t *testing.T) {
 	pubsubtest.TestInspector(t, harness(t, &servers{byTest: make(map[string]*natstest.Server)}))
+}
+
+func TestTelemetry(t *testing.T) {
+	ss := &servers{byTest: make(map[string]*natstest.Server)}
+	ss.start(t)
+	pubsubtest.TestTelemetry(t, harness(t, ss))
 }
