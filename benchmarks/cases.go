@@ -17,14 +17,15 @@ import (
 
 // Cases, in table order.
 const (
-	CasePublish1   = "publish-1"  // one message per call, 1 goroutine
-	CasePublish16  = "publish-16" // one message per call, 16 goroutines
-	CaseBatch100   = "batch-100"  // 100 messages per call, 1 goroutine
-	CaseEndToEnd   = "end-to-end" // consumer group, publish N from 16 goroutines, until all handled and acked
-	CaseRouter     = "router"     // end-to-end through a Watermill Router with a no-op handler
-	CaseLatency    = "latency"    // publish → handler at a low rate
-	CaseDelayed    = "delayed"    // relay's delayed delivery: how late a message due at a time arrives
-	CasePeakRSS    = "peak-rss"   // memory backends: peak RSS of an end-to-end run in a child process
+	CasePublish1   = "publish-1"       // one message per call, 1 goroutine
+	CasePublish16  = "publish-16"      // one message per call, 16 goroutines
+	CaseBatch100   = "batch-100"       // 100 messages per call, 1 goroutine
+	CaseEndToEnd   = "end-to-end"      // consumer group, publish N from 16 goroutines, until all handled and acked
+	CaseRouter     = "router"          // end-to-end through a Watermill Router with a no-op handler
+	CaseLatency    = "latency"         // publish → handler at a low rate
+	CaseDelayed    = "delayed"         // relay's delayed delivery: how late a message due at a time arrives
+	CaseTelemetry  = "end-to-end+otel" // end-to-end on relay's byte face with an OpenTelemetry SDK installed
+	CasePeakRSS    = "peak-rss"        // memory backends: peak RSS of an end-to-end run in a child process
 	publishWorkers = 16
 )
 
@@ -32,7 +33,7 @@ const (
 var ThroughputCases = []string{CasePublish1, CasePublish16, CaseBatch100, CaseEndToEnd, CaseRouter}
 
 // AllCases lists every case in table order.
-var AllCases = append(slices.Clone(ThroughputCases), CaseLatency, CaseDelayed, CasePeakRSS)
+var AllCases = append(slices.Clone(ThroughputCases), CaseTelemetry, CaseLatency, CaseDelayed, CasePeakRSS)
 
 // ErrNotApplicable is returned for a case an implementation cannot run (a
 // batch on the byte face, a Router on a non-Watermill face).
@@ -89,6 +90,13 @@ func RunCase(ctx context.Context, env *Env, impl Impl, cas string, p Params) (Re
 	switch cas {
 	case CasePublish1, CasePublish16, CaseBatch100:
 		cfg.Retain = p.N
+	case CaseTelemetry:
+		if impl.Face != FaceBytes {
+			return Result{}, ErrNotApplicable
+		}
+		tel := newTelemetry()
+		defer tel.shutdown()
+		cfg.Telemetry = tel
 	}
 	sess, err := impl.Open(ctx, env, cfg)
 	if err != nil {
@@ -124,7 +132,7 @@ func runOpen(ctx context.Context, sess Session, cas string, p Params) (Result, e
 			return Result{}, ErrNotApplicable
 		}
 		return measure(p.N, func() error { return publishBatches(ctx, bp, payload, p.N, 100) })
-	case CaseEndToEnd:
+	case CaseEndToEnd, CaseTelemetry:
 		return EndToEnd(ctx, sess, payload, p.N, sess.Consume)
 	case CaseRouter:
 		ws, ok := sess.(WatermillSession)

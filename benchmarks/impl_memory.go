@@ -33,7 +33,11 @@ func openMemoryBytes(_ context.Context, _ *Env, cfg SessionConfig) (Session, err
 	if err != nil {
 		return nil, err
 	}
-	b, err := memory.NewBroker(memory.WithHub(hub), memory.WithGroup(Group))
+	opts := []memory.Option{memory.WithHub(hub), memory.WithGroup(Group)}
+	if t := cfg.Telemetry; t != nil {
+		opts = append(opts, memory.WithTracerProvider(t.Tracer), memory.WithMeterProvider(t.Meter))
+	}
+	b, err := memory.NewBroker(opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -103,11 +103,15 @@ func openNATSBytes(_ context.Context, env *Env, cfg SessionConfig) (Session, err
 	if err != nil {
 		return nil, err
 	}
-	pub, err := natsjs.NewBroker(c.pub)
+	var tel []natsjs.Option
+	if t := cfg.Telemetry; t != nil {
+		tel = []natsjs.Option{natsjs.WithTracerProvider(t.Tracer), natsjs.WithMeterProvider(t.Meter)}
+	}
+	pub, err := natsjs.NewBroker(c.pub, tel...)
 	if err != nil {
 		return nil, errors.Join(err, c.close(natsjs.StreamName(cfg.Topic)))
 	}
-	sub, err := natsjs.NewBroker(c.sub, natsjs.WithGroup(Group))
+	sub, err := natsjs.NewBroker(c.sub, append(tel, natsjs.WithGroup(Group))...)
 	if err != nil {
 		return nil, errors.Join(err, c.close(natsjs.StreamName(cfg.Topic)))
 	}

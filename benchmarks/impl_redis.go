@@ -77,11 +77,15 @@ func openRedisBytes(_ context.Context, env *Env, cfg SessionConfig) (Session, er
 	if err != nil {
 		return nil, err
 	}
-	pub, err := redisstreams.NewBroker(pc)
+	var tel []redisstreams.Option
+	if t := cfg.Telemetry; t != nil {
+		tel = []redisstreams.Option{redisstreams.WithTracerProvider(t.Tracer), redisstreams.WithMeterProvider(t.Meter)}
+	}
+	pub, err := redisstreams.NewBroker(pc, tel...)
 	if err != nil {
 		return nil, errors.Join(err, cleanup())
 	}
-	sub, err := redisstreams.NewBroker(sc, redisstreams.WithGroup(Group), redisstreams.WithBlockTimeout(redisBlock))
+	sub, err := redisstreams.NewBroker(sc, append(tel, redisstreams.WithGroup(Group), redisstreams.WithBlockTimeout(redisBlock))...)
 	if err != nil {
 		return nil, errors.Join(err, cleanup())
 	}

@@ -101,6 +101,22 @@ func markdown(cfg Config, s summary) string {
 		w("\n")
 	}
 
+	w("## Telemetry cost: end to end on relay-bytes, OpenTelemetry off and on\n\n")
+	w("Off: no SDK installed (the global no-op providers, the default). On: the SDK with a batch span processor, every ")
+	w("span sampled (to an exporter that drops them) and metrics aggregated. Ratio: on ÷ off.\n\n")
+	w("| system | off (msg/s) | on (msg/s) | on ÷ off | off allocs | on allocs | off B | on B |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, sys := range Systems {
+		off, okOff := s.get(sys, FaceBytes, CaseEndToEnd)
+		on, okOn := s.get(sys, FaceBytes, CaseTelemetry)
+		if !okOn {
+			continue
+		}
+		w("| %s | %s | %s | %s | %s | %s | %s | %s |\n", sys, num(off.Rate(), okOff), num(on.Rate(), okOn),
+			ratio(on.Rate(), off.Rate(), okOn, okOff), dec(off.Allocs, okOff), dec(on.Allocs, okOn),
+			bytesNum(off.AllocBytes, okOff), bytesNum(on.AllocBytes, okOn))
+	}
+	w("\n")
+
 	w("## Latency, publish → handler (%d messages at %d/s; lower is better)\n\n", cfg.LatencyN, cfg.Rate)
 	w("| system | face | p50 | p99 | p50 ÷ peer | p99 ÷ peer | p50 ÷ raw | p99 ÷ raw |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, sys := range Systems {

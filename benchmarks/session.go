@@ -34,6 +34,9 @@ type SessionConfig struct {
 	// Retain is the number of messages a publish-only run stores with no
 	// consumer: in-memory backends must be able to hold them.
 	Retain int
+	// Telemetry, when set, is the OpenTelemetry SDK relay's byte face is
+	// given (its WithTracerProvider and WithMeterProvider options).
+	Telemetry *Telemetry
 }
 
 // Impl is one face of one system.

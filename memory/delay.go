@@ -44,7 +44,11 @@ func (b *Broker) PublishAt(ctx context.Context, topic string, payload []byte, at
 		return fmt.Errorf("memory: publish %q: %w", topic, err)
 	}
 	msg := delivery.Message{UUID: watermill.NewUUID(), Payload: append([]byte{}, payload...)}
-	if err := t.publishAt(ctx, b.e.closing, msg, at); err != nil {
+	span, md := b.e.tel.StartPublish(ctx, topic, msg.UUID, nil)
+	msg.Metadata = md
+	err = t.publishAt(ctx, b.e.closing, msg, at)
+	span.End(err)
+	if err != nil {
 		return fmt.Errorf("memory: publish %q: %w", topic, err)
 	}
 	return nil

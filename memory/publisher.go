@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/telemetry"
 	"github.com/go-relay/relay/internal/wm"
 )
 
@@ -19,6 +20,7 @@ var _ message.Publisher = (*Publisher)(nil)
 // [Broker] and [Subscriber] values alike. It is safe for concurrent use.
 type Publisher struct {
 	hub      *Hub
+	tel      *telemetry.Telemetry
 	maxDelay time.Duration
 
 	mu      sync.Mutex
@@ -26,8 +28,9 @@ type Publisher struct {
 	closing chan struct{} // closed by Close, under mu
 }
 
-// NewPublisher returns a publisher on hub. No option changes what a publisher
-// does, but options are validated as for [NewBroker]; a nil hub, or a
+// NewPublisher returns a publisher on hub. Of the options only
+// [WithTracerProvider], [WithMeterProvider] and [WithPropagators] change what
+// a publisher does; the others are validated as for [NewBroker]. A nil hub, or a
 // [WithHub] naming another hub, returns an error wrapping
 // [relay.ErrInvalidOption].
 func NewPublisher(hub *Hub, opts ...Option) (*Publisher, error) {
@@ -35,7 +38,7 @@ func NewPublisher(hub *Hub, opts ...Option) (*Publisher, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Publisher{hub: hub, maxDelay: cfg.maxDelay, closing: make(chan struct{})}, nil
+	return &Publisher{hub: hub, tel: telemetry.New(pkg, cfg.tel, nil), maxDelay: cfg.maxDelay, closing: make(chan struct{})}, nil
 }
 
 // faceConfig is the configuration of a Watermill face on hub.
@@ -54,7 +57,8 @@ func faceConfig(hub *Hub, opts []Option) (config, error) {
 	return cfg, nil
 }
 
-// Publish stores msgs on topic in order, each with its UUID, its metadata and
+// Publish stores msgs on topic in order, each with its UUID, its metadata
+// (plus the trace context of msg.Context(), one producer span per message) and
 // a copy of its payload, so the caller may reuse the message afterwards. It
 // honours each message's context (msg.Context()): when one is done already,
 // Publish stores none of the messages and returns that context's error,
@@ -97,7 +101,11 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	for i, msg := range msgs {
 		m := wm.FromWatermill(msg)
 		m.Payload = append([]byte{}, m.Payload...)
-		if err := t.publishAt(msg.Context(), p.closing, m, due[i]); err != nil {
+		var span telemetry.Publish
+		span, m.Metadata = p.tel.StartPublish(msg.Context(), topic, msg.UUID, m.Metadata)
+		err := t.publishAt(msg.Context(), p.closing, m, due[i])
+		span.End(err)
+		if err != nil {
 			return fmt.Errorf("memory: publish %q: message %s: %w", topic, msg.UUID, err)
 		}
 	}

@@ -86,6 +86,15 @@ func options(cfg pubsubtest.Config) []natsjs.Option {
 	if cfg.DeadLetterTopic != nil {
 		opts = append(opts, natsjs.WithDeadLetterTopic(cfg.DeadLetterTopic))
 	}
+	if cfg.TracerProvider != nil {
+		opts = append(opts, natsjs.WithTracerProvider(cfg.TracerProvider))
+	}
+	if cfg.MeterProvider != nil {
+		opts = append(opts, natsjs.WithMeterProvider(cfg.MeterProvider))
+	}
+	if cfg.Propagators != nil {
+		opts = append(opts, natsjs.WithPropagators(cfg.Propagators))
+	}
 	return opts
 }
 
@@ -138,6 +147,7 @@ func harness(t *testing.T, ss *servers) pubsubtest.Harness {
 			// JetStream message schedules: nats-server 2.12 and newer.
 			Delayed:    schedules,
 			RetryAfter: true,
+			Telemetry:  true,
 		},
 	}
 }
@@ -154,4 +164,10 @@ func TestConformanceWatermill(t *testing.T) {
 
 func TestConformanceInspector(t *testing.T) {
 	pubsubtest.TestInspector(t, harness(t, &servers{byTest: make(map[string]*natstest.Server)}))
+}
+
+func TestTelemetry(t *testing.T) {
+	ss := &servers{byTest: make(map[string]*natstest.Server)}
+	ss.start(t)
+	pubsubtest.TestTelemetry(t, harness(t, ss))
 }

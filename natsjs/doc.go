@@ -170,6 +170,43 @@
 // example Nats-Expected-Stream or Nats-TTL); Publish refuses such a message
 // with an error naming the key. NATS trims white space around header values.
 //
+// # Telemetry
+//
+// [WithTracerProvider], [WithMeterProvider] and [WithPropagators] set what
+// relay records OpenTelemetry spans and metrics with; without them the
+// global provider and propagator, read when the value is made (the
+// OpenTelemetry convention for instrumentation libraries: no-ops until the
+// application installs an SDK, which costs no allocation per message).
+//
+// Publish (both faces) starts one producer span per message, "send <topic>",
+// a child of ctx (byte face) or of msg.Context() (Watermill face; a batch
+// gets one span per message), and writes its context into the message's
+// headers with the propagator: traceparent and tracestate (W3C Trace
+// Context), and baggage when the propagator includes it. Each delivery
+// attempt is a consumer span, "process <topic>", whose parent is the context
+// read from the message: a byte handler has no context, so its span is
+// recorded around it; the Watermill face hands the handler a msg.Context()
+// that carries the span, so the handler's own spans are its children. A
+// message without trace context, or with a malformed traceparent, gets a new
+// root span and is delivered as any other. A retry and a dead letter are
+// events on the span, a failure sets its status, and a dead letter keeps the
+// trace context of its source message (its metadata is the source's).
+// Attributes: messaging.system "nats" (semconv v1.43.0 has no
+// well-known value for it), messaging.destination.name (the topic),
+// messaging.consumer.group.name, messaging.message.id (the UUID),
+// messaging.operation.name and .type, and relay.delivery.attempt (the
+// delivery count, from 1).
+//
+// Metrics: messaging.client.sent.messages, messaging.client.consumed.messages
+// (one per delivery attempt), messaging.client.operation.duration (publish,
+// seconds), messaging.process.duration (a delivery attempt with its
+// settling, seconds), relay.delivery.outcomes with relay.delivery.outcome =
+// acked, retried, dead_lettered or handed_back (not processed: its consumer
+// stopped), relay.messages.held (fetched and not yet settled), and the
+// observable gauges relay.consumer.lag and relay.consumer.pending per topic
+// and group subscribed (or initialized) by the value, read from the durable consumer's info (JetStream's num_pending and num_ack_pending, nats-server v2.15), asked at
+// most once per second however often the reader collects.
+//
 // # Inspection
 //
 // [NewInspector] returns the [relay.Inspector] of the backend, over the

@@ -91,6 +91,16 @@ func eventually(t *testing.T, cond func() bool, what string) {
 	}
 }
 
+// pollUntil reports whether cond became true within d.
+func pollUntil(d time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
+}
+
 // checkQuiet fails t if cond becomes true within d.
 func checkQuiet(t *testing.T, d time.Duration, cond func() bool, what string) {
 	t.Helper()

@@ -107,7 +107,9 @@ func publishWatermill(t *testing.T, js jetstream.JetStream, topic string, md map
 // (poison messages past max deliver), and the lag of a group that consumed
 // nothing.
 func TestInspectorTopicFigures(t *testing.T) {
-	s := natstest.Start(t)
+	// It lists every stream of the server and names them exactly: it needs
+	// a server of its own, also when NATS_URL names a shared one.
+	s := natstest.StartEmbedded(t, natstest.Config{})
 	_, js := connect(t, s)
 	const (
 		topic  = "orders"
@@ -238,7 +240,7 @@ func arrangeDeadLetters(t *testing.T, js jetstream.JetStream, in relay.Inspector
 }
 
 func TestInspectorDeadLetters(t *testing.T) {
-	s := natstest.Start(t)
+	s := natstest.StartEmbedded(t, natstest.Config{}) // fixed stream names: a server of its own
 	_, js := connect(t, s)
 	in := newInspector(t, js)
 	const topic = "payments"
@@ -312,7 +314,7 @@ func TestInspectorDeadLetters(t *testing.T) {
 // Newest first reads the stream backwards in windows of sequences; holes
 // (purged dead letters) and windows without a message must not hide any.
 func TestInspectorDeadLettersNewestFirstAcrossWindows(t *testing.T) {
-	s := natstest.Start(t)
+	s := natstest.StartEmbedded(t, natstest.Config{}) // fixed stream names: a server of its own
 	_, js := connect(t, s)
 	in := newInspector(t, js)
 	const dlt = "bulk.dead"
@@ -345,7 +347,7 @@ func TestInspectorDeadLettersNewestFirstAcrossWindows(t *testing.T) {
 }
 
 func TestInspectorRedrive(t *testing.T) {
-	s := natstest.Start(t)
+	s := natstest.StartEmbedded(t, natstest.Config{}) // fixed stream names: a server of its own
 	_, js := connect(t, s)
 	in := newInspector(t, js)
 	const topic = "shipments"
@@ -419,7 +421,7 @@ func TestInspectorRedrive(t *testing.T) {
 }
 
 func TestInspectorPurge(t *testing.T) {
-	s := natstest.Start(t)
+	s := natstest.StartEmbedded(t, natstest.Config{}) // fixed stream names: a server of its own
 	_, js := connect(t, s)
 	in := newInspector(t, js)
 	const topic = "refunds"
@@ -448,7 +450,7 @@ func TestInspectorPurge(t *testing.T) {
 }
 
 func TestInspectorDeleteConsumer(t *testing.T) {
-	s := natstest.Start(t)
+	s := natstest.StartEmbedded(t, natstest.Config{}) // fixed stream names: a server of its own
 	_, js := connect(t, s)
 	in := newInspector(t, js)
 	const topic = "tasks"
@@ -525,7 +527,9 @@ func TestInspectorDeleteConsumer(t *testing.T) {
 // What relay did not write is reported and listed with what it has, never
 // crashed on.
 func TestInspectorForeignStreamsAndDeadLetters(t *testing.T) {
-	s := natstest.Start(t)
+	// It lists every stream of the server and names them exactly: it needs
+	// a server of its own, also when NATS_URL names a shared one.
+	s := natstest.StartEmbedded(t, natstest.Config{})
 	_, js := connect(t, s)
 	logs, log := warnLog()
 	in := newInspector(t, js, natsjs.WithLogger(log))
@@ -603,7 +607,7 @@ func TestInspectorForeignStreamsAndDeadLetters(t *testing.T) {
 // An unreachable server is the client's error with the package's prefix,
 // within the caller's deadline.
 func TestInspectorUnreachableServer(t *testing.T) {
-	s := natstest.Start(t)
+	s := natstest.StartEmbedded(t, natstest.Config{}) // fixed stream names: a server of its own
 	nc, js := connect(t, s)
 	in := newInspector(t, js)
 	nc.Close()
@@ -626,7 +630,7 @@ func TestInspectorUnreachableServer(t *testing.T) {
 // error within the caller's deadline, or within the request timeout when
 // the caller gave none.
 func TestInspectorServerDown(t *testing.T) {
-	s := natstest.Start(t)
+	s := natstest.StartEmbedded(t, natstest.Config{}) // fixed stream names: a server of its own
 	_, js := connect(t, s)
 	in := newInspector(t, js, natsjs.WithRequestTimeout(time.Second))
 	pub := newBroker(t, js)
@@ -666,7 +670,7 @@ func TestNewInspectorInvalidOptions(t *testing.T) {
 	if _, err := natsjs.NewInspector(nil); !errors.Is(err, relay.ErrInvalidOption) {
 		t.Errorf("nil JetStream: %v", err)
 	}
-	s := natstest.Start(t)
+	s := natstest.StartEmbedded(t, natstest.Config{}) // fixed stream names: a server of its own
 	_, js := connect(t, s)
 	if _, err := natsjs.NewInspector(js, natsjs.WithRequestTimeout(0)); !errors.Is(err, relay.ErrInvalidOption) {
 		t.Errorf("zero request timeout: %v", err)
@@ -676,7 +680,7 @@ func TestNewInspectorInvalidOptions(t *testing.T) {
 // The dead letters a topic's figures count are those of its configured
 // dead-letter topic.
 func TestInspectorCountsTheConfiguredDeadLetterTopic(t *testing.T) {
-	s := natstest.Start(t)
+	s := natstest.StartEmbedded(t, natstest.Config{}) // fixed stream names: a server of its own
 	_, js := connect(t, s)
 	dlq := natsjs.WithDeadLetterTopic(func(topic string) string { return "dlq." + topic })
 	in := newInspector(t, js, dlq)

@@ -10,6 +10,11 @@ import (
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
 	"github.com/go-relay/relay/internal/option"
+	"github.com/go-relay/relay/internal/telemetry"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults of the options. Every [Option] that is not given keeps these.
@@ -80,6 +85,7 @@ type config struct {
 	logger         *slog.Logger
 	streamConfig   func(*jetstream.StreamConfig)
 	consumerConfig func(*jetstream.ConsumerConfig)
+	tel            telemetry.Config
 }
 
 func newConfig(opts []Option) (config, error) {
@@ -296,3 +302,38 @@ func WithConsumerConfig(f func(*jetstream.ConsumerConfig)) Option {
 }
 
 var errNilJetStream = errors.New("nil jetstream.JetStream")
+
+// WithTracerProvider sets the provider of the tracer that records a producer
+// span per published message ("send <topic>") and a consumer span per
+// delivery attempt ("process <topic>"); by default the global one
+// (otel.GetTracerProvider, read when the value is made, which forwards to an
+// SDK installed later). A nil provider is an error. The package doc's
+// Telemetry section lists the spans and their attributes.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(c *config) error {
+		return option.TracerProvider(pkg, &c.tel, tp)
+	}
+}
+
+// WithMeterProvider sets the provider of the meter that records relay's
+// metrics (messages sent and consumed, delivery outcomes, durations, messages
+// held, and the consumer lag and pending gauges read from the durable
+// consumer's info: JetStream's num_pending and num_ack_pending); by default
+// the global one (otel.GetMeterProvider, read when the value is made). A nil
+// provider is an error.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(c *config) error {
+		return option.MeterProvider(pkg, &c.tel, mp)
+	}
+}
+
+// WithPropagators sets the propagator that writes the trace context into a
+// published message's headers (W3C Trace Context: traceparent, tracestate;
+// baggage when p includes it) and reads it from a delivered one; by default
+// the global one (otel.GetTextMapPropagator, read when the value is made). A
+// nil propagator is an error.
+func WithPropagators(p propagation.TextMapPropagator) Option {
+	return func(c *config) error {
+		return option.Propagators(pkg, &c.tel, p)
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/telemetry"
 )
 
 // publish stores msgs on topic and returns once every one is acknowledged by
@@ -50,9 +51,13 @@ func (e *engine) publishWith(ctxs []context.Context, topic string, msgs []delive
 		nm     *nats.Msg
 		future jetstream.PubAckFuture
 		err    error
+		span   telemetry.Publish
 	}
 	batch := make([]sent, len(msgs))
 	for i, m := range msgs {
+		// One producer span per message, even in a Watermill batch, so that
+		// each message's trace continues from its own context.
+		batch[i].span, m.Metadata = e.tel.StartPublish(ctxs[i], topic, m.UUID, m.Metadata)
 		nm, err := encode(topic, m)
 		if err == nil && prepare != nil {
 			prepare(i, nm)
@@ -64,7 +69,11 @@ func (e *engine) publishWith(ctxs []context.Context, topic string, msgs []delive
 			err = checkHeaders(nm, deadLetterHeaders(topic)+minDeadLetterReason)
 		}
 		if err != nil {
-			return e.nameFailure(i, msgs, err)
+			err = e.nameFailure(i, msgs, err)
+			for j := range batch[:i+1] {
+				batch[j].span.End(err)
+			}
+			return err
 		}
 		batch[i].nm = nm
 	}
@@ -102,6 +111,7 @@ func (e *engine) publishWith(ctxs []context.Context, topic string, msgs []delive
 			}
 			cancel()
 		}
+		b.span.End(err)
 		if err != nil {
 			errs = append(errs, e.nameFailure(i, msgs, err))
 		}

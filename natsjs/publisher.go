@@ -87,6 +87,7 @@ func (p *Publisher) Close() error {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
+	p.e.tel.Close()
 	return nil
 }
 

@@ -15,7 +15,7 @@ import (
 // Tail yields what is stored after the call, in order, takes nothing from
 // any group, and leaves nothing behind.
 func TestInspectorTail(t *testing.T) {
-	s := natstest.Start(t)
+	s := natstest.StartEmbedded(t, natstest.Config{}) // fixed stream names: a server of its own
 	nc, js := connect(t, s)
 	in := newInspector(t, js)
 	const topic = "audit"
@@ -86,7 +86,7 @@ func TestInspectorTail(t *testing.T) {
 }
 
 func TestInspectorTailErrors(t *testing.T) {
-	s := natstest.Start(t)
+	s := natstest.StartEmbedded(t, natstest.Config{}) // fixed stream names: a server of its own
 	_, js := connect(t, s)
 	in := newInspector(t, js)
 	tests := []struct {

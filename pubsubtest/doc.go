@@ -78,6 +78,14 @@
 //     in publish order.
 //   - MaxPayload: the largest payload accepted; a larger one must be rejected
 //     with [relay.ErrPayloadTooLarge] before anything is sent.
+//   - Telemetry: the backend honours Config.TracerProvider, MeterProvider and
+//     Propagators. [TestTelemetry] then checks, with the OpenTelemetry SDK's
+//     in-memory recorders, that a message is one trace from either face to
+//     the other, that each delivery attempt is a process span with its
+//     delivery count, that the delivery-outcome counter and the consumer lag
+//     gauge read what happened (lag 1,000 with no consumer running, 0 once
+//     consumed), and that a message without trace context or with a
+//     malformed traceparent starts a new trace and is delivered.
 //   - Delayed: the backend can delay on the server at hand, and the
 //     Watermill publisher honours [relay.MetadataDelayedUntil]
 //     (due order, nothing early, a malformed value refused with

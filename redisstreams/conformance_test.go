@@ -48,7 +48,7 @@ func harness(t *testing.T) pubsubtest.Harness {
 		if logger == nil {
 			logger = slog.New(slog.DiscardHandler)
 		}
-		opts := []redisstreams.Option{
+		o := []redisstreams.Option{
 			redisstreams.WithGroup(cfg.Group),
 			redisstreams.WithMaxDeliver(cfg.MaxDeliver),
 			redisstreams.WithBackoff(cfg.MinBackoff, cfg.MaxBackoff),
@@ -57,10 +57,19 @@ func harness(t *testing.T) pubsubtest.Harness {
 			redisstreams.WithBlockTimeout(200 * time.Millisecond),
 			redisstreams.WithLogger(logger),
 		}
-		if cfg.DeadLetterTopic != nil {
-			opts = append(opts, redisstreams.WithDeadLetterTopic(cfg.DeadLetterTopic))
+		if cfg.TracerProvider != nil {
+			o = append(o, redisstreams.WithTracerProvider(cfg.TracerProvider))
 		}
-		return opts
+		if cfg.MeterProvider != nil {
+			o = append(o, redisstreams.WithMeterProvider(cfg.MeterProvider))
+		}
+		if cfg.Propagators != nil {
+			o = append(o, redisstreams.WithPropagators(cfg.Propagators))
+		}
+		if cfg.DeadLetterTopic != nil {
+			o = append(o, redisstreams.WithDeadLetterTopic(cfg.DeadLetterTopic))
+		}
+		return o
 	}
 	return pubsubtest.Harness{
 		NewBroker: func(t *testing.T, cfg pubsubtest.Config) (relay.Broker, error) {
@@ -86,7 +95,7 @@ func harness(t *testing.T) pubsubtest.Harness {
 			}
 			setLimit(t) // CONFIG SET does not survive a restart
 		},
-		Capabilities: pubsubtest.Capabilities{Persistent: true, Ordered: true, MaxPayload: maxPayload, Delayed: true, RetryAfter: true},
+		Capabilities: pubsubtest.Capabilities{Persistent: true, Ordered: true, MaxPayload: maxPayload, Delayed: true, RetryAfter: true, Telemetry: true},
 	}
 }
 
@@ -111,3 +120,5 @@ func TestConformanceBroker(t *testing.T) { pubsubtest.TestBroker(t, harness(t)) 
 func TestConformanceWatermill(t *testing.T) { pubsubtest.TestWatermill(t, harness(t)) }
 
 func TestConformanceInspector(t *testing.T) { pubsubtest.TestInspector(t, harness(t)) }
+
+func TestConformanceTelemetry(t *testing.T) { pubsubtest.TestTelemetry(t, harness(t)) }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/telemetry"
 )
 
 var _ relay.DelayedPublisher = (*Broker)(nil)
@@ -207,7 +208,7 @@ func (b *Broker) PublishAt(ctx context.Context, topic string, payload []byte, at
 		return fmt.Errorf("%s: publish %q: %w", pkg, topic, err)
 	}
 	msg := delivery.Message{UUID: watermill.NewUUID(), Payload: payload}
-	if err := b.e.publishAt(ctx, topic, []delivery.Message{msg}, []time.Time{at}); err != nil {
+	if err := b.e.publishAt(ctx, nil, topic, []delivery.Message{msg}, []time.Time{at}); err != nil {
 		return fmt.Errorf("%s: publish %q: %w", pkg, topic, err)
 	}
 	return nil
@@ -215,18 +216,34 @@ func (b *Broker) PublishAt(ctx context.Context, topic string, payload []byte, at
 
 // publishAt publishes msgs[i] due at due[i]: those due by now with publish,
 // the others into topic's sorted set in one pipeline, and then makes the
-// engine's mover serve topic.
-func (e *engine) publishAt(ctx context.Context, topic string, msgs []delivery.Message, due []time.Time) error {
+// engine's mover serve topic. msgCtxs, when not nil, are the messages' own
+// contexts (see publish); a delayed message's producer span ends when it is
+// stored in the sorted set, and the trace context it carries is that span's.
+func (e *engine) publishAt(ctx context.Context, msgCtxs []context.Context, topic string, msgs []delivery.Message, due []time.Time) (err error) {
 	now := time.Now()
 	var direct []delivery.Message
+	var directCtxs []context.Context
 	var later []redis.Z
+	var spans []telemetry.Publish
 	soonest := time.Time{}
 	limit := e.bulkLimit(ctx)
+	defer func() {
+		for _, s := range spans {
+			s.End(err)
+		}
+	}()
 	for i, m := range msgs {
+		mctx := ctx
+		if msgCtxs != nil {
+			mctx = msgCtxs[i]
+		}
 		if !due[i].After(now) {
-			direct = append(direct, m)
+			direct, directCtxs = append(direct, m), append(directCtxs, mctx)
 			continue
 		}
+		var span telemetry.Publish
+		span, m.Metadata = e.tel.StartPublish(mctx, topic, m.UUID, m.Metadata)
+		spans = append(spans, span)
 		member, err := delayedMember(m)
 		if err == nil && int64(len(member)) > limit {
 			err = fmt.Errorf("%w: delayed entry of %d bytes exceeds the server's proto-max-bulk-len of %d bytes",
@@ -241,7 +258,7 @@ func (e *engine) publishAt(ctx context.Context, topic string, msgs []delivery.Me
 		}
 	}
 	if len(direct) > 0 {
-		if err := e.publish(ctx, topic, direct...); err != nil {
+		if err := e.publish(ctx, directCtxs, topic, direct...); err != nil {
 			return err
 		}
 	}

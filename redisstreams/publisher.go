@@ -51,6 +51,7 @@ func (p *Publisher) Publish(topic string, messages ...*message.Message) error {
 	}
 	ctx := context.Background()
 	msgs := make([]delivery.Message, len(messages))
+	ctxs := make([]context.Context, len(messages))
 	due := make([]time.Time, len(messages))
 	delayed := false
 	now := time.Now()
@@ -66,18 +67,18 @@ func (p *Publisher) Publish(topic string, messages ...*message.Message) error {
 			return fmt.Errorf("%s: publish %q: message %s: %w", pkg, topic, m.UUID, err)
 		}
 		delayed = delayed || at.After(now)
-		msgs[i], due[i] = wm.FromWatermill(m), at
+		msgs[i], due[i], ctxs[i] = wm.FromWatermill(m), at, m.Context()
 	}
 	if len(messages) == 1 {
 		ctx = messages[0].Context()
 	}
 	if delayed {
-		if err := p.e.publishAt(ctx, topic, msgs, due); err != nil {
+		if err := p.e.publishAt(ctx, ctxs, topic, msgs, due); err != nil {
 			return fmt.Errorf("%s: publish %q: %w", pkg, topic, err)
 		}
 		return nil
 	}
-	if err := p.e.publish(ctx, topic, msgs...); err != nil {
+	if err := p.e.publish(ctx, ctxs, topic, msgs...); err != nil {
 		return fmt.Errorf("%s: publish %q: %w", pkg, topic, err)
 	}
 	return nil

@@ -45,6 +45,7 @@ type config struct {
 	concurrency      int
 	seed             uint64
 	timeout          time.Duration
+	metricsAddr      string
 	delayShare       float64       // share of orders published with a delay
 	delayFor         time.Duration // their delay
 }
@@ -60,6 +61,7 @@ func main() {
 	flag.IntVar(&cfg.concurrency, "concurrency", 8, "handlers running at once per subscription")
 	flag.Uint64Var(&cfg.seed, "seed", 1, "seed of the generated orders: the same seed gives the same run")
 	flag.DurationVar(&cfg.timeout, "timeout", 2*time.Minute, "give up waiting for the flow to finish after this long")
+	flag.StringVar(&cfg.metricsAddr, "metrics-addr", "", "serve the brokers' OpenTelemetry metrics for Prometheus at http://<addr>/metrics while the job runs (e.g. :9464)")
 	flag.Parse()
 	if err := cfg.validate(); err != nil {
 		fmt.Fprintln(os.Stderr, "pipeline:", err)

@@ -42,6 +42,9 @@ const placedAtKey = "placed_at" // metadata: when the order was published, Unix 
 // result is what a run found.
 type result struct {
 	published, lost int
+	redelivered     int // validation attempts after the first, by the ledger
+	deadLettered    int // orders seen on the dead-letter topic, by the ledger
+	meterMismatch   bool
 	early           int  // delayed orders delivered before their due time
 	completed       int  // orders billed and audited, or dead-lettered: what the rate counts
 	interrupted     bool // Ctrl-C: the run ended early and lost was not checked
@@ -75,8 +78,13 @@ func run(ctx context.Context, cfg config, out io.Writer) (result, error) {
 	// Dead letters are expected here and counted in the summary, so the
 	// backends log only errors.
 	logger := exampleenv.Logger(false)
+	m, err := newMeters(cfg.metricsAddr, out)
+	if err != nil {
+		return result{}, err
+	}
+	defer m.close()
 	b, err := openBackend(cfg, settings{logger: logger, concurrency: cfg.concurrency, maxDeliver: 3,
-		minBackoff: 20 * time.Millisecond, maxBackoff: 500 * time.Millisecond})
+		minBackoff: 20 * time.Millisecond, maxBackoff: 500 * time.Millisecond, meter: m.mp})
 	if err != nil {
 		return result{}, err
 	}
@@ -133,6 +141,9 @@ func run(ctx context.Context, cfg config, out io.Writer) (result, error) {
 		return res, nil
 	}
 	res := summarize(out, orders, tr, elapsed, true)
+	if err := printOutcomes(out, m, topics.placed, &res); err != nil {
+		return res, err
+	}
 	switch {
 	case !finished:
 		fmt.Fprintf(out, "timed out after %v waiting for the flow to finish\n", cfg.timeout)
@@ -446,7 +457,8 @@ func summarize(out io.Writer, orders []order, t *tracker, elapsed time.Duration,
 	if t.early > 0 {
 		fmt.Fprintf(out, "EARLY: %d delayed orders delivered before their due time\n", t.early)
 	}
-	return result{published: t.nPub, lost: lost, completed: completed, early: t.early}
+	return result{published: t.nPub, lost: lost, completed: completed, early: t.early,
+		redelivered: redelivered, deadLettered: len(t.seen["dead"])}
 }
 
 // progress prints a live line: rewritten in place on a terminal, otherwise at
@@ -493,3 +505,28 @@ func startProgress(out io.Writer, t *tracker, n int) *progress {
 }
 
 func (p *progress) stop() { close(p.done); p.wg.Wait() }
+
+// printOutcomes prints relay.delivery.outcomes of the validated topic from
+// the run's meter, and whether they match the ledger: every retry of a
+// validation is a "retried" outcome, every dead letter a "dead_lettered" one.
+func printOutcomes(out io.Writer, m *meters, topic string, res *result) error {
+	// A dead letter is counted just after it is stored, so the ledger may
+	// see it a moment before the meter does: wait a little for the meter.
+	var got map[string]int64
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var err error
+		if got, err = m.outcomes(topic); err != nil {
+			return fmt.Errorf("read the meter: %w", err)
+		}
+		if got["retried"] == int64(res.redelivered) && got["dead_lettered"] == int64(res.deadLettered) || time.Now().After(deadline) {
+			break
+		}
+	}
+	fmt.Fprintf(out, "  %-27sacked %d, retried %d, dead_lettered %d, handed_back %d\n", "validate outcomes (meter)",
+		got["acked"], got["retried"], got["dead_lettered"], got["handed_back"])
+	if got["retried"] != int64(res.redelivered) || got["dead_lettered"] != int64(res.deadLettered) {
+		res.meterMismatch = true
+		fmt.Fprintf(out, "  MISMATCH: the ledger counts %d retries and %d dead letters\n", res.redelivered, res.deadLettered)
+	}
+	return nil
+}

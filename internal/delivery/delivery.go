@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/telemetry"
 )
 
 // Defaults shared by every backend: the root package's, so that relay's docs
@@ -186,6 +187,10 @@ type Delivery struct {
 	// DecodeErr is set when the stored entry could not be decoded; the
 	// delivery then goes straight to the dead-letter topic.
 	DecodeErr error
+	// Telemetry is the attempt's instrumentation, which the engine starts
+	// (telemetry.Topic.Start) before processing and [Policy.Settle] ends
+	// with the outcome. The zero value records nothing.
+	Telemetry telemetry.Attempt
 }
 
 // Settler is what a backend implements so that [Policy.Settle] can finish a
@@ -200,7 +205,9 @@ type Settler interface {
 	PublishDeadLetter(ctx context.Context, topic string, msg Message) error
 }
 
-// Settle applies the policy to delivery d whose processing ended with err.
+// Settle applies the policy to delivery d whose processing ended with err,
+// and records the outcome on d.Telemetry (before acknowledging, so that a
+// reader who sees the message gone sees its outcome counted).
 // A dead letter is published and only after that acknowledged; when the
 // publish fails the delivery is left for redelivery, so that it is never lost.
 // The returned error is the backend's, for the logger.
@@ -211,15 +218,24 @@ func (p Policy) Settle(ctx context.Context, d *Delivery, err error, s Settler) e
 	action, delay := p.Decide(d.Attempt, err)
 	switch action {
 	case Ack:
+		d.Telemetry.Settled(telemetry.Acked, nil, 0, "")
 		return s.Ack(ctx)
 	case Retry:
+		outcome := telemetry.Retried
+		if errors.Is(err, ErrStopped) {
+			outcome = telemetry.HandedBack
+		}
+		d.Telemetry.Settled(outcome, err, delay, "")
 		return s.Retry(ctx, delay)
 	}
 	dlTopic := p.DeadLetterTopic(d.Topic)
 	if perr := s.PublishDeadLetter(ctx, dlTopic, DeadLetterMessage(d, err)); perr != nil {
-		rerr := s.Retry(ctx, p.Backoff(d.Attempt))
+		backoff := p.Backoff(d.Attempt)
+		d.Telemetry.Settled(telemetry.Retried, err, backoff, "")
+		rerr := s.Retry(ctx, backoff)
 		return errors.Join(fmt.Errorf("publish dead letter to %q: %w", dlTopic, perr), rerr)
 	}
+	d.Telemetry.Settled(telemetry.DeadLettered, err, 0, dlTopic)
 	return s.Ack(ctx)
 }
 

@@ -37,6 +37,15 @@ func New(t *testing.T) pubsubtest.Harness {
 		if cfg.DeadLetterTopic != nil {
 			opts = append(opts, memory.WithDeadLetterTopic(cfg.DeadLetterTopic))
 		}
+		if cfg.TracerProvider != nil {
+			opts = append(opts, memory.WithTracerProvider(cfg.TracerProvider))
+		}
+		if cfg.MeterProvider != nil {
+			opts = append(opts, memory.WithMeterProvider(cfg.MeterProvider))
+		}
+		if cfg.Propagators != nil {
+			opts = append(opts, memory.WithPropagators(cfg.Propagators))
+		}
 		return opts
 	}
 	return pubsubtest.Harness{
@@ -56,6 +65,6 @@ func New(t *testing.T) pubsubtest.Harness {
 			}
 			return in
 		},
-		Capabilities: pubsubtest.Capabilities{Persistent: false, Ordered: true, Delayed: true, RetryAfter: true},
+		Capabilities: pubsubtest.Capabilities{Persistent: false, Ordered: true, Delayed: true, RetryAfter: true, Telemetry: true},
 	}
 }

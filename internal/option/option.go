@@ -1,6 +1,7 @@
 // Package option holds the validated setters behind the options that every
 // relay backend shares (WithGroup, WithMaxDeliver, WithBackoff,
-// WithDeadLetterTopic, WithConcurrency, WithPrefetch, WithLogger) and the
+// WithDeadLetterTopic, WithConcurrency, WithPrefetch, WithLogger,
+// WithTracerProvider, WithMeterProvider, WithPropagators) and the
 // range checks of the backends' own options, so that
 // each rule and its error text is written once. Every setter leaves its
 // destination untouched and returns an error wrapping relay.ErrInvalidOption,
@@ -16,6 +17,11 @@ import (
 
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/telemetry"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Invalid returns an error wrapping relay.ErrInvalidOption, of text
@@ -147,6 +153,33 @@ func Logger(pkg string, dst **slog.Logger, l *slog.Logger) error {
 		return Invalid(pkg, "nil logger")
 	}
 	*dst = l
+	return nil
+}
+
+// TracerProvider sets c.TracerProvider to tp, which must not be nil.
+func TracerProvider(pkg string, c *telemetry.Config, tp trace.TracerProvider) error {
+	if tp == nil {
+		return Invalid(pkg, "nil tracer provider")
+	}
+	c.TracerProvider = tp
+	return nil
+}
+
+// MeterProvider sets c.MeterProvider to mp, which must not be nil.
+func MeterProvider(pkg string, c *telemetry.Config, mp metric.MeterProvider) error {
+	if mp == nil {
+		return Invalid(pkg, "nil meter provider")
+	}
+	c.MeterProvider = mp
+	return nil
+}
+
+// Propagators sets c.Propagators to p, which must not be nil.
+func Propagators(pkg string, c *telemetry.Config, p propagation.TextMapPropagator) error {
+	if p == nil {
+		return Invalid(pkg, "nil propagators")
+	}
+	c.Propagators = p
 	return nil
 }
 

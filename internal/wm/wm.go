@@ -140,7 +140,8 @@ func deliver(subCtx, engineCtx context.Context, out chan<- *message.Message, d *
 	defer stopEngine()
 
 	msg := ToWatermill(d.Message)
-	msg.SetContext(msgCtx)
+	// The handler's spans are children of the attempt's process span.
+	msg.SetContext(d.Telemetry.Context(msgCtx))
 	before := nackMetadata(msg)
 	select {
 	case out <- msg:
