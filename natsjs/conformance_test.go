@@ -166,7 +166,7 @@ func TestConformanceInspector(t *testing.T) {
 	pubsubtest.TestInspector(t, harness(t, &servers{byTest: make(map[string]*natstest.Server)}))
 }
 
-func TestTelemetry(t *testing.T) {
+func TestConformanceTelemetry(t *testing.T) {
 	ss := &servers{byTest: make(map[string]*natstest.Server)}
 	ss.start(t)
 	pubsubtest.TestTelemetry(t, harness(t, ss))
