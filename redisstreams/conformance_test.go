@@ -28,8 +28,9 @@ func harness(t *testing.T) pubsubtest.Harness {
 	srv := redistest.Start(t, redistest.Config{AppendOnly: true})
 	rc := redistest.Client(t, srv)
 	// The suite's topics carry no key prefix: on a server at REDIS_URL they
-	// are removed by their own beginnings.
-	redistest.RemoveNewKeys(t, srv, "relay_test_", "relay_wm_")
+	// are removed by their own beginnings, and so are their delayed
+	// messages' sorted sets ("{topic}>delayed").
+	redistest.RemoveNewKeys(t, srv, "relay_test_", "relay_wm_", "{relay_test_", "{relay_wm_")
 	setLimit := func(t *testing.T) {
 		if err := rc.ConfigSet(context.Background(), "proto-max-bulk-len", strconv.Itoa(harnessBulkMax)).Err(); err != nil {
 			t.Fatalf("CONFIG SET proto-max-bulk-len: %v", err)
