@@ -151,6 +151,7 @@ func (w *writer) flush(batch []*pubRequest, args []redis.XAddArgs) []redis.XAddA
 		}
 		return nil
 	})
+	w.e.failedOn(err)
 	i := 0
 	for _, r := range live {
 		rerr := err

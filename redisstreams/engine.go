@@ -237,7 +237,9 @@ func (e *engine) bulkLimit(ctx context.Context) int64 {
 // send sends args, one XADD or a pipeline, and returns the first error.
 func (e *engine) send(ctx context.Context, args []redis.XAddArgs) error {
 	if len(args) == 1 {
-		return e.client.XAdd(ctx, &args[0]).Err()
+		err := e.client.XAdd(ctx, &args[0]).Err()
+		e.failedOn(err)
+		return err
 	}
 	_, err := e.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i := range args {
@@ -245,6 +247,7 @@ func (e *engine) send(ctx context.Context, args []redis.XAddArgs) error {
 		}
 		return nil
 	})
+	e.failedOn(err)
 	return err
 }
 

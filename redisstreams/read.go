@@ -91,6 +91,7 @@ func (s *subscription) readLoop() {
 }
 
 func (s *subscription) readFailed(err error, failures int) {
+	s.e.failedOn(err)
 	delay := retryDelay(failures)
 	s.log.Warn("redisstreams: read failed; retrying", "error", err, "failures", failures, "retry_in", delay)
 	if !lifecycle.Sleep(s.ctx, delay) {

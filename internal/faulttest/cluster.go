@@ -66,10 +66,10 @@ func (l *Ledger) confirmedAfter(id int) bool {
 // back. Publishers may get errors while the cluster elects or promotes a new
 // leader, but every message whose Publish returned nil must be consumed
 // (unless b.MayLoseAcknowledged). It reports the publish errors, the publish
-// outage (from the failure until a Publish started after it returned nil) and
-// the recovery: the time from the failure until every message whose Publish
-// had started by then has been published (or failed) and, if confirmed,
-// consumed.
+// outage (from the failure, the call of Fail, until a Publish started after
+// the takeover returned nil) and the recovery: the time from the failure
+// until every message whose Publish had started by the takeover (Fail
+// returned) has been published (or failed) and, if confirmed, consumed.
 //
 // Budget: 1 failover (full: 3, each node back before the next), 4 publishers
 // at most ~200 messages/s each, publish timeout 5 s; recovery within 60 s.
@@ -91,10 +91,11 @@ func RunFailoverDuringPublish(t *testing.T, b ClusterBackend) {
 
 	var recovery, outage time.Duration
 	for i := range failovers {
+		t0 := time.Now()
 		if err := b.Failover.Fail(topic); err != nil {
 			t.Fatalf("failover %d: %v", i+1, err)
 		}
-		t0, id0 := time.Now(), int(ld.next.Load())
+		id0 := int(ld.next.Load())
 		if !waitFor(60*time.Second, func() bool { return l.confirmedAfter(id0) }) {
 			t.Fatalf("failover %d: no Publish succeeded within 60 s", i+1)
 		}
@@ -156,10 +157,10 @@ func RunFailoverDuringConsume(t *testing.T, b ClusterBackend) {
 	if !waitFor(30*time.Second, func() bool { return len(l.Missing(all)) <= n/2 }) {
 		t.Fatalf("half of %d messages not handled within 30 s", n)
 	}
+	t0 := time.Now()
 	if err := b.Failover.Fail(topic); err != nil {
 		t.Fatal(err)
 	}
-	t0 := time.Now()
 	ok := waitFor(60*time.Second, func() bool { return len(l.Missing(all)) == 0 })
 	recovery := time.Since(t0)
 	if !ok {
