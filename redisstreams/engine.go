@@ -83,6 +83,9 @@ func newEngine(client redis.UniversalClient, opts []Option) (*engine, error) {
 		return nil, fmt.Errorf("%s: %w: nil redis client", pkg, relay.ErrInvalidOption)
 	}
 	cfg, err := newConfig(opts)
+	if err == nil {
+		err = checkReplicaClient(client, cfg)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -236,6 +239,9 @@ func (e *engine) bulkLimit(ctx context.Context) int64 {
 
 // send sends args, one XADD or a pipeline, and returns the first error.
 func (e *engine) send(ctx context.Context, args []redis.XAddArgs) error {
+	if e.cfg.replicaAcks > 0 {
+		return firstErr(e.sendReplicated(ctx, args))
+	}
 	if len(args) == 1 {
 		err := e.client.XAdd(ctx, &args[0]).Err()
 		e.failedOn(err)

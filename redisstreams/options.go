@@ -88,7 +88,10 @@ type config struct {
 	maxLen       int64
 	startID      string
 	logger       *slog.Logger
-	readerHooks  []redis.Hook // tests: hooks of the subscriptions' own read clients
+	// replicaAcks and replicaTimeout are WithReplicaAcks'; 0 sends no WAIT.
+	replicaAcks    int
+	replicaTimeout time.Duration
+	readerHooks    []redis.Hook // tests: hooks of the subscriptions' own read clients
 }
 
 func newConfig(opts []Option) (config, error) {

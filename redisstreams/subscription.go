@@ -264,7 +264,11 @@ func (en *entry) PublishDeadLetter(ctx context.Context, topic string, msg delive
 	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
 	defer cancel()
 	values, err := encode(msg)
-	if err == nil {
+	switch {
+	case err != nil:
+	case en.s.e.cfg.replicaAcks > 0:
+		err = en.s.e.send(ctx, []redis.XAddArgs{{Stream: streamKey(topic), Values: values}})
+	default:
 		err = en.s.e.bounded(ctx).XAdd(ctx, &redis.XAddArgs{Stream: streamKey(topic), Values: values}).Err()
 	}
 	if err != nil {

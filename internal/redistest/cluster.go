@@ -398,3 +398,35 @@ func (c *Cluster) StartNode(i int) error {
 	}
 	return c.waitHealthy()
 }
+
+// ReplicasOf returns the indexes of the replicas of the master of key's
+// slot, as that master's CLUSTER NODES lists them.
+func (c *Cluster) ReplicasOf(key string) ([]int, error) {
+	m, err := c.MasterOf(key)
+	if err != nil {
+		return nil, err
+	}
+	out, err := c.text(m, "CLUSTER", "NODES")
+	if err != nil {
+		return nil, err
+	}
+	nodes := parseNodes(out)
+	var self string
+	for _, n := range nodes {
+		if n.flags["myself"] {
+			self = n.id
+		}
+	}
+	var replicas []int
+	for _, n := range nodes {
+		if n.master != self || !n.flags["slave"] {
+			continue
+		}
+		for i, addr := range c.Addrs() {
+			if addr == n.addr {
+				replicas = append(replicas, i)
+			}
+		}
+	}
+	return replicas, nil
+}
