@@ -27,3 +27,54 @@ func (e *engine) failedOn(err error) {
 	}
 	c.ReloadState(context.Background())
 }
+
+// readerFor returns the client of the next XREADGROUP: the subscription's
+// own, or e.client for clients other than *redis.Client and
+// *redis.ClusterClient. On a cluster it makes the own client, when there is
+// none, from the node client of the master of the stream's slot, so that no
+// blocking read holds a connection of the cluster client's pool (with more
+// subscriptions than PoolSize, reads would starve every other command). It
+// returns nil once stopping began.
+func (s *subscription) readerFor() (redis.UniversalClient, error) {
+	s.readerMu.Lock()
+	defer s.readerMu.Unlock()
+	if s.ctx.Err() != nil {
+		return nil, s.ctx.Err()
+	}
+	c, ok := s.e.client.(*redis.ClusterClient)
+	if !ok || s.own != nil {
+		return s.reader, nil
+	}
+	m, err := c.MasterForKey(s.ctx, s.stream)
+	if err != nil {
+		return nil, err
+	}
+	s.own = newReader(m, s.e.cfg.readerHooks)
+	s.reader = s.own
+	return s.reader, nil
+}
+
+// readFailedOn drops the own reader of a cluster subscription after a
+// failed read, so that the next read asks for the slot's master again.
+func (s *subscription) readFailedOn() {
+	if _, ok := s.e.client.(*redis.ClusterClient); !ok {
+		return
+	}
+	s.readerMu.Lock()
+	defer s.readerMu.Unlock()
+	s.closeReaderLocked()
+}
+
+// closeReaderLocked closes the own reader, if any. The caller holds
+// readerMu.
+func (s *subscription) closeReaderLocked() {
+	if s.own == nil {
+		return
+	}
+	if err := s.own.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
+		s.log.Debug("redisstreams: close reader", "error", err)
+	}
+	if _, ok := s.e.client.(*redis.ClusterClient); ok {
+		s.own, s.reader = nil, nil
+	}
+}

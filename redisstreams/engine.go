@@ -339,10 +339,8 @@ func (e *engine) shutdown(ctx context.Context) error {
 func (e *engine) warnPool() {
 	var size int
 	switch c := e.client.(type) {
-	case *redis.Client:
+	case *redis.Client, *redis.ClusterClient:
 		return // reads run on connections of their own
-	case *redis.ClusterClient:
-		size = c.Options().PoolSize
 	case *redis.Ring:
 		size = c.Options().PoolSize
 	default:

@@ -229,9 +229,10 @@ func WithClaimTimeout(d time.Duration) Option {
 // WithBlockTimeout sets how long one XREADGROUP waits for new entries; it
 // defaults to [DefaultBlockTimeout] (2 s) and must be from [MinBlockTimeout]
 // (1 ms) to [MaxBlockTimeout] (1 min). With a
-// *redis.Client, Close ends a read in progress at once (the read runs on a
-// connection of its own, which Close closes); with other clients go-redis
-// cannot interrupt it, and Close waits up to this long for it.
+// *redis.Client or *redis.ClusterClient, Close ends a read in progress at
+// once (the read runs on a connection of its own, which Close closes); with
+// other clients go-redis cannot interrupt it, and Close waits up to this
+// long for it.
 func WithBlockTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		return option.Duration(pkg, "block timeout", &c.blockTimeout, d, MinBlockTimeout, MaxBlockTimeout)
