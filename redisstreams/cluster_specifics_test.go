@@ -158,3 +158,28 @@ func TestClusterIdleConsumerCleanup(t *testing.T) {
 		}
 	}
 }
+
+// slotMove moves a topic's slot to another master while the cases publish
+// or consume: clients get ASK during the migration and MOVED after.
+type slotMove struct{ c *redistest.Cluster }
+
+func (m slotMove) Fail(topic string) error { _, _, err := m.c.MoveSlot(topic); return err }
+func (slotMove) Recover() error            { return nil }
+
+func reshardBackend(t *testing.T) faulttest.ClusterBackend {
+	b := clusterFaultBackend(t, "redisstreams-cluster", false)
+	b.Fault = "reshard"
+	b.Failover = slotMove{b.Failover.(*masterLoss).c}
+	return b
+}
+
+// A resharding of the topic's slot while publishing and while consuming:
+// nothing confirmed is lost (MIGRATE moves the stream with its groups and
+// pending entries as one key).
+func TestClusterReshardDuringPublish(t *testing.T) {
+	faulttest.RunFailoverDuringPublish(t, reshardBackend(t))
+}
+
+func TestClusterReshardDuringConsume(t *testing.T) {
+	faulttest.RunFailoverDuringConsume(t, reshardBackend(t))
+}

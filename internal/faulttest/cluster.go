@@ -31,6 +31,10 @@ type ClusterBackend struct {
 	// NewBroker returns a broker of cfg.Group on a client of the whole
 	// cluster, closed in t.Cleanup; the caller closes the broker.
 	NewBroker func(t testing.TB, cfg Config) (relay.Broker, error)
+	// Fault names what Failover does in the RELIABILITY lines, "failover"
+	// when empty: a Failover may also disrupt without taking a node down
+	// ("reshard": the topic's slot moved to another master).
+	Fault string
 	// MayLoseAcknowledged is set where the server replicates asynchronously
 	// (Redis without WAIT): a write answered by a master that dies before its
 	// replica got it is lost although Publish returned nil. Lost messages
@@ -39,6 +43,13 @@ type ClusterBackend struct {
 }
 
 func (b ClusterBackend) backend() Backend { return Backend{Name: b.Name} }
+
+func (b ClusterBackend) fault(during string) string {
+	if b.Fault == "" {
+		return "failover-" + during
+	}
+	return b.Fault + "-" + during
+}
 
 func clusterBroker(t testing.TB, b ClusterBackend, cfg Config) relay.Broker {
 	t.Helper()
@@ -144,7 +155,7 @@ func RunFailoverDuringPublish(t *testing.T, b ClusterBackend) {
 		time.Sleep(time.Second)
 	}
 	ld.halt()
-	finish(t, b, "failover-publish", l, recovery,
+	finish(t, b, b.fault("publish"), l, recovery,
 		fmt.Sprintf("failovers=%d publish_errors=%d publish_outage=%s unconfirmed_delivered=%d",
 			failovers, l.Failed(), outage.Round(time.Millisecond), l.Unconfirmed()))
 }
@@ -200,7 +211,7 @@ func RunFailoverDuringConsume(t *testing.T, b ClusterBackend) {
 	if err := b.Failover.Recover(); err != nil {
 		t.Fatalf("recover: %v", err)
 	}
-	finish(t, b, "failover-consume", l, recovery, "")
+	finish(t, b, b.fault("consume"), l, recovery, "")
 }
 
 // finish waits for what is left to be consumed, checks the ledger and

@@ -430,3 +430,96 @@ func (c *Cluster) ReplicasOf(key string) ([]int, error) {
 	}
 	return replicas, nil
 }
+
+// MoveSlot moves key's slot, with the keys in it, from its master to
+// another master, as `redis-cli --cluster reshard` moves slots: CLUSTER
+// SETSLOT IMPORTING on the target and MIGRATING on the source, MIGRATE of
+// the slot's keys, then CLUSTER SETSLOT NODE on every master. Clients see
+// ASK while the slot migrates and MOVED after. It returns the indexes of the
+// old and the new master.
+func (c *Cluster) MoveSlot(key string) (from, to int, err error) {
+	from, err = c.MasterOf(key)
+	if err != nil {
+		return -1, -1, err
+	}
+	v, err := c.do(from, "CLUSTER", "KEYSLOT", key)
+	if err != nil {
+		return -1, -1, err
+	}
+	slot := v.(int64)
+	out, err := c.text(from, "CLUSTER", "NODES")
+	if err != nil {
+		return -1, -1, err
+	}
+	ids := map[int]string{}
+	var masters []int
+	for _, n := range parseNodes(out) {
+		for i, addr := range c.Addrs() {
+			if addr == n.addr {
+				ids[i] = n.id
+				if n.flags["master"] && !n.flags["fail"] {
+					masters = append(masters, i)
+				}
+			}
+		}
+	}
+	to = -1
+	for _, m := range masters {
+		if m != from {
+			to = m
+			break
+		}
+	}
+	if to < 0 {
+		return from, -1, fmt.Errorf("redistest: no other master to move slot %d to", slot)
+	}
+	steps := []struct {
+		node int
+		args []any
+	}{
+		{to, []any{"CLUSTER", "SETSLOT", slot, "IMPORTING", ids[from]}},
+		{from, []any{"CLUSTER", "SETSLOT", slot, "MIGRATING", ids[to]}},
+	}
+	for _, s := range steps {
+		if _, err := c.do(s.node, s.args...); err != nil {
+			return from, to, fmt.Errorf("redistest: %v on node %d: %w", s.args, s.node, err)
+		}
+	}
+	host, port, _ := net.SplitHostPort(c.nodes[to].Addr())
+	for {
+		v, err := c.do(from, "CLUSTER", "GETKEYSINSLOT", slot, 100)
+		if err != nil {
+			return from, to, err
+		}
+		keys, _ := v.([]any)
+		if len(keys) == 0 {
+			break
+		}
+		args := append([]any{"MIGRATE", host, port, "", 0, 5000, "KEYS"}, keys...)
+		if _, err := c.do(from, args...); err != nil {
+			return from, to, fmt.Errorf("redistest: MIGRATE slot %d: %w", slot, err)
+		}
+	}
+	for _, m := range []int{to, from} {
+		if _, err := c.do(m, "CLUSTER", "SETSLOT", slot, "NODE", ids[to]); err != nil {
+			return from, to, fmt.Errorf("redistest: CLUSTER SETSLOT NODE on node %d: %w", m, err)
+		}
+	}
+	for _, m := range masters {
+		if m != to && m != from {
+			if _, err := c.do(m, "CLUSTER", "SETSLOT", slot, "NODE", ids[to]); err != nil {
+				return from, to, fmt.Errorf("redistest: CLUSTER SETSLOT NODE on node %d: %w", m, err)
+			}
+		}
+	}
+	deadline := time.Now().Add(clusterReadyTimeout)
+	for {
+		if m, err := c.MasterOf(key); err == nil && m == to {
+			return from, to, nil
+		}
+		if time.Now().After(deadline) {
+			return from, to, fmt.Errorf("redistest: the nodes do not agree that node %d serves slot %d after %s", to, slot, clusterReadyTimeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
