@@ -42,7 +42,8 @@ type ClusterConfig struct {
 // 127.0.0.1, three masters and three replicas, made by [StartCluster]. Each
 // node has a directory of its own (its nodes.conf, log and append-only
 // file), a client port picked free with its cluster bus port (the client
-// port + 10000) free too, and --cluster-node-timeout [ClusterNodeTimeout].
+// port + 10000) free too, --cluster-node-timeout [ClusterNodeTimeout] and
+// --repl-diskless-sync-delay 0.
 // Its methods are safe for concurrent use; the node indexes are those of
 // [Cluster.Addrs].
 type Cluster struct {
@@ -85,7 +86,10 @@ func StartCluster(t testing.TB, cfg ...ClusterConfig) *Cluster {
 	c := &Cluster{tb: t, dir: dir}
 	t.Cleanup(c.shutdown)
 	args := []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-		"--cluster-node-timeout", strconv.Itoa(int(ClusterNodeTimeout / time.Millisecond))}
+		"--cluster-node-timeout", strconv.Itoa(int(ClusterNodeTimeout / time.Millisecond)),
+		// A replica's full sync starts at once rather than after Redis 7's
+		// default 5 s wait for more replicas to share the transfer.
+		"--repl-diskless-sync-delay", "0"}
 	for i := range clusterNodes {
 		port, err := freeClusterPort()
 		if err != nil {
