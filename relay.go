@@ -27,6 +27,21 @@
 // message id ([MetadataSourceID]), the number of deliveries made
 // ([MetadataAttempts]) and the last error ([MetadataReason]).
 //
+// # Delayed delivery and retry-after
+//
+// Every relay backend's Broker is a [DelayedPublisher]: PublishAt stores a
+// message now, durably, and delivers it to every group no earlier than its due
+// time. On the Watermill face the same is asked with Watermill's own metadata
+// key [MetadataDelayedUntil], so that Watermill's delay.Message and
+// delay.NewPublisher work unchanged. A due time further ahead than the
+// backend's WithMaxDelay ([DefaultMaxDelay]) or a malformed value is refused
+// with [ErrInvalidDelay] and nothing is stored.
+//
+// A handler that knows when a retry may succeed (a rate limit, a Retry-After
+// header) returns [RetryAfter](err, d): the redelivery waits the larger of
+// the backoff and d, capped by the backend's WithMaxRetryAfter
+// ([DefaultMaxRetryAfter]); it still counts as an attempt.
+//
 // # Topics
 //
 // Every backend accepts the same topics, those that [ValidateTopic] accepts, so

@@ -17,7 +17,9 @@ const MetadataPermanent = "relay_permanent"
 // the error's text is recorded in the consumed message's metadata under
 // [MetadataReason] (it becomes the dead letter's reason), and an error wrapping
 // [ErrPermanent] also sets [MetadataPermanent], so the message goes to the
-// dead-letter topic at once instead of being redelivered.
+// dead-letter topic at once instead of being redelivered. An error made by
+// [RetryAfter] also sets [MetadataRetryAfter], so that the Nack waits as the
+// byte face's error does.
 //
 // The metadata is changed on the consumed message only, never on the stored
 // one. Add it to the router, outside middleware that swallows errors:
@@ -30,6 +32,9 @@ func NackReason(h message.HandlerFunc) message.HandlerFunc {
 			msg.Metadata.Set(MetadataReason, err.Error())
 			if errors.Is(err, ErrPermanent) {
 				msg.Metadata.Set(MetadataPermanent, "true")
+			}
+			if d, ok := RetryAfterDelay(err); ok {
+				msg.Metadata.Set(MetadataRetryAfter, d.String())
 			}
 		}
 		return produced, err

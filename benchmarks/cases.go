@@ -17,13 +17,15 @@ import (
 
 // Cases, in table order.
 const (
-	CasePublish1   = "publish-1"  // one message per call, 1 goroutine
-	CasePublish16  = "publish-16" // one message per call, 16 goroutines
-	CaseBatch100   = "batch-100"  // 100 messages per call, 1 goroutine
-	CaseEndToEnd   = "end-to-end" // consumer group, publish N from 16 goroutines, until all handled and acked
-	CaseRouter     = "router"     // end-to-end through a Watermill Router with a no-op handler
-	CaseLatency    = "latency"    // publish → handler at a low rate
-	CasePeakRSS    = "peak-rss"   // memory backends: peak RSS of an end-to-end run in a child process
+	CasePublish1   = "publish-1"       // one message per call, 1 goroutine
+	CasePublish16  = "publish-16"      // one message per call, 16 goroutines
+	CaseBatch100   = "batch-100"       // 100 messages per call, 1 goroutine
+	CaseEndToEnd   = "end-to-end"      // consumer group, publish N from 16 goroutines, until all handled and acked
+	CaseRouter     = "router"          // end-to-end through a Watermill Router with a no-op handler
+	CaseLatency    = "latency"         // publish → handler at a low rate
+	CaseDelayed    = "delayed"         // relay's delayed delivery: how late a message due at a time arrives
+	CaseTelemetry  = "end-to-end+otel" // end-to-end on relay's byte face with an OpenTelemetry SDK installed
+	CasePeakRSS    = "peak-rss"        // memory backends: peak RSS of an end-to-end run in a child process
 	publishWorkers = 16
 )
 
@@ -31,7 +33,7 @@ const (
 var ThroughputCases = []string{CasePublish1, CasePublish16, CaseBatch100, CaseEndToEnd, CaseRouter}
 
 // AllCases lists every case in table order.
-var AllCases = append(slices.Clone(ThroughputCases), CaseLatency, CasePeakRSS)
+var AllCases = append(slices.Clone(ThroughputCases), CaseTelemetry, CaseLatency, CaseDelayed, CasePeakRSS)
 
 // ErrNotApplicable is returned for a case an implementation cannot run (a
 // batch on the byte face, a Router on a non-Watermill face).
@@ -55,7 +57,8 @@ type Result struct {
 	// during the run (publisher, consumer and, for the embedded NATS server,
 	// the server), per message.
 	Allocs, AllocBytes float64
-	P50, P99           time.Duration // latency case
+	P50, P99           time.Duration // latency and delayed cases
+	Max                time.Duration // delayed case
 	PeakRSS            int64         // peak-rss case, bytes
 }
 
@@ -87,6 +90,13 @@ func RunCase(ctx context.Context, env *Env, impl Impl, cas string, p Params) (Re
 	switch cas {
 	case CasePublish1, CasePublish16, CaseBatch100:
 		cfg.Retain = p.N
+	case CaseTelemetry:
+		if impl.Face != FaceBytes {
+			return Result{}, ErrNotApplicable
+		}
+		tel := newTelemetry()
+		defer tel.shutdown()
+		cfg.Telemetry = tel
 	}
 	sess, err := impl.Open(ctx, env, cfg)
 	if err != nil {
@@ -106,6 +116,12 @@ func RunCase(ctx context.Context, env *Env, impl Impl, cas string, p Params) (Re
 func runOpen(ctx context.Context, sess Session, cas string, p Params) (Result, error) {
 	payload := makePayload(p.Payload)
 	switch cas {
+	case CaseDelayed:
+		ds, ok := sess.(DelayedSession)
+		if !ok {
+			return Result{}, ErrNotApplicable
+		}
+		return lateness(ctx, ds, p)
 	case CasePublish1:
 		return measure(p.N, func() error { return publishN(ctx, sess, payload, p.N, 1) })
 	case CasePublish16:
@@ -116,7 +132,7 @@ func runOpen(ctx context.Context, sess Session, cas string, p Params) (Result, e
 			return Result{}, ErrNotApplicable
 		}
 		return measure(p.N, func() error { return publishBatches(ctx, bp, payload, p.N, 100) })
-	case CaseEndToEnd:
+	case CaseEndToEnd, CaseTelemetry:
 		return EndToEnd(ctx, sess, payload, p.N, sess.Consume)
 	case CaseRouter:
 		ws, ok := sess.(WatermillSession)
@@ -310,4 +326,64 @@ func percentile(sorted []time.Duration, q float64) time.Duration {
 	}
 	i := int(q*float64(len(sorted))+0.5) - 1
 	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+// Delayed-case timing: the messages are due one every delayedStep, the
+// first delayedLead after the run starts, so that every one is published
+// before it is due and the system is otherwise idle.
+const (
+	delayedLead = 150 * time.Millisecond
+	delayedStep = 5 * time.Millisecond
+	delayedN    = 200 // at most, per run: a second of due times
+)
+
+// lateness publishes min(p.LatencyN, delayedN) messages with PublishAt, each due at its own
+// time, stamped with it, and records handler time minus due time: how late
+// delayed delivery is on an idle system (it must never be early).
+func lateness(ctx context.Context, ds DelayedSession, p Params) (Result, error) {
+	if p.Payload < 8 {
+		return Result{}, fmt.Errorf("payload %d bytes: the delayed case needs at least 8", p.Payload)
+	}
+	n := min(p.LatencyN, delayedN)
+	base := time.Now()
+	late := make([]time.Duration, n)
+	var handled atomic.Int64
+	var early atomic.Int64
+	done := make(chan struct{})
+	err := ds.Consume(func(payload []byte) {
+		d := time.Since(base) - time.Duration(binary.LittleEndian.Uint64(payload))
+		if d < 0 {
+			early.Add(1)
+		}
+		i := handled.Add(1)
+		if i <= int64(len(late)) {
+			late[i-1] = d
+		}
+		if i == int64(len(late)) {
+			close(done)
+		}
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("consume: %w", err)
+	}
+	start := time.Now()
+	for i := range n {
+		due := delayedLead + time.Duration(i)*delayedStep
+		payload := makePayload(p.Payload)
+		binary.LittleEndian.PutUint64(payload, uint64(due))
+		if err := ds.PublishAt(ctx, payload, base.Add(due)); err != nil {
+			return Result{}, fmt.Errorf("publish at: %w", err)
+		}
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return Result{}, fmt.Errorf("handled %d of %d: %w", handled.Load(), n, ctx.Err())
+	}
+	if e := early.Load(); e > 0 {
+		return Result{}, fmt.Errorf("%d of %d delayed messages delivered before they were due", e, n)
+	}
+	slices.Sort(late)
+	return Result{Msgs: n, Elapsed: time.Since(start),
+		P50: percentile(late, 0.50), P99: percentile(late, 0.99), Max: late[len(late)-1]}, nil
 }

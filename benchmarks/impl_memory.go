@@ -3,6 +3,7 @@ package benchmarks
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 
@@ -32,7 +33,11 @@ func openMemoryBytes(_ context.Context, _ *Env, cfg SessionConfig) (Session, err
 	if err != nil {
 		return nil, err
 	}
-	b, err := memory.NewBroker(memory.WithHub(hub), memory.WithGroup(Group))
+	opts := []memory.Option{memory.WithHub(hub), memory.WithGroup(Group)}
+	if t := cfg.Telemetry; t != nil {
+		opts = append(opts, memory.WithTracerProvider(t.Tracer), memory.WithMeterProvider(t.Meter))
+	}
+	b, err := memory.NewBroker(opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -42,6 +47,11 @@ func openMemoryBytes(_ context.Context, _ *Env, cfg SessionConfig) (Session, err
 // Publish implements [Session].
 func (s *memoryBytes) Publish(ctx context.Context, p []byte) error {
 	return s.b.Publish(ctx, s.topic, p)
+}
+
+// PublishAt implements [DelayedSession].
+func (s *memoryBytes) PublishAt(ctx context.Context, p []byte, at time.Time) error {
+	return s.b.PublishAt(ctx, s.topic, p, at)
 }
 
 // Consume implements [Session].

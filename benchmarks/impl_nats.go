@@ -103,11 +103,15 @@ func openNATSBytes(_ context.Context, env *Env, cfg SessionConfig) (Session, err
 	if err != nil {
 		return nil, err
 	}
-	pub, err := natsjs.NewBroker(c.pub)
+	var tel []natsjs.Option
+	if t := cfg.Telemetry; t != nil {
+		tel = []natsjs.Option{natsjs.WithTracerProvider(t.Tracer), natsjs.WithMeterProvider(t.Meter)}
+	}
+	pub, err := natsjs.NewBroker(c.pub, tel...)
 	if err != nil {
 		return nil, errors.Join(err, c.close(natsjs.StreamName(cfg.Topic)))
 	}
-	sub, err := natsjs.NewBroker(c.sub, natsjs.WithGroup(Group))
+	sub, err := natsjs.NewBroker(c.sub, append(tel, natsjs.WithGroup(Group))...)
 	if err != nil {
 		return nil, errors.Join(err, c.close(natsjs.StreamName(cfg.Topic)))
 	}
@@ -117,6 +121,11 @@ func openNATSBytes(_ context.Context, env *Env, cfg SessionConfig) (Session, err
 // Publish implements [Session].
 func (s *natsBytes) Publish(ctx context.Context, p []byte) error {
 	return s.pub.Publish(ctx, s.topic, p)
+}
+
+// PublishAt implements [DelayedSession].
+func (s *natsBytes) PublishAt(ctx context.Context, p []byte, at time.Time) error {
+	return s.pub.PublishAt(ctx, s.topic, p, at)
 }
 
 // Consume implements [Session].

@@ -77,11 +77,15 @@ func openRedisBytes(_ context.Context, env *Env, cfg SessionConfig) (Session, er
 	if err != nil {
 		return nil, err
 	}
-	pub, err := redisstreams.NewBroker(pc)
+	var tel []redisstreams.Option
+	if t := cfg.Telemetry; t != nil {
+		tel = []redisstreams.Option{redisstreams.WithTracerProvider(t.Tracer), redisstreams.WithMeterProvider(t.Meter)}
+	}
+	pub, err := redisstreams.NewBroker(pc, tel...)
 	if err != nil {
 		return nil, errors.Join(err, cleanup())
 	}
-	sub, err := redisstreams.NewBroker(sc, redisstreams.WithGroup(Group), redisstreams.WithBlockTimeout(redisBlock))
+	sub, err := redisstreams.NewBroker(sc, append(tel, redisstreams.WithGroup(Group), redisstreams.WithBlockTimeout(redisBlock))...)
 	if err != nil {
 		return nil, errors.Join(err, cleanup())
 	}
@@ -91,6 +95,11 @@ func openRedisBytes(_ context.Context, env *Env, cfg SessionConfig) (Session, er
 // Publish implements [Session].
 func (s *redisBytes) Publish(ctx context.Context, p []byte) error {
 	return s.pub.Publish(ctx, s.topic, p)
+}
+
+// PublishAt implements [DelayedSession].
+func (s *redisBytes) PublishAt(ctx context.Context, p []byte, at time.Time) error {
+	return s.pub.PublishAt(ctx, s.topic, p, at)
 }
 
 // Consume implements [Session].

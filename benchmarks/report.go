@@ -30,6 +30,7 @@ func summarize(results []Result) summary {
 			AllocBytes: median(rs, func(r Result) float64 { return r.AllocBytes }),
 			P50:        time.Duration(median(rs, func(r Result) float64 { return float64(r.P50) })),
 			P99:        time.Duration(median(rs, func(r Result) float64 { return float64(r.P99) })),
+			Max:        time.Duration(median(rs, func(r Result) float64 { return float64(r.Max) })),
 			PeakRSS:    int64(median(rs, func(r Result) float64 { return float64(r.PeakRSS) })),
 		}
 	}
@@ -100,6 +101,22 @@ func markdown(cfg Config, s summary) string {
 		w("\n")
 	}
 
+	w("## Telemetry cost: end to end on relay-bytes, OpenTelemetry off and on\n\n")
+	w("Off: no SDK installed (the global no-op providers, the default). On: the SDK with a batch span processor, every ")
+	w("span sampled (to an exporter that drops them) and metrics aggregated. Ratio: on ÷ off.\n\n")
+	w("| system | off (msg/s) | on (msg/s) | on ÷ off | off allocs | on allocs | off B | on B |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, sys := range Systems {
+		off, okOff := s.get(sys, FaceBytes, CaseEndToEnd)
+		on, okOn := s.get(sys, FaceBytes, CaseTelemetry)
+		if !okOn {
+			continue
+		}
+		w("| %s | %s | %s | %s | %s | %s | %s | %s |\n", sys, num(off.Rate(), okOff), num(on.Rate(), okOn),
+			ratio(on.Rate(), off.Rate(), okOn, okOff), dec(off.Allocs, okOff), dec(on.Allocs, okOn),
+			bytesNum(off.AllocBytes, okOff), bytesNum(on.AllocBytes, okOn))
+	}
+	w("\n")
+
 	w("## Latency, publish → handler (%d messages at %d/s; lower is better)\n\n", cfg.LatencyN, cfg.Rate)
 	w("| system | face | p50 | p99 | p50 ÷ peer | p99 ÷ peer | p50 ÷ raw | p99 ÷ raw |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, sys := range Systems {
@@ -113,6 +130,17 @@ func markdown(cfg Config, s summary) string {
 			w("| %s | %s | %s | %s | %s | %s | %s | %s |\n", sys, f, dur(r.P50), dur(r.P99),
 				ratio(float64(r.P50), float64(peer.P50), true, okP), ratio(float64(r.P99), float64(peer.P99), true, okP),
 				ratio(float64(r.P50), float64(raw.P50), true, okR), ratio(float64(r.P99), float64(raw.P99), true, okR))
+		}
+	}
+
+	w("\n## Delayed delivery: how late a message due at a time arrives (%d messages, relay-bytes; lower is better)\n\n", min(cfg.LatencyN, delayedN))
+	w("PublishAt of messages due one every %v, the first %v ahead, on an otherwise idle system; none may arrive early ", delayedStep, delayedLead)
+	w("(the case fails if one does). memory: a timer heap per topic; redis: a sorted set and a mover woken at the next due ")
+	w("time; nats: JetStream message schedules (nats-server 2.12+), whose scheduler never sets its timer less than 250 ms ahead.\n\n")
+	w("| system | p50 | p99 | max |\n|---|---:|---:|---:|\n")
+	for _, sys := range Systems {
+		if r, ok := s.get(sys, FaceBytes, CaseDelayed); ok {
+			w("| %s | %s | %s | %s |\n", sys, dur(r.P50), dur(r.P99), dur(r.Max))
 		}
 	}
 

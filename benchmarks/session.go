@@ -34,6 +34,9 @@ type SessionConfig struct {
 	// Retain is the number of messages a publish-only run stores with no
 	// consumer: in-memory backends must be able to hold them.
 	Retain int
+	// Telemetry, when set, is the OpenTelemetry SDK relay's byte face is
+	// given (its WithTracerProvider and WithMeterProvider options).
+	Telemetry *Telemetry
 }
 
 // Impl is one face of one system.
@@ -46,6 +49,14 @@ type Impl struct {
 
 // Name is "system/face".
 func (i Impl) Name() string { return i.System + "/" + i.Face }
+
+// DelayedSession is a session whose backend delays messages: relay's byte
+// face on every backend (relay.DelayedPublisher).
+type DelayedSession interface {
+	Session
+	// PublishAt sends one message due at at.
+	PublishAt(ctx context.Context, payload []byte, at time.Time) error
+}
 
 // Session is one topic on one implementation, with its own publisher and
 // subscriber (separate connections where the system has them).

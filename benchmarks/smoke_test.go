@@ -46,7 +46,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"## Throughput", "### redis", "| end-to-end |", "## Latency", "## Peak RSS", "chart.png"} {
+	for _, want := range []string{"## Throughput", "### redis", "| end-to-end |", "## Telemetry cost", "## Latency", "## Delayed delivery", "## Peak RSS", "chart.png"} {
 		if !strings.Contains(string(table), want) {
 			t.Errorf("table.md lacks %q", want)
 		}
@@ -66,6 +66,8 @@ func applicable(impl benchmarks.Impl, cas string) bool {
 		return impl.Face == benchmarks.FaceWatermill || impl.Face == benchmarks.FacePeer
 	case benchmarks.CasePeakRSS:
 		return impl.System == "memory"
+	case benchmarks.CaseDelayed, benchmarks.CaseTelemetry:
+		return impl.Face == benchmarks.FaceBytes
 	}
 	return true
 }

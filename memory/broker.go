@@ -27,7 +27,8 @@ type Broker struct {
 // NewBroker returns a broker on the hub of [WithHub], or on a private hub of
 // its own without it, so that the zero configuration works. Options: [WithHub],
 // [WithGroup], [WithConcurrency], [WithMaxDeliver], [WithBackoff],
-// [WithDeadLetterTopic], [WithLogger], [WithNativeRetries]. An invalid option
+// [WithDeadLetterTopic], [WithLogger], [WithNativeRetries],
+// [WithTracerProvider], [WithMeterProvider], [WithPropagators]. An invalid option
 // value returns an error wrapping [relay.ErrInvalidOption].
 func NewBroker(opts ...Option) (*Broker, error) {
 	cfg, err := newConfig(opts)
@@ -40,7 +41,8 @@ func NewBroker(opts ...Option) (*Broker, error) {
 	return &Broker{e: newEngine(cfg)}, nil
 }
 
-// Publish stores a copy of payload on topic, with a new UUID and no metadata;
+// Publish stores a copy of payload on topic, with a new UUID and no metadata
+// but the trace context of ctx (see WithPropagators);
 // a nil payload is delivered as an empty one. It returns once the message is
 // stored on the hub (that is all durability means in memory), blocking while
 // the topic is full ([WithCapacity]) until space frees, ctx is done (an error
@@ -64,7 +66,11 @@ func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) erro
 		return fmt.Errorf("memory: publish %q: %w", topic, err)
 	}
 	msg := delivery.Message{UUID: watermill.NewUUID(), Payload: append([]byte{}, payload...)}
-	if err := t.publish(ctx, b.e.closing, msg); err != nil {
+	span, md := b.e.tel.StartPublish(ctx, topic, msg.UUID, nil)
+	msg.Metadata = md
+	err = t.publish(ctx, b.e.closing, msg)
+	span.End(err)
+	if err != nil {
 		return fmt.Errorf("memory: publish %q: %w", topic, err)
 	}
 	return nil

@@ -18,3 +18,7 @@ func TestConformanceWatermill(t *testing.T) {
 func TestConformanceInspector(t *testing.T) {
 	pubsubtest.TestInspector(t, memharness.New(t))
 }
+
+func TestConformanceTelemetry(t *testing.T) {
+	pubsubtest.TestTelemetry(t, memharness.New(t))
+}

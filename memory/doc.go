@@ -69,6 +69,24 @@
 // A delivery that a stopping consumer took and did not process does not count
 // as an attempt and is due again at once for the group's other subscriptions.
 //
+// A handler error made by [relay.RetryAfter] (on the Watermill face, a Nack
+// behind [relay.NackReason]) waits the larger of the backoff and its wait,
+// capped by [WithMaxRetryAfter] (1 hour by default); it is still an attempt.
+//
+// # Delayed delivery
+//
+// [Broker.PublishAt] ([relay.DelayedPublisher]) and a Watermill message
+// carrying [relay.MetadataDelayedUntil] (Watermill's delay.DelayedUntilKey, so
+// delay.NewPublisher works on [Publisher]) hold the message in its topic's
+// timer heap until its due time, then store it for every group, in due order.
+// One timer per topic serves all its delayed messages; lateness is the Go
+// timer's (measured on an idle 2-core machine: p50 0.7ms, p99 3.6ms). A due
+// time at or before now is stored at once; one further ahead than
+// [WithMaxDelay] (30 days by default), the zero time, or a metadata value that
+// is not RFC 3339 is refused with [relay.ErrInvalidDelay] and nothing is
+// stored. Delayed messages live in memory like the rest: they do not survive
+// the process.
+//
 // # Topics
 //
 // Topics follow [relay.ValidateTopic], as on every backend; there is no
@@ -87,6 +105,43 @@
 // subscription of the subscriber's group. Closing the subscriber, or ending
 // the context given to Subscribe, closes the output channels; messages not
 // acked by then stay on the hub.
+//
+// # Telemetry
+//
+// [WithTracerProvider], [WithMeterProvider] and [WithPropagators] set what
+// relay records OpenTelemetry spans and metrics with; without them the
+// global provider and propagator, read when the value is made (the
+// OpenTelemetry convention for instrumentation libraries: no-ops until the
+// application installs an SDK, which costs no allocation per message).
+//
+// Publish (both faces) starts one producer span per message, "send <topic>",
+// a child of ctx (byte face) or of msg.Context() (Watermill face; a batch
+// gets one span per message), and writes its context into the message's
+// metadata with the propagator: traceparent and tracestate (W3C Trace
+// Context), and baggage when the propagator includes it. Each delivery
+// attempt is a consumer span, "process <topic>", whose parent is the context
+// read from the message: a byte handler has no context, so its span is
+// recorded around it; the Watermill face hands the handler a msg.Context()
+// that carries the span, so the handler's own spans are its children. A
+// message without trace context, or with a malformed traceparent, gets a new
+// root span and is delivered as any other. A retry and a dead letter are
+// events on the span, a failure sets its status, and a dead letter keeps the
+// trace context of its source message (its metadata is the source's).
+// Attributes: messaging.system "memory" (semconv v1.43.0 has no
+// well-known value for it), messaging.destination.name (the topic),
+// messaging.consumer.group.name, messaging.message.id (the UUID),
+// messaging.operation.name and .type, and relay.delivery.attempt (the
+// delivery count, from 1).
+//
+// Metrics: messaging.client.sent.messages, messaging.client.consumed.messages
+// (one per delivery attempt), messaging.client.operation.duration (publish,
+// seconds), messaging.process.duration (a delivery attempt with its
+// settling, seconds), relay.delivery.outcomes with relay.delivery.outcome =
+// acked, retried, dead_lettered or handed_back (not processed: its consumer
+// stopped), relay.messages.held (fetched and not yet settled), and the
+// observable gauges relay.consumer.lag and relay.consumer.pending per topic
+// and group subscribed (or initialized) by the value, read from the hub as [Inspector.Topic] reads it, asked at
+// most once per second however often the reader collects.
 //
 // # Ownership
 //

@@ -13,6 +13,7 @@ import (
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
 	"github.com/go-relay/relay/internal/lifecycle"
+	"github.com/go-relay/relay/internal/telemetry"
 	"github.com/go-relay/relay/internal/wm"
 )
 
@@ -21,6 +22,7 @@ import (
 type engine struct {
 	hub *Hub
 	cfg config
+	tel *telemetry.Telemetry
 
 	closing chan struct{} // closed when shutdown begins: unblocks publishes waiting for space
 	subs    *lifecycle.Registry[*subscription]
@@ -30,6 +32,7 @@ func newEngine(cfg config) *engine {
 	return &engine{
 		hub:     cfg.hub,
 		cfg:     cfg,
+		tel:     telemetry.New(pkg, cfg.tel, telemetry.InspectorLag(&Inspector{hub: cfg.hub, deadLetter: cfg.policy.DeadLetterTopic})),
 		closing: make(chan struct{}),
 		subs:    lifecycle.NewRegistry[*subscription](),
 	}
@@ -66,9 +69,11 @@ func (e *engine) subscribe(name string, process wm.Process) (*subscription, erro
 		t:       e.hub.topic(name),
 		log:     delivery.Logger(e.cfg.logger, pkg, e.cfg.group).With(slog.String(delivery.LogTopic, name)),
 		process: process,
+		tel:     e.tel.Subscription(name, e.cfg.group),
 		ctx:     ctx,
 		cancel:  cancel,
 	}
+	e.tel.WatchLag(name, e.cfg.group)
 	s.t.mu.Lock()
 	s.g = s.t.join(e.cfg.group)
 	s.t.mu.Unlock()
@@ -94,6 +99,7 @@ func (e *engine) join(name string) {
 	t.mu.Lock()
 	t.join(e.cfg.group)
 	t.mu.Unlock()
+	e.tel.WatchLag(name, e.cfg.group)
 }
 
 // shutdown stops every subscription and waits for their handlers until ctx
@@ -101,7 +107,7 @@ func (e *engine) join(name string) {
 // background, so that handlers that outlive ctx finish and settle their
 // deliveries after it returns; every call waits for the same stop.
 func (e *engine) shutdown(ctx context.Context) error {
-	return e.subs.Shutdown(ctx, func() { close(e.closing) }, nil)
+	return e.subs.Shutdown(ctx, func() { close(e.closing); e.tel.Close() }, nil)
 }
 
 // close is shutdown without a bound.
@@ -119,6 +125,7 @@ type subscription struct {
 	g       *group // guarded by t.mu
 	log     *slog.Logger
 	process wm.Process
+	tel     *telemetry.Topic
 	ctx     context.Context // done when the subscription stops
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // the workers
@@ -290,6 +297,8 @@ func (w *worker) apply() {
 func (w *worker) deliver(tk taken) {
 	s := w.s
 	w.d = delivery.Delivery{Topic: s.t.name, Attempt: tk.attempt, Message: tk.e.msg}
+	w.d.Telemetry = s.tel.Start(s.ctx, tk.e.msg.UUID, tk.attempt, tk.e.msg.Metadata)
+	s.tel.Hold(1)
 	w.processing = true
 	err := s.process(s.ctx, &w.d)
 	w.processing = false
@@ -301,7 +310,9 @@ func (w *worker) deliver(tk taken) {
 func (w *worker) settle(tk taken, err error) {
 	s := w.s
 	policy := s.e.cfg.policy
+	s.tel.Hold(-1)
 	if errors.Is(err, delivery.ErrStopped) {
+		w.d.Telemetry.Settled(telemetry.HandedBack, err, 0, "")
 		// Not processed: not an attempt. When the face stops ahead of the
 		// engine, wait a backoff so that we do not hand it over and over to a
 		// face that is going away.
@@ -321,8 +332,10 @@ func (w *worker) settle(tk taken, err error) {
 		// A plain queue: whoever wraps us (the retrier) counts attempts.
 		if err == nil {
 			w.outcome = acked
+			w.d.Telemetry.Settled(telemetry.Acked, nil, 0, "")
 		} else {
 			w.outcome, w.delay = retried, policy.Backoff(tk.attempt)
+			w.d.Telemetry.Settled(telemetry.Retried, err, w.delay, "")
 		}
 		return
 	}

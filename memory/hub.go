@@ -33,7 +33,13 @@ import (
 // consumer does, so it holds them, and once they fill the topic, Publish
 // waits.
 //
-// A Hub runs no goroutine and needs no closing; it lives as long as it is
+// A delayed message ([Broker.PublishAt], or a Watermill message with
+// [relay.MetadataDelayedUntil]) waits in its topic's heap, outside the log,
+// until its due time, and is then stored for every group. One timer per topic
+// serves them all.
+//
+// A Hub runs no goroutine (a topic's timer runs one briefly when a delayed
+// message falls due) and needs no closing; it lives as long as it is
 // referenced. It is safe for concurrent use.
 type Hub struct {
 	capacity int
@@ -148,6 +154,9 @@ type topic struct {
 	groups     []*group
 	acked      ackedHeap     // the stored entries every group has acknowledged
 	space      chan struct{} // closed when an entry joins acked; nil while nobody waits
+	later      laterHeap     // delayed messages not yet due (PublishAt, delayed Watermill messages)
+	laterSeq   uint64        // publish order of delayed messages
+	timer      *time.Timer   // fires at the soonest of later; nil until the first
 }
 
 // entry is a stored message, a node of its topic's list. Guarded by t.mu,
@@ -155,9 +164,9 @@ type topic struct {
 type entry struct {
 	msg        delivery.Message
 	seq        uint64
-	at         int64     // when it was stored, in Unix nanoseconds (no pointer for the GC to scan)
-	unacked    int       // groups that exist and have not acknowledged it
-	removed    bool      // taken out by an Inspector: groups skip it
+	at         int64 // when it was stored, in Unix nanoseconds (no pointer for the GC to scan)
+	unacked    int   // groups that exist and have not acknowledged it
+	removed    bool  // taken out by an Inspector: groups skip it
 	prev, next *entry
 }
 

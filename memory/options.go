@@ -7,6 +7,11 @@ import (
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
 	"github.com/go-relay/relay/internal/option"
+	"github.com/go-relay/relay/internal/telemetry"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults of the options. The option docs link to them. DefaultMaxDeliver,
@@ -51,6 +56,8 @@ type config struct {
 	policy      delivery.Policy
 	native      bool
 	logger      *slog.Logger
+	tel         telemetry.Config
+	maxDelay    time.Duration
 }
 
 func newConfig(opts []Option) (config, error) {
@@ -60,6 +67,7 @@ func newConfig(opts []Option) (config, error) {
 		policy:      delivery.DefaultPolicy(),
 		native:      true,
 		logger:      slog.Default(),
+		maxDelay:    relay.DefaultMaxDelay,
 	}
 	if err := option.Apply(pkg, &c, opts); err != nil {
 		return config{}, err
@@ -181,6 +189,62 @@ func WithNativeRetries(native bool) Option {
 	return func(c *config) error {
 		c.native = native
 		return nil
+	}
+}
+
+// WithTracerProvider sets the provider of the tracer that records a producer
+// span per published message ("send <topic>") and a consumer span per
+// delivery attempt ("process <topic>"); by default the global one
+// (otel.GetTracerProvider, read when the value is made, which forwards to an
+// SDK installed later). A nil provider is an error. The package doc's
+// Telemetry section lists the spans and their attributes.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(c *config) error {
+		return option.TracerProvider(pkg, &c.tel, tp)
+	}
+}
+
+// WithMeterProvider sets the provider of the meter that records relay's
+// metrics (messages sent and consumed, delivery outcomes, durations, messages
+// held, consumer lag); by default the global one (otel.GetMeterProvider,
+// read when the value is made). A nil provider is an error.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(c *config) error {
+		return option.MeterProvider(pkg, &c.tel, mp)
+	}
+}
+
+// WithPropagators sets the propagator that writes the trace context into a
+// published message's metadata (W3C Trace Context: traceparent, tracestate;
+// baggage when p includes it) and reads it from a delivered one; by default
+// the global one (otel.GetTextMapPropagator, read when the value is made). A
+// nil propagator is an error.
+func WithPropagators(p propagation.TextMapPropagator) Option {
+	return func(c *config) error {
+		return option.Propagators(pkg, &c.tel, p)
+	}
+}
+
+// WithMaxDelay sets how far ahead a due time may be, by default
+// [relay.DefaultMaxDelay] (30 days): [Broker.PublishAt] and a Watermill
+// message's [relay.MetadataDelayedUntil] further ahead get an error wrapping
+// [relay.ErrInvalidDelay]. d must be from 1ms to [relay.MaxDelayLimit] (10
+// years).
+func WithMaxDelay(d time.Duration) Option {
+	return func(c *config) error {
+		return option.MaxDelay(pkg, &c.maxDelay, d)
+	}
+}
+
+// WithMaxRetryAfter caps the wait that a handler's [relay.RetryAfter] error
+// asks for, by default [relay.DefaultMaxRetryAfter] (1 hour): the failed
+// delivery is redelivered after the larger of the backoff and the capped
+// wait. d must be from 0 (RetryAfter adds nothing to the backoff) to
+// [relay.MaxRetryAfterLimit] (30 days). With WithNativeRetries(false) it has
+// no effect: the retrier then decides.
+func WithMaxRetryAfter(d time.Duration) Option {
+	return func(c *config) error {
+		return option.MaxRetryAfter(pkg, &c.policy, d)
 	}
 }
 

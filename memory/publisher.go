@@ -3,10 +3,13 @@ package memory
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/telemetry"
 	"github.com/go-relay/relay/internal/wm"
 )
 
@@ -16,22 +19,26 @@ var _ message.Publisher = (*Publisher)(nil)
 // message.Publisher on a [Hub]. Messages it publishes are read by the hub's
 // [Broker] and [Subscriber] values alike. It is safe for concurrent use.
 type Publisher struct {
-	hub *Hub
+	hub      *Hub
+	tel      *telemetry.Telemetry
+	maxDelay time.Duration
 
 	mu      sync.Mutex
 	closed  bool          // guarded by mu
 	closing chan struct{} // closed by Close, under mu
 }
 
-// NewPublisher returns a publisher on hub. No option changes what a publisher
-// does, but options are validated as for [NewBroker]; a nil hub, or a
+// NewPublisher returns a publisher on hub. Of the options only
+// [WithTracerProvider], [WithMeterProvider] and [WithPropagators] change what
+// a publisher does; the others are validated as for [NewBroker]. A nil hub, or a
 // [WithHub] naming another hub, returns an error wrapping
 // [relay.ErrInvalidOption].
 func NewPublisher(hub *Hub, opts ...Option) (*Publisher, error) {
-	if _, err := faceConfig(hub, opts); err != nil {
+	cfg, err := faceConfig(hub, opts)
+	if err != nil {
 		return nil, err
 	}
-	return &Publisher{hub: hub, closing: make(chan struct{})}, nil
+	return &Publisher{hub: hub, tel: telemetry.New(pkg, cfg.tel, nil), maxDelay: cfg.maxDelay, closing: make(chan struct{})}, nil
 }
 
 // faceConfig is the configuration of a Watermill face on hub.
@@ -50,7 +57,8 @@ func faceConfig(hub *Hub, opts []Option) (config, error) {
 	return cfg, nil
 }
 
-// Publish stores msgs on topic in order, each with its UUID, its metadata and
+// Publish stores msgs on topic in order, each with its UUID, its metadata
+// (plus the trace context of msg.Context(), one producer span per message) and
 // a copy of its payload, so the caller may reuse the message afterwards. It
 // honours each message's context (msg.Context()): when one is done already,
 // Publish stores none of the messages and returns that context's error,
@@ -59,6 +67,12 @@ func faceConfig(hub *Hub, opts []Option) (config, error) {
 // context's error; the messages before it are stored) or the publisher is
 // closed. It returns an error wrapping [relay.ErrInvalidTopic] for a topic
 // that [relay.ValidateTopic] rejects, and [relay.ErrClosed] after Close.
+//
+// A message whose metadata carries [relay.MetadataDelayedUntil] (Watermill's
+// delay.DelayedUntilKey) is delivered no earlier than that time, as by
+// [Broker.PublishAt]. A value that is not an RFC 3339 time, or a time further
+// ahead than [WithMaxDelay], returns an error wrapping
+// [relay.ErrInvalidDelay] before any of the messages is stored.
 func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	t, err := p.hub.validTopic(topic)
 	if err != nil {
@@ -69,15 +83,29 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		return fmt.Errorf("memory: publish %q: %w", topic, relay.ErrClosed)
 	default:
 	}
-	for _, msg := range msgs {
+	due := make([]time.Time, len(msgs))
+	now := time.Now()
+	for i, msg := range msgs {
 		if err := msg.Context().Err(); err != nil {
 			return fmt.Errorf("memory: publish %q: message %s: %w", topic, msg.UUID, err)
 		}
+		at, ok, err := delivery.DueTime(msg.Metadata)
+		if err == nil && ok {
+			err = delivery.CheckDue(at, now, p.maxDelay)
+		}
+		if err != nil {
+			return fmt.Errorf("memory: publish %q: message %s: %w", topic, msg.UUID, err)
+		}
+		due[i] = at
 	}
-	for _, msg := range msgs {
+	for i, msg := range msgs {
 		m := wm.FromWatermill(msg)
 		m.Payload = append([]byte{}, m.Payload...)
-		if err := t.publish(msg.Context(), p.closing, m); err != nil {
+		var span telemetry.Publish
+		span, m.Metadata = p.tel.StartPublish(msg.Context(), topic, msg.UUID, m.Metadata)
+		err := t.publishAt(msg.Context(), p.closing, m, due[i])
+		span.End(err)
+		if err != nil {
 			return fmt.Errorf("memory: publish %q: message %s: %w", topic, msg.UUID, err)
 		}
 	}

@@ -151,7 +151,11 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	if ctx == nil {
 		return fmt.Errorf("natsjs: shutdown: %w", relay.ErrNilContext)
 	}
-	if err := b.subs.Shutdown(ctx, b.cancel, nil); err != nil {
+	begin := func() {
+		b.cancel()
+		b.e.tel.Close()
+	}
+	if err := b.subs.Shutdown(ctx, begin, nil); err != nil {
 		return fmt.Errorf("natsjs: shutdown: handlers still running: %w", err)
 	}
 	return nil

@@ -83,10 +83,34 @@ func options(cfg pubsubtest.Config) []natsjs.Option {
 	if cfg.Logger != nil {
 		opts = append(opts, natsjs.WithLogger(cfg.Logger))
 	}
+	if cfg.TracerProvider != nil {
+		opts = append(opts, natsjs.WithTracerProvider(cfg.TracerProvider))
+	}
+	if cfg.MeterProvider != nil {
+		opts = append(opts, natsjs.WithMeterProvider(cfg.MeterProvider))
+	}
+	if cfg.Propagators != nil {
+		opts = append(opts, natsjs.WithPropagators(cfg.Propagators))
+	}
 	return opts
 }
 
-func harness(ss *servers) pubsubtest.Harness {
+// suiteTopics are the beginnings of the topics the suite makes up
+// (pubsubtest.NewTopic, Watermill's GenerateTopicFunc).
+var suiteTopics = []string{"relay_test_", "relay_wm_"}
+
+func harness(t *testing.T, ss *servers) pubsubtest.Harness {
+	natstest.RemoveNewStreams(t, suiteTopics...)
+	// The suite's over-limit case sends max_payload plus one byte: the
+	// server's own, which an external one may have changed from the
+	// default.
+	maxPayload := int64(1 << 20) // the embedded server's default
+	schedules := true            // the embedded server is v2.15.2
+	if natstest.External() {
+		nc := natstest.Connect(t, natstest.Start(t))
+		maxPayload = nc.MaxPayload()
+		schedules = natstest.ServerAtLeast(nc, "2.12.0")
+	}
 	return pubsubtest.Harness{
 		NewBroker: func(t *testing.T, cfg pubsubtest.Config) (relay.Broker, error) {
 			return natsjs.NewBroker(ss.jetStream(t), options(cfg)...)
@@ -108,6 +132,7 @@ func harness(ss *servers) pubsubtest.Harness {
 		// TestBroker's restart sub-tests cover reconnection through this.
 		Restart: func(t *testing.T) {
 			t.Helper()
+			natstest.RequireControl(t)
 			if err := ss.of(t).Restart(); err != nil {
 				t.Fatal(err)
 			}
@@ -115,21 +140,31 @@ func harness(ss *servers) pubsubtest.Harness {
 		Capabilities: pubsubtest.Capabilities{
 			Persistent: true,
 			Ordered:    true,
-			MaxPayload: 1 << 20, // the embedded server's default max_payload
+			MaxPayload: int(maxPayload),
+			// JetStream message schedules: nats-server 2.12 and newer.
+			Delayed:    schedules,
+			RetryAfter: true,
+			Telemetry:  true,
 		},
 	}
 }
 
 func TestBroker(t *testing.T) {
-	pubsubtest.TestBroker(t, harness(&servers{byTest: make(map[string]*natstest.Server)}))
+	pubsubtest.TestBroker(t, harness(t, &servers{byTest: make(map[string]*natstest.Server)}))
 }
 
 func TestWatermill(t *testing.T) {
 	ss := &servers{byTest: make(map[string]*natstest.Server)}
 	ss.start(t)
-	pubsubtest.TestWatermill(t, harness(ss))
+	pubsubtest.TestWatermill(t, harness(t, ss))
 }
 
 func TestInspector(t *testing.T) {
-	pubsubtest.TestInspector(t, harness(&servers{byTest: make(map[string]*natstest.Server)}))
+	pubsubtest.TestInspector(t, harness(t, &servers{byTest: make(map[string]*natstest.Server)}))
+}
+
+func TestTelemetry(t *testing.T) {
+	ss := &servers{byTest: make(map[string]*natstest.Server)}
+	ss.start(t)
+	pubsubtest.TestTelemetry(t, harness(t, ss))
 }

@@ -28,7 +28,7 @@ import (
 func TestDeadLetterAfterStreamRecreationIsNotADuplicate(t *testing.T) {
 	s := natstest.Start(t)
 	_, js := connect(t, s)
-	const topic = "refunds"
+	topic := natstest.Topic(t, "refunds")
 	dead := deadLetters(t, js, topic)
 	poison := func(payload string) {
 		t.Helper()
@@ -63,7 +63,7 @@ func TestDeadLetterAfterStreamRecreationIsNotADuplicate(t *testing.T) {
 func TestDeadLetterAnsweredAsDuplicateOfADeletedMessageIsStored(t *testing.T) {
 	s := natstest.Start(t)
 	_, js := connect(t, s)
-	const topic = "invoices"
+	topic := natstest.Topic(t, "invoices")
 	b := newBroker(t, js, natsjs.WithMaxDeliver(1))
 	publish(t, b, topic, []byte("poison"))
 
@@ -155,7 +155,7 @@ func TestDeadLetterOfLargestAcceptedMessageOnSmallServerLands(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			s := natstest.Start(t, natstest.Config{MaxPayload: c.maxPayload})
+			s := natstest.StartEmbedded(t, natstest.Config{MaxPayload: c.maxPayload})
 			_, js := connect(t, s)
 			b := newBroker(t, js, natsjs.WithMaxDeliver(1), natsjs.WithGroup(c.group))
 			payload := largestAccepted(t, b, c.topic, int(c.maxPayload))
@@ -207,7 +207,7 @@ func largestAccepted(t *testing.T, b *natsjs.Broker, topic string, limit int) []
 func TestDeadLetterAndMetadataFitJetStreamsHeaderLimit(t *testing.T) {
 	s := natstest.Start(t)
 	_, js := connect(t, s)
-	const topic = "reports"
+	topic := natstest.Topic(t, "reports")
 
 	t.Run("a 70 KB reason is cut to fit", func(t *testing.T) {
 		dead := deadLetters(t, js, topic)
@@ -232,12 +232,12 @@ func TestDeadLetterAndMetadataFitJetStreamsHeaderLimit(t *testing.T) {
 		}
 		m := message.NewMessage(watermill.NewUUID(), []byte("x"))
 		m.Metadata.Set("notes", strings.Repeat("n", 70_000))
-		if err := pub.Publish("metadata-heavy", m); !errors.Is(err, relay.ErrInvalidMetadata) {
+		if err := pub.Publish(natstest.Topic(t, "metadata-heavy"), m); !errors.Is(err, relay.ErrInvalidMetadata) {
 			t.Errorf("Publish with 70 KB of metadata = %v, want ErrInvalidMetadata", err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
-		if stream, err := js.Stream(ctx, natsjs.StreamName("metadata-heavy")); err == nil && stream.CachedInfo().State.Msgs != 0 {
+		if stream, err := js.Stream(ctx, natsjs.StreamName(natstest.Topic(t, "metadata-heavy"))); err == nil && stream.CachedInfo().State.Msgs != 0 {
 			t.Errorf("the refused message was stored")
 		}
 	})

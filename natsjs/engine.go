@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/telemetry"
 )
 
 // Tuning of the engine. They are not options: they trade latency of rare
@@ -29,6 +31,9 @@ const (
 	attemptTimeout = 5 * time.Second
 	// flushTimeout bounds the flush of acks when a subscription stops.
 	flushTimeout = 2 * time.Second
+	// finishWait bounds how long a stopping subscription waits for the
+	// server to complete its pull request in progress (see finish).
+	finishWait = time.Second
 )
 
 // JetStream error codes relay reacts to.
@@ -44,10 +49,14 @@ type engine struct {
 	js  jetstream.JetStream
 	cfg config
 	log *slog.Logger
+	tel *telemetry.Telemetry
 
 	// streams maps a topic to the name of the stream known to hold it, so that
 	// a stream is set up once per topic and process, not once per message.
 	streams sync.Map
+	// schedules holds the topics whose stream is known to take message
+	// schedules (see publishAt).
+	schedules sync.Map
 }
 
 func newEngine(js jetstream.JetStream, opts []Option) (*engine, error) {
@@ -59,7 +68,29 @@ func newEngine(js jetstream.JetStream, opts []Option) (*engine, error) {
 		return nil, err
 	}
 	log := delivery.Logger(cfg.logger, pkg, cfg.group)
-	return &engine{js: js, cfg: cfg, log: log}, nil
+	e := &engine{js: js, cfg: cfg, log: log}
+	e.tel = telemetry.New("nats", cfg.tel, e.lag)
+	return e, nil
+}
+
+// lag reads the lag gauges' figures of group on topic from its durable
+// consumer's info: num_pending (stored, not yet delivered to the group) and
+// num_ack_pending (delivered, not acknowledged), as nats-server v2.15
+// counts them: the figures [Inspector.Topic] reports as Lag and Pending, read
+// with one consumer info request rather than the inspector's whole topic,
+// and by the group's own name, which the inspector cannot give back for a
+// group that [ConsumerName] rewrites.
+func (e *engine) lag(ctx context.Context, topic, group string) (int64, int64, error) {
+	stream := StreamName(topic)
+	if name, ok := e.streams.Load(topic); ok {
+		stream = name.(string)
+	}
+	c, err := e.js.Consumer(ctx, stream, ConsumerName(group))
+	if err != nil {
+		return 0, 0, fmt.Errorf("natsjs: consumer info %q: %w", topic, err)
+	}
+	info := c.CachedInfo()
+	return int64(min(info.NumPending, math.MaxInt64)), int64(info.NumAckPending), nil
 }
 
 // bound returns ctx, limited to the request timeout if it has no deadline.

@@ -59,14 +59,18 @@ func faultBackend(t *testing.T) faulttest.Backend {
 		Server:    faultServer{natstest.Start(t)},
 		NewBroker: faultBroker,
 		Helper:    true,
+		Topic:     natstest.Topic,
 	}
 }
 
 func TestFaultHelperProcess(t *testing.T) { faulttest.HelperProcess(t, faultBroker) }
 
-func TestFaultHandlerFailures(t *testing.T)  { faulttest.RunHandlerFailures(t, faultBackend(t)) }
-func TestFaultConsumerCrash(t *testing.T)    { faulttest.RunConsumerCrash(t, faultBackend(t)) }
-func TestFaultBrokerRestart(t *testing.T)    { faulttest.RunBrokerRestart(t, faultBackend(t)) }
+func TestFaultHandlerFailures(t *testing.T) { faulttest.RunHandlerFailures(t, faultBackend(t)) }
+func TestFaultConsumerCrash(t *testing.T)   { faulttest.RunConsumerCrash(t, faultBackend(t)) }
+func TestFaultBrokerRestart(t *testing.T) {
+	natstest.RequireControl(t)
+	faulttest.RunBrokerRestart(t, faultBackend(t))
+}
 func TestFaultNetworkCut(t *testing.T)       { faulttest.RunNetworkCut(t, faultBackend(t)) }
 func TestFaultNetworkLatency(t *testing.T)   { faulttest.RunNetworkLatency(t, faultBackend(t)) }
 func TestFaultNetworkBlackHole(t *testing.T) { faulttest.RunNetworkBlackHole(t, faultBackend(t)) }

@@ -96,6 +96,16 @@ func eventually(t *testing.T, cond func() bool, what string) {
 	}
 }
 
+// pollUntil reports whether cond became true within d.
+func pollUntil(d time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
+}
+
 // checkQuiet fails t if cond becomes true within d.
 func checkQuiet(t *testing.T, d time.Duration, cond func() bool, what string) {
 	t.Helper()
@@ -113,7 +123,7 @@ func checkQuiet(t *testing.T, d time.Duration, cond func() bool, what string) {
 func TestPublishBeforeSubscribeIsDelivered(t *testing.T) {
 	s := natstest.Start(t)
 	_, js := connect(t, s)
-	const topic = "orders.placed"
+	topic := natstest.Topic(t, "orders.placed")
 	pub := newBroker(t, js, natsjs.WithGroup("publisher-only"))
 	want := []string{"one", "two", "three"}
 	for _, p := range want {
@@ -152,7 +162,8 @@ func TestFailingHandlerIsNotAHotLoop(t *testing.T) {
 	b := newBroker(t, js, natsjs.WithMaxDeliver(1000), natsjs.WithBackoff(minBackoff, maxBackoff))
 	var mu sync.Mutex
 	var at []time.Time
-	if err := b.Subscribe("always.fails", func([]byte) error {
+	topic := natstest.Topic(t, "always.fails")
+	if err := b.Subscribe(topic, func([]byte) error {
 		mu.Lock()
 		at = append(at, time.Now())
 		mu.Unlock()
@@ -160,7 +171,7 @@ func TestFailingHandlerIsNotAHotLoop(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	publish(t, b, "always.fails", []byte("x"))
+	publish(t, b, topic, []byte("x"))
 	eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(at) > 0 }, "first delivery")
 	mu.Lock()
 	first := at[0]
@@ -237,7 +248,7 @@ func consumerSettled(t *testing.T, js jetstream.JetStream, topic, group string) 
 func TestDeadLetterAfterMaxDeliver(t *testing.T) {
 	s := natstest.Start(t)
 	_, js := connect(t, s)
-	const topic = "payments"
+	topic := natstest.Topic(t, "payments")
 	dead := deadLetters(t, js, topic)
 	b := newBroker(t, js, natsjs.WithMaxDeliver(3), natsjs.WithBackoff(10*time.Millisecond, 50*time.Millisecond))
 	var calls atomic.Int32
@@ -274,10 +285,8 @@ func TestConsumerDeathDuringLastAttemptIsHandledOnceMore(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			s := natstest.Start(t)
-			const (
-				topic   = "shipments"
-				ackWait = time.Second
-			)
+			topic := natstest.Topic(t, "shipments")
+			const ackWait = time.Second
 			opts := []natsjs.Option{
 				natsjs.WithGroup("shipping"),
 				natsjs.WithMaxDeliver(2),
@@ -343,10 +352,8 @@ func TestConsumerDeathDuringLastAttemptIsHandledOnceMore(t *testing.T) {
 // delivered again to another consumer while it still runs.
 func TestSlowHandlerIsNotDeliveredTwice(t *testing.T) {
 	s := natstest.Start(t)
-	const (
-		topic   = "reports"
-		ackWait = time.Second
-	)
+	topic := natstest.Topic(t, "reports")
+	const ackWait = time.Second
 	opts := []natsjs.Option{natsjs.WithGroup("reporting"), natsjs.WithAckWait(ackWait)}
 	var calls atomic.Int32
 	var done atomic.Bool
@@ -375,13 +382,15 @@ func TestSlowHandlerIsNotDeliveredTwice(t *testing.T) {
 // The header overhead of the byte face counts against max_payload, as does
 // the room kept for the metadata of a dead letter.
 func TestPayloadLimitCountsHeaders(t *testing.T) {
-	const limit = 64 << 10
-	s := natstest.Start(t, natstest.Config{MaxPayload: limit})
-	_, js := connect(t, s)
+	// An external server has its own max_payload: the sizes follow the
+	// server's, which the client learnt from its INFO.
+	s := natstest.Start(t, natstest.Config{MaxPayload: 64 << 10})
+	nc, js := connect(t, s)
 	b := newBroker(t, js)
+	limit := int(nc.MaxPayload())
 	// "NATS/1.0\r\n", the UUID and Nats-Msg-Id headers of 36-byte UUIDs, "\r\n".
 	const headers = 10 + (len(natsjs.UUIDHeader) + 2 + 36 + 2) + (len("Nats-Msg-Id") + 2 + 36 + 2) + 2
-	const most = limit - natsjs.DeadLetterReserve - headers
+	most := limit - natsjs.DeadLetterReserve - headers
 	cases := []struct {
 		name    string
 		size    int
@@ -396,7 +405,7 @@ func TestPayloadLimitCountsHeaders(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), wait)
 			defer cancel()
-			err := b.Publish(ctx, "sized", make([]byte, c.size))
+			err := b.Publish(ctx, natstest.Topic(t, "sized"), make([]byte, c.size))
 			if got := errors.Is(err, relay.ErrPayloadTooLarge); got != c.tooLong {
 				t.Errorf("Publish(%d bytes) = %v, want ErrPayloadTooLarge: %v", c.size, err, c.tooLong)
 			}
@@ -417,7 +426,7 @@ func TestForeignMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const topic = "foreign"
+	topic := natstest.Topic(t, "foreign")
 	if err := pub.Publish(topic, message.NewMessage(watermill.NewUUID(), []byte("relay"))); err != nil {
 		t.Fatal(err)
 	}
@@ -485,7 +494,7 @@ func TestWatermillBatchPublish(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const topic = "batch"
+	topic := natstest.Topic(t, "batch")
 	msgs := make([]*message.Message, 500)
 	for i := range msgs {
 		msgs[i] = message.NewMessage(watermill.NewUUID(), fmt.Appendf(nil, "m%d", i))
@@ -534,7 +543,7 @@ func TestConfigOverrides(t *testing.T) {
 			c.MaxAckPending = 42
 		}),
 	)
-	const topic = "configured"
+	topic := natstest.Topic(t, "configured")
 	if err := b.Subscribe(topic, func([]byte) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
@@ -579,6 +588,9 @@ func TestInvalidOptions(t *testing.T) {
 		{"zero concurrency", js, natsjs.WithConcurrency(0)},
 		{"zero request timeout", js, natsjs.WithRequestTimeout(0)},
 		{"nil logger", js, natsjs.WithLogger(nil)},
+		{"nil tracer provider", js, natsjs.WithTracerProvider(nil)},
+		{"nil meter provider", js, natsjs.WithMeterProvider(nil)},
+		{"nil propagators", js, natsjs.WithPropagators(nil)},
 		{"nil stream config", js, natsjs.WithStreamConfig(nil)},
 		{"nil consumer config", js, natsjs.WithConsumerConfig(nil)},
 		{"ack wait of 1ns, a busy loop", js, natsjs.WithAckWait(time.Nanosecond)},
@@ -616,10 +628,11 @@ func TestGroupOutsideNATSNameRulesDelivers(t *testing.T) {
 	const group = "a b*>"
 	b := newBroker(t, js, natsjs.WithGroup(group))
 	got := make(chan []byte, 1)
-	if err := b.Subscribe("orders", func(p []byte) error { got <- p; return nil }); err != nil {
+	topic := natstest.Topic(t, "orders")
+	if err := b.Subscribe(topic, func(p []byte) error { got <- p; return nil }); err != nil {
 		t.Fatalf("Subscribe with group %q: %v", group, err)
 	}
-	publish(t, b, "orders", []byte("x"))
+	publish(t, b, topic, []byte("x"))
 	select {
 	case p := <-got:
 		if string(p) != "x" {

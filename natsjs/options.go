@@ -10,6 +10,11 @@ import (
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
 	"github.com/go-relay/relay/internal/option"
+	"github.com/go-relay/relay/internal/telemetry"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults of the options. Every [Option] that is not given keeps these.
@@ -76,9 +81,11 @@ type config struct {
 	concurrency    int
 	prefetch       int
 	requestTimeout time.Duration
+	maxDelay       time.Duration
 	logger         *slog.Logger
 	streamConfig   func(*jetstream.StreamConfig)
 	consumerConfig func(*jetstream.ConsumerConfig)
+	tel            telemetry.Config
 }
 
 func newConfig(opts []Option) (config, error) {
@@ -89,6 +96,7 @@ func newConfig(opts []Option) (config, error) {
 		concurrency:    DefaultConcurrency,
 		prefetch:       DefaultPrefetch,
 		requestTimeout: DefaultRequestTimeout,
+		maxDelay:       relay.DefaultMaxDelay,
 		logger:         slog.Default(),
 	}
 	if err := option.Apply(pkg, &c, opts); err != nil {
@@ -157,6 +165,29 @@ func WithAckWait(d time.Duration) Option {
 func WithBackoff(min, max time.Duration) Option {
 	return func(c *config) error {
 		return option.Backoff(pkg, &c.policy, min, max)
+	}
+}
+
+// WithMaxDelay sets how far ahead a due time may be, by default
+// [relay.DefaultMaxDelay] (30 days): [Broker.PublishAt] and a Watermill
+// message's [relay.MetadataDelayedUntil] further ahead get an error wrapping
+// [relay.ErrInvalidDelay], and nothing is stored. d must be from 1ms to
+// [relay.MaxDelayLimit] (10 years). A stream's max age (MaxAge) shorter than
+// the delay removes the schedule before it fires: keep it longer.
+func WithMaxDelay(d time.Duration) Option {
+	return func(c *config) error {
+		return option.MaxDelay(pkg, &c.maxDelay, d)
+	}
+}
+
+// WithMaxRetryAfter caps the wait that a handler's [relay.RetryAfter] error
+// asks for, by default [relay.DefaultMaxRetryAfter] (1 hour): the failed
+// message is negatively acknowledged with a delay (NakWithDelay) of the
+// larger of the backoff and the capped wait. d must be from 0 (RetryAfter
+// adds nothing to the backoff) to [relay.MaxRetryAfterLimit] (30 days).
+func WithMaxRetryAfter(d time.Duration) Option {
+	return func(c *config) error {
+		return option.MaxRetryAfter(pkg, &c.policy, d)
 	}
 }
 
@@ -271,3 +302,38 @@ func WithConsumerConfig(f func(*jetstream.ConsumerConfig)) Option {
 }
 
 var errNilJetStream = errors.New("nil jetstream.JetStream")
+
+// WithTracerProvider sets the provider of the tracer that records a producer
+// span per published message ("send <topic>") and a consumer span per
+// delivery attempt ("process <topic>"); by default the global one
+// (otel.GetTracerProvider, read when the value is made, which forwards to an
+// SDK installed later). A nil provider is an error. The package doc's
+// Telemetry section lists the spans and their attributes.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(c *config) error {
+		return option.TracerProvider(pkg, &c.tel, tp)
+	}
+}
+
+// WithMeterProvider sets the provider of the meter that records relay's
+// metrics (messages sent and consumed, delivery outcomes, durations, messages
+// held, and the consumer lag and pending gauges read from the durable
+// consumer's info: JetStream's num_pending and num_ack_pending); by default
+// the global one (otel.GetMeterProvider, read when the value is made). A nil
+// provider is an error.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(c *config) error {
+		return option.MeterProvider(pkg, &c.tel, mp)
+	}
+}
+
+// WithPropagators sets the propagator that writes the trace context into a
+// published message's headers (W3C Trace Context: traceparent, tracestate;
+// baggage when p includes it) and reads it from a delivered one; by default
+// the global one (otel.GetTextMapPropagator, read when the value is made). A
+// nil propagator is an error.
+func WithPropagators(p propagation.TextMapPropagator) Option {
+	return func(c *config) error {
+		return option.Propagators(pkg, &c.tel, p)
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/telemetry"
 )
 
 // publish stores msgs on topic and returns once every one is acknowledged by
@@ -24,6 +25,12 @@ import (
 // The common case, an acknowledgement within the attempt, costs one timer for
 // the whole call and no context.
 func (e *engine) publish(ctxs []context.Context, topic string, msgs []delivery.Message) error {
+	return e.publishWith(ctxs, topic, msgs, nil)
+}
+
+// publishWith is publish that lets prepare change each encoded message
+// (publishAt makes some of them schedules) before its size is checked.
+func (e *engine) publishWith(ctxs []context.Context, topic string, msgs []delivery.Message, prepare func(i int, nm *nats.Msg)) error {
 	if err := ctxs[0].Err(); err != nil {
 		return err
 	}
@@ -44,10 +51,17 @@ func (e *engine) publish(ctxs []context.Context, topic string, msgs []delivery.M
 		nm     *nats.Msg
 		future jetstream.PubAckFuture
 		err    error
+		span   telemetry.Publish
 	}
 	batch := make([]sent, len(msgs))
 	for i, m := range msgs {
+		// One producer span per message, even in a Watermill batch, so that
+		// each message's trace continues from its own context.
+		batch[i].span, m.Metadata = e.tel.StartPublish(ctxs[i], topic, m.UUID, m.Metadata)
 		nm, err := encode(topic, m)
+		if err == nil && prepare != nil {
+			prepare(i, nm)
+		}
 		if err == nil {
 			err = e.checkSize(nm, limit, reserve(limit, topic))
 		}
@@ -55,7 +69,11 @@ func (e *engine) publish(ctxs []context.Context, topic string, msgs []delivery.M
 			err = checkHeaders(nm, deadLetterHeaders(topic)+minDeadLetterReason)
 		}
 		if err != nil {
-			return e.nameFailure(i, msgs, err)
+			err = e.nameFailure(i, msgs, err)
+			for j := range batch[:i+1] {
+				batch[j].span.End(err)
+			}
+			return err
 		}
 		batch[i].nm = nm
 	}
@@ -93,6 +111,7 @@ func (e *engine) publish(ctxs []context.Context, topic string, msgs []delivery.M
 			}
 			cancel()
 		}
+		b.span.End(err)
 		if err != nil {
 			errs = append(errs, e.nameFailure(i, msgs, err))
 		}

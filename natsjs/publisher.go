@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go/jetstream"
@@ -60,10 +61,19 @@ func (p *Publisher) Publish(topic string, messages ...*message.Message) error {
 	}
 	ctxs := make([]context.Context, len(messages))
 	msgs := make([]delivery.Message, len(messages))
+	due := make([]time.Time, len(messages))
+	now := time.Now()
 	for i, msg := range messages {
-		ctxs[i], msgs[i] = msg.Context(), wm.FromWatermill(msg)
+		at, ok, err := delivery.DueTime(msg.Metadata)
+		if err == nil && ok {
+			err = delivery.CheckDue(at, now, p.e.cfg.maxDelay)
+		}
+		if err != nil {
+			return fmt.Errorf("natsjs: publish %q: message %s: %w", topic, msg.UUID, err)
+		}
+		ctxs[i], msgs[i], due[i] = msg.Context(), wm.FromWatermill(msg), at
 	}
-	if err := p.e.publish(ctxs, topic, msgs); err != nil {
+	if err := p.e.publishAt(ctxs, topic, msgs, due); err != nil {
 		return fmt.Errorf("natsjs: publish %q: %w", topic, err)
 	}
 	return nil
@@ -77,6 +87,7 @@ func (p *Publisher) Close() error {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
+	p.e.tel.Close()
 	return nil
 }
 

@@ -66,7 +66,7 @@ func (s *subscription) fetch(ctx context.Context, n int) error {
 		msg, err := sub.NextMsgWithContext(wctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				s.drain(sub)
+				s.finish(sub, n-got)
 				return nil
 			}
 			_ = sub.Unsubscribe()
@@ -89,6 +89,60 @@ func (s *subscription) fetch(ctx context.Context, n int) error {
 	}
 	_ = sub.Unsubscribe()
 	return nil
+}
+
+// finish ends the pull request of sub, which may still bring left
+// messages, when the subscription stops.
+//
+// Ending the interest at once (drain) left messages leased until the ack
+// wait on nats-server 2.9.10, dozens per Close under load: the server had
+// picked them for the request, which then had no interest. And a request
+// that is still waiting when the client has gone costs a redelivery on
+// servers before v2.10.14: when a Nak'd message finds only such a request,
+// the server drops it from its redelivery queue, and it too waits for the ack
+// wait. So when the consumer has messages to deliver, finish first lets the
+// server complete the request (its batch filled, or its end status), for at
+// most finishWait, and only then drains. What arrives meanwhile is held, and
+// queued only once the request is over, so that its Nak cannot be delivered
+// again into this same request.
+func (s *subscription) finish(sub *nats.Subscription, left int) {
+	var late []*nats.Msg
+	if s.mayDeliver() {
+		deadline := time.Now().Add(finishWait)
+		for len(late) < left {
+			wait := time.Until(deadline)
+			if wait <= 0 {
+				break
+			}
+			msg, err := sub.NextMsg(wait)
+			if err != nil {
+				break
+			}
+			if end, _ := pullStatus(msg); end {
+				break
+			}
+			if isStatus(msg) {
+				continue
+			}
+			s.hold(msg)
+			late = append(late, msg)
+		}
+	}
+	s.drain(sub)
+	for _, msg := range late {
+		s.queue <- msg // never blocks: at most capacity are held
+	}
+}
+
+// mayDeliver reports whether the consumer has messages it has not delivered
+// yet, so that a pull request in progress may still get some; an idle
+// consumer's request is ended at once, and so is one on a server that does
+// not answer within finishWait (nothing to wait for there).
+func (s *subscription) mayDeliver() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), finishWait)
+	defer cancel()
+	info, err := s.cons.Info(ctx)
+	return err == nil && info.NumPending > 0
 }
 
 // drain ends the pull request of sub when the subscription stops: the

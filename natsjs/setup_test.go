@@ -22,9 +22,10 @@ func TestExistingStreamIsNotRewritten(t *testing.T) {
 	_, js := connect(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
+	topic := natstest.Topic(t, "payments")
 	theirs := jetstream.StreamConfig{
-		Name:     "payments",
-		Subjects: []string{"payments", "payments.>"},
+		Name:     natsjs.StreamName(topic),
+		Subjects: []string{topic, topic + ".>"},
 		Storage:  jetstream.FileStorage,
 		MaxAge:   24 * time.Hour,
 		MaxBytes: 64 << 20,
@@ -35,10 +36,10 @@ func TestExistingStreamIsNotRewritten(t *testing.T) {
 	}
 	b := newBroker(t, js)
 	handled := make(chan []byte, 1)
-	if err := b.Subscribe("payments", func(p []byte) error { handled <- p; return nil }); err != nil {
+	if err := b.Subscribe(topic, func(p []byte) error { handled <- p; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	publish(t, b, "payments", []byte("paid"))
+	publish(t, b, topic, []byte("paid"))
 	select {
 	case p := <-handled:
 		if string(p) != "paid" {
@@ -47,7 +48,7 @@ func TestExistingStreamIsNotRewritten(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("message on an existing stream not handled")
 	}
-	if _, err := js.Publish(ctx, "payments.eu", []byte("theirs")); err != nil {
+	if _, err := js.Publish(ctx, topic+".eu", []byte("theirs")); err != nil {
 		t.Errorf("the other application's publish to payments.eu: %v", err)
 	}
 	checkStreamConfig(t, js, theirs)
@@ -60,9 +61,10 @@ func TestExistingStreamWithoutTheTopicGetsOnlyItsSubject(t *testing.T) {
 	_, js := connect(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
+	topic := natstest.Topic(t, "audit")
 	theirs := jetstream.StreamConfig{
-		Name:     "audit",
-		Subjects: []string{"audit.log"},
+		Name:     natsjs.StreamName(topic),
+		Subjects: []string{topic + ".log"},
 		Storage:  jetstream.FileStorage,
 		MaxAge:   time.Hour,
 		MaxMsgs:  1000,
@@ -71,8 +73,8 @@ func TestExistingStreamWithoutTheTopicGetsOnlyItsSubject(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := newBroker(t, js)
-	publish(t, b, "audit", []byte("seen"))
-	theirs.Subjects = append(theirs.Subjects, "audit")
+	publish(t, b, topic, []byte("seen"))
+	theirs.Subjects = append(theirs.Subjects, topic)
 	checkStreamConfig(t, js, theirs)
 }
 
@@ -80,10 +82,11 @@ func TestExistingStreamWithoutTheTopicGetsOnlyItsSubject(t *testing.T) {
 func TestOperatorLimitsOnRelaysStreamSurvive(t *testing.T) {
 	s := natstest.Start(t)
 	_, js := connect(t, s)
-	publish(t, newBroker(t, js), "shipments", []byte("one"))
+	topic := natstest.Topic(t, "shipments")
+	publish(t, newBroker(t, js), topic, []byte("one"))
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	stream, err := js.Stream(ctx, natsjs.StreamName("shipments"))
+	stream, err := js.Stream(ctx, natsjs.StreamName(topic))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +96,7 @@ func TestOperatorLimitsOnRelaysStreamSurvive(t *testing.T) {
 	if _, err := js.UpdateStream(ctx, edited); err != nil {
 		t.Fatal(err) // the operator's `nats stream edit`
 	}
-	publish(t, newBroker(t, js), "shipments", []byte("two"))
+	publish(t, newBroker(t, js), topic, []byte("two"))
 	checkStreamConfig(t, js, edited)
 }
 
@@ -155,7 +158,7 @@ func TestSubjectMatches(t *testing.T) {
 // retrying. Without JetStream nothing will ever work: both say so at once,
 // with an error wrapping jetstream.ErrJetStreamNotEnabled.
 func TestServerWithoutJetStreamIsSaidAtOnce(t *testing.T) {
-	s := natstest.Start(t, natstest.Config{NoJetStream: true})
+	s := natstest.StartEmbedded(t, natstest.Config{NoJetStream: true})
 	_, js := connect(t, s)
 	b := newBroker(t, js)
 	const soon = 5 * time.Second // well below the 30 s request timeout

@@ -133,6 +133,7 @@ func (s *Subscriber) SubscribeInitialize(topic string) error {
 		}
 		return fmt.Errorf("natsjs: subscribe initialize %q: %w", topic, err)
 	}
+	s.e.tel.WatchLag(topic, s.e.cfg.group)
 	return nil
 }
 
@@ -163,6 +164,7 @@ func (s *Subscriber) Shutdown(ctx context.Context) error {
 	begin := func() {
 		s.cancel()
 		close(s.closing)
+		s.e.tel.Close()
 	}
 	if err := s.subs.Shutdown(ctx, begin, s.wg.Wait); err != nil {
 		return fmt.Errorf("natsjs: shutdown: %w", err)

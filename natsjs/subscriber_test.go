@@ -14,9 +14,10 @@ func TestSubscriberForgetsFinishedSubscriptions(t *testing.T) {
 	s := natstest.Start(t)
 	_, js := connect(t, s)
 	sub := newSubscriber(t, js)
+	topic := natstest.Topic(t, "sessions")
 	for range 5 {
 		ctx, cancel := context.WithCancel(context.Background())
-		ch, err := sub.Subscribe(ctx, "sessions")
+		ch, err := sub.Subscribe(ctx, topic)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-relay/relay/internal/delivery"
 	"github.com/go-relay/relay/internal/lifecycle"
+	"github.com/go-relay/relay/internal/telemetry"
 )
 
 // process is what a subscription calls for each delivery: it runs the
@@ -54,6 +55,7 @@ func (e *engine) subscribe(ctx context.Context, topic string, proc process) (*ru
 	if err != nil {
 		return nil, err
 	}
+	e.tel.WatchLag(topic, e.cfg.group)
 	runCtx, cancel := context.WithCancel(context.Background())
 	capacity := e.cfg.concurrency + e.cfg.prefetch
 	s := &subscription{
@@ -62,6 +64,7 @@ func (e *engine) subscribe(ctx context.Context, topic string, proc process) (*ru
 		log:       e.log.With(slog.String(delivery.LogTopic, topic)),
 		cons:      cons,
 		process:   proc,
+		tel:       e.tel.Subscription(topic, e.cfg.group),
 		capacity:  capacity,
 		threshold: max(1, min(capacity/2, e.cfg.prefetch)),
 		queue:     make(chan *nats.Msg, capacity),
@@ -117,6 +120,7 @@ type subscription struct {
 	log       *slog.Logger
 	cons      jetstream.Consumer
 	process   process
+	tel       *telemetry.Topic
 	capacity  int // most messages held at once
 	threshold int // fewest free places worth a pull request
 	queue     chan *nats.Msg
@@ -223,6 +227,7 @@ func (s *subscription) delivery(msg *nats.Msg) *delivery.Delivery {
 		d.Attempt = int(md.NumDelivered)
 	}
 	d.Message, d.DecodeErr = decode(msg.Header, msg.Data)
+	d.Telemetry = s.tel.Start(context.Background(), d.Message.UUID, d.Attempt, d.Message.Metadata)
 	return d
 }
 
@@ -243,12 +248,14 @@ func (s *subscription) hold(msg *nats.Msg) {
 	s.mu.Lock()
 	s.held[msg] = struct{}{}
 	s.mu.Unlock()
+	s.tel.Hold(1)
 }
 
 func (s *subscription) release(msg *nats.Msg) {
 	s.mu.Lock()
 	delete(s.held, msg)
 	s.mu.Unlock()
+	s.tel.Hold(-1)
 	select {
 	case s.freed <- struct{}{}:
 	default:

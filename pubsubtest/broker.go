@@ -63,6 +63,9 @@ func TestBroker(t *testing.T, h Harness) {
 	} {
 		t.Run(c.name, c.run)
 	}
+	for _, c := range s.delayedRows() {
+		t.Run(c.name, c.run)
+	}
 }
 
 type byteSuite struct{ h Harness }

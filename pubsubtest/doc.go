@@ -69,6 +69,24 @@
 //     in publish order.
 //   - MaxPayload: the largest payload accepted; a larger one must be rejected
 //     with [relay.ErrPayloadTooLarge] before anything is sent.
+//   - Telemetry: the backend honours Config.TracerProvider, MeterProvider and
+//     Propagators. [TestTelemetry] then checks, with the OpenTelemetry SDK's
+//     in-memory recorders, that a message is one trace from either face to
+//     the other, that each delivery attempt is a process span with its
+//     delivery count, that the delivery-outcome counter and the consumer lag
+//     gauge read what happened (lag 1,000 with no consumer running, 0 once
+//     consumed), and that a message without trace context or with a
+//     malformed traceparent starts a new trace and is delivered.
+//   - Delayed: the backend can delay on the server at hand, and the
+//     Watermill publisher honours [relay.MetadataDelayedUntil]
+//     (due order, nothing early, a malformed value refused with
+//     [relay.ErrInvalidDelay], Watermill's delay.NewPublisher). The byte
+//     face's delayed rows (due order, nothing early, a past due time at once,
+//     a due time beyond the maximum refused, lateness logged with -v, and
+//     with Restart a restart between publish and due time) run when Delayed
+//     is set and the broker implements [relay.DelayedPublisher].
+//   - RetryAfter: a handler's [relay.RetryAfter] error, and a Nack behind
+//     [relay.NackReason], delay the redelivery by at least its wait.
 //
 // [DeriveFeatures] documents how Capabilities become the flags of Watermill's
 // suite; [Harness].WatermillFeatures may change them.

@@ -8,6 +8,10 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/go-relay/relay"
 )
 
@@ -36,6 +40,14 @@ type Config struct {
 	// log records sets it; a harness that ignores it has that sub-test
 	// skipped with a reason.
 	Logger *slog.Logger
+	// TracerProvider, MeterProvider and Propagators, when not nil, are what
+	// the backend must record spans and metrics with and carry the trace
+	// context by (its WithTracerProvider, WithMeterProvider and
+	// WithPropagators options). [TestTelemetry] sets them to the SDK's
+	// in-memory recorders.
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
+	Propagators    propagation.TextMapPropagator
 }
 
 // Harness is what a backend author fills in to run the suite. NewBroker is
@@ -98,4 +110,21 @@ type Capabilities struct {
 	// MaxPayload is the largest payload in bytes the backend accepts; 0 means
 	// the suite does not test an over-limit payload.
 	MaxPayload int
+	// Telemetry is true when the backend honours Config.TracerProvider,
+	// MeterProvider and Propagators: spans, metrics (the consumer lag gauge
+	// included) and the trace context in the message, as [TestTelemetry]
+	// checks. Without it TestTelemetry skips, saying so.
+	Telemetry bool
+	// Delayed is true when the backend can delay messages on the server at
+	// hand (a NATS server older than 2.12 cannot): the Watermill publisher
+	// honours [relay.MetadataDelayedUntil] (Watermill's
+	// delay.DelayedUntilKey): a message carrying it is delivered no earlier
+	// than its time, and a malformed value is refused with
+	// [relay.ErrInvalidDelay]. The byte face's delayed rows run when Delayed
+	// is true and the broker implements [relay.DelayedPublisher].
+	Delayed bool
+	// RetryAfter is true when a handler's [relay.RetryAfter] error (on the
+	// Watermill face: a Nack behind [relay.NackReason]) delays the
+	// redelivery by at least its wait.
+	RetryAfter bool
 }

@@ -102,6 +102,9 @@ func TestWatermill(t *testing.T, h Harness) {
 	} {
 		t.Run(c.name, c.run)
 	}
+	for _, c := range s.delayedRows() {
+		t.Run(c.name, c.run)
+	}
 }
 
 type wmSuite struct {

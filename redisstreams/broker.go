@@ -57,7 +57,7 @@ func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) erro
 		return fmt.Errorf("%s: publish %q: %w", pkg, topic, err)
 	}
 	msg := delivery.Message{UUID: watermill.NewUUID(), Payload: payload}
-	if err := b.e.publish(ctx, topic, msg); err != nil {
+	if err := b.e.publish(ctx, nil, topic, msg); err != nil {
 		return fmt.Errorf("%s: publish %q: %w", pkg, topic, err)
 	}
 	return nil

@@ -3,11 +3,13 @@ package redisstreams_test
 import (
 	"context"
 	"log/slog"
+	"os"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/redistest"
@@ -25,18 +27,28 @@ const harnessBulkMax = 1 << 20
 func harness(t *testing.T) pubsubtest.Harness {
 	srv := redistest.Start(t, redistest.Config{AppendOnly: true})
 	rc := redistest.Client(t, srv)
+	// The suite's topics carry no key prefix: on a server at REDIS_URL they
+	// are removed by their own beginnings.
+	redistest.RemoveNewKeys(t, srv, "relay_test_", "relay_wm_")
 	setLimit := func(t *testing.T) {
 		if err := rc.ConfigSet(context.Background(), "proto-max-bulk-len", strconv.Itoa(harnessBulkMax)).Err(); err != nil {
 			t.Fatalf("CONFIG SET proto-max-bulk-len: %v", err)
 		}
 	}
-	setLimit(t)
+	maxPayload := harnessBulkMax
+	if os.Getenv("REDIS_URL") == "" {
+		setLimit(t)
+	} else {
+		// A server the tests did not start keeps its configuration: the
+		// over-limit case runs only when its limit is small enough to send.
+		maxPayload = externalBulkMax(t, rc)
+	}
 	opts := func(cfg pubsubtest.Config) []redisstreams.Option {
 		logger := cfg.Logger
 		if logger == nil {
 			logger = slog.New(slog.DiscardHandler)
 		}
-		return []redisstreams.Option{
+		o := []redisstreams.Option{
 			redisstreams.WithGroup(cfg.Group),
 			redisstreams.WithMaxDeliver(cfg.MaxDeliver),
 			redisstreams.WithBackoff(cfg.MinBackoff, cfg.MaxBackoff),
@@ -45,6 +57,16 @@ func harness(t *testing.T) pubsubtest.Harness {
 			redisstreams.WithBlockTimeout(200 * time.Millisecond),
 			redisstreams.WithLogger(logger),
 		}
+		if cfg.TracerProvider != nil {
+			o = append(o, redisstreams.WithTracerProvider(cfg.TracerProvider))
+		}
+		if cfg.MeterProvider != nil {
+			o = append(o, redisstreams.WithMeterProvider(cfg.MeterProvider))
+		}
+		if cfg.Propagators != nil {
+			o = append(o, redisstreams.WithPropagators(cfg.Propagators))
+		}
+		return o
 	}
 	return pubsubtest.Harness{
 		NewBroker: func(t *testing.T, cfg pubsubtest.Config) (relay.Broker, error) {
@@ -64,13 +86,30 @@ func harness(t *testing.T) pubsubtest.Harness {
 			return in
 		},
 		Restart: func(t *testing.T) {
+			redistest.RequireControl(t)
 			if err := srv.Restart(); err != nil {
 				t.Fatalf("restart redis-server: %v", err)
 			}
 			setLimit(t) // CONFIG SET does not survive a restart
 		},
-		Capabilities: pubsubtest.Capabilities{Persistent: true, Ordered: true, MaxPayload: harnessBulkMax},
+		Capabilities: pubsubtest.Capabilities{Persistent: true, Ordered: true, MaxPayload: maxPayload, Delayed: true, RetryAfter: true, Telemetry: true},
 	}
+}
+
+// externalBulkMax returns the proto-max-bulk-len of an external server when
+// it is at most 8 MiB, and 0 (no over-limit case) when it is larger, as the
+// default 512 MiB is, or cannot be read.
+func externalBulkMax(t *testing.T, rc redis.UniversalClient) int {
+	v, err := rc.ConfigGet(context.Background(), "proto-max-bulk-len").Result()
+	if err != nil {
+		t.Logf("CONFIG GET proto-max-bulk-len: %v; the over-limit case does not run", err)
+		return 0
+	}
+	n, err := strconv.Atoi(v["proto-max-bulk-len"])
+	if err != nil || n > 8<<20 {
+		return 0
+	}
+	return n
 }
 
 func TestConformanceBroker(t *testing.T) { pubsubtest.TestBroker(t, harness(t)) }
@@ -78,3 +117,5 @@ func TestConformanceBroker(t *testing.T) { pubsubtest.TestBroker(t, harness(t)) 
 func TestConformanceWatermill(t *testing.T) { pubsubtest.TestWatermill(t, harness(t)) }
 
 func TestConformanceInspector(t *testing.T) { pubsubtest.TestInspector(t, harness(t)) }
+
+func TestConformanceTelemetry(t *testing.T) { pubsubtest.TestTelemetry(t, harness(t)) }

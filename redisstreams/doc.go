@@ -67,6 +67,59 @@
 // deliveries in the counter, but are never dead-lettered for it: the handler
 // runs once more and only a failure then leads to the dead-letter stream.
 //
+// A handler error made by [relay.RetryAfter] (on the Watermill face, a Nack
+// behind [relay.NackReason]) sets that timer to the larger of the backoff and
+// its wait, capped by [WithMaxRetryAfter] (1 hour by default); the delivery
+// still counts, and a wait longer than the claim timeout is cut short in the
+// same way.
+//
+// # Delayed delivery
+//
+// [Broker.PublishAt] ([relay.DelayedPublisher]) and a Watermill message with
+// [relay.MetadataDelayedUntil] (so Watermill's delay.NewPublisher works on
+// [Publisher]) add the entry to a sorted set of the topic (ZADD; score = due
+// time in Unix milliseconds, rounded up; member = a new unique id and the
+// entry's fields) and return once Redis answered: the entry is as durable as
+// any, and survives a restart of the server (with persistence) and of every
+// relay process. A due time at or before now is an ordinary XADD; one
+// further ahead than [WithMaxDelay] (30 days by default), the zero time, or a
+// metadata value that is not RFC 3339 is refused with [relay.ErrInvalidDelay]
+// and nothing is stored.
+//
+// A mover (one goroutine per Broker, Publisher or Subscriber, from its first
+// delayed publish or subscription until Close) serves the topics that value
+// subscribed to and those it published delayed entries on. It runs one Lua
+// script per topic (ZRANGEBYSCORE up to now, LIMIT 1000; an XADD, with
+// [WithMaxLen]'s trim, and a ZREM per entry; then the next score): Redis runs
+// a script atomically and writes its effects to the append-only file and the
+// replicas as one transaction, so a crash keeps the entry in the set or in the
+// stream, never both and never neither, and movers in several processes never
+// move one entry twice. "Now" is the mover's clock: with clocks more than a
+// few milliseconds apart, the publisher's due time is honoured to within
+// their difference. The mover sleeps until the soonest due time it knows
+// (the script answers the set's next score), is woken at once when its own
+// value schedules an earlier one, and looks again at least every
+// [DelayRecheck] (1 s), so there is no polling when idle and no lag when due.
+// The lateness: an entry is moved within milliseconds of its due time by the
+// mover of the value that scheduled it (measured on an idle 2-core machine:
+// p50 2.6 ms, p99 11 ms; 10,000 entries due at one instant all delivered
+// within 110 ms of it). When that value is gone (closed or crashed) a mover of
+// another value serving the topic moves it, up to [DelayRecheck] late. A
+// delayed entry on a topic that no running relay value subscribes to or
+// published delayed entries on waits in its set until one does.
+//
+// The set's key is chosen to share the stream's hash slot, since on a Redis
+// Cluster a script may only touch keys of one slot. The cluster
+// specification (Redis 7.0) hashes a key's hash tag, the part between its
+// first '{' and the next '}' when not empty, or else the whole key. A topic
+// with a hash tag gets topic + ">delayed" ("orders{eu}>delayed"), a topic
+// without '}' gets "{" + topic + "}>delayed" ("{orders}>delayed"; a '{' in the
+// topic does not matter, the first '{' is ours), and a topic holding '}' but no
+// tag, which no tag can equal, gets a prefix tag "{s<n>}" picked for its slot
+// ("{s1234}a}b>delayed"). No topic can name such a key: '>' is not allowed in
+// topics. The package's tests check the slots against CLUSTER KEYSLOT of a
+// cluster-enabled redis-server 7.0.15.
+//
 // # Topics
 //
 // A topic is the key of its stream, unchanged, as in watermill-redisstream.
@@ -146,6 +199,43 @@
 // and redrives (XADD, then XDEL) or purges (XDEL) them; [Inspector.Tail]
 // follows a topic with XREAD, outside any group. A key of a topic's
 // name that is not a stream relay wrote is reported with [ErrForeignKey].
+//
+// # Telemetry
+//
+// [WithTracerProvider], [WithMeterProvider] and [WithPropagators] set what
+// relay records OpenTelemetry spans and metrics with; without them the
+// global provider and propagator, read when the value is made (the
+// OpenTelemetry convention for instrumentation libraries: no-ops until the
+// application installs an SDK, which costs no allocation per message).
+//
+// Publish (both faces) starts one producer span per message, "send <topic>",
+// a child of ctx (byte face) or of msg.Context() (Watermill face; a batch
+// gets one span per message), and writes its context into the message's
+// metadata field with the propagator: traceparent and tracestate (W3C Trace
+// Context), and baggage when the propagator includes it. Each delivery
+// attempt is a consumer span, "process <topic>", whose parent is the context
+// read from the message: a byte handler has no context, so its span is
+// recorded around it; the Watermill face hands the handler a msg.Context()
+// that carries the span, so the handler's own spans are its children. A
+// message without trace context, or with a malformed traceparent, gets a new
+// root span and is delivered as any other. A retry and a dead letter are
+// events on the span, a failure sets its status, and a dead letter keeps the
+// trace context of its source message (its metadata is the source's).
+// Attributes: messaging.system "redis" (semconv v1.43.0 has no
+// well-known value for it), messaging.destination.name (the topic),
+// messaging.consumer.group.name, messaging.message.id (the UUID),
+// messaging.operation.name and .type, and relay.delivery.attempt (the
+// delivery count, from 1).
+//
+// Metrics: messaging.client.sent.messages, messaging.client.consumed.messages
+// (one per delivery attempt), messaging.client.operation.duration (publish,
+// seconds), messaging.process.duration (a delivery attempt with its
+// settling, seconds), relay.delivery.outcomes with relay.delivery.outcome =
+// acked, retried, dead_lettered or handed_back (not processed: its consumer
+// stopped), relay.messages.held (fetched and not yet settled), and the
+// observable gauges relay.consumer.lag and relay.consumer.pending per topic
+// and group subscribed (or initialized) by the value, read with XINFO GROUPS as [Inspector.Topic] reads them (lag and pending of Redis 7.0.15; a group whose lag Redis cannot tell is left out), asked at
+// most once per second however often the reader collects.
 //
 // # Ownership
 //

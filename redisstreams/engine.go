@@ -16,6 +16,7 @@ import (
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
 	"github.com/go-relay/relay/internal/lifecycle"
+	"github.com/go-relay/relay/internal/telemetry"
 	"github.com/go-relay/relay/internal/wm"
 )
 
@@ -73,9 +74,13 @@ type engine struct {
 	w      *writer         // started by the first concurrent publish
 
 	publishing atomic.Int64 // publish calls in flight
+	tel        *telemetry.Telemetry
 
 	bulkMu  sync.Mutex   // one CONFIG GET at a time
 	bulkMax atomic.Int64 // the server's proto-max-bulk-len once known, else 0
+
+	moverOnce sync.Once // starts mover, or (at shutdown) forbids it
+	mover     *mover    // moves due delayed entries; nil until needed
 }
 
 func newEngine(client redis.UniversalClient, opts []Option) (*engine, error) {
@@ -101,6 +106,7 @@ func newEngine(client redis.UniversalClient, opts []Option) (*engine, error) {
 		subs: lifecycle.NewRegistry[*subscription](), names: make(map[string]int),
 		groups: make(map[string]bool)}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.tel = telemetry.New("redis", cfg.tel, telemetry.InspectorLag(&Inspector{client: client, cfg: cfg}))
 	return e, nil
 }
 
@@ -139,7 +145,10 @@ func boundedClient(ctx context.Context, client redis.UniversalClient) redis.Univ
 // other is in flight sends its commands itself: a lone publisher pays one
 // round trip and no hand-off. Concurrent calls go to the writer, which sends
 // what queued up meanwhile in one pipeline (see [writer]).
-func (e *engine) publish(ctx context.Context, topic string, msgs ...delivery.Message) error {
+//
+// msgCtxs, when not nil, holds each message's own context (a Watermill
+// batch), which its producer span continues; ctx bounds the call.
+func (e *engine) publish(ctx context.Context, msgCtxs []context.Context, topic string, msgs ...delivery.Message) error {
 	if e.subs.Closed() {
 		return relay.ErrClosed
 	}
@@ -155,8 +164,31 @@ func (e *engine) publish(ctx context.Context, topic string, msgs ...delivery.Mes
 	} else {
 		r.args = make([]redis.XAddArgs, len(msgs))
 	}
+	var one [1]telemetry.Publish
+	spans := one[:]
+	if len(msgs) > 1 {
+		spans = make([]telemetry.Publish, len(msgs))
+	}
+	err := e.encode(ctx, msgCtxs, topic, msgs, r, spans)
+	if err == nil {
+		err = e.sendRequest(ctx, r)
+	}
+	for i := range spans {
+		spans[i].End(err)
+	}
+	return err
+}
+
+// encode fills r with the XADD of each message, starting each one's
+// producer span in spans.
+func (e *engine) encode(ctx context.Context, msgCtxs []context.Context, topic string, msgs []delivery.Message, r *pubRequest, spans []telemetry.Publish) error {
 	limit := e.bulkLimit(ctx)
 	for i, m := range msgs {
+		mctx := ctx
+		if msgCtxs != nil {
+			mctx = msgCtxs[i]
+		}
+		spans[i], m.Metadata = e.tel.StartPublish(mctx, topic, m.UUID, m.Metadata)
 		values, err := encode(m)
 		if err == nil {
 			err = checkSize(values, limit)
@@ -169,6 +201,11 @@ func (e *engine) publish(ctx context.Context, topic string, msgs ...delivery.Mes
 		}
 		r.args[i] = redis.XAddArgs{Stream: streamKey(topic), Values: values, MaxLen: e.cfg.maxLen, Approx: true}
 	}
+	return nil
+}
+
+// sendRequest sends r itself or through the writer, and waits for Redis.
+func (e *engine) sendRequest(ctx context.Context, r *pubRequest) error {
 	var err error
 	if e.publishing.Add(1) == 1 {
 		err = e.send(ctx, r.args)
@@ -301,6 +338,7 @@ func (e *engine) subscribe(topic string, process wm.Process) (stop func(), err e
 		}
 		return nil, err
 	}
+	e.tel.WatchLag(topic, e.cfg.group)
 	e.mu.Lock()
 	e.names[topic]++
 	consumer := e.consumerBase
@@ -313,6 +351,7 @@ func (e *engine) subscribe(topic string, process wm.Process) (stop func(), err e
 		return nil, err
 	}
 	s.start()
+	e.movers().serve(topic, time.Time{})
 	e.warnPool()
 	return s.Stop, nil
 }
@@ -322,7 +361,11 @@ func (e *engine) subscribe(topic string, process wm.Process) (stop func(), err e
 // handlers and returns ctx.Err(). Every call returns once the engine is
 // stopped or its ctx is done; the first starts the stop.
 func (e *engine) shutdown(ctx context.Context) error {
-	return e.subs.Shutdown(ctx, e.cancel, func() {
+	begin := func() {
+		e.cancel()
+		e.tel.Close()
+	}
+	return e.subs.Shutdown(ctx, begin, func() {
 		e.mu.Lock()
 		w := e.w
 		e.mu.Unlock()
@@ -330,6 +373,7 @@ func (e *engine) shutdown(ctx context.Context) error {
 			close(w.stop)
 			<-w.exited
 		}
+		e.stopMover()
 	})
 }
 

@@ -10,3 +10,6 @@ func WithReaderHook(h redis.Hook) Option {
 		return nil
 	}
 }
+
+// DelayedKey is delayedKey, for the tests of the sorted sets.
+func DelayedKey(topic string) string { return delayedKey(topic) }

@@ -22,7 +22,7 @@ import (
 // with go-redis' default client options; the ack wait of the cases is the
 // claim timeout.
 func faultBroker(t testing.TB, addr string, cfg faulttest.Config) (relay.Broker, error) {
-	rc := redis.NewClient(&redis.Options{Addr: addr})
+	rc := redis.NewClient(redistest.Options(addr)) // REDIS_URL's database, if set
 	t.Cleanup(func() {
 		if err := rc.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
 			t.Error(fmt.Errorf("close redis client: %w", err))
@@ -48,19 +48,26 @@ func (f faultServer) Stop() error  { return f.s.Kill() }
 func (f faultServer) Start() error { return f.s.Start() }
 
 func faultBackend(t *testing.T) faulttest.Backend {
+	srv := redistest.Start(t, redistest.Config{AppendOnly: true})
 	return faulttest.Backend{
 		Name:      "redisstreams",
-		Server:    faultServer{redistest.Start(t, redistest.Config{AppendOnly: true})},
+		Server:    faultServer{srv},
 		NewBroker: faultBroker,
 		Helper:    true,
+		// The key prefix, so that the server's cleanup deletes the
+		// case's keys from a server at REDIS_URL.
+		Topic: func(_ testing.TB, name string) string { return srv.KeyPrefix() + name },
 	}
 }
 
 func TestFaultHelperProcess(t *testing.T) { faulttest.HelperProcess(t, faultBroker) }
 
-func TestFaultHandlerFailures(t *testing.T)  { faulttest.RunHandlerFailures(t, faultBackend(t)) }
-func TestFaultConsumerCrash(t *testing.T)    { faulttest.RunConsumerCrash(t, faultBackend(t)) }
-func TestFaultBrokerRestart(t *testing.T)    { faulttest.RunBrokerRestart(t, faultBackend(t)) }
+func TestFaultHandlerFailures(t *testing.T) { faulttest.RunHandlerFailures(t, faultBackend(t)) }
+func TestFaultConsumerCrash(t *testing.T)   { faulttest.RunConsumerCrash(t, faultBackend(t)) }
+func TestFaultBrokerRestart(t *testing.T) {
+	redistest.RequireControl(t)
+	faulttest.RunBrokerRestart(t, faultBackend(t))
+}
 func TestFaultNetworkCut(t *testing.T)       { faulttest.RunNetworkCut(t, faultBackend(t)) }
 func TestFaultNetworkLatency(t *testing.T)   { faulttest.RunNetworkLatency(t, faultBackend(t)) }
 func TestFaultNetworkBlackHole(t *testing.T) { faulttest.RunNetworkBlackHole(t, faultBackend(t)) }

@@ -70,6 +70,7 @@ func (h *logRecorder) find(level slog.Level, msg string) (map[string]string, boo
 // An XACK that fails while Redis is down is kept and sent again once the
 // server is back: the entry is not delivered a second time.
 func TestAcksFailedWhileRedisIsDownAreRetried(t *testing.T) {
+	redistest.RequireControl(t)
 	e := newEnv(t, redistest.Config{AppendOnly: true})
 	topic := e.topic("acks")
 	const claim = 300 * time.Millisecond
@@ -77,6 +78,10 @@ func TestAcksFailedWhileRedisIsDownAreRetried(t *testing.T) {
 	publish(t, b, topic, "m")
 	started, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	// Registered after the broker's Close, so it runs before it: a test
+	// that ends early never leaves Close waiting for the handler.
+	t.Cleanup(releaseOnce)
 	rec := newRecorder()
 	if err := b.Subscribe(topic, func(p []byte) error {
 		rec.add(p)
@@ -85,11 +90,15 @@ func TestAcksFailedWhileRedisIsDownAreRetried(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	<-started
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("handler not started within 10s")
+	}
 	if err := e.srv.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	close(release) // the XACK fails: the server is down
+	releaseOnce() // the XACK fails: the server is down
 	// Longer than the 2 s bound of one XACK, during which go-redis redials.
 	time.Sleep(6 * time.Second)
 	if err := e.srv.Start(); err != nil {
@@ -162,7 +171,11 @@ func TestShutdownStopsWaitingForBlockedHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	publish(t, b, topic, "m")
-	<-started
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("handler not started within 10s")
+	}
 
 	c, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
@@ -276,7 +289,8 @@ func TestManySubscriptionsDoNotStarvePublish(t *testing.T) {
 // once the subscriptions reach the pool size.
 func TestSubscriptionsReachingPoolSizeWarn(t *testing.T) {
 	e := newEnv(t)
-	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"one": e.srv.Addr()}, PoolSize: 2})
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"one": e.srv.Addr()}, PoolSize: 2,
+		DB: redistest.Options(e.srv.Addr()).DB}) // REDIS_URL's database, if set
 	t.Cleanup(func() { _ = ring.Close() })
 	logs := &logRecorder{}
 	b := broker(t, ring, fast(redisstreams.WithLogger(slog.New(logs)))...)

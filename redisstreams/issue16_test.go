@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/redistest"
 	"github.com/go-relay/relay/redisstreams"
 )
 
@@ -28,6 +29,7 @@ func TestLostGroupIsRecreatedFromTheStart(t *testing.T) {
 		lose func(t *testing.T, e *env, topic string)
 	}{
 		{"restart without persistence", func(t *testing.T, e *env, _ string) {
+			redistest.RequireControl(t)
 			if err := e.srv.Restart(); err != nil {
 				t.Fatal(err)
 			}
@@ -81,9 +83,21 @@ func TestLostGroupIsRecreatedFromTheStart(t *testing.T) {
 func TestPayloadOverProtoMaxBulkLenIsRefused(t *testing.T) {
 	e := newEnv(t)
 	const limit = 1 << 20 // 1mb, the smallest value Redis accepts
+	// A server at REDIS_URL is not the test's own: its limit is put back.
+	old, err := e.rc.ConfigGet(ctx(t), "proto-max-bulk-len").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := e.rc.ConfigSet(ctx(t), "proto-max-bulk-len", "1mb").Err(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := e.rc.ConfigSet(c, "proto-max-bulk-len", old["proto-max-bulk-len"]).Err(); err != nil {
+			t.Errorf("restore proto-max-bulk-len: %v", err)
+		}
+	})
 	b := broker(t, e.rc, fast()...)
 	p, err := redisstreams.NewPublisher(e.rc, fast()...)
 	if err != nil {
@@ -188,6 +202,7 @@ func TestEntryRemovedDuringBackoffIsLogged(t *testing.T) {
 // the last ack attempt and the clean-up share about a second, however long
 // the client's own timeouts are. It took 15–20 s.
 func TestCloseAgainstHungRedisIsBounded(t *testing.T) {
+	redistest.RequireControl(t)
 	e := newEnv(t)
 	topic := e.topic("hung")
 	b, err := redisstreams.NewBroker(e.rc, fast()...)
@@ -208,7 +223,13 @@ func TestCloseAgainstHungRedisIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	publish(t, b, e.topic("a"), "m")
-	<-started
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		close(release)
+		b.Close()
+		t.Fatal("handler not started within 10s")
+	}
 	if err := e.srv.Pause(); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,11 @@ import (
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
 	"github.com/go-relay/relay/internal/option"
+	"github.com/go-relay/relay/internal/telemetry"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults of the options. The option docs link to them. DefaultMaxDeliver,
@@ -87,11 +92,13 @@ type config struct {
 	blockTimeout time.Duration
 	maxLen       int64
 	startID      string
+	maxDelay     time.Duration
 	logger       *slog.Logger
 	// replicaAcks and replicaTimeout are WithReplicaAcks'; 0 sends no WAIT.
 	replicaAcks    int
 	replicaTimeout time.Duration
 	readerHooks    []redis.Hook // tests: hooks of the subscriptions' own read clients
+	tel            telemetry.Config
 }
 
 func newConfig(opts []Option) (config, error) {
@@ -103,6 +110,7 @@ func newConfig(opts []Option) (config, error) {
 		claimTimeout: DefaultClaimTimeout,
 		blockTimeout: DefaultBlockTimeout,
 		startID:      StartOldest,
+		maxDelay:     relay.DefaultMaxDelay,
 		logger:       slog.Default(),
 	}
 	if err := option.Apply(pkg, &c, opts); err != nil {
@@ -156,6 +164,32 @@ func WithMaxDeliver(n int) Option {
 func WithBackoff(min, max time.Duration) Option {
 	return func(c *config) error {
 		return option.Backoff(pkg, &c.policy, min, max)
+	}
+}
+
+// WithMaxDelay sets how far ahead a due time may be, by default
+// [relay.DefaultMaxDelay] (30 days): [Broker.PublishAt] and a Watermill
+// message's [relay.MetadataDelayedUntil] further ahead get an error wrapping
+// [relay.ErrInvalidDelay], and nothing is stored. d must be from 1ms to
+// [relay.MaxDelayLimit] (10 years).
+func WithMaxDelay(d time.Duration) Option {
+	return func(c *config) error {
+		return option.MaxDelay(pkg, &c.maxDelay, d)
+	}
+}
+
+// WithMaxRetryAfter caps the wait that a handler's [relay.RetryAfter] error
+// asks for, by default [relay.DefaultMaxRetryAfter] (1 hour): the failed
+// entry is delivered again after the larger of the backoff and the capped
+// wait, by the same local timer as the backoff. d must be from 0
+// (RetryAfter adds nothing to the backoff) to [relay.MaxRetryAfterLimit] (30
+// days). As with [WithBackoff], a wait longer than the claim timeout
+// ([WithClaimTimeout]) is cut short when another consumer of the group claims
+// the entry, and the entry of a consumer that died is claimed after the claim
+// timeout.
+func WithMaxRetryAfter(d time.Duration) Option {
+	return func(c *config) error {
+		return option.MaxRetryAfter(pkg, &c.policy, d)
 	}
 }
 
@@ -304,5 +338,40 @@ func WithStartID(id string) Option {
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
 		return option.Logger(pkg, &c.logger, l)
+	}
+}
+
+// WithTracerProvider sets the provider of the tracer that records a producer
+// span per published message ("send <topic>") and a consumer span per
+// delivery attempt ("process <topic>"); by default the global one
+// (otel.GetTracerProvider, read when the value is made, which forwards to an
+// SDK installed later). A nil provider is an error. The package doc's
+// Telemetry section lists the spans and their attributes.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(c *config) error {
+		return option.TracerProvider(pkg, &c.tel, tp)
+	}
+}
+
+// WithMeterProvider sets the provider of the meter that records relay's
+// metrics (messages sent and consumed, delivery outcomes, durations, messages
+// held, and the consumer lag and pending gauges, read with XINFO GROUPS as
+// [Inspector.Topic] reads them); by default the global one
+// (otel.GetMeterProvider, read when the value is made). A nil provider is an
+// error.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(c *config) error {
+		return option.MeterProvider(pkg, &c.tel, mp)
+	}
+}
+
+// WithPropagators sets the propagator that writes the trace context into a
+// published entry's metadata (W3C Trace Context: traceparent, tracestate;
+// baggage when p includes it) and reads it from a delivered one; by default
+// the global one (otel.GetTextMapPropagator, read when the value is made). A
+// nil propagator is an error.
+func WithPropagators(p propagation.TextMapPropagator) Option {
+	return func(c *config) error {
+		return option.Propagators(pkg, &c.tel, p)
 	}
 }

@@ -3,6 +3,7 @@ package redisstreams
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
@@ -50,16 +51,34 @@ func (p *Publisher) Publish(topic string, messages ...*message.Message) error {
 	}
 	ctx := context.Background()
 	msgs := make([]delivery.Message, len(messages))
+	ctxs := make([]context.Context, len(messages))
+	due := make([]time.Time, len(messages))
+	delayed := false
+	now := time.Now()
 	for i, m := range messages {
 		if err := m.Context().Err(); err != nil {
 			return fmt.Errorf("%s: publish %q: message %s: %w", pkg, topic, m.UUID, err)
 		}
-		msgs[i] = wm.FromWatermill(m)
+		at, ok, err := delivery.DueTime(m.Metadata)
+		if err == nil && ok {
+			err = delivery.CheckDue(at, now, p.e.cfg.maxDelay)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: publish %q: message %s: %w", pkg, topic, m.UUID, err)
+		}
+		delayed = delayed || at.After(now)
+		msgs[i], due[i], ctxs[i] = wm.FromWatermill(m), at, m.Context()
 	}
 	if len(messages) == 1 {
 		ctx = messages[0].Context()
 	}
-	if err := p.e.publish(ctx, topic, msgs...); err != nil {
+	if delayed {
+		if err := p.e.publishAt(ctx, ctxs, topic, msgs, due); err != nil {
+			return fmt.Errorf("%s: publish %q: %w", pkg, topic, err)
+		}
+		return nil
+	}
+	if err := p.e.publish(ctx, ctxs, topic, msgs...); err != nil {
 		return fmt.Errorf("%s: publish %q: %w", pkg, topic, err)
 	}
 	return nil

@@ -93,7 +93,7 @@ func TestEntriesOfDeadConsumerAreClaimed(t *testing.T) {
 			}
 		}},
 		{"a broker cut off from Redis in its handlers", func(t *testing.T, e *env, topic, group string) {
-			rc := redis.NewClient(&redis.Options{Addr: e.srv.Addr()})
+			rc := redis.NewClient(redistest.Options(e.srv.Addr()))
 			b, err := redisstreams.NewBroker(rc, fast(redisstreams.WithGroup(group), redisstreams.WithClaimTimeout(claim),
 				redisstreams.WithConcurrency(5))...)
 			if err != nil {
@@ -227,6 +227,7 @@ func TestReadErrorsBackOff(t *testing.T) {
 			// group is gone after the restart and must be created again.
 			name: "the server is killed and started again",
 			fail: func(t *testing.T, e *env, topic string) {
+				redistest.RequireControl(t)
 				if err := e.srv.Kill(); err != nil {
 					t.Fatal(err)
 				}

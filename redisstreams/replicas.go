@@ -43,6 +43,9 @@ var ErrNotReplicated = errors.New("redisstreams: too few replicas acknowledged t
 // failover can still promote a replica that had not acknowledged, and a
 // replica restarted without persistence forgets what it acknowledged.
 //
+// Delayed messages are not covered yet: the ZADD that stores one until it is
+// due, and the move into the stream, are sent without WAIT.
+//
 // n must be at least 1 and timeout between 1 ms and [MaxReplicaAckTimeout];
 // WAIT's own 0 (wait for ever) is refused, since Publish would then hang
 // while a replica is down. The timeout must be below the client's

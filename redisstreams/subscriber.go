@@ -100,6 +100,7 @@ func (s *Subscriber) SubscribeInitialize(topic string) error {
 	if err := s.e.ensureGroup(ctx, streamKey(topic)); err != nil {
 		return fmt.Errorf("%s: subscribe initialize %q: %w", pkg, topic, err)
 	}
+	s.e.tel.WatchLag(topic, s.e.cfg.group)
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
 	"github.com/go-relay/relay/internal/lifecycle"
+	"github.com/go-relay/relay/internal/telemetry"
 	"github.com/go-relay/relay/internal/wm"
 )
 
@@ -61,6 +62,7 @@ type subscription struct {
 	stream   string
 	consumer string
 	process  wm.Process
+	tel      *telemetry.Topic
 	log      *slog.Logger
 
 	ctx         context.Context // fetching and handling; done once stopping begins
@@ -106,6 +108,7 @@ func newSubscription(e *engine, topic, consumer string, process wm.Process) *sub
 	size := e.cfg.concurrency + e.cfg.prefetch
 	s := &subscription{
 		e: e, topic: topic, stream: streamKey(topic), consumer: consumer, process: process,
+		tel:    e.tel.Subscription(topic, e.cfg.group),
 		log:    delivery.Logger(e.cfg.logger, pkg, e.cfg.group).With(delivery.LogTopic, topic, "consumer", consumer),
 		ctx:    ctx,
 		cancel: cancel,
@@ -223,6 +226,8 @@ func (en *entry) handle() {
 	s, d := en.s, &en.d
 	d.Message, d.DecodeErr = decode(en.values)
 	en.values = nil
+	d.Telemetry = s.tel.Start(context.Background(), d.Message.UUID, d.Attempt, d.Message.Metadata)
+	s.tel.Hold(1)
 	err := s.e.cfg.policy.Skip(d)
 	if err == nil {
 		returned := false
@@ -239,6 +244,7 @@ func (en *entry) handle() {
 
 func (en *entry) settle(err error) {
 	s, d := en.s, &en.d
+	s.tel.Hold(-1)
 	if err != nil && !errors.Is(err, delivery.ErrStopped) {
 		delivery.LogHandlerFailed(s.log, pkg, d, err)
 	}

@@ -54,6 +54,19 @@
 // after Close, the retrier's handler returns an error to the wrapped broker,
 // which keeps the message for redelivery.
 //
+// # Telemetry
+//
+// [WithTracerProvider] and [WithMeterProvider] make the retrier record each
+// of its attempts: a "process <topic>" span with relay.delivery.attempt and
+// a retry or dead_letter event, and relay.delivery.outcomes (acked, retried,
+// dead_lettered, handed_back when Close interrupts a dead-letter publish)
+// with messaging.system "relay", so that its counts are told apart from
+// those of the wrapped broker, which counts each of its own deliveries (one
+// per retry loop). A byte handler carries no context, so the retrier's spans
+// are new roots; the trace context of the message travels through the
+// wrapped broker, and a dead letter the retrier publishes carries the trace
+// context of its last attempt's span, not the source message's.
+//
 // # Close and ownership
 //
 // New takes ownership of the broker it wraps: [relay.Broker.Close] on the broker

@@ -7,6 +7,11 @@ import (
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
 	"github.com/go-relay/relay/internal/option"
+	"github.com/go-relay/relay/internal/telemetry"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults of the retrier, the same as the native backends': those of
@@ -41,6 +46,7 @@ type config struct {
 	policy  delivery.Policy
 	logger  *slog.Logger
 	onError func(error)
+	tel     telemetry.Config
 }
 
 func defaultConfig() config {
@@ -74,6 +80,17 @@ func WithMaxDeliver(n int) Option {
 func WithBackoff(min, max time.Duration) Option {
 	return func(c *config) error {
 		return option.Backoff(pkg, &c.policy, min, max)
+	}
+}
+
+// WithMaxRetryAfter caps the wait that a handler's [relay.RetryAfter] error
+// asks for, by default [relay.DefaultMaxRetryAfter] (1 hour): the next
+// attempt comes after the larger of the backoff and the capped wait, and
+// still counts as an attempt. d must be from 0 (RetryAfter adds nothing to
+// the backoff) to [relay.MaxRetryAfterLimit] (30 days).
+func WithMaxRetryAfter(d time.Duration) Option {
+	return func(c *config) error {
+		return option.MaxRetryAfter(pkg, &c.policy, d)
 	}
 }
 
@@ -112,5 +129,38 @@ func WithErrorHandler(f func(error)) Option {
 		}
 		c.onError = f
 		return nil
+	}
+}
+
+// WithTracerProvider sets the provider of the tracer that records a
+// "process <topic>" span (kind CONSUMER) per attempt the retrier makes, with
+// relay.delivery.attempt and a retry or dead_letter event; by default the
+// global one (otel.GetTracerProvider, read by [New]). A byte handler carries
+// no context, so these spans are new roots: the wrapped broker's own process
+// span is the one in the message's trace. A nil provider is an error.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(c *config) error {
+		return option.TracerProvider(pkg, &c.tel, tp)
+	}
+}
+
+// WithMeterProvider sets the provider of the meter that records the
+// retrier's delivery outcomes (relay.delivery.outcomes with
+// messaging.system "relay") and attempt durations; by default the global one
+// (otel.GetMeterProvider, read by [New]). A nil provider is an error.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(c *config) error {
+		return option.MeterProvider(pkg, &c.tel, mp)
+	}
+}
+
+// WithPropagators sets the propagator of the retrier's spans, by default the
+// global one (otel.GetTextMapPropagator, read by [New]). The retrier
+// publishes through the wrapped broker, which carries the trace context
+// itself; this option exists so that every relay package takes the same
+// three. A nil propagator is an error.
+func WithPropagators(p propagation.TextMapPropagator) Option {
+	return func(c *config) error {
+		return option.Propagators(pkg, &c.tel, p)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
 	"github.com/go-relay/relay/internal/option"
+	"github.com/go-relay/relay/internal/telemetry"
 )
 
 // NativeRetrier is an optional interface that a [relay.Broker] implements to
@@ -85,6 +86,7 @@ func New(b relay.Broker, opts ...Option) (relay.Broker, error) {
 		policy:  cfg.policy,
 		logger:  cfg.logger,
 		onError: cfg.onError,
+		tel:     telemetry.New("relay", cfg.tel, nil),
 		ctx:     ctx,
 		cancel:  cancel,
 	}, nil
@@ -96,6 +98,7 @@ type broker struct {
 	policy  delivery.Policy
 	logger  *slog.Logger
 	onError func(error)
+	tel     *telemetry.Telemetry
 
 	// ctx is canceled by Close: it interrupts backoff waits and dead-letter
 	// publishes.
@@ -150,12 +153,13 @@ func (r *broker) Subscribe(topic string, handler relay.Handler) error {
 	if err := r.policy.CheckTopic(topic); err != nil {
 		return fmt.Errorf("retrier: subscribe %q: %w", topic, err)
 	}
+	tel := r.tel.Subscription(topic, "")
 	return r.inner.Subscribe(topic, func(payload []byte) error {
 		if !r.enter() {
 			return fmt.Errorf("retrier: %q: message not handled: %w", topic, relay.ErrClosed)
 		}
 		defer r.loops.Done()
-		return r.deliver(topic, handler, payload)
+		return r.deliver(topic, tel, handler, payload)
 	})
 }
 
@@ -196,18 +200,29 @@ func (r *broker) enter() bool {
 // was handled or dead-lettered, and an error, for the wrapped broker to keep
 // the message, when Close interrupted it first or the dead letter cannot be
 // published.
-func (r *broker) deliver(topic string, h relay.Handler, payload []byte) error {
+func (r *broker) deliver(topic string, tel *telemetry.Topic, h relay.Handler, payload []byte) error {
 	for attempt := 1; ; attempt++ {
+		a := tel.Start(context.Background(), "", attempt, nil)
 		// Each attempt gets its own copy: the handler owns its payload and may
 		// change it, and the dead letter must be the original byte for byte.
 		err := delivery.Call(h, append([]byte(nil), payload...))
 		action, wait := r.policy.Decide(attempt, err)
 		switch action {
 		case delivery.Ack:
+			a.Settled(telemetry.Acked, nil, 0, "")
 			return nil
 		case delivery.DeadLetter:
-			return r.deadLetter(topic, payload, attempt, err)
+			// The dead letter continues the attempt's trace: the retrier
+			// cannot see the source message's.
+			derr := r.deadLetter(a.Context(r.ctx), topic, payload, attempt, err)
+			if derr != nil {
+				a.Settled(telemetry.HandedBack, err, 0, "")
+			} else {
+				a.Settled(telemetry.DeadLettered, err, 0, r.policy.DeadLetterTopic(topic))
+			}
+			return derr
 		}
+		a.Settled(telemetry.Retried, err, wait, "")
 		r.logAttempt(topic, attempt, wait, err)
 		if !r.wait(wait) {
 			return fmt.Errorf("retrier: %q: closed while waiting after attempt %d (last error: %v): %w",
@@ -217,13 +232,14 @@ func (r *broker) deliver(topic string, h relay.Handler, payload []byte) error {
 }
 
 // deadLetter publishes payload to the dead-letter topic of topic, retrying a
-// failed publish with backoff until it succeeds, fails for good, or Close.
-func (r *broker) deadLetter(topic string, payload []byte, attempts int, cause error) error {
+// failed publish with backoff until it succeeds, fails for good, or Close;
+// ctx is r.ctx, with the trace context of the last attempt.
+func (r *broker) deadLetter(ctx context.Context, topic string, payload []byte, attempts int, cause error) error {
 	dlTopic := r.policy.DeadLetterTopic(topic)
 	r.logger.Warn("retrier: dead-lettering message", "topic", topic, "dead_letter_topic", dlTopic,
 		"attempts", attempts, "error", cause)
 	for try := 1; ; try++ {
-		perr := r.inner.Publish(r.ctx, dlTopic, payload)
+		perr := r.inner.Publish(ctx, dlTopic, payload)
 		if perr == nil {
 			return nil
 		}

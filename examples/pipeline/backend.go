@@ -6,6 +6,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/examples/internal/exampleenv"
@@ -22,6 +23,7 @@ type settings struct {
 	maxDeliver  int
 	minBackoff  time.Duration
 	maxBackoff  time.Duration
+	meter       metric.MeterProvider // every broker records its metrics with it
 }
 
 // backend is one broker, seen through its Watermill face: one publisher and a
@@ -50,7 +52,7 @@ func openBackend(cfg config, s settings) (*backend, error) {
 	case exampleenv.Memory:
 		opts := func(group string) []memory.Option {
 			return []memory.Option{memory.WithGroup(group), memory.WithLogger(s.logger), memory.WithConcurrency(s.concurrency),
-				memory.WithMaxDeliver(s.maxDeliver), memory.WithBackoff(s.minBackoff, s.maxBackoff)}
+				memory.WithMaxDeliver(s.maxDeliver), memory.WithBackoff(s.minBackoff, s.maxBackoff), memory.WithMeterProvider(s.meter)}
 		}
 		b.publisher, err = memory.NewPublisher(env.Hub, opts("publisher")...)
 		if err == nil {
@@ -65,7 +67,7 @@ func openBackend(cfg config, s settings) (*backend, error) {
 		}
 		opts := func(group string) []natsjs.Option {
 			return []natsjs.Option{natsjs.WithGroup(group), natsjs.WithLogger(s.logger), natsjs.WithConcurrency(s.concurrency),
-				natsjs.WithMaxDeliver(s.maxDeliver), natsjs.WithBackoff(s.minBackoff, s.maxBackoff)}
+				natsjs.WithMaxDeliver(s.maxDeliver), natsjs.WithBackoff(s.minBackoff, s.maxBackoff), natsjs.WithMeterProvider(s.meter)}
 		}
 		b.publisher, err = natsjs.NewPublisher(env.JetStream, opts("publisher")...)
 		if err == nil {
@@ -81,7 +83,7 @@ func openBackend(cfg config, s settings) (*backend, error) {
 		opts := func(group string) []redisstreams.Option {
 			return []redisstreams.Option{redisstreams.WithGroup(group), redisstreams.WithLogger(s.logger),
 				redisstreams.WithConcurrency(s.concurrency), redisstreams.WithMaxDeliver(s.maxDeliver),
-				redisstreams.WithBackoff(s.minBackoff, s.maxBackoff)}
+				redisstreams.WithBackoff(s.minBackoff, s.maxBackoff), redisstreams.WithMeterProvider(s.meter)}
 		}
 		b.publisher, err = redisstreams.NewPublisher(env.Redis, opts("publisher")...)
 		if err == nil {

@@ -45,6 +45,9 @@ type config struct {
 	concurrency      int
 	seed             uint64
 	timeout          time.Duration
+	metricsAddr      string
+	delayShare       float64       // share of orders published with a delay
+	delayFor         time.Duration // their delay
 }
 
 func main() {
@@ -53,9 +56,12 @@ func main() {
 	flag.IntVar(&cfg.n, "n", 10000, "orders to publish")
 	flag.Float64Var(&cfg.failRate, "fail-rate", 0.03, "share of orders whose validation fails once, then succeeds on redelivery")
 	flag.Float64Var(&cfg.poison, "poison", 0.005, "share of orders whose validation always fails (they end in the dead-letter topic)")
+	flag.Float64Var(&cfg.delayShare, "delay-share", 0, "share of orders published with Watermill's delay.For(-delay), delivered no earlier than their due time (Watermill writes it to the second; on NATS: nats-server 2.12+)")
+	flag.DurationVar(&cfg.delayFor, "delay", time.Second, "delay of the -delay-share orders")
 	flag.IntVar(&cfg.concurrency, "concurrency", 8, "handlers running at once per subscription")
 	flag.Uint64Var(&cfg.seed, "seed", 1, "seed of the generated orders: the same seed gives the same run")
 	flag.DurationVar(&cfg.timeout, "timeout", 2*time.Minute, "give up waiting for the flow to finish after this long")
+	flag.StringVar(&cfg.metricsAddr, "metrics-addr", "", "serve the brokers' OpenTelemetry metrics for Prometheus at http://<addr>/metrics while the job runs (e.g. :9464)")
 	flag.Parse()
 	if err := cfg.validate(); err != nil {
 		fmt.Fprintln(os.Stderr, "pipeline:", err)
@@ -73,7 +79,7 @@ func main() {
 		os.Exit(1)
 	}
 	switch {
-	case res.lost > 0:
+	case res.lost > 0, res.early > 0:
 		os.Exit(1)
 	case res.interrupted:
 		os.Exit(130) // the shell's code for a run ended by Ctrl-C
@@ -88,6 +94,10 @@ func (c config) validate() error {
 		return errors.New("-fail-rate and -poison must be shares between 0 and 1, adding up to at most 1")
 	case c.concurrency < 1:
 		return errors.New("-concurrency must be at least 1")
+	case c.delayShare < 0 || c.delayShare > 1:
+		return errors.New("-delay-share must be a share between 0 and 1")
+	case c.delayShare > 0 && c.delayFor <= 0:
+		return errors.New("-delay must be positive with -delay-share")
 	case c.timeout <= 0:
 		return errors.New("-timeout must be positive")
 	}

@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,11 +37,14 @@ func TestPipelineLosesNothing(t *testing.T) {
 			if err != nil {
 				t.Fatalf("run: %v\n%s", err, out.String())
 			}
+			if res.meterMismatch {
+				t.Errorf("the meter's delivery outcomes differ from the ledger:\n%s", out.String())
+			}
 			if res.published != cfg.n || res.lost != 0 || res.completed != cfg.n {
 				t.Fatalf("published %d, completed %d (want %d each), lost %d (want 0)\n%s",
 					res.published, res.completed, cfg.n, res.lost, out.String())
 			}
-			wants := []string{"lost (checked by id)", "dead-lettered", "latency p99", "completed orders/s", "as the backend counts it", "validator pending 0 lag 0"}
+			wants := []string{"lost (checked by id)", "dead-lettered", "latency p99", "completed orders/s", "as the backend counts it", "validator pending 0 lag 0", "validate outcomes (meter)"}
 			if tt.backend == exampleenv.NATS {
 				wants = append(wants, ".orders.placed (stream pipeline") // issue 17: the streams are named
 			}
@@ -46,6 +52,33 @@ func TestPipelineLosesNothing(t *testing.T) {
 				if !strings.Contains(out.String(), want) {
 					t.Errorf("summary lacks %q:\n%s", want, out.String())
 				}
+			}
+		})
+	}
+}
+
+// TestDelayedOrdersAreLateNeverLost: with -delay-share, a share of the
+// orders carry Watermill's delay metadata; each is validated no earlier than
+// its due time, and the run still loses nothing (issue 14).
+func TestDelayedOrdersAreLateNeverLost(t *testing.T) {
+	for _, backend := range []string{exampleenv.Memory, exampleenv.NATS, exampleenv.Redis} {
+		t.Run(backend, func(t *testing.T) {
+			if backend == exampleenv.Redis {
+				exampleenv.RequireRedisServer(t)
+			}
+			cfg := config{Flags: exampleenv.Flags{Backend: backend}, n: 300, failRate: 0.05, poison: 0.01, concurrency: 4,
+				seed: 3, timeout: time.Minute, delayShare: 0.2, delayFor: 1500 * time.Millisecond}
+			var out bytes.Buffer
+			res, err := run(context.Background(), cfg, &out)
+			if err != nil {
+				t.Fatalf("run: %v\n%s", err, out.String())
+			}
+			if res.lost != 0 || res.early != 0 || res.completed != cfg.n {
+				t.Fatalf("lost %d, early %d, completed %d of %d\n%s", res.lost, res.early, res.completed, cfg.n, out.String())
+			}
+			m := regexp.MustCompile(`delayed \(delay\.For\), early\s+(\d+), 0`).FindStringSubmatch(out.String())
+			if m == nil || m[1] == "0" {
+				t.Fatalf("no delayed orders in the summary:\n%s", out.String())
 			}
 		})
 	}
@@ -135,4 +168,61 @@ func TestConfigValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMetricsAddrServesPrometheus runs the main job with -metrics-addr and
+// scrapes /metrics while the flow runs: the delivery outcomes are there, in
+// Prometheus' text format.
+func TestMetricsAddrServesPrometheus(t *testing.T) {
+	var out syncBuffer
+	cfg := config{Flags: exampleenv.Flags{Backend: "memory"}, n: 2000, failRate: 0.1, poison: 0.02, concurrency: 4, seed: 7,
+		timeout: time.Minute, metricsAddr: "127.0.0.1:0"}
+	done := make(chan error, 1)
+	go func() { _, err := run(context.Background(), cfg, &out); done <- err }()
+	var url string
+	deadline := time.Now().Add(30 * time.Second)
+	for url == "" && time.Now().Before(deadline) {
+		if m := regexp.MustCompile(`metrics: (http://\S+/metrics)`).FindStringSubmatch(out.String()); m != nil {
+			url = m[1]
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if url == "" {
+		t.Fatalf("no metrics address announced:\n%s", out.String())
+	}
+	var body string
+	for time.Now().Before(deadline) && !strings.Contains(body, "relay_delivery_outcomes") {
+		resp, err := http.Get(url)
+		if err != nil {
+			break // the run ended and the server with it
+		}
+		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		body = string(b)
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if !strings.Contains(body, "relay_delivery_outcomes") {
+		t.Fatalf("/metrics never showed relay_delivery_outcomes; last scrape:\n%.2000s", body)
+	}
+}
+
+// syncBuffer is a bytes.Buffer that the run writes while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

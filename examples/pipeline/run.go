@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/components/delay"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"golang.org/x/term"
@@ -31,6 +32,9 @@ type order struct {
 	Customer string `json:"customer"`
 	Cents    int    `json:"cents"`
 	Kind     string `json:"kind"` // "ok", "flaky" (fails once) or "poison" (always fails)
+	// Delay, when set, is how long after its publish the order is due:
+	// published with Watermill's delay metadata (-delay-share, -delay).
+	Delay time.Duration `json:"delay,omitempty"`
 }
 
 const placedAtKey = "placed_at" // metadata: when the order was published, Unix nanoseconds
@@ -38,6 +42,10 @@ const placedAtKey = "placed_at" // metadata: when the order was published, Unix 
 // result is what a run found.
 type result struct {
 	published, lost int
+	redelivered     int // validation attempts after the first, by the ledger
+	deadLettered    int // orders seen on the dead-letter topic, by the ledger
+	meterMismatch   bool
+	early           int  // delayed orders delivered before their due time
 	completed       int  // orders billed and audited, or dead-lettered: what the rate counts
 	interrupted     bool // Ctrl-C: the run ended early and lost was not checked
 }
@@ -56,6 +64,10 @@ func generate(cfg config) []order {
 		}
 		orders[i] = order{ID: fmt.Sprintf("order-%07d", i), Customer: fmt.Sprintf("customer-%03d", r.IntN(500)),
 			Cents: 100 + r.IntN(100_000), Kind: kind}
+		// Drawn only when asked for, so the default run stays the same.
+		if cfg.delayShare > 0 && r.Float64() < cfg.delayShare {
+			orders[i].Delay = cfg.delayFor
+		}
 	}
 	return orders
 }
@@ -66,8 +78,13 @@ func run(ctx context.Context, cfg config, out io.Writer) (result, error) {
 	// Dead letters are expected here and counted in the summary, so the
 	// backends log only errors.
 	logger := exampleenv.Logger(false)
+	m, err := newMeters(cfg.metricsAddr, out)
+	if err != nil {
+		return result{}, err
+	}
+	defer m.close()
 	b, err := openBackend(cfg, settings{logger: logger, concurrency: cfg.concurrency, maxDeliver: 3,
-		minBackoff: 20 * time.Millisecond, maxBackoff: 500 * time.Millisecond})
+		minBackoff: 20 * time.Millisecond, maxBackoff: 500 * time.Millisecond, meter: m.mp})
 	if err != nil {
 		return result{}, err
 	}
@@ -124,6 +141,9 @@ func run(ctx context.Context, cfg config, out io.Writer) (result, error) {
 		return res, nil
 	}
 	res := summarize(out, orders, tr, elapsed, true)
+	if err := printOutcomes(out, m, topics.placed, &res); err != nil {
+		return res, err
+	}
 	switch {
 	case !finished:
 		fmt.Fprintf(out, "timed out after %v waiting for the flow to finish\n", cfg.timeout)
@@ -248,6 +268,10 @@ func publish(ctx context.Context, pub message.Publisher, topic string, orders []
 			}
 			msg := message.NewMessage(watermill.NewUUID(), payload)
 			msg.Metadata.Set(placedAtKey, strconv.FormatInt(time.Now().UnixNano(), 10))
+			if o.Delay > 0 {
+				// Watermill's own delay metadata: relay's publishers honour it.
+				delay.Message(msg, delay.For(o.Delay))
+			}
 			msgs = append(msgs, msg)
 		}
 		if err := pub.Publish(topic, msgs...); err != nil {
@@ -266,6 +290,8 @@ type tracker struct {
 	attempts  map[string]int            // validation deliveries per id
 	seen      map[string]map[string]int // stage → id → successful handlings
 	latencies []time.Duration           // placed → billed
+	delayed   int                       // delayed orders validated (first delivery)
+	early     int                       // of them, delivered before their due time
 }
 
 func newTracker() *tracker {
@@ -289,6 +315,14 @@ func (t *tracker) validate(msg *message.Message) ([]*message.Message, error) {
 		return nil, fmt.Errorf("order %s: customer %s is blocked", o.ID, o.Customer)
 	case o.Kind == "flaky" && attempt == 1:
 		return nil, fmt.Errorf("order %s: credit check timed out", o.ID)
+	}
+	if o.Delay > 0 && attempt == 1 {
+		t.mu.Lock()
+		t.delayed++
+		if due, err := time.Parse(time.RFC3339Nano, msg.Metadata.Get(delay.DelayedUntilKey)); err != nil || time.Now().Before(due) {
+			t.early++ // a delayed order delivered before its time (or without its due time)
+		}
+		t.mu.Unlock()
 	}
 	t.count("validated", o.ID)
 	accepted := message.NewMessage(watermill.NewUUID(), msg.Payload)
@@ -398,6 +432,9 @@ func summarize(out io.Writer, orders []order, t *tracker, elapsed time.Duration,
 	row("audited", len(t.seen["audited"]))
 	row("redelivered (retries)", redelivered)
 	row("dead-lettered", len(t.seen["dead"]))
+	if t.delayed > 0 {
+		row("delayed (delay.For), early", fmt.Sprintf("%d, %d", t.delayed, t.early))
+	}
 	row("duplicates seen", dups)
 	row("completed", completed)
 	if check {
@@ -417,7 +454,11 @@ func summarize(out io.Writer, orders []order, t *tracker, elapsed time.Duration,
 	if check && lost > 0 {
 		fmt.Fprintf(out, "LOST %d orders, for example %v\n", lost, lostIDs)
 	}
-	return result{published: t.nPub, lost: lost, completed: completed}
+	if t.early > 0 {
+		fmt.Fprintf(out, "EARLY: %d delayed orders delivered before their due time\n", t.early)
+	}
+	return result{published: t.nPub, lost: lost, completed: completed, early: t.early,
+		redelivered: redelivered, deadLettered: len(t.seen["dead"])}
 }
 
 // progress prints a live line: rewritten in place on a terminal, otherwise at
@@ -464,3 +505,28 @@ func startProgress(out io.Writer, t *tracker, n int) *progress {
 }
 
 func (p *progress) stop() { close(p.done); p.wg.Wait() }
+
+// printOutcomes prints relay.delivery.outcomes of the validated topic from
+// the run's meter, and whether they match the ledger: every retry of a
+// validation is a "retried" outcome, every dead letter a "dead_lettered" one.
+func printOutcomes(out io.Writer, m *meters, topic string, res *result) error {
+	// A dead letter is counted just after it is stored, so the ledger may
+	// see it a moment before the meter does: wait a little for the meter.
+	var got map[string]int64
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var err error
+		if got, err = m.outcomes(topic); err != nil {
+			return fmt.Errorf("read the meter: %w", err)
+		}
+		if got["retried"] == int64(res.redelivered) && got["dead_lettered"] == int64(res.deadLettered) || time.Now().After(deadline) {
+			break
+		}
+	}
+	fmt.Fprintf(out, "  %-27sacked %d, retried %d, dead_lettered %d, handed_back %d\n", "validate outcomes (meter)",
+		got["acked"], got["retried"], got["dead_lettered"], got["handed_back"])
+	if got["retried"] != int64(res.redelivered) || got["dead_lettered"] != int64(res.deadLettered) {
+		res.meterMismatch = true
+		fmt.Fprintf(out, "  MISMATCH: the ledger counts %d retries and %d dead letters\n", res.redelivered, res.deadLettered)
+	}
+	return nil
+}

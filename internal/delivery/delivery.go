@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/telemetry"
 )
 
 // Defaults shared by every backend: the root package's, so that relay's docs
@@ -42,6 +43,9 @@ type Policy struct {
 	MinBackoff      time.Duration
 	MaxBackoff      time.Duration
 	DeadLetterTopic func(topic string) string
+	// MaxRetryAfter caps the wait a relay.RetryAfter error asks for; 0 makes
+	// such errors wait the backoff only.
+	MaxRetryAfter time.Duration
 }
 
 // DefaultPolicy returns the policy every backend starts from.
@@ -51,6 +55,7 @@ func DefaultPolicy() Policy {
 		MinBackoff:      DefaultMinBackoff,
 		MaxBackoff:      DefaultMaxBackoff,
 		DeadLetterTopic: DefaultDeadLetterTopic,
+		MaxRetryAfter:   relay.DefaultMaxRetryAfter,
 	}
 }
 
@@ -64,6 +69,8 @@ func (p Policy) Validate(pkg string) error {
 		return fmt.Errorf("%s: %w: min backoff %v, must be at least %v", pkg, relay.ErrInvalidOption, p.MinBackoff, relay.MinBackoffFloor)
 	case p.MaxBackoff < p.MinBackoff:
 		return fmt.Errorf("%s: %w: max backoff %v is below min backoff %v", pkg, relay.ErrInvalidOption, p.MaxBackoff, p.MinBackoff)
+	case p.MaxRetryAfter < 0 || p.MaxRetryAfter > relay.MaxRetryAfterLimit:
+		return fmt.Errorf("%s: %w: max retry after %v, must be from 0 to %v", pkg, relay.ErrInvalidOption, p.MaxRetryAfter, relay.MaxRetryAfterLimit)
 	case p.DeadLetterTopic == nil:
 		return fmt.Errorf("%s: %w: nil dead-letter topic function", pkg, relay.ErrInvalidOption)
 	}
@@ -118,7 +125,8 @@ const (
 )
 
 // Decide returns what to do after delivery number attempt (1-based) ended with
-// err, and for Retry how long to wait.
+// err, and for Retry how long to wait: the backoff, or the wait of a
+// relay.RetryAfter in err (capped at MaxRetryAfter) when that is longer.
 func (p Policy) Decide(attempt int, err error) (Action, time.Duration) {
 	switch {
 	case err == nil:
@@ -128,8 +136,17 @@ func (p Policy) Decide(attempt int, err error) (Action, time.Duration) {
 	case errors.Is(err, relay.ErrPermanent), attempt >= p.MaxDeliver:
 		return DeadLetter, 0
 	default:
-		return Retry, p.Backoff(attempt)
+		return Retry, p.retryWait(attempt, err)
 	}
+}
+
+// retryWait is max(backoff, the capped wait of err's relay.RetryAfter).
+func (p Policy) retryWait(attempt int, err error) time.Duration {
+	wait := p.Backoff(attempt)
+	if d, ok := relay.RetryAfterDelay(err); ok {
+		wait = max(wait, min(d, p.MaxRetryAfter))
+	}
+	return wait
 }
 
 // Skip returns the error to settle d with instead of processing it, or nil when
@@ -170,6 +187,10 @@ type Delivery struct {
 	// DecodeErr is set when the stored entry could not be decoded; the
 	// delivery then goes straight to the dead-letter topic.
 	DecodeErr error
+	// Telemetry is the attempt's instrumentation, which the engine starts
+	// (telemetry.Topic.Start) before processing and [Policy.Settle] ends
+	// with the outcome. The zero value records nothing.
+	Telemetry telemetry.Attempt
 }
 
 // Settler is what a backend implements so that [Policy.Settle] can finish a
@@ -184,7 +205,9 @@ type Settler interface {
 	PublishDeadLetter(ctx context.Context, topic string, msg Message) error
 }
 
-// Settle applies the policy to delivery d whose processing ended with err.
+// Settle applies the policy to delivery d whose processing ended with err,
+// and records the outcome on d.Telemetry (before acknowledging, so that a
+// reader who sees the message gone sees its outcome counted).
 // A dead letter is published and only after that acknowledged; when the
 // publish fails the delivery is left for redelivery, so that it is never lost.
 // The returned error is the backend's, for the logger.
@@ -195,15 +218,24 @@ func (p Policy) Settle(ctx context.Context, d *Delivery, err error, s Settler) e
 	action, delay := p.Decide(d.Attempt, err)
 	switch action {
 	case Ack:
+		d.Telemetry.Settled(telemetry.Acked, nil, 0, "")
 		return s.Ack(ctx)
 	case Retry:
+		outcome := telemetry.Retried
+		if errors.Is(err, ErrStopped) {
+			outcome = telemetry.HandedBack
+		}
+		d.Telemetry.Settled(outcome, err, delay, "")
 		return s.Retry(ctx, delay)
 	}
 	dlTopic := p.DeadLetterTopic(d.Topic)
 	if perr := s.PublishDeadLetter(ctx, dlTopic, DeadLetterMessage(d, err)); perr != nil {
-		rerr := s.Retry(ctx, p.Backoff(d.Attempt))
+		backoff := p.Backoff(d.Attempt)
+		d.Telemetry.Settled(telemetry.Retried, err, backoff, "")
+		rerr := s.Retry(ctx, backoff)
 		return errors.Join(fmt.Errorf("publish dead letter to %q: %w", dlTopic, perr), rerr)
 	}
+	d.Telemetry.Settled(telemetry.DeadLettered, err, 0, dlTopic)
 	return s.Ack(ctx)
 }
 

@@ -63,6 +63,11 @@ type Backend struct {
 	// that calls [HelperProcess] with the same NewBroker: the consumer-crash
 	// case needs it to run a consumer in a child process.
 	Helper bool
+	// Topic, when set, takes the topic a case made up and returns the one
+	// it uses: a test kit's per-test name (natstest.Topic, a redistest key
+	// prefix), so that the kit's cleanup removes what the case created on a
+	// shared server. Nil uses the topic as it is.
+	Topic func(t testing.TB, name string) string
 }
 
 // Full reports whether the full fault matrix runs: RELAY_FAULTS=full. The
@@ -90,7 +95,11 @@ func names(t testing.TB, b Backend) (topic, group string) {
 		}
 		return '_'
 	}, t.Name())
-	return fmt.Sprintf("fault.%s.%d.%d", clean, time.Now().UnixNano()%1e9, n), fmt.Sprintf("fault-%s-%d", b.Name, n)
+	topic = fmt.Sprintf("fault.%s.%d.%d", clean, time.Now().UnixNano()%1e9, n)
+	if b.Topic != nil {
+		topic = b.Topic(t, topic)
+	}
+	return topic, fmt.Sprintf("fault-%s-%d", b.Name, n)
 }
 
 func newBroker(t testing.TB, b Backend, addr string, cfg Config) relay.Broker {

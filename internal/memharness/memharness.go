@@ -34,6 +34,15 @@ func New(t *testing.T) pubsubtest.Harness {
 		if cfg.Logger != nil {
 			opts = append(opts, memory.WithLogger(cfg.Logger))
 		}
+		if cfg.TracerProvider != nil {
+			opts = append(opts, memory.WithTracerProvider(cfg.TracerProvider))
+		}
+		if cfg.MeterProvider != nil {
+			opts = append(opts, memory.WithMeterProvider(cfg.MeterProvider))
+		}
+		if cfg.Propagators != nil {
+			opts = append(opts, memory.WithPropagators(cfg.Propagators))
+		}
 		return opts
 	}
 	return pubsubtest.Harness{
@@ -53,6 +62,6 @@ func New(t *testing.T) pubsubtest.Harness {
 			}
 			return in
 		},
-		Capabilities: pubsubtest.Capabilities{Persistent: false, Ordered: true},
+		Capabilities: pubsubtest.Capabilities{Persistent: false, Ordered: true, Delayed: true, RetryAfter: true, Telemetry: true},
 	}
 }

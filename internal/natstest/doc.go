@@ -11,9 +11,15 @@
 //
 // When the environment variable NATS_URL is set, [Start] embeds nothing and
 // hands out that URL instead. Such a server cannot be restarted from the test:
-// [Server.Restart], [Server.Stop] and [Server.Start] then skip the test, or
-// fail it when CI=true. Tests sharing an external server must pick stream and
-// subject names that do not collide.
+// a test that needs to calls [RequireControl] first, which skips it (fails it
+// when CI=true, unless RELAY_EXTERNAL_OK=1); [Server.Restart], [Server.Stop]
+// and [Server.Start] do the same as a last resort. Tests sharing an external
+// server put every topic through [Topic], which gives each test a prefix of
+// its own and deletes the test's streams in t.Cleanup; names a test does not
+// choose (the conformance suite's) are removed by [RemoveNewStreams]. Limits
+// are the server's: read max_payload from the connection (MaxPayload), not
+// from a [Config], which NATS_URL ignores; [StartEmbedded] is for the few
+// tests of a configuration an external server cannot be assumed to have.
 //
 // # Outside tests
 //

@@ -6,18 +6,21 @@ import (
 	"net/url"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
+	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/natstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestRestartKeepsFileStoredStream(t *testing.T) {
+	natstest.RequireControl(t)
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
 	js, err := jetstream.New(nc)
@@ -61,6 +64,7 @@ func TestRestartKeepsFileStoredStream(t *testing.T) {
 }
 
 func TestStopThenStartReusesPortAndStore(t *testing.T) {
+	natstest.RequireControl(t)
 	s := natstest.Start(t, natstest.Config{MaxPayload: 1024})
 	nc := natstest.Connect(t, s)
 	if got := nc.MaxPayload(); got != 1024 {
@@ -110,15 +114,17 @@ func (f *fakeTB) end(dst *string, msg string) {
 func TestExternalServerCannotRestart(t *testing.T) {
 	external := natstest.Start(t)
 	for _, tc := range []struct {
-		name, ci string
-		wantSkip bool
+		name, ci, externalOK string
+		wantSkip             bool
 	}{
-		{"skips", "", true},
-		{"fails under CI", "true", false},
+		{"skips", "", "", true},
+		{"fails under CI", "true", "", false},
+		{"skips under CI with RELAY_EXTERNAL_OK=1", "true", "1", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("NATS_URL", external.URL())
 			t.Setenv("CI", tc.ci)
+			t.Setenv(natstest.ExternalOKEnv, tc.externalOK)
 			f := &fakeTB{TB: t}
 			done := make(chan struct{})
 			go func() {
@@ -165,4 +171,86 @@ func TestRunOnBusyPortFailsFast(t *testing.T) {
 		t.Fatalf("Run took %s to fail", d)
 	}
 	t.Log(err)
+}
+
+func TestTopicIsPerTestAndValid(t *testing.T) {
+	a, b := natstest.Topic(t, "orders"), natstest.Topic(t, "orders.eu")
+	if prefix, _, _ := strings.Cut(a, "."); !strings.HasPrefix(b, prefix+".") {
+		t.Errorf("Topic(t, ...) = %q and %q: want one prefix per test", a, b)
+	}
+	if err := relay.ValidateTopic(b + ".dead"); err != nil {
+		t.Errorf("Topic(t, %q)+\".dead\" = %q: %v", "orders.eu", b+".dead", err)
+	}
+	t.Run("sub-test", func(t *testing.T) {
+		if got := natstest.Topic(t, "orders"); got == a {
+			t.Errorf("a sub-test got its parent's topic %q", got)
+		}
+	})
+}
+
+// With NATS_URL, the streams of a test's topics are gone once the test is,
+// and those of other tests stay.
+func TestTopicStreamsAreDeletedOnExternalServer(t *testing.T) {
+	s := natstest.Start(t)
+	t.Setenv("NATS_URL", s.URL())
+	js, err := jetstream.New(natstest.Connect(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	create := func(t *testing.T, name, subject string) {
+		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{subject}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	create(t, "OTHER", "other.orders")
+	t.Run("user", func(t *testing.T) {
+		topic := natstest.Topic(t, "orders")
+		create(t, "MINE", topic)
+		create(t, "MINE_DEAD", topic+".dead")
+	})
+	for name, want := range map[string]bool{"MINE": false, "MINE_DEAD": false, "OTHER": true} {
+		_, err := js.Stream(ctx, name)
+		if got := err == nil; got != want {
+			t.Errorf("stream %s exists = %v (%v), want %v", name, got, err, want)
+		}
+	}
+}
+
+func TestRequireControl(t *testing.T) {
+	for _, tc := range []struct {
+		name, url, ci, ok string
+		want              string // "", "skip" or "fatal"
+	}{
+		{"embedded", "", "true", "", ""},
+		{"external skips", "nats://127.0.0.1:1", "", "", "skip"},
+		{"external fails under CI", "nats://127.0.0.1:1", "true", "", "fatal"},
+		{"external skips under CI with RELAY_EXTERNAL_OK=1", "nats://127.0.0.1:1", "true", "1", "skip"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("NATS_URL", tc.url)
+			t.Setenv("CI", tc.ci)
+			t.Setenv(natstest.ExternalOKEnv, tc.ok)
+			f := &fakeTB{TB: t}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				natstest.RequireControl(f)
+			}()
+			<-done
+			got := ""
+			switch {
+			case f.skipped != "" && f.fatal == "":
+				got = "skip"
+			case f.fatal != "" && f.skipped == "":
+				got = "fatal"
+			case f.fatal != "":
+				got = "both"
+			}
+			if got != tc.want {
+				t.Fatalf("RequireControl: %q (skipped=%q fatal=%q), want %q", got, f.skipped, f.fatal, tc.want)
+			}
+		})
+	}
 }

@@ -1,6 +1,7 @@
 // Package option holds the validated setters behind the options that every
 // relay backend shares (WithGroup, WithMaxDeliver, WithBackoff,
-// WithDeadLetterTopic, WithConcurrency, WithPrefetch, WithLogger) and the
+// WithDeadLetterTopic, WithConcurrency, WithPrefetch, WithLogger,
+// WithTracerProvider, WithMeterProvider, WithPropagators) and the
 // range checks of the backends' own options, so that
 // each rule and its error text is written once. Every setter leaves its
 // destination untouched and returns an error wrapping relay.ErrInvalidOption,
@@ -16,6 +17,11 @@ import (
 
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/telemetry"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Invalid returns an error wrapping relay.ErrInvalidOption, of text
@@ -148,4 +154,42 @@ func Logger(pkg string, dst **slog.Logger, l *slog.Logger) error {
 	}
 	*dst = l
 	return nil
+}
+
+// TracerProvider sets c.TracerProvider to tp, which must not be nil.
+func TracerProvider(pkg string, c *telemetry.Config, tp trace.TracerProvider) error {
+	if tp == nil {
+		return Invalid(pkg, "nil tracer provider")
+	}
+	c.TracerProvider = tp
+	return nil
+}
+
+// MeterProvider sets c.MeterProvider to mp, which must not be nil.
+func MeterProvider(pkg string, c *telemetry.Config, mp metric.MeterProvider) error {
+	if mp == nil {
+		return Invalid(pkg, "nil meter provider")
+	}
+	c.MeterProvider = mp
+	return nil
+}
+
+// Propagators sets c.Propagators to p, which must not be nil.
+func Propagators(pkg string, c *telemetry.Config, p propagation.TextMapPropagator) error {
+	if p == nil {
+		return Invalid(pkg, "nil propagators")
+	}
+	c.Propagators = p
+	return nil
+}
+
+// MaxDelay sets *dst to d, which must be from 1ms to relay.MaxDelayLimit.
+func MaxDelay(pkg string, dst *time.Duration, d time.Duration) error {
+	return Duration(pkg, "max delay", dst, d, time.Millisecond, relay.MaxDelayLimit)
+}
+
+// MaxRetryAfter sets p.MaxRetryAfter to d, which must be from 0 (relay.RetryAfter
+// adds nothing to the backoff) to relay.MaxRetryAfterLimit.
+func MaxRetryAfter(pkg string, p *delivery.Policy, d time.Duration) error {
+	return Duration(pkg, "max retry after", &p.MaxRetryAfter, d, 0, relay.MaxRetryAfterLimit)
 }

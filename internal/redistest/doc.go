@@ -29,7 +29,17 @@
 // the child process, and [Server.Pause] and [Server.Resume] hang it and let
 // it go on (SIGSTOP, SIGCONT); data survives a restart or a kill only with
 // [Config.AppendOnly]. A server from REDIS_URL or Docker cannot be controlled
-// this way: those methods skip the test, or fail it under CI=true.
+// this way: a test that needs to calls [RequireControl] first, before
+// anything waits on the server, which skips it (fails it under CI=true,
+// unless RELAY_EXTERNAL_OK=1); the methods do the same as a last resort,
+// which is right only on the goroutine of the test that called [Start].
+//
+// # REDIS_URL
+//
+// REDIS_URL is parsed with redis.ParseURL, so its database number, user
+// name and password are honoured by [Client] and by [Options], for clients
+// that dial another address (a proxy). Keys without the test's prefix, such
+// as the conformance suite's topics, are removed by [RemoveNewKeys].
 //
 // # Ownership
 //

@@ -186,10 +186,13 @@ func TestUncontrollableServerSkipsOrFailsUnderCI(t *testing.T) {
 		{"no source fails under CI", "true", map[string]string{"PATH": t.TempDir(), "DOCKER_HOST": "unix:///nonexistent.sock"}, false},
 		{"REDIS_URL restart skips", "", map[string]string{"REDIS_URL": real.URL()}, true},
 		{"REDIS_URL restart fails under CI", "true", map[string]string{"REDIS_URL": real.URL()}, false},
+		{"REDIS_URL restart skips under CI with RELAY_EXTERNAL_OK=1", "true",
+			map[string]string{"REDIS_URL": real.URL(), redistest.ExternalOKEnv: "1"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("CI", tc.ci)
 			t.Setenv("REDIS_URL", "")
+			t.Setenv(redistest.ExternalOKEnv, "")
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
@@ -213,5 +216,43 @@ func TestUncontrollableServerSkipsOrFailsUnderCI(t *testing.T) {
 	// The REDIS_URL cases' cleanups deleted their prefixed keys.
 	if n, err := redistest.Client(t, real).DBSize(context.Background()).Result(); err != nil || n != 0 {
 		t.Fatalf("DBSIZE after REDIS_URL tests = %d, %v; want 0", n, err)
+	}
+}
+
+func TestOptionsKeepREDIS_URL(t *testing.T) {
+	t.Setenv("REDIS_URL", "redis://user:secret@127.0.0.1:1/5")
+	o := redistest.Options("127.0.0.1:2")
+	if o.Addr != "127.0.0.1:2" || o.DB != 5 || o.Username != "user" || o.Password != "secret" {
+		t.Errorf("Options = addr %q db %d user %q password %q; want 127.0.0.1:2, 5, user, secret", o.Addr, o.DB, o.Username, o.Password)
+	}
+	t.Setenv("REDIS_URL", "")
+	if o := redistest.Options("127.0.0.1:2"); o.Addr != "127.0.0.1:2" || o.DB != 0 {
+		t.Errorf("Options without REDIS_URL = addr %q db %d; want 127.0.0.1:2, 0", o.Addr, o.DB)
+	}
+}
+
+// With REDIS_URL, the keys with the given beginnings that a test created are
+// gone once the test is; older keys and other names stay.
+func TestRemoveNewKeysOnExternalServer(t *testing.T) {
+	real := redistest.Start(t)
+	rc := redistest.Client(t, real)
+	c := context.Background()
+	for _, k := range []string{"relay_test_old", "unrelated"} {
+		if err := rc.Set(c, k, "v", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("REDIS_URL", real.URL()+"/0")
+	t.Run("user", func(t *testing.T) {
+		s := redistest.Start(t)
+		redistest.RemoveNewKeys(t, s, "relay_test_")
+		if err := rc.Set(c, "relay_test_new", "v", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	for k, want := range map[string]int64{"relay_test_old": 1, "unrelated": 1, "relay_test_new": 0} {
+		if n, err := rc.Exists(c, k).Result(); err != nil || n != want {
+			t.Errorf("EXISTS %s = %d, %v; want %d", k, n, err, want)
+		}
 	}
 }

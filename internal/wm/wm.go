@@ -9,6 +9,7 @@ import (
 	"errors"
 	"maps"
 	"sync"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
@@ -37,15 +38,27 @@ func ToWatermill(m delivery.Message) *message.Message {
 }
 
 // nackMetadata returns the values of the keys that relay.NackReason sets.
-func nackMetadata(msg *message.Message) [2]string {
-	return [2]string{msg.Metadata.Get(relay.MetadataReason), msg.Metadata.Get(relay.MetadataPermanent)}
+func nackMetadata(msg *message.Message) [3]string {
+	return [3]string{msg.Metadata.Get(relay.MetadataReason), msg.Metadata.Get(relay.MetadataPermanent), msg.Metadata.Get(relay.MetadataRetryAfter)}
 }
 
 // nackError is the processing error of a nacked message: [ErrNacked], with the
 // handler's reason and permanence when relay.NackReason recorded them. Values
 // the message already carried when it was delivered (a redriven dead letter
-// keeps its old reason) are not taken for new ones.
-func nackError(msg *message.Message, before [2]string) error {
+// keeps its old reason) are not taken for new ones. A wait recorded under
+// relay.MetadataRetryAfter makes the error a relay.RetryAfter.
+func nackError(msg *message.Message, before [3]string) error {
+	err := nackCause(msg, before)
+	after := nackMetadata(msg)
+	if after[2] != before[2] && after[2] != "" {
+		if d, perr := time.ParseDuration(after[2]); perr == nil {
+			return relay.RetryAfter(err, d)
+		}
+	}
+	return err
+}
+
+func nackCause(msg *message.Message, before [3]string) error {
 	after := nackMetadata(msg)
 	reason := ""
 	if after[0] != before[0] {
@@ -127,7 +140,8 @@ func deliver(subCtx, engineCtx context.Context, out chan<- *message.Message, d *
 	defer stopEngine()
 
 	msg := ToWatermill(d.Message)
-	msg.SetContext(msgCtx)
+	// The handler's spans are children of the attempt's process span.
+	msg.SetContext(d.Telemetry.Context(msgCtx))
 	before := nackMetadata(msg)
 	select {
 	case out <- msg:

@@ -1,0 +1,470 @@
+// Package telemetry is the one place where relay's backends make OpenTelemetry
+// spans and metrics and carry the trace context in a message's metadata.
+// Engines and faces call it; no backend writes its own instrumentation.
+//
+// It imports the OpenTelemetry API modules only (otel, trace, metric,
+// propagation, semconv); the application chooses the SDK. Without options a
+// [Telemetry] uses the global providers and propagator, read when it is made,
+// as OpenTelemetry's own instrumentation libraries do; the global ones
+// forward to an SDK installed later.
+//
+// # Cost when off
+//
+// While no SDK is installed (the global providers still the placeholders of
+// the otel package, or a noop provider), nothing is started, recorded or
+// allocated per message: each message asks two atomic loads whether an SDK
+// was installed since.
+//
+// # Traces
+//
+// One producer span per published message, named "send <topic>" (semconv
+// messaging: "{operation} {destination}"), kind PRODUCER; a Watermill batch
+// gets one span per message, each a child of that message's context. Its
+// context goes into the message's metadata with the configured propagator
+// (W3C Trace Context: traceparent, tracestate; baggage when the propagator
+// includes it).
+//
+// One consumer span per delivery attempt, "process <topic>", kind CONSUMER,
+// whose parent is the context extracted from the message: the producer span
+// of the same trace. A message without trace context, or with a malformed
+// traceparent, gets a new root span and is delivered as any other. The span
+// ends once the delivery is settled; a retry and a dead letter are events
+// on it ("retry", "dead_letter"), and a failed handler sets its status to
+// Error.
+//
+// Attributes: messaging.system, messaging.destination.name,
+// messaging.consumer.group.name, messaging.message.id (the message's UUID),
+// messaging.operation.name and .type, and relay.delivery.attempt (the
+// delivery count, 1 for the first; semconv has a delivery count for Azure
+// Service Bus only). Semconv v1.43.0 has no well-known messaging.system value
+// for NATS, Redis or an in-process broker: relay uses "nats", "redis" and
+// "memory".
+package telemetry
+
+import (
+	"context"
+	"reflect"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/semconv/v1.43.0/messagingconv"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+)
+
+// ScopeName is the instrumentation scope of relay's tracer and meter.
+const ScopeName = "github.com/go-relay/relay"
+
+// Names of what relay records that the semantic conventions do not name.
+const (
+	AttrAttempt     = attribute.Key("relay.delivery.attempt")
+	AttrOutcome     = attribute.Key("relay.delivery.outcome")
+	MetricOutcomes  = "relay.delivery.outcomes"
+	MetricHeld      = "relay.messages.held"
+	MetricLag       = "relay.consumer.lag"
+	MetricPending   = "relay.consumer.pending"
+	EventRetry      = "retry"
+	EventDeadLetter = "dead_letter"
+)
+
+// Config is what the WithTracerProvider, WithMeterProvider and
+// WithPropagators options of a backend set (through the option package,
+// which refuses nil); a nil field means the global one.
+type Config struct {
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
+	Propagators    propagation.TextMapPropagator
+}
+
+// Outcome is how a delivery attempt ended.
+type Outcome int
+
+// The outcomes of relay.delivery.outcomes.
+const (
+	Acked        Outcome = iota // the handler succeeded; the message is removed
+	Retried                     // the handler failed; the message is delivered again
+	DeadLettered                // the message went to its dead-letter topic
+	HandedBack                  // not processed: its consumer stopped (Close)
+	numOutcomes
+)
+
+var outcomeNames = [numOutcomes]string{"acked", "retried", "dead_lettered", "handed_back"}
+
+// String returns the outcome's attribute value.
+func (o Outcome) String() string { return outcomeNames[o] }
+
+// Telemetry is the instrumentation of one broker, publisher or subscriber.
+// Its methods are safe for concurrent use; a nil *Telemetry records nothing.
+type Telemetry struct {
+	system attribute.KeyValue
+	tp     trace.TracerProvider
+	mp     metric.MeterProvider
+	prop   propagation.TextMapPropagator
+	tracer trace.Tracer
+	meter  metric.Meter
+	// tpGlobal and mpGlobal are set when the provider is the otel package's
+	// placeholder, which forwards to an SDK only once one is installed.
+	tpGlobal, mpGlobal bool
+	tpNoop, mpNoop     bool
+
+	sent, consumed, outcomes metric.Int64Counter
+	opDuration, procDuration metric.Float64Histogram
+	held                     metric.Int64UpDownCounter
+
+	topics sync.Map // topic → *Topic, for publishes
+
+	lag lagState
+}
+
+// New returns the instrumentation of a value of backend system ("nats",
+// "redis", "memory") configured by c. lag reads a group's lag for the
+// relay.consumer.lag and relay.consumer.pending gauges; nil (a publisher)
+// means no gauges. Call [Telemetry.Close] when the value closes.
+func New(system string, c Config, lag LagFunc) *Telemetry {
+	t := &Telemetry{system: semconv.MessagingSystemKey.String(system), tp: c.TracerProvider, mp: c.MeterProvider, prop: c.Propagators}
+	t.lag.read = lag
+	if t.tp == nil {
+		t.tp = otel.GetTracerProvider()
+	}
+	if t.mp == nil {
+		t.mp = otel.GetMeterProvider()
+	}
+	if t.prop == nil {
+		t.prop = otel.GetTextMapPropagator()
+	}
+	t.tpGlobal, t.tpNoop = isPlaceholder(t.tp), isNoopTracer(t.tp)
+	t.mpGlobal, t.mpNoop = isPlaceholder(t.mp), isNoopMeter(t.mp)
+	t.tracer = t.tp.Tracer(ScopeName)
+	t.meter = t.mp.Meter(ScopeName)
+	t.instruments()
+	return t
+}
+
+// isPlaceholder reports whether p is the otel package's global placeholder
+// (go.opentelemetry.io/otel/internal/global), which does nothing until an SDK
+// is installed with otel.SetTracerProvider or otel.SetMeterProvider.
+func isPlaceholder(p any) bool {
+	t := reflect.TypeOf(p)
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t.PkgPath() == "go.opentelemetry.io/otel/internal/global"
+}
+
+func isNoopTracer(p trace.TracerProvider) bool {
+	switch p.(type) {
+	case tracenoop.TracerProvider, *tracenoop.TracerProvider:
+		return true
+	}
+	return false
+}
+
+func isNoopMeter(p metric.MeterProvider) bool {
+	switch p.(type) {
+	case metricnoop.MeterProvider, *metricnoop.MeterProvider:
+		return true
+	}
+	return false
+}
+
+// tracing reports whether a span started now may be recorded.
+func (t *Telemetry) tracing() bool {
+	if t == nil || t.tpNoop {
+		return false
+	}
+	if !t.tpGlobal {
+		return true
+	}
+	cur := otel.GetTracerProvider()
+	return cur != t.tp && !isNoopTracer(cur)
+}
+
+// metering reports whether a measurement made now may be recorded.
+func (t *Telemetry) metering() bool {
+	if t == nil || t.mpNoop {
+		return false
+	}
+	if !t.mpGlobal {
+		return true
+	}
+	cur := otel.GetMeterProvider()
+	return cur != t.mp && !isNoopMeter(cur)
+}
+
+func (t *Telemetry) instruments() {
+	var errs []error
+	counter := func(name, unit, desc string) metric.Int64Counter {
+		c, err := t.meter.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if c == nil {
+			c = metricnoop.Int64Counter{}
+		}
+		return c
+	}
+	histogram := func(name, unit, desc string) metric.Float64Histogram {
+		h, err := t.meter.Float64Histogram(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if h == nil {
+			h = metricnoop.Float64Histogram{}
+		}
+		return h
+	}
+	sent, consumed := messagingconv.ClientSentMessages{}, messagingconv.ClientConsumedMessages{}
+	opDur, procDur := messagingconv.ClientOperationDuration{}, messagingconv.ProcessDuration{}
+	t.sent = counter(sent.Name(), sent.Unit(), sent.Description())
+	t.consumed = counter(consumed.Name(), consumed.Unit(), consumed.Description())
+	t.opDuration = histogram(opDur.Name(), opDur.Unit(), "Duration of a publish, until the server stored the message.")
+	t.procDuration = histogram(procDur.Name(), procDur.Unit(), "Duration of a delivery attempt: the handler and the settling of its outcome.")
+	t.outcomes = counter(MetricOutcomes, "{message}", "Delivery attempts by outcome: acked, retried, dead_lettered, handed_back.")
+	held, err := t.meter.Int64UpDownCounter(MetricHeld, metric.WithUnit("{message}"),
+		metric.WithDescription("Messages a consumer holds: fetched and not yet settled (prefetched and running)."))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if held == nil {
+		held = metricnoop.Int64UpDownCounter{}
+	}
+	t.held = held
+	t.registerLag(&errs)
+	for _, err := range errs {
+		handle(err)
+	}
+}
+
+// Topic holds what the instruments of one topic and group record with,
+// computed once, so that a message pays for no attribute set.
+type Topic struct {
+	t          *Telemetry
+	name       string
+	spanAttrs  []attribute.KeyValue
+	opts       []metric.AddOption
+	recOpts    []metric.RecordOption
+	outcomeOpt [numOutcomes][]metric.AddOption
+	sendName   string
+	procName   string
+}
+
+func (t *Telemetry) newTopic(topic, group string, op attribute.KeyValue, opName string) *Topic {
+	kv := []attribute.KeyValue{t.system, semconv.MessagingDestinationName(topic), semconv.MessagingOperationNameKey.String(opName), op}
+	if group != "" {
+		kv = append(kv, semconv.MessagingConsumerGroupName(group))
+	}
+	set := attribute.NewSet(kv...)
+	tp := &Topic{
+		t: t, name: topic, spanAttrs: kv,
+		opts:     []metric.AddOption{metric.WithAttributeSet(set)},
+		recOpts:  []metric.RecordOption{metric.WithAttributeSet(set)},
+		sendName: "send " + topic, procName: "process " + topic,
+	}
+	for o := range numOutcomes {
+		oset := attribute.NewSet(append(kv[:len(kv):len(kv)], AttrOutcome.String(o.String()))...)
+		tp.outcomeOpt[o] = []metric.AddOption{metric.WithAttributeSet(oset)}
+	}
+	return tp
+}
+
+// publishTopic returns the cached publish attributes of topic.
+func (t *Telemetry) publishTopic(topic string) *Topic {
+	if v, ok := t.topics.Load(topic); ok {
+		return v.(*Topic)
+	}
+	v, _ := t.topics.LoadOrStore(topic, t.newTopic(topic, "", semconv.MessagingOperationTypeSend, "send"))
+	return v.(*Topic)
+}
+
+// Publish is the instrumentation of one message being published: end it
+// with [Publish.End]. The zero Publish records nothing.
+type Publish struct {
+	tp    *Topic
+	span  trace.Span
+	start time.Time
+}
+
+// StartPublish starts the producer span of the message id on topic, a child
+// of ctx, and returns md with the span's context injected (a new map when md
+// is nil and there is something to inject; md unchanged otherwise). The
+// caller stores the returned metadata with the message.
+func (t *Telemetry) StartPublish(ctx context.Context, topic, id string, md map[string]string) (Publish, map[string]string) {
+	if t == nil {
+		return Publish{}, md
+	}
+	tr, me := t.tracing(), t.metering()
+	var p Publish
+	if tr || me {
+		p.tp = t.publishTopic(topic)
+		p.start = time.Now()
+	}
+	if tr {
+		if !trace.SpanContextFromContext(ctx).IsValid() && len(md) > 0 {
+			// A message that already carries trace context (forwarded by a
+			// handler that kept its metadata, as Watermill services that
+			// keep traceparent do) continues that trace.
+			ctx = t.Extract(ctx, md)
+		}
+		ctx, p.span = t.tracer.Start(ctx, p.tp.sendName, trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(p.tp.spanAttrs...), trace.WithAttributes(semconv.MessagingMessageID(id)))
+	}
+	return p, t.Inject(ctx, md)
+}
+
+// End records the publish's outcome: err nil when the server stored it.
+func (p Publish) End(err error) {
+	if p.tp == nil {
+		return
+	}
+	t := p.tp.t
+	if t.metering() {
+		if err == nil {
+			t.sent.Add(context.Background(), 1, p.tp.opts...)
+		}
+		t.opDuration.Record(context.Background(), time.Since(p.start).Seconds(), p.tp.recOpts...)
+	}
+	if p.span != nil {
+		if err != nil {
+			p.span.RecordError(err)
+			p.span.SetStatus(codes.Error, err.Error())
+			p.span.SetAttributes(semconv.ErrorType(err))
+		}
+		p.span.End()
+	}
+}
+
+// Inject returns md with the trace context and baggage of ctx injected by the
+// configured propagator. It does nothing (and allocates nothing) when ctx
+// carries neither a valid span context nor baggage.
+func (t *Telemetry) Inject(ctx context.Context, md map[string]string) map[string]string {
+	if t == nil || (!trace.SpanContextFromContext(ctx).IsValid() && baggage.FromContext(ctx).Len() == 0) {
+		return md
+	}
+	if md == nil {
+		md = make(map[string]string, 2)
+	}
+	t.prop.Inject(ctx, propagation.MapCarrier(md))
+	return md
+}
+
+// Extract returns ctx with the trace context and baggage that the configured
+// propagator finds in md. A missing or malformed traceparent leaves ctx as it
+// is, so the span started from it is a new root.
+func (t *Telemetry) Extract(ctx context.Context, md map[string]string) context.Context {
+	if t == nil || len(md) == 0 {
+		return ctx
+	}
+	return t.prop.Extract(ctx, propagation.MapCarrier(md))
+}
+
+// Subscription returns the instrumentation of a consumer group's
+// subscription to topic.
+func (t *Telemetry) Subscription(topic, group string) *Topic {
+	if t == nil {
+		return nil
+	}
+	return t.newTopic(topic, group, semconv.MessagingOperationTypeProcess, "process")
+}
+
+// Hold adds n (negative to release) to the messages held: fetched by the
+// subscription and not yet settled.
+func (tp *Topic) Hold(n int64) {
+	if tp == nil || !tp.t.metering() {
+		return
+	}
+	tp.t.held.Add(context.Background(), n, tp.opts...)
+}
+
+// Attempt is the instrumentation of one delivery attempt: made by
+// [Topic.Start], ended by [Attempt.Settled]. The zero Attempt records
+// nothing; it is a value, so that a delivery carries it without allocating.
+type Attempt struct {
+	tp    *Topic
+	ctx   context.Context // the extracted context, with the process span when tracing
+	span  trace.Span
+	start time.Time
+}
+
+// Start begins delivery attempt number attempt of the message id with
+// metadata md: it counts the message consumed and starts the process span,
+// a child of the context extracted from md (or a new root), below ctx.
+func (tp *Topic) Start(ctx context.Context, id string, attempt int, md map[string]string) Attempt {
+	if tp == nil {
+		return Attempt{}
+	}
+	t := tp.t
+	tr, me := t.tracing(), t.metering()
+	if !tr && !me {
+		return Attempt{}
+	}
+	a := Attempt{tp: tp, start: time.Now()}
+	if me {
+		t.consumed.Add(context.Background(), 1, tp.opts...)
+	}
+	if tr {
+		a.ctx, a.span = t.tracer.Start(t.Extract(ctx, md), tp.procName, trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(tp.spanAttrs...),
+			trace.WithAttributes(semconv.MessagingMessageID(id), AttrAttempt.Int(attempt)))
+	}
+	return a
+}
+
+// Context returns ctx carrying the attempt's process span and the baggage of
+// its message, so that a handler's spans are the process span's children.
+// Without a span it returns ctx.
+func (a *Attempt) Context(ctx context.Context) context.Context {
+	if a.span == nil {
+		return ctx
+	}
+	ctx = trace.ContextWithSpan(ctx, a.span)
+	if b := baggage.FromContext(a.ctx); b.Len() > 0 {
+		ctx = baggage.ContextWithBaggage(ctx, b)
+	}
+	return ctx
+}
+
+// Settled records how the attempt ended: its outcome, the handler's error
+// (nil on success), and for a retry the delay before the next delivery or
+// for a dead letter its topic (where). It ends the process span. Call it
+// once; later calls do nothing.
+func (a *Attempt) Settled(o Outcome, err error, delay time.Duration, where string) {
+	tp := a.tp
+	if tp == nil {
+		return
+	}
+	a.tp = nil
+	t := tp.t
+	if t.metering() {
+		t.outcomes.Add(context.Background(), 1, tp.outcomeOpt[o]...)
+		t.procDuration.Record(context.Background(), time.Since(a.start).Seconds(), tp.recOpts...)
+	}
+	span := a.span
+	if span == nil {
+		return
+	}
+	a.span = nil
+	span.SetAttributes(AttrOutcome.String(o.String()))
+	switch o {
+	case Retried:
+		span.AddEvent(EventRetry, trace.WithAttributes(attribute.Int64("relay.retry.delay_ms", delay.Milliseconds())))
+	case DeadLettered:
+		span.AddEvent(EventDeadLetter, trace.WithAttributes(attribute.String("relay.dead_letter.topic", where)))
+	}
+	if err != nil && o != HandedBack {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		span.SetAttributes(semconv.ErrorType(err))
+	}
+	span.End()
+}
+
+// handle reports an instrumentation error to OpenTelemetry's error handler.
+func handle(err error) { otel.Handle(err) }

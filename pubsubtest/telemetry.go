@@ -1,0 +1,402 @@
+package pubsubtest
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/go-relay/relay"
+)
+
+// TestTelemetry checks a backend's OpenTelemetry instrumentation with the
+// SDK's in-memory recorders (a tracetest.SpanRecorder and a ManualReader):
+// the trace context travels in the message from either face to the other, a
+// process span per delivery attempt carries its delivery count, the
+// delivery-outcome counter and the consumer lag gauge read what happened, and
+// a message without trace context, or with a malformed traceparent, starts
+// a new trace and is delivered.
+//
+// It needs NewBroker, NewPublisher and NewSubscriber, and
+// Capabilities.Telemetry; without that flag it skips, saying why. The names it
+// expects are those of relay's backends: spans "send <topic>" (PRODUCER) and
+// "process <topic>" (CONSUMER) with the attribute relay.delivery.attempt,
+// the counter relay.delivery.outcomes{relay.delivery.outcome} and the gauge
+// relay.consumer.lag{messaging.destination.name, messaging.consumer.group.name}.
+func TestTelemetry(t *testing.T, h Harness) {
+	if !h.Capabilities.Telemetry {
+		t.Skip("pubsubtest: the backend declares no telemetry (Capabilities.Telemetry)")
+	}
+	if h.NewBroker == nil || h.NewPublisher == nil || h.NewSubscriber == nil {
+		t.Fatal("pubsubtest: TestTelemetry needs NewBroker, NewPublisher and NewSubscriber")
+	}
+	s := &telSuite{wm: &wmSuite{h: h, bytes: &byteSuite{h: h}}}
+	for _, c := range []struct {
+		name string
+		run  func(t *testing.T)
+	}{
+		{"a message published in a span on the byte face and handled on the Watermill face is one trace", s.testByteToWatermill},
+		{"a message published in a span on the Watermill face and handled on the byte face is one trace", s.testWatermillToByte},
+		{"a message that fails twice and then succeeds has three process spans and outcomes retried=2 acked=1", s.testRetries},
+		{"a poison message is dead-lettered once and its dead letter carries the trace context", s.testDeadLetter},
+		{"the lag gauge reads the backlog of a group with no consumer, and 0 once it is consumed", s.testLag},
+		{"a message without trace context is processed in a new root span", s.testForeign},
+		{"a malformed traceparent is ignored: a new root span, and the message is delivered", s.testMalformed},
+	} {
+		t.Run(c.name, c.run)
+	}
+}
+
+type telSuite struct{ wm *wmSuite }
+
+// recorders are one sub-test's SDK providers and their in-memory readers.
+type recorders struct {
+	spans  *tracetest.SpanRecorder
+	tp     *sdktrace.TracerProvider
+	reader *sdkmetric.ManualReader
+	mp     *sdkmetric.MeterProvider
+}
+
+// propagators is what the suite configures: W3C Trace Context and Baggage.
+var propagators = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+
+func newRecorders(t *testing.T) *recorders {
+	r := &recorders{spans: tracetest.NewSpanRecorder(), reader: sdkmetric.NewManualReader()}
+	r.tp = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(r.spans))
+	r.mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(r.reader))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitShort)
+		defer cancel()
+		if err := r.tp.Shutdown(ctx); err != nil {
+			t.Errorf("tracer provider shutdown: %v", err)
+		}
+		if err := r.mp.Shutdown(ctx); err != nil {
+			t.Errorf("meter provider shutdown: %v", err)
+		}
+	})
+	return r
+}
+
+// config returns DefaultConfig recording with r.
+func (r *recorders) config() Config {
+	cfg := DefaultConfig()
+	cfg.TracerProvider, cfg.MeterProvider, cfg.Propagators = r.tp, r.mp, propagators
+	return cfg
+}
+
+// ended returns the ended spans named name.
+func (r *recorders) ended(name string) []sdktrace.ReadOnlySpan {
+	var out []sdktrace.ReadOnlySpan
+	for _, s := range r.spans.Ended() {
+		if s.Name() == name {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// waitSpans waits until n spans named name ended, and returns them.
+func (r *recorders) waitSpans(t *testing.T, name string, n int) []sdktrace.ReadOnlySpan {
+	t.Helper()
+	eventually(t, waitShort, func() bool { return len(r.ended(name)) >= n }, "%d ended spans %q, got %d", n, name, len(r.ended(name)))
+	return r.ended(name)
+}
+
+// collect reads the metrics now.
+func (r *recorders) collect(t *testing.T) metricdata.ResourceMetrics {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatalf("collect metrics: %v", err)
+	}
+	return rm
+}
+
+// value returns the int64 point of metric name (a sum or a gauge) whose
+// attributes include every one of attrs, and whether there is one.
+func value(rm metricdata.ResourceMetrics, name string, attrs ...attribute.KeyValue) (int64, bool) {
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != name {
+				continue
+			}
+			var points []metricdata.DataPoint[int64]
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				points = d.DataPoints
+			case metricdata.Gauge[int64]:
+				points = d.DataPoints
+			}
+			for _, p := range points {
+				if hasAll(p.Attributes, attrs) {
+					return p.Value, true
+				}
+			}
+		}
+	}
+	return 0, false
+}
+
+func hasAll(set attribute.Set, attrs []attribute.KeyValue) bool {
+	for _, kv := range attrs {
+		if v, ok := set.Value(kv.Key); !ok || v != kv.Value {
+			return false
+		}
+	}
+	return true
+}
+
+func outcome(topic, o string) []attribute.KeyValue {
+	return []attribute.KeyValue{attribute.String("messaging.destination.name", topic), attribute.String("relay.delivery.outcome", o)}
+}
+
+func attrInt(s sdktrace.ReadOnlySpan, key string) (int64, bool) {
+	for _, kv := range s.Attributes() {
+		if string(kv.Key) == key {
+			return kv.Value.AsInt64(), true
+		}
+	}
+	return 0, false
+}
+
+// checkChild fails t unless child's parent is parent, in parent's trace.
+func checkChild(t *testing.T, child sdktrace.ReadOnlySpan, parent trace.SpanContext, what string) {
+	t.Helper()
+	if child.Parent().TraceID() != parent.TraceID() || child.Parent().SpanID() != parent.SpanID() {
+		t.Fatalf("%s: span %q has parent %s/%s, want %s/%s", what, child.Name(),
+			child.Parent().TraceID(), child.Parent().SpanID(), parent.TraceID(), parent.SpanID())
+	}
+}
+
+func (s *telSuite) testByteToWatermill(t *testing.T) {
+	r := newRecorders(t)
+	cfg := r.config()
+	topic := NewTopic(t)
+	b := s.wm.bytes.broker(t, cfg)
+	ch := subscribeWM(t, s.wm.subscriber(t, cfg), topic)
+
+	ctx, request := r.tp.Tracer("pubsubtest").Start(context.Background(), "request")
+	if err := b.Publish(ctx, topic, []byte("traced")); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	request.End()
+	msg := receiveWM(t, ch, waitShort, "the traced message")
+	_, handler := r.tp.Tracer("pubsubtest").Start(msg.Context(), "handler")
+	handler.End()
+	msg.Ack()
+
+	send := r.waitSpans(t, "send "+topic, 1)[0]
+	process := r.waitSpans(t, "process "+topic, 1)[0]
+	if send.SpanKind() != trace.SpanKindProducer || process.SpanKind() != trace.SpanKindConsumer {
+		t.Fatalf("span kinds: send %v, process %v; want producer, consumer", send.SpanKind(), process.SpanKind())
+	}
+	checkChild(t, send, request.SpanContext(), "the producer span")
+	checkChild(t, process, send.SpanContext(), "the process span")
+	checkChild(t, r.waitSpans(t, "handler", 1)[0], process.SpanContext(), "the handler's span")
+}
+
+func (s *telSuite) testWatermillToByte(t *testing.T) {
+	r := newRecorders(t)
+	cfg := r.config()
+	topic := NewTopic(t)
+	in := newInbox()
+	subscribe(t, s.wm.bytes.broker(t, cfg), topic, in.handler(nil))
+
+	ctx, request := r.tp.Tracer("pubsubtest").Start(context.Background(), "request")
+	msg := message.NewMessage(watermill.NewUUID(), []byte("traced"))
+	msg.SetContext(ctx)
+	publishWM(t, s.wm.publisher(t, cfg), topic, msg)
+	request.End()
+	in.waitDistinct(t, 1, waitShort, "the traced message")
+
+	send := r.waitSpans(t, "send "+topic, 1)[0]
+	process := r.waitSpans(t, "process "+topic, 1)[0]
+	checkChild(t, send, request.SpanContext(), "the producer span")
+	checkChild(t, process, send.SpanContext(), "the process span")
+	if id := attrString(process, "messaging.message.id"); id != msg.UUID {
+		t.Fatalf("process span messaging.message.id %q, want the UUID %q", id, msg.UUID)
+	}
+}
+
+func attrString(s sdktrace.ReadOnlySpan, key string) string {
+	for _, kv := range s.Attributes() {
+		if string(kv.Key) == key {
+			return kv.Value.String()
+		}
+	}
+	return ""
+}
+
+func (s *telSuite) testRetries(t *testing.T) {
+	r := newRecorders(t)
+	cfg := r.config()
+	topic := NewTopic(t)
+	var calls atomic.Int32
+	subscribe(t, s.wm.bytes.broker(t, cfg), topic, func([]byte) error {
+		if calls.Add(1) <= 2 {
+			return errInduced
+		}
+		return nil
+	})
+	publish(t, s.wm.bytes.broker(t, cfg), topic, []byte("flaky"))
+
+	spans := r.waitSpans(t, "process "+topic, 3)
+	var attempts []int64
+	for _, sp := range spans {
+		n, _ := attrInt(sp, "relay.delivery.attempt")
+		attempts = append(attempts, n)
+	}
+	if fmt.Sprint(attempts) != "[1 2 3]" {
+		t.Fatalf("process spans' relay.delivery.attempt %v, want [1 2 3]", attempts)
+	}
+	if spans[0].Status().Code.String() != "Error" || spans[2].Status().Code.String() != "Unset" {
+		t.Fatalf("span status: first %v, last %v; want Error, Unset", spans[0].Status().Code, spans[2].Status().Code)
+	}
+	if !hasEvent(spans[0], "retry") {
+		t.Fatalf("the first process span has no retry event: %v", spans[0].Events())
+	}
+	rm := r.collect(t)
+	retried, _ := value(rm, "relay.delivery.outcomes", outcome(topic, "retried")...)
+	acked, _ := value(rm, "relay.delivery.outcomes", outcome(topic, "acked")...)
+	if retried != 2 || acked != 1 {
+		t.Fatalf("relay.delivery.outcomes: retried=%d acked=%d, want 2 and 1", retried, acked)
+	}
+}
+
+func hasEvent(s sdktrace.ReadOnlySpan, name string) bool {
+	for _, e := range s.Events() {
+		if e.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *telSuite) testDeadLetter(t *testing.T) {
+	r := newRecorders(t)
+	cfg := r.config()
+	topic := NewTopic(t)
+	dead := s.wm.subscriber(t, DefaultConfig())
+	deadCh := subscribeWM(t, dead, relay.DefaultDeadLetterTopic(topic))
+	b := s.wm.bytes.broker(t, cfg)
+	subscribe(t, b, topic, func([]byte) error { return fmt.Errorf("poison: %w", relay.ErrPermanent) })
+
+	ctx, request := r.tp.Tracer("pubsubtest").Start(context.Background(), "request")
+	if err := b.Publish(ctx, topic, []byte("poison")); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	request.End()
+	dl := receiveWM(t, deadCh, waitShort, "the dead letter")
+	dl.Ack()
+	sc := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier(dl.Metadata)))
+	if !sc.IsValid() || sc.TraceID() != request.SpanContext().TraceID() {
+		t.Fatalf("the dead letter's traceparent %q is not of the source's trace %s", dl.Metadata.Get("traceparent"), request.SpanContext().TraceID())
+	}
+	process := r.waitSpans(t, "process "+topic, 1)[0]
+	if !hasEvent(process, "dead_letter") {
+		t.Fatalf("the process span has no dead_letter event: %v", process.Events())
+	}
+	rm := r.collect(t)
+	if n, _ := value(rm, "relay.delivery.outcomes", outcome(topic, "dead_lettered")...); n != 1 {
+		t.Fatalf("relay.delivery.outcomes dead_lettered=%d, want 1", n)
+	}
+}
+
+func (s *telSuite) testLag(t *testing.T) {
+	r := newRecorders(t)
+	cfg := r.config()
+	cfg.Concurrency = 16
+	topic := NewTopic(t)
+	sub := s.wm.subscriber(t, cfg)
+	init, ok := sub.(message.SubscribeInitializer)
+	if !ok {
+		t.Skip("pubsubtest: the lag row needs a subscriber with SubscribeInitialize, to make a group with no consumer")
+	}
+	if err := init.SubscribeInitialize(topic); err != nil {
+		t.Fatalf("SubscribeInitialize: %v", err)
+	}
+	n := 1000
+	publishAll(t, s.wm.bytes.broker(t, DefaultConfig()), topic, messages("lag", n))
+
+	attrs := []attribute.KeyValue{attribute.String("messaging.destination.name", topic), attribute.String("messaging.consumer.group.name", cfg.Group)}
+	var lag int64
+	eventually(t, waitShort, func() bool {
+		lag, _ = value(r.collect(t), "relay.consumer.lag", attrs...)
+		return lag == int64(n)
+	}, "relay.consumer.lag %d, want %d", lag, n)
+
+	ch := subscribeWM(t, sub, topic)
+	for i := range n {
+		receiveWM(t, ch, waitShort, fmt.Sprintf("message %d of the backlog", i+1)).Ack()
+	}
+	var pending int64
+	eventually(t, waitShort, func() bool {
+		rm := r.collect(t)
+		lag, _ = value(rm, "relay.consumer.lag", attrs...)
+		pending, _ = value(rm, "relay.consumer.pending", attrs...)
+		return lag == 0 && pending == 0
+	}, "relay.consumer.lag %d and relay.consumer.pending %d after consuming, want 0 and 0", lag, pending)
+}
+
+// noPropagation carries no trace context: a client that does not know
+// OpenTelemetry.
+var noPropagation = propagation.NewCompositeTextMapPropagator()
+
+func (s *telSuite) testForeign(t *testing.T) {
+	r := newRecorders(t)
+	cfg := r.config()
+	topic := NewTopic(t)
+	in := newInbox()
+	subscribe(t, s.wm.bytes.broker(t, cfg), topic, in.handler(nil))
+
+	foreign := DefaultConfig()
+	foreign.Propagators = noPropagation
+	foreign.TracerProvider = r.tp
+	ctx, request := r.tp.Tracer("pubsubtest").Start(context.Background(), "request")
+	if err := s.wm.bytes.broker(t, foreign).Publish(ctx, topic, []byte("foreign")); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	request.End()
+	in.waitDistinct(t, 1, waitShort, "the foreign message")
+	s.checkRoot(t, r, topic)
+}
+
+// checkRoot checks that the one process span of topic is a root, and that
+// the message was acknowledged.
+func (s *telSuite) checkRoot(t *testing.T, r *recorders, topic string) {
+	t.Helper()
+	process := r.waitSpans(t, "process "+topic, 1)[0]
+	if process.Parent().IsValid() {
+		t.Fatalf("the process span has parent %s, want a new root", process.Parent().SpanID())
+	}
+	if n, _ := value(r.collect(t), "relay.delivery.outcomes", outcome(topic, "acked")...); n != 1 {
+		t.Fatalf("relay.delivery.outcomes acked=%d, want 1", n)
+	}
+}
+
+func (s *telSuite) testMalformed(t *testing.T) {
+	r := newRecorders(t)
+	cfg := r.config()
+	topic := NewTopic(t)
+	in := newInbox()
+	subscribe(t, s.wm.bytes.broker(t, cfg), topic, in.handler(nil))
+
+	foreign := DefaultConfig()
+	foreign.Propagators = noPropagation
+	msg := message.NewMessage(watermill.NewUUID(), []byte("malformed"))
+	msg.Metadata.Set("traceparent", "00-not-a-trace-context-zz")
+	msg.Metadata.Set("tracestate", "=,=")
+	publishWM(t, s.wm.publisher(t, foreign), topic, msg)
+	in.waitDistinct(t, 1, waitShort, "the message with a malformed traceparent")
+	s.checkRoot(t, r, topic)
+}
