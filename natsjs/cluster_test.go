@@ -118,6 +118,8 @@ func clusterHarness(cs *clusters) pubsubtest.Harness {
 			Persistent: true,
 			Ordered:    true,
 			MaxPayload: 1 << 20,
+			Delayed:    true, // JetStream message schedules, replicated like the stream
+			RetryAfter: true,
 		},
 	}
 }

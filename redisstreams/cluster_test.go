@@ -65,7 +65,11 @@ func clusterHarness(t *testing.T) pubsubtest.Harness {
 			}
 			return in
 		},
-		Capabilities: pubsubtest.Capabilities{Persistent: true, Ordered: true, MaxPayload: harnessBulkMax},
+		// The delayed set of a topic carries the topic's hash tag, so it
+		// lives in the slot of the topic's stream and the mover's script
+		// touches one slot.
+		Capabilities: pubsubtest.Capabilities{Persistent: true, Ordered: true, MaxPayload: harnessBulkMax,
+			Delayed: true, RetryAfter: true},
 	}
 }
 
