@@ -143,3 +143,39 @@ func startNATS(dir string) (*server.Server, error) {
 	}
 	return ns, nil
 }
+
+// natsCluster is a broker whose streams and consumers are replicated on three
+// servers of a JetStream cluster.
+func natsCluster(urls string) (*natsjs.Broker, *nats.Conn, error) {
+	nc, err := nats.Connect(urls, nats.MaxReconnects(-1)) // "nats://a:4222,nats://b:4222,nats://c:4222"
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	b, err := natsjs.NewBroker(js,
+		natsjs.WithStreamConfig(func(c *jetstream.StreamConfig) { c.Replicas = 3 }),
+		natsjs.WithConsumerConfig(func(c *jetstream.ConsumerConfig) { c.Replicas = 3 }),
+	)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return b, nc, nil // close b, then nc
+}
+
+// redisCluster is a broker on a Redis Cluster whose Publish returns once a
+// replica of the master holds the message, or fails with
+// redisstreams.ErrNotReplicated after 500 ms.
+func redisCluster(addrs []string) (*redisstreams.Broker, *redis.ClusterClient, error) {
+	rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+	b, err := redisstreams.NewBroker(rc, redisstreams.WithReplicaAcks(1, 500*time.Millisecond))
+	if err != nil {
+		rc.Close()
+		return nil, nil, err
+	}
+	return b, rc, nil // close b, then rc
+}

@@ -46,6 +46,7 @@ func (s *subscription) ackLoop() {
 		err := s.sendAcks(ctx, ids)
 		cancel()
 		if err != nil {
+			s.e.failedOn(err)
 			failures++
 			failed = ids
 			delay := retryDelay(failures)

@@ -61,6 +61,7 @@ func (s *subscription) claim(minIdle time.Duration, owner string) bool {
 		}
 		cancel()
 		if err != nil {
+			s.e.failedOn(err)
 			if s.ctx.Err() == nil {
 				s.log.Warn("redisstreams: claim failed", "error", err)
 			}

@@ -145,12 +145,23 @@ func (w *writer) flush(batch []*pubRequest, args []redis.XAddArgs) []redis.XAddA
 	// Several callers' ctx: none of them may cut the others' round trip
 	// short; the client's timeouts bound it.
 	ctx := context.Background()
+	if w.e.cfg.replicaAcks > 0 {
+		errs := w.e.sendReplicated(ctx, args)
+		i := 0
+		for _, r := range live {
+			r.done <- firstErr(errs[i : i+len(r.args)])
+			i += len(r.args)
+		}
+		clear(args)
+		return args
+	}
 	cmds, err := w.e.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i := range args {
 			p.XAdd(ctx, &args[i])
 		}
 		return nil
 	})
+	w.e.failedOn(err)
 	i := 0
 	for _, r := range live {
 		rerr := err

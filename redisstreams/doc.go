@@ -178,7 +178,11 @@
 // the server's maxclients), takes none from the client's pool, and Close
 // ends a read in progress at once by closing it. The client's hooks
 // (AddHook: tracing, metrics) do not see these reads; they see every other
-// command. With any other [redis.UniversalClient] (cluster, ring), the read
+// command. With a *redis.ClusterClient the same holds: the read runs on a
+// client of one connection made from the cluster client's node client of the
+// master of the stream's slot, made again from the master of the moment
+// after a read failed (a failover, a resharding), so a subscription opens one
+// connection to one node. With any other [redis.UniversalClient] (a ring), the read
 // holds a connection of the client's pool while it blocks, and Close waits up
 // to the block timeout for it: size the pool (PoolSize, per node) to at least
 // the number of subscriptions plus the publishers and handlers that use the

@@ -88,6 +88,9 @@ func newEngine(client redis.UniversalClient, opts []Option) (*engine, error) {
 		return nil, fmt.Errorf("%s: %w: nil redis client", pkg, relay.ErrInvalidOption)
 	}
 	cfg, err := newConfig(opts)
+	if err == nil {
+		err = checkReplicaClient(client, cfg)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -273,8 +276,13 @@ func (e *engine) bulkLimit(ctx context.Context) int64 {
 
 // send sends args, one XADD or a pipeline, and returns the first error.
 func (e *engine) send(ctx context.Context, args []redis.XAddArgs) error {
+	if e.cfg.replicaAcks > 0 {
+		return firstErr(e.sendReplicated(ctx, args))
+	}
 	if len(args) == 1 {
-		return e.client.XAdd(ctx, &args[0]).Err()
+		err := e.client.XAdd(ctx, &args[0]).Err()
+		e.failedOn(err)
+		return err
 	}
 	_, err := e.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i := range args {
@@ -282,6 +290,7 @@ func (e *engine) send(ctx context.Context, args []redis.XAddArgs) error {
 		}
 		return nil
 	})
+	e.failedOn(err)
 	return err
 }
 
@@ -374,10 +383,8 @@ func (e *engine) shutdown(ctx context.Context) error {
 func (e *engine) warnPool() {
 	var size int
 	switch c := e.client.(type) {
-	case *redis.Client:
+	case *redis.Client, *redis.ClusterClient:
 		return // reads run on connections of their own
-	case *redis.ClusterClient:
-		size = c.Options().PoolSize
 	case *redis.Ring:
 		size = c.Options().PoolSize
 	default:

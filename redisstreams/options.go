@@ -94,8 +94,11 @@ type config struct {
 	startID      string
 	maxDelay     time.Duration
 	logger       *slog.Logger
-	readerHooks  []redis.Hook // tests: hooks of the subscriptions' own read clients
-	tel          telemetry.Config
+	// replicaAcks and replicaTimeout are WithReplicaAcks'; 0 sends no WAIT.
+	replicaAcks    int
+	replicaTimeout time.Duration
+	readerHooks    []redis.Hook // tests: hooks of the subscriptions' own read clients
+	tel            telemetry.Config
 }
 
 func newConfig(opts []Option) (config, error) {
@@ -260,9 +263,10 @@ func WithClaimTimeout(d time.Duration) Option {
 // WithBlockTimeout sets how long one XREADGROUP waits for new entries; it
 // defaults to [DefaultBlockTimeout] (2 s) and must be from [MinBlockTimeout]
 // (1 ms) to [MaxBlockTimeout] (1 min). With a
-// *redis.Client, Close ends a read in progress at once (the read runs on a
-// connection of its own, which Close closes); with other clients go-redis
-// cannot interrupt it, and Close waits up to this long for it.
+// *redis.Client or *redis.ClusterClient, Close ends a read in progress at
+// once (the read runs on a connection of its own, which Close closes); with
+// other clients go-redis cannot interrupt it, and Close waits up to this
+// long for it.
 func WithBlockTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		return option.Duration(pkg, "block timeout", &c.blockTimeout, d, MinBlockTimeout, MaxBlockTimeout)

@@ -54,13 +54,17 @@ func (s *subscription) readLoop() {
 		if n == 0 {
 			return
 		}
-		streams, err := s.reader.XReadGroup(s.ctx, &redis.XReadGroupArgs{
-			Group:    s.e.cfg.group,
-			Consumer: s.consumer,
-			Streams:  []string{s.stream, ">"},
-			Count:    int64(n),
-			Block:    s.e.cfg.blockTimeout,
-		}).Result()
+		reader, err := s.readerFor()
+		var streams []redis.XStream
+		if err == nil {
+			streams, err = reader.XReadGroup(s.ctx, &redis.XReadGroupArgs{
+				Group:    s.e.cfg.group,
+				Consumer: s.consumer,
+				Streams:  []string{s.stream, ">"},
+				Count:    int64(n),
+				Block:    s.e.cfg.blockTimeout,
+			}).Result()
+		}
 		var msgs []redis.XMessage
 		if err == nil && len(streams) > 0 {
 			msgs = streams[0].Messages
@@ -91,6 +95,8 @@ func (s *subscription) readLoop() {
 }
 
 func (s *subscription) readFailed(err error, failures int) {
+	s.e.failedOn(err)
+	s.readFailedOn()
 	delay := retryDelay(failures)
 	s.log.Warn("redisstreams: read failed; retrying", "error", err, "failures", failures, "retry_in", delay)
 	if !lifecycle.Sleep(s.ctx, delay) {

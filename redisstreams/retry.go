@@ -94,6 +94,7 @@ func (s *subscription) redeliver(batch []*retryEntry) bool {
 		return nil
 	})
 	if err != nil && s.ctx.Err() == nil {
+		s.e.failedOn(err)
 		// They stay pending on this consumer; the claim loop takes them
 		// after the claim timeout.
 		s.log.Warn("redisstreams: redelivery claim failed", "entries", len(batch), "error", err)

@@ -53,7 +53,9 @@ import (
 // With a *redis.Client, the blocking XREADGROUP runs on a client of its own,
 // made from the client's options with a pool of one connection: it takes no
 // connection from the caller's pool, and stop closes it, which ends a read
-// in progress at once.
+// in progress at once. With a *redis.ClusterClient the same is made from the
+// client of the master of the stream's slot, and made again from the master
+// of the moment after a read failed (failover, resharding).
 type subscription struct {
 	e        *engine
 	topic    string
@@ -65,6 +67,7 @@ type subscription struct {
 
 	ctx         context.Context // fetching and handling; done once stopping begins
 	cancel      context.CancelFunc
+	readerMu    sync.Mutex            // guards reader and own, swapped on a cluster
 	reader      redis.UniversalClient // the XREADGROUP client: own or e.client
 	own         *redis.Client         // reader, when it is the subscription's own
 	giveUp      chan struct{}         // closed by abandon: stop no longer waits for handlers
@@ -160,12 +163,10 @@ func (s *subscription) start() {
 func (s *subscription) Stop() {
 	s.stopOnce.Do(func() {
 		s.cancel()
-		if s.own != nil {
-			// Ends a blocking read at once; later reads fail at once.
-			if err := s.own.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
-				s.log.Debug("redisstreams: close reader", "error", err)
-			}
-		}
+		// Ends a blocking read at once; later reads fail at once.
+		s.readerMu.Lock()
+		s.closeReaderLocked()
+		s.readerMu.Unlock()
 		s.loops.Wait()
 		workersDone := make(chan struct{})
 		go func() { s.workers.Wait(); close(workersDone) }()
@@ -270,7 +271,11 @@ func (en *entry) PublishDeadLetter(ctx context.Context, topic string, msg delive
 	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
 	defer cancel()
 	values, err := encode(msg)
-	if err == nil {
+	switch {
+	case err != nil:
+	case en.s.e.cfg.replicaAcks > 0:
+		err = en.s.e.send(ctx, []redis.XAddArgs{{Stream: streamKey(topic), Values: values}})
+	default:
 		err = en.s.e.bounded(ctx).XAdd(ctx, &redis.XAddArgs{Stream: streamKey(topic), Values: values}).Err()
 	}
 	if err != nil {

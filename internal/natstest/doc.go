@@ -21,6 +21,15 @@
 // from a [Config], which NATS_URL ignores; [StartEmbedded] is for the few
 // tests of a configuration an external server cannot be assumed to have.
 //
+// # Clusters
+//
+// [StartCluster] embeds a JetStream cluster of three or more servers in the
+// test process, on free loopback ports, each with its own store and server
+// name, and waits for the meta leader. [Cluster.StopNode] and
+// [Cluster.StartNode] take one node down and bring it back on its store;
+// [Cluster.StreamLeader] says which node leads a stream; [ConnectCluster]
+// returns a client of every node. NATS_URL does not apply to clusters.
+//
 // # Outside tests
 //
 // [Run] starts a server from a [Config] and returns an error instead of

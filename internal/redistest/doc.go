@@ -41,6 +41,18 @@
 // that dial another address (a proxy). Keys without the test's prefix, such
 // as the conformance suite's topics, are removed by [RemoveNewKeys].
 //
+// # Clusters
+//
+// [StartCluster] runs a Redis Cluster of six redis-server processes (three
+// masters, one replica each) made with redis-cli --cluster create, and waits
+// until every node says cluster_state:ok and every master has a replica
+// whose link is up. [Cluster.KillMaster] SIGKILLs the master of a key's slot
+// and waits for its replica to take over, [Cluster.StartNode] brings the
+// node back (as a replica), [Cluster.MoveSlot] reshards a key's slot to
+// another master, and [Cluster.Client] is a redis.ClusterClient of all
+// nodes. REDIS_URL does not apply to clusters; without redis-server and
+// redis-cli on PATH StartCluster skips, or fails under CI=true.
+//
 // # Ownership
 //
 // The child process is killed by [Server.Shutdown], which [Start] registers

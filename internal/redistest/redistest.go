@@ -54,6 +54,7 @@ type Server struct {
 	done   chan struct{} // closed once cmd has exited
 	paused bool          // cmd got SIGSTOP and no SIGCONT since
 	prefix string
+	extra  []string // more redis-server arguments: those of a cluster node
 
 	// For a server from REDIS_URL or Docker: fixed says why it cannot be
 	// stopped, tb reports it, and purge removes a container.
@@ -120,6 +121,7 @@ func (s *Server) startLocked() error {
 	}
 	args := append([]string{"--port", strconv.Itoa(s.cfg.Port), "--bind", "127.0.0.1", "--dir", s.cfg.Dir},
 		persistArgs(s.cfg.AppendOnly)...)
+	args = append(args, s.extra...)
 	cmd := exec.Command(s.bin, args...)
 	cmd.Dir, cmd.Stdout, cmd.Stderr = s.cfg.Dir, log, log
 	cmd.SysProcAttr = sysProcAttr()

@@ -1,0 +1,159 @@
+// Writes that wait for replicas: WithReplicaAcks.
+
+package redisstreams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// MaxReplicaAckTimeout is the longest timeout [WithReplicaAcks] accepts.
+const MaxReplicaAckTimeout = time.Minute
+
+// ErrNotReplicated is returned (wrapped) by Publish, and reported by a
+// dead-letter write, when fewer replicas than [WithReplicaAcks] asks
+// acknowledged the write within its timeout. The entry was added on the
+// master and may be delivered; it may also be lost if that master fails
+// before a replica gets it. Publishing again is safe under at-least-once
+// delivery (the message may then be delivered twice).
+var ErrNotReplicated = errors.New("redisstreams: too few replicas acknowledged the write")
+
+// WithReplicaAcks makes Publish, and the write of a dead letter, wait until
+// at least n replicas of the master that took the write have acknowledged it,
+// at most timeout, with Redis' WAIT command: WAIT n <timeout in ms> is sent on
+// the connection of the XADDs, after them, in the same pipeline, so one WAIT
+// covers every message that the publisher coalesced into that pipeline (on a
+// Redis Cluster, one pipeline and one WAIT per master involved). When fewer
+// than n acknowledged in time, Publish returns an error wrapping
+// [ErrNotReplicated], and a dead-letter write counts as failed (the source
+// entry stays pending and is delivered again).
+//
+// What it guarantees is what WAIT guarantees. The Redis documentation of
+// WAIT (redis.io/commands/wait, as of Redis 7.0) says that WAIT "does not
+// make Redis a strongly consistent store", and that "in the context of
+// Sentinel or Redis Cluster failover, WAIT improves the real world data
+// safety": an acknowledged write is in the memory of n replicas, so a
+// failover that promotes one of them keeps it. WAIT narrows the window in
+// which an acknowledged write can be lost; it is not a consensus write. A
+// failover can still promote a replica that had not acknowledged, and a
+// replica restarted without persistence forgets what it acknowledged.
+//
+// Delayed messages are not covered yet: the ZADD that stores one until it is
+// due, and the move into the stream, are sent without WAIT.
+//
+// n must be at least 1 and timeout between 1 ms and [MaxReplicaAckTimeout];
+// WAIT's own 0 (wait for ever) is refused, since Publish would then hang
+// while a replica is down. The timeout must be below the client's
+// ReadTimeout (go-redis' default is 3 s), or the read of WAIT's answer times
+// out first. Zero replicas (the default) sends no WAIT: Publish returns once
+// the master answered XADD. It works on a *redis.Client (a single master, or
+// Sentinel's failover client) and a *redis.ClusterClient; the constructor
+// refuses it, with [relay.ErrInvalidOption], on other clients (a
+// *redis.Ring), whose pipelines do not keep one connection per master.
+func WithReplicaAcks(n int, timeout time.Duration) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return invalid("replica acks %d, must be at least 1", n)
+		}
+		if timeout < time.Millisecond || timeout > MaxReplicaAckTimeout {
+			return invalid("replica ack timeout %s, must be between 1ms and %s", timeout, MaxReplicaAckTimeout)
+		}
+		c.replicaAcks, c.replicaTimeout = n, timeout
+		return nil
+	}
+}
+
+// checkReplicaClient refuses WithReplicaAcks on a client whose pipelines do
+// not keep the writes and the WAIT of one master on one connection.
+func checkReplicaClient(c redis.UniversalClient, cfg config) error {
+	if cfg.replicaAcks == 0 {
+		return nil
+	}
+	switch c.(type) {
+	case *redis.Client, *redis.ClusterClient:
+		return nil
+	}
+	return invalid("WithReplicaAcks needs a *redis.Client or *redis.ClusterClient, got %T", c)
+}
+
+// sendReplicated sends args with a WAIT after them, one pipeline per master,
+// and returns the error of each XADD: its own, or that of its pipeline's
+// WAIT. Pipelines to different masters run at once.
+func (e *engine) sendReplicated(ctx context.Context, args []redis.XAddArgs) []error {
+	errs := make([]error, len(args))
+	groups := map[*redis.Client][]int{}
+	switch c := e.client.(type) {
+	case *redis.ClusterClient:
+		for i := range args {
+			m, err := c.MasterForKey(ctx, args[i].Stream)
+			if err != nil {
+				errs[i] = err
+				continue
+			}
+			groups[m] = append(groups[m], i)
+		}
+	case *redis.Client:
+		groups[c] = make([]int, len(args))
+		for i := range args {
+			groups[c][i] = i
+		}
+	}
+	var wg sync.WaitGroup
+	for m, idx := range groups {
+		wg.Go(func() { e.waitGroup(ctx, m, args, idx, errs) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		e.failedOn(err)
+	}
+	return errs
+}
+
+// waitGroup sends the XADDs args[idx] to master m, then WAIT, in one
+// pipeline, and sets errs[idx].
+func (e *engine) waitGroup(ctx context.Context, m *redis.Client, args []redis.XAddArgs, idx []int, errs []error) {
+	adds := make([]*redis.StringCmd, len(idx))
+	var wait *redis.Cmd
+	_, err := m.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for j, i := range idx {
+			adds[j] = p.XAdd(ctx, &args[i])
+		}
+		wait = p.Do(ctx, "WAIT", e.cfg.replicaAcks, e.cfg.replicaTimeout.Milliseconds())
+		return nil
+	})
+	var waitErr error
+	if err == nil || wait.Err() == nil {
+		got, werr := wait.Int64()
+		switch {
+		case werr != nil:
+			waitErr = werr
+		case got < int64(e.cfg.replicaAcks):
+			waitErr = fmt.Errorf("%w: WAIT %d %d answered %d", ErrNotReplicated,
+				e.cfg.replicaAcks, e.cfg.replicaTimeout.Milliseconds(), got)
+		}
+	} else {
+		waitErr = err
+	}
+	for j, i := range idx {
+		if aerr := adds[j].Err(); aerr != nil {
+			errs[i] = aerr
+		} else {
+			errs[i] = waitErr
+		}
+	}
+}
+
+// firstErr returns the first non-nil error of errs.
+func firstErr(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

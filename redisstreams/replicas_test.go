@@ -1,0 +1,123 @@
+package redisstreams_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/faulttest"
+	"github.com/go-relay/relay/internal/redistest"
+	"github.com/go-relay/relay/redisstreams"
+)
+
+func TestReplicaAcksOptionRange(t *testing.T) {
+	rc := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never dialled
+	t.Cleanup(func() { rc.Close() })
+	tests := []struct {
+		name    string
+		n       int
+		timeout time.Duration
+		ok      bool
+	}{
+		{"one replica, a second", 1, time.Second, true},
+		{"the longest timeout", 2, redisstreams.MaxReplicaAckTimeout, true},
+		{"zero replicas", 0, time.Second, false},
+		{"negative replicas", -1, time.Second, false},
+		{"zero timeout, WAIT's for ever", 1, 0, false},
+		{"below a millisecond", 1, time.Microsecond, false},
+		{"above the longest", 1, redisstreams.MaxReplicaAckTimeout + time.Millisecond, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := redisstreams.NewBroker(rc, redisstreams.WithReplicaAcks(tt.n, tt.timeout))
+			if tt.ok {
+				if err != nil {
+					t.Fatal(err)
+				}
+				b.Close()
+				return
+			}
+			if !errors.Is(err, relay.ErrInvalidOption) {
+				t.Fatalf("err = %v, want ErrInvalidOption", err)
+			}
+		})
+	}
+	t.Run("a ring client is refused", func(t *testing.T) {
+		ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": "127.0.0.1:1"}})
+		t.Cleanup(func() { ring.Close() })
+		_, err := redisstreams.NewBroker(ring, redisstreams.WithReplicaAcks(1, time.Second))
+		if !errors.Is(err, relay.ErrInvalidOption) {
+			t.Fatalf("err = %v, want ErrInvalidOption", err)
+		}
+	})
+}
+
+// On a cluster, Publish with WithReplicaAcks returns once the replica has
+// the entry, singly and coalesced across topics on different masters, and
+// returns ErrNotReplicated when the replica of the topic's master is paused.
+func TestClusterReplicaAcks(t *testing.T) {
+	c := redistest.StartCluster(t)
+	rc := c.Client(t)
+	b, err := redisstreams.NewBroker(rc, redisstreams.WithReplicaAcks(1, 500*time.Millisecond),
+		redisstreams.WithLogger(faulttest.Logger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Topics whose keys hash to every master: "a" 15495, "b" 3300, "c" 7365.
+	topics := []string{"a", "b", "c"}
+	var wg sync.WaitGroup
+	errs := make(chan error, 300)
+	for i := range 300 {
+		wg.Go(func() { errs <- b.Publish(ctx, topics[i%3], []byte("x")) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("publish with a replica up: %v", err)
+		}
+	}
+	for _, topic := range topics {
+		if n, err := rc.XLen(ctx, topic).Result(); err != nil || n != 100 {
+			t.Fatalf("XLEN %s = %d, %v; want 100", topic, n, err)
+		}
+	}
+
+	replicas, err := c.ReplicasOf("a")
+	if err != nil || len(replicas) == 0 {
+		t.Fatalf("replicas of the master of a: %v, %v", replicas, err)
+	}
+	for _, r := range replicas {
+		if err := c.Node(r).Pause(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Node(r).Resume() })
+	}
+	start := time.Now()
+	err = b.Publish(ctx, "a", []byte("unreplicated"))
+	if !errors.Is(err, redisstreams.ErrNotReplicated) {
+		t.Fatalf("publish with the replica paused: %v, want ErrNotReplicated", err)
+	}
+	if d := time.Since(start); d < 500*time.Millisecond || d > 5*time.Second {
+		t.Errorf("publish returned after %s, want about the 500ms timeout", d)
+	}
+	// A topic on another master is not held up.
+	if err := b.Publish(ctx, "b", []byte("replicated")); err != nil {
+		t.Fatalf("publish to another master: %v", err)
+	}
+}
+
+// The failover during publish with WithReplicaAcks: nothing that Publish
+// confirmed may be lost.
+func TestClusterFailoverDuringPublishReplicaAcks(t *testing.T) {
+	faulttest.RunFailoverDuringPublish(t, clusterFaultBackend(t, "redisstreams-cluster-wait1", false,
+		redisstreams.WithReplicaAcks(1, time.Second)))
+}
