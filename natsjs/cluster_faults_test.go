@@ -11,6 +11,7 @@ import (
 	"github.com/go-relay/relay/internal/faulttest"
 	"github.com/go-relay/relay/internal/natstest"
 	"github.com/go-relay/relay/natsjs"
+	"github.com/go-relay/relay/pubsubtest"
 )
 
 // The failover cases of internal/faulttest on a 3-node cluster with R3
@@ -40,7 +41,7 @@ func clusterFaultBackend(t *testing.T) faulttest.ClusterBackend {
 	return faulttest.ClusterBackend{
 		Name:     "natsjs-cluster",
 		Failover: &leaderLoss{c: c},
-		NewBroker: func(t testing.TB, cfg faulttest.Config) (relay.Broker, error) {
+		NewBroker: func(t testing.TB, cfg pubsubtest.Config) (relay.Broker, error) {
 			js, err := jetstream.New(natstest.ConnectCluster(t, c))
 			if err != nil {
 				return nil, err

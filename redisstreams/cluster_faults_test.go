@@ -9,6 +9,7 @@ import (
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/faulttest"
 	"github.com/go-relay/relay/internal/redistest"
+	"github.com/go-relay/relay/pubsubtest"
 	"github.com/go-relay/relay/redisstreams"
 )
 
@@ -39,7 +40,7 @@ func clusterFaultBackend(t *testing.T, name string, mayLose bool, extra ...redis
 		Name:                name,
 		Failover:            &masterLoss{c: c},
 		MayLoseAcknowledged: mayLose,
-		NewBroker: func(t testing.TB, cfg faulttest.Config) (relay.Broker, error) {
+		NewBroker: func(t testing.TB, cfg pubsubtest.Config) (relay.Broker, error) {
 			rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
 			t.Cleanup(func() { rc.Close() })
 			return redisstreams.NewBroker(rc, append([]redisstreams.Option{

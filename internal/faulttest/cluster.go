@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/pubsubtest"
 )
 
 // Failover is a clustered backend's nodes as the failover cases control
@@ -30,7 +31,7 @@ type ClusterBackend struct {
 	Failover Failover
 	// NewBroker returns a broker of cfg.Group on a client of the whole
 	// cluster, closed in t.Cleanup; the caller closes the broker.
-	NewBroker func(t testing.TB, cfg Config) (relay.Broker, error)
+	NewBroker func(t testing.TB, cfg pubsubtest.Config) (relay.Broker, error)
 	// Fault names what Failover does in the RELIABILITY lines, "failover"
 	// when empty: a Failover may also disrupt without taking a node down
 	// ("reshard": the topic's slot moved to another master).
@@ -51,7 +52,7 @@ func (b ClusterBackend) fault(during string) string {
 	return b.Fault + "-" + during
 }
 
-func clusterBroker(t testing.TB, b ClusterBackend, cfg Config) relay.Broker {
+func clusterBroker(t testing.TB, b ClusterBackend, cfg pubsubtest.Config) relay.Broker {
 	t.Helper()
 	br, err := b.NewBroker(t, cfg)
 	if err != nil {
@@ -103,7 +104,7 @@ func firstConfirmedAfter(l *Ledger, id int, t0 time.Time) <-chan time.Duration {
 func RunFailoverDuringPublish(t *testing.T, b ClusterBackend) {
 	failovers := pick(1, 3)
 	topic, group := names(t, b.backend())
-	cfg := Config{Group: group, MaxDeliver: 20, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+	cfg := pubsubtest.Config{Group: group, MaxDeliver: 20, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 		Concurrency: 16, AckWait: 2 * time.Second}
 	l := NewLedger()
 	pub := clusterBroker(t, b, cfg)
@@ -171,7 +172,7 @@ func RunFailoverDuringPublish(t *testing.T, b ClusterBackend) {
 func RunFailoverDuringConsume(t *testing.T, b ClusterBackend) {
 	n := pick(1000, 5000)
 	topic, group := names(t, b.backend())
-	cfg := Config{Group: group, MaxDeliver: 20, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+	cfg := pubsubtest.Config{Group: group, MaxDeliver: 20, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 		Concurrency: 4, AckWait: 2 * time.Second}
 	l := NewLedger()
 	pub := clusterBroker(t, b, cfg)
