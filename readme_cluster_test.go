@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-relay/relay/internal/natstest"
-	"github.com/go-relay/relay/internal/redistest"
+	"github.com/go-relay/relay/internal/testkit/natstest"
+	"github.com/go-relay/relay/internal/testkit/redistest"
 )
 
 // The README's cluster snippets publish on real clusters.

@@ -15,7 +15,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 
-	"github.com/go-relay/relay/internal/redistest"
+	"github.com/go-relay/relay/internal/testkit/redistest"
 )
 
 const snippetFile = "readme_snippets_test.go"

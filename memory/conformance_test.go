@@ -3,7 +3,7 @@ package memory_test
 import (
 	"testing"
 
-	"github.com/go-relay/relay/internal/memharness"
+	"github.com/go-relay/relay/internal/testkit/memharness"
 	"github.com/go-relay/relay/pubsubtest"
 )
 

@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/go-relay/relay"
-	"github.com/go-relay/relay/internal/faulttest"
+	"github.com/go-relay/relay/internal/testkit/faulttest"
 	"github.com/go-relay/relay/memory"
 	"github.com/go-relay/relay/pubsubtest"
 )

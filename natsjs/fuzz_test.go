@@ -15,8 +15,8 @@ import (
 
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
-	"github.com/go-relay/relay/internal/fuzzkv"
-	"github.com/go-relay/relay/internal/natstest"
+	"github.com/go-relay/relay/internal/testkit/fuzzkv"
+	"github.com/go-relay/relay/internal/testkit/natstest"
 )
 
 // The fuzz targets of the JetStream wire codec and of the stream-name rule.

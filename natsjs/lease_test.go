@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-relay/relay/internal/natstest"
+	"github.com/go-relay/relay/internal/testkit/natstest"
 	"github.com/go-relay/relay/natsjs"
 )
 

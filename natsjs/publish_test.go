@@ -12,7 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/go-relay/relay"
-	"github.com/go-relay/relay/internal/natstest"
+	"github.com/go-relay/relay/internal/testkit/natstest"
 	"github.com/go-relay/relay/natsjs"
 )
 

@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/go-relay/relay/internal/natstest"
+	"github.com/go-relay/relay/internal/testkit/natstest"
 )
 
 // A Subscriber kept every subscription it ever ran, with its queue and held

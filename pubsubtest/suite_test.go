@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/go-relay/relay"
-	"github.com/go-relay/relay/internal/memharness"
+	"github.com/go-relay/relay/internal/testkit/memharness"
 	"github.com/go-relay/relay/pubsubtest"
 )
 

@@ -9,7 +9,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/go-relay/relay/internal/delivery"
-	"github.com/go-relay/relay/internal/fuzzkv"
+	"github.com/go-relay/relay/internal/testkit/fuzzkv"
 )
 
 // The fuzz targets of the stream-entry codec. Run each with

@@ -24,8 +24,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/go-relay/relay"
-	"github.com/go-relay/relay/internal/natstest"
-	"github.com/go-relay/relay/internal/redistest"
+	"github.com/go-relay/relay/internal/testkit/natstest"
+	"github.com/go-relay/relay/internal/testkit/redistest"
 	"github.com/go-relay/relay/natsjs"
 	"github.com/go-relay/relay/pubsubtest"
 	"github.com/go-relay/relay/redisstreams"

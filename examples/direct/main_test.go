@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/go-relay/relay/examples/internal/exampleenv"
-	"github.com/go-relay/relay/internal/natstest"
+	"github.com/go-relay/relay/internal/testkit/natstest"
 )
 
 // TestDirect runs the example on every backend and checks that each order met

@@ -27,8 +27,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/go-relay/relay/internal/natstest"
-	"github.com/go-relay/relay/internal/redistest"
+	"github.com/go-relay/relay/internal/testkit/natstest"
+	"github.com/go-relay/relay/internal/testkit/redistest"
 	"github.com/go-relay/relay/memory"
 )
 

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/go-relay/relay/internal/natstest"
+	"github.com/go-relay/relay/internal/testkit/natstest"
 )
 
 func TestOpen(t *testing.T) {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/go-relay/relay/internal/natstest"
+	"github.com/go-relay/relay/internal/testkit/natstest"
 )
 
 // An R3 stream on the cluster keeps every acknowledged message when its

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-relay/relay/internal/redistest"
+	"github.com/go-relay/relay/internal/testkit/redistest"
 )
 
 // A key written before its master is killed is read from the replica that

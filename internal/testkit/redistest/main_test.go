@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/go-relay/relay/internal/redistest"
+	"github.com/go-relay/relay/internal/testkit/redistest"
 )
 
 // TestSkipWithoutServer is run by TestMissingServerIsReportedWithoutVerbose in
