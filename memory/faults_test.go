@@ -9,7 +9,7 @@ import (
 	"github.com/go-relay/relay/pubsubtest"
 )
 
-// The cases of internal/faulttest's fault matrix that apply in memory:
+// The cases of internal/testkit/faulttest's fault matrix that apply in memory:
 // handler failures and a graceful shutdown under load. There is no server
 // to restart or cut off, and no consumer in another process (a hub lives in
 // one process), so the crash, restart and network cases do not apply.

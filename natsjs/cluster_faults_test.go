@@ -14,7 +14,7 @@ import (
 	"github.com/go-relay/relay/pubsubtest"
 )
 
-// The failover cases of internal/faulttest on a 3-node cluster with R3
+// The failover cases of internal/testkit/faulttest on a 3-node cluster with R3
 // streams and consumers: the stream leader is shut down during publish and
 // during consume, and started again. RELAY_FAULTS=full runs the full counts.
 

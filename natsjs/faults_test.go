@@ -15,7 +15,7 @@ import (
 	"github.com/go-relay/relay/pubsubtest"
 )
 
-// The fault matrix of internal/faulttest on an embedded NATS server with a
+// The fault matrix of internal/testkit/faulttest on an embedded NATS server with a
 // file store. Budgets are in each Run function's doc; RELAY_FAULTS=full runs
 // the full counts.
 

@@ -13,7 +13,7 @@ import (
 	"github.com/go-relay/relay/redisstreams"
 )
 
-// The failover cases of internal/faulttest on a Redis Cluster: the master of
+// The failover cases of internal/testkit/faulttest on a Redis Cluster: the master of
 // the topic's slot is killed with SIGKILL during publish and during consume,
 // and started again (it rejoins as a replica). RELAY_FAULTS=full runs the
 // full counts.

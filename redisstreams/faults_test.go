@@ -15,7 +15,7 @@ import (
 	"github.com/go-relay/relay/redisstreams"
 )
 
-// The fault matrix of internal/faulttest on a redis-server child process
+// The fault matrix of internal/testkit/faulttest on a redis-server child process
 // with the append-only file fsynced on every write. Budgets are in each Run
 // function's doc; RELAY_FAULTS=full runs the full counts.
 

@@ -1,7 +1,7 @@
 // Package faulttest is relay's fault-injection suite: the fault matrix of
 // every backend, written once and run by each backend package's
-// faults_test.go against real servers (internal/natstest,
-// internal/redistest) or, where the fault applies, the memory backend.
+// faults_test.go against real servers (internal/testkit/natstest,
+// internal/testkit/redistest) or, where the fault applies, the memory backend.
 //
 // # Cases
 //
