@@ -174,3 +174,31 @@ func BenchmarkWatermillPublishConsume(b *testing.B) {
 	})
 	<-done
 }
+
+// BenchmarkRawPublish is the floor of BenchmarkPublish: nats.go's
+// synchronous PublishMsg of a message with the same two headers relay
+// writes (the UUID and Nats-Msg-Id), waiting for each PubAck.
+func BenchmarkRawPublish(b *testing.B) {
+	for _, publishers := range []int{1, 16} {
+		b.Run(map[int]string{1: "publishers=1", 16: "publishers=16"}[publishers], func(b *testing.B) {
+			s := natstest.Start(b)
+			_, js := benchJS(b, s)
+			topic := benchTopic(b, "raw")
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: natsjs.StreamName(topic), Subjects: []string{topic}, Storage: jetstream.FileStorage}); err != nil {
+				b.Fatal(err)
+			}
+			p := make([]byte, benchPayloadSize)
+			b.SetBytes(int64(len(p)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			publishN(b, publishers, func(ctx context.Context) error {
+				id := watermill.NewUUID()
+				_, err := js.PublishMsg(ctx, &nats.Msg{Subject: topic, Data: p,
+					Header: nats.Header{natsjs.UUIDHeader: {id}, nats.MsgIdHdr: {id}}})
+				return err
+			})
+		})
+	}
+}
