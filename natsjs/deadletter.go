@@ -70,10 +70,11 @@ func (x settler) PublishDeadLetter(ctx context.Context, topic string, m delivery
 			nm.Header.Set(relay.MetadataReason, truncate(reason, len(reason)-int(over)))
 		}
 	}
-	if err := e.checkSize(nm, limit, 0); err != nil {
+	hdr = headerSize(nm.Header) // the reason may be shorter now
+	if err := checkSize(nm, hdr, limit, 0); err != nil {
 		return err
 	}
-	if err := checkHeaders(nm, 0); err != nil {
+	if err := checkHeaders(hdr, 0); err != nil {
 		return err
 	}
 	ctx, cancel := e.bound(ctx)
