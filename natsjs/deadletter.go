@@ -32,7 +32,7 @@ import (
 // are left out, and said so in the reason; the reason is cut so that the
 // dead letter fits in the server's max_payload and in JetStream's header
 // limit (Publish keeps room for this, see [DeadLetterReserve]).
-func (x settler) PublishDeadLetter(ctx context.Context, topic string, m delivery.Message) error {
+func (x *settler) PublishDeadLetter(ctx context.Context, topic string, m delivery.Message) error {
 	if err := relay.ValidateTopic(topic); err != nil {
 		return err
 	}
@@ -144,7 +144,7 @@ const deadLetterIDPrefix = "relay-dead-letter:"
 // The stored time tells the two apart; a redelivery of the same stored message
 // keeps it, so its repeated dead-lettering is still de-duplicated. Stream and
 // consumer names are at most 64 bytes: the id stays short.
-func (x settler) deadLetterID() string {
+func (x *settler) deadLetterID() string {
 	var stored time.Time
 	if md, err := x.msg.Metadata(); err == nil {
 		stored = md.Timestamp
