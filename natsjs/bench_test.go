@@ -176,11 +176,20 @@ func BenchmarkWatermillPublishConsume(b *testing.B) {
 }
 
 // BenchmarkRawPublish is the floor of BenchmarkPublish: nats.go's
-// synchronous PublishMsg of a message with the same two headers relay
-// writes (the UUID and Nats-Msg-Id), waiting for each PubAck.
+// synchronous PublishMsg, waiting for each PubAck, of a message with the
+// same two headers relay writes (the UUID and Nats-Msg-Id, which the wire
+// format requires) and, to show what those cost, of a bare one.
 func BenchmarkRawPublish(b *testing.B) {
-	for _, publishers := range []int{1, 16} {
-		b.Run(map[int]string{1: "publishers=1", 16: "publishers=16"}[publishers], func(b *testing.B) {
+	for _, bc := range []struct {
+		name       string
+		publishers int
+		headers    bool
+	}{
+		{"publishers=1/headers=relay", 1, true},
+		{"publishers=16/headers=relay", 16, true},
+		{"publishers=16/headers=none", 16, false},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
 			s := natstest.Start(b)
 			_, js := benchJS(b, s)
 			topic := benchTopic(b, "raw")
@@ -193,10 +202,13 @@ func BenchmarkRawPublish(b *testing.B) {
 			b.SetBytes(int64(len(p)))
 			b.ReportAllocs()
 			b.ResetTimer()
-			publishN(b, publishers, func(ctx context.Context) error {
-				id := watermill.NewUUID()
-				_, err := js.PublishMsg(ctx, &nats.Msg{Subject: topic, Data: p,
-					Header: nats.Header{natsjs.UUIDHeader: {id}, nats.MsgIdHdr: {id}}})
+			publishN(b, bc.publishers, func(ctx context.Context) error {
+				m := &nats.Msg{Subject: topic, Data: p}
+				if bc.headers {
+					id := watermill.NewUUID()
+					m.Header = nats.Header{natsjs.UUIDHeader: {id}, nats.MsgIdHdr: {id}}
+				}
+				_, err := js.PublishMsg(ctx, m)
 				return err
 			})
 		})
