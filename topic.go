@@ -45,20 +45,41 @@ func topicProblem(topic string) string {
 	case strings.HasPrefix(topic, "$"):
 		return "starts with '$', which NATS reserves"
 	}
-	for _, r := range topic {
+	// One pass over the bytes: ASCII, nearly every topic, is judged without
+	// the Unicode tables; a rune beyond it by them. A rune's problem is
+	// reported before an empty token, wherever each is.
+	dot, empty := true, false // dot: the previous byte ends a token (or there is none)
+	for i := 0; i < len(topic); {
+		c := topic[i]
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeRuneInString(topic[i:])
+			switch {
+			case unicode.IsSpace(r) || unicode.Is(unicode.Z, r):
+				return "contains white space"
+			case unicode.IsControl(r):
+				return "contains a control character"
+			}
+			dot = false
+			i += size
+			continue
+		}
 		switch {
-		case unicode.IsSpace(r) || unicode.Is(unicode.Z, r):
+		case c == ' ' || c >= '\t' && c <= '\r':
 			return "contains white space"
-		case unicode.IsControl(r):
+		case c < 0x20 || c == 0x7f:
 			return "contains a control character"
-		case r == '*' || r == '>':
+		case c == '*' || c == '>':
 			return "contains a wildcard ('*' or '>')"
+		case c == '.':
+			empty = empty || dot
+			dot = true
+		default:
+			dot = false
 		}
+		i++
 	}
-	for _, token := range strings.Split(topic, ".") {
-		if token == "" {
-			return "has an empty token (leading, trailing or double '.')"
-		}
+	if empty || dot {
+		return "has an empty token (leading, trailing or double '.')"
 	}
 	return ""
 }

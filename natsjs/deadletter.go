@@ -32,7 +32,7 @@ import (
 // are left out, and said so in the reason; the reason is cut so that the
 // dead letter fits in the server's max_payload and in JetStream's header
 // limit (Publish keeps room for this, see [DeadLetterReserve]).
-func (x settler) PublishDeadLetter(ctx context.Context, topic string, m delivery.Message) error {
+func (x *settler) PublishDeadLetter(ctx context.Context, topic string, m delivery.Message) error {
 	if err := relay.ValidateTopic(topic); err != nil {
 		return err
 	}
@@ -70,10 +70,11 @@ func (x settler) PublishDeadLetter(ctx context.Context, topic string, m delivery
 			nm.Header.Set(relay.MetadataReason, truncate(reason, len(reason)-int(over)))
 		}
 	}
-	if err := e.checkSize(nm, limit, 0); err != nil {
+	hdr = headerSize(nm.Header) // the reason may be shorter now
+	if err := checkSize(nm, hdr, limit, 0); err != nil {
 		return err
 	}
-	if err := checkHeaders(nm, 0); err != nil {
+	if err := checkHeaders(hdr, 0); err != nil {
 		return err
 	}
 	ctx, cancel := e.bound(ctx)
@@ -143,7 +144,7 @@ const deadLetterIDPrefix = "relay-dead-letter:"
 // The stored time tells the two apart; a redelivery of the same stored message
 // keeps it, so its repeated dead-lettering is still de-duplicated. Stream and
 // consumer names are at most 64 bytes: the id stays short.
-func (x settler) deadLetterID() string {
+func (x *settler) deadLetterID() string {
 	var stored time.Time
 	if md, err := x.msg.Metadata(); err == nil {
 		stored = md.Timestamp

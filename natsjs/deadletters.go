@@ -232,10 +232,11 @@ func (in *Inspector) redrive(ctx context.Context, dl relay.DeadLetter, to string
 		return err
 	}
 	limit := in.e.js.Conn().MaxPayload()
-	if err := in.e.checkSize(nm, limit, reserve(limit, to)); err != nil {
+	hdr := headerSize(nm.Header)
+	if err := checkSize(nm, hdr, limit, reserve(limit, to)); err != nil {
 		return err
 	}
-	if err := checkHeaders(nm, deadLetterHeaders(to)+minDeadLetterReason); err != nil {
+	if err := checkHeaders(hdr, deadLetterHeaders(to)+minDeadLetterReason); err != nil {
 		return err
 	}
 	err = in.e.retry(ctx, to, func(ctx context.Context) error {

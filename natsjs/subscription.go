@@ -92,7 +92,7 @@ func (e *engine) subscribe(ctx context.Context, topic string, proc process) (*ru
 				// Workers busy in handlers do not leave queued messages
 				// waiting: what is queued goes back to JetStream now.
 				for msg := range s.queue {
-					s.settle(msg, s.delivery(msg), delivery.ErrStopped)
+					s.settle(s.delivery(msg), delivery.ErrStopped)
 				}
 				s.workers.Wait()
 				s.abandon() // every held message is settled: leases end
@@ -206,20 +206,24 @@ func (s *subscription) work(ctx context.Context) {
 }
 
 func (s *subscription) handle(ctx context.Context, msg *nats.Msg) {
-	d := s.delivery(msg)
+	x := s.delivery(msg)
 	if ctx.Err() != nil {
-		s.settle(msg, d, delivery.ErrStopped)
+		s.settle(x, delivery.ErrStopped)
 		return
 	}
-	if err := s.e.cfg.policy.Skip(d); err != nil {
-		s.settle(msg, d, err)
+	if err := s.e.cfg.policy.Skip(x.d); err != nil {
+		s.settle(x, err)
 		return
 	}
-	s.process(ctx, d, func(err error) { s.settle(msg, d, err) })
+	s.process(ctx, x.d, x.settle)
 }
 
-func (s *subscription) delivery(msg *nats.Msg) *delivery.Delivery {
-	d := &delivery.Delivery{Topic: s.topic, Attempt: 1}
+// delivery reads msg into its delivery and settler, made together: one
+// allocation per message for both.
+func (s *subscription) delivery(msg *nats.Msg) *settler {
+	x := &settler{s: s, msg: msg, own: delivery.Delivery{Topic: s.topic, Attempt: 1}}
+	x.d = &x.own
+	d := x.d
 	if md, err := msg.Metadata(); err != nil {
 		s.log.Error("natsjs: read delivery metadata", slog.Any("error", err))
 	} else {
@@ -228,18 +232,19 @@ func (s *subscription) delivery(msg *nats.Msg) *delivery.Delivery {
 	}
 	d.Message, d.DecodeErr = decode(msg.Header, msg.Data)
 	d.Telemetry = s.tel.Start(context.Background(), d.Message.UUID, d.Attempt, d.Message.Metadata)
-	return d
+	return x
 }
 
 // settle ends the lease of msg and applies the delivery policy. It runs to
 // completion even while the subscription stops; a dead-letter publish is
 // bounded by the request timeout.
-func (s *subscription) settle(msg *nats.Msg, d *delivery.Delivery, err error) {
-	s.release(msg)
+func (s *subscription) settle(x *settler, err error) {
+	d := x.d
+	s.release(x.msg)
 	if err != nil && !errors.Is(err, delivery.ErrStopped) && d.DecodeErr == nil {
 		delivery.LogHandlerFailed(s.log, pkg, d, err)
 	}
-	if serr := s.e.cfg.policy.Settle(context.Background(), d, err, settler{s: s, msg: msg, d: d}); serr != nil {
+	if serr := s.e.cfg.policy.Settle(context.Background(), d, err, x); serr != nil {
 		delivery.LogSettleFailed(s.log, pkg, d, serr)
 	}
 }
@@ -306,18 +311,23 @@ func (s *subscription) reply(msg *nats.Msg, body []byte) error {
 	return s.e.js.Conn().Publish(msg.Reply, body)
 }
 
-// settler is the delivery.Settler of one JetStream message.
+// settler is the delivery.Settler of one JetStream message, and holds its
+// delivery (own; d points to it).
 type settler struct {
 	s   *subscription
 	msg *nats.Msg
 	d   *delivery.Delivery
+	own delivery.Delivery
 }
 
+// settle is the subscription's settle of x, the function process gets.
+func (x *settler) settle(err error) { x.s.settle(x, err) }
+
 // Ack implements delivery.Settler.
-func (x settler) Ack(context.Context) error { return x.s.reply(x.msg, ackAck) }
+func (x *settler) Ack(context.Context) error { return x.s.reply(x.msg, ackAck) }
 
 // Retry implements delivery.Settler.
-func (x settler) Retry(_ context.Context, delay time.Duration) error {
+func (x *settler) Retry(_ context.Context, delay time.Duration) error {
 	if delay <= 0 {
 		return x.s.reply(x.msg, ackNak)
 	}

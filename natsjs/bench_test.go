@@ -1,0 +1,220 @@
+package natsjs_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/go-relay/relay/internal/natstest"
+	"github.com/go-relay/relay/natsjs"
+)
+
+// The per-message costs of the JetStream backend against the embedded server.
+// The server runs in the test process, so allocs/op and instruction counts
+// include its share: compare them with the Raw benchmarks, which do the same
+// work with nats.go alone, rather than reading them as relay's own.
+
+const benchPayloadSize = 1024
+
+func benchJS(b *testing.B, s *natstest.Server) (*nats.Conn, jetstream.JetStream) {
+	b.Helper()
+	nc := natstest.Connect(b, s)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return nc, js
+}
+
+func benchTopic(b *testing.B, name string) string {
+	b.Helper()
+	return natstest.Topic(b, name)
+}
+
+// publishN runs b.N calls of publish from publishers goroutines.
+func publishN(b *testing.B, publishers int, publish func(ctx context.Context) error) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var next atomic.Int64
+	n := int64(b.N)
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	for range publishers {
+		wg.Go(func() {
+			for next.Add(1) <= n {
+				if err := publish(ctx); err != nil {
+					failed.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkPublish is Broker.Publish, waiting for each PubAck, from 1 and
+// from 16 goroutines.
+func BenchmarkPublish(b *testing.B) {
+	for _, publishers := range []int{1, 16} {
+		b.Run(map[int]string{1: "publishers=1", 16: "publishers=16"}[publishers], func(b *testing.B) {
+			s := natstest.Start(b)
+			_, js := benchJS(b, s)
+			br, err := natsjs.NewBroker(js)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = br.Close() })
+			topic := benchTopic(b, "pub")
+			p := make([]byte, benchPayloadSize)
+			if err := br.Publish(context.Background(), topic, p); err != nil { // the stream exists before the timer starts
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(p)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			publishN(b, publishers, func(ctx context.Context) error { return br.Publish(ctx, topic, p) })
+		})
+	}
+}
+
+// BenchmarkPublishConsume publishes b.N messages from 16 goroutines to a
+// running subscription of the byte face and waits until every one is
+// handled and the consumer has nothing left to acknowledge.
+func BenchmarkPublishConsume(b *testing.B) {
+	s := natstest.Start(b)
+	_, pubJS := benchJS(b, s)
+	_, subJS := benchJS(b, s)
+	pub, err := natsjs.NewBroker(pubJS)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = pub.Close() })
+	sub, err := natsjs.NewBroker(subJS)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = sub.Close() })
+	topic := benchTopic(b, "e2e")
+	var handled atomic.Int64
+	done := make(chan struct{})
+	n := int64(b.N)
+	if err := sub.Subscribe(topic, func([]byte) error {
+		if handled.Add(1) == n {
+			close(done)
+		}
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	p := make([]byte, benchPayloadSize)
+	b.SetBytes(int64(len(p)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	publishN(b, 16, func(ctx context.Context) error { return pub.Publish(ctx, topic, p) })
+	select {
+	case <-done:
+	case <-time.After(5 * time.Minute):
+		b.Fatalf("handled %d of %d", handled.Load(), n)
+	}
+}
+
+// BenchmarkWatermillPublishConsume is BenchmarkPublishConsume on the
+// Watermill face: Publisher, Subscriber, Ack.
+func BenchmarkWatermillPublishConsume(b *testing.B) {
+	s := natstest.Start(b)
+	_, pubJS := benchJS(b, s)
+	_, subJS := benchJS(b, s)
+	pub, err := natsjs.NewPublisher(pubJS)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = pub.Close() })
+	sub, err := natsjs.NewSubscriber(subJS)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = sub.Close() })
+	topic := benchTopic(b, "wm")
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	ch, err := sub.Subscribe(ctx, topic)
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := b.N
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for got := 0; got < n; got++ {
+			select {
+			case m := <-ch:
+				m.Ack()
+			case <-time.After(5 * time.Minute):
+				return
+			}
+		}
+	}()
+	p := make([]byte, benchPayloadSize)
+	b.SetBytes(int64(len(p)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	publishN(b, 16, func(context.Context) error {
+		return pub.Publish(topic, message.NewMessage(watermill.NewUUID(), p))
+	})
+	<-done
+}
+
+// BenchmarkRawPublish is the floor of BenchmarkPublish: nats.go's
+// synchronous PublishMsg, waiting for each PubAck, of a message with the
+// same two headers relay writes (the UUID and Nats-Msg-Id, which the wire
+// format requires) and, to show what those cost, of one with the UUID header
+// alone (no de-duplication by the stream) and of a bare one.
+func BenchmarkRawPublish(b *testing.B) {
+	for _, bc := range []struct {
+		name       string
+		publishers int
+		headers    int // 2: UUID and Nats-Msg-Id, 1: UUID, 0: none
+	}{
+		{"publishers=1/headers=relay", 1, 2},
+		{"publishers=16/headers=relay", 16, 2},
+		{"publishers=16/headers=uuid", 16, 1},
+		{"publishers=16/headers=none", 16, 0},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			s := natstest.Start(b)
+			_, js := benchJS(b, s)
+			topic := benchTopic(b, "raw")
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: natsjs.StreamName(topic), Subjects: []string{topic}, Storage: jetstream.FileStorage}); err != nil {
+				b.Fatal(err)
+			}
+			p := make([]byte, benchPayloadSize)
+			b.SetBytes(int64(len(p)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			publishN(b, bc.publishers, func(ctx context.Context) error {
+				m := &nats.Msg{Subject: topic, Data: p}
+				switch id := watermill.NewUUID(); bc.headers {
+				case 2:
+					m.Header = nats.Header{natsjs.UUIDHeader: {id}, nats.MsgIdHdr: {id}}
+				case 1:
+					m.Header = nats.Header{natsjs.UUIDHeader: {id}}
+				}
+				_, err := js.PublishMsg(ctx, m)
+				return err
+			})
+		})
+	}
+}
