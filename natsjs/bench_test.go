@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/go-relay/relay/internal/natstest"
+	"github.com/go-relay/relay/internal/testkit/natstest"
 	"github.com/go-relay/relay/natsjs"
 )
 
