@@ -413,6 +413,13 @@ func (m *mover) moveDue(ctx context.Context) time.Time {
 	return soonest
 }
 
+// moveTimeout bounds one run of the move script. It is short because Close
+// waits for a move in flight, and against a Redis that does not answer the
+// mover must not add to Close's bound; a move cut off by it is run again at
+// the next wake-up, and since the script is atomic a move that did run on the
+// server is not repeated (its entries left the sorted set).
+const moveTimeout = time.Second
+
 // move runs the script on topic until fewer than a batch was due, and
 // returns when to run it next: at the next entry's due time, at the
 // re-check, or, after a failure, after the read retry backoff.
@@ -420,7 +427,7 @@ func (m *mover) move(ctx context.Context, topic string) time.Time {
 	e := m.e
 	keys := []string{delayedKey(topic), streamKey(topic)}
 	for {
-		rctx, cancel := context.WithTimeout(ctx, settleTimeout)
+		rctx, cancel := context.WithTimeout(ctx, moveTimeout)
 		now := time.Now()
 		res, err := moveScript.Run(rctx, e.bounded(rctx), keys, now.UnixMilli(), moveBatch, e.cfg.maxLen).Int64Slice()
 		cancel()
