@@ -13,6 +13,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -86,14 +87,13 @@ func exported(t *testing.T) map[string]map[string]bool {
 	}
 	defer b.Close()
 	done := make(chan struct{}, 3)
-	failed := false
+	var failed atomic.Bool // handlers run concurrently
 	if err := b.Subscribe("orders", func(p []byte) error {
 		switch {
 		case string(p) == "poison":
 			done <- struct{}{}
 			return relay.Permanent(errors.New("poison"))
-		case !failed:
-			failed = true
+		case failed.CompareAndSwap(false, true):
 			return errors.New("once")
 		}
 		done <- struct{}{}
