@@ -85,6 +85,7 @@ func (s *byteSuite) waitSettled(t *testing.T, topic, group string) {
 // panickyError is an error whose Error method panics on a nil receiver.
 type panickyError struct{ text *string }
 
+// Error returns the text; with a nil text it panics, which is the point.
 func (e *panickyError) Error() string { return *e.text }
 
 // childEnv names, in a child process of [runInChild], the test that is to

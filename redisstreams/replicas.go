@@ -12,8 +12,13 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// MaxReplicaAckTimeout is the longest timeout [WithReplicaAcks] accepts.
-const MaxReplicaAckTimeout = time.Minute
+// Bounds of [WithReplicaAcks]: the longest timeout, and the most replicas
+// to wait for (WAIT accepts any number, but one above the replicas a master
+// has only times out).
+const (
+	MaxReplicaAckTimeout = time.Minute
+	MaxReplicaAcks       = 64
+)
 
 // ErrNotReplicated is returned (wrapped) by Publish, and reported by a
 // dead-letter write, when fewer replicas than [WithReplicaAcks] asks
@@ -46,7 +51,8 @@ var ErrNotReplicated = errors.New("redisstreams: too few replicas acknowledged t
 // Delayed messages are not covered yet: the ZADD that stores one until it is
 // due, and the move into the stream, are sent without WAIT.
 //
-// n must be at least 1 and timeout between 1 ms and [MaxReplicaAckTimeout];
+// n must be from 1 to [MaxReplicaAcks] (64) and timeout between 1 ms and
+// [MaxReplicaAckTimeout] (1 minute);
 // WAIT's own 0 (wait for ever) is refused, since Publish would then hang
 // while a replica is down. The timeout must be below the client's
 // ReadTimeout (go-redis' default is 3 s), or the read of WAIT's answer times
@@ -57,8 +63,8 @@ var ErrNotReplicated = errors.New("redisstreams: too few replicas acknowledged t
 // *redis.Ring), whose pipelines do not keep one connection per master.
 func WithReplicaAcks(n int, timeout time.Duration) Option {
 	return func(c *config) error {
-		if n < 1 {
-			return invalid("replica acks %d, must be at least 1", n)
+		if n < 1 || n > MaxReplicaAcks {
+			return invalid("replica acks %d, must be from 1 to %d", n, MaxReplicaAcks)
 		}
 		if timeout < time.Millisecond || timeout > MaxReplicaAckTimeout {
 			return invalid("replica ack timeout %s, must be between 1ms and %s", timeout, MaxReplicaAckTimeout)

@@ -28,6 +28,8 @@ func TestReplicaAcksOptionRange(t *testing.T) {
 		{"the longest timeout", 2, redisstreams.MaxReplicaAckTimeout, true},
 		{"zero replicas", 0, time.Second, false},
 		{"negative replicas", -1, time.Second, false},
+		{"the most replicas", redisstreams.MaxReplicaAcks, time.Second, true},
+		{"above the most replicas", redisstreams.MaxReplicaAcks + 1, time.Second, false},
 		{"zero timeout, WAIT's for ever", 1, 0, false},
 		{"below a millisecond", 1, time.Microsecond, false},
 		{"above the longest", 1, redisstreams.MaxReplicaAckTimeout + time.Millisecond, false},

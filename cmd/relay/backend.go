@@ -69,6 +69,7 @@ func openNATS(url string, timeout time.Duration) (*backend, error) {
 // attempt): the command reports the error itself, once, with the address.
 type silent struct{}
 
+// Printf implements go-redis' logger interface by dropping the line.
 func (silent) Printf(context.Context, string, ...any) {}
 
 func openRedis(ctx context.Context, url string, timeout time.Duration) (*backend, error) {

@@ -56,7 +56,10 @@ func main() {
 // usageError is an error in how the command was called: nothing was done.
 type usageError struct{ err error }
 
+// Error returns the message of the underlying error.
 func (e usageError) Error() string { return e.err.Error() }
+
+// Unwrap returns the underlying error, for errors.Is and errors.As.
 func (e usageError) Unwrap() error { return e.err }
 
 func usagef(format string, args ...any) error {
