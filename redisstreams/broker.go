@@ -115,10 +115,9 @@ func (b *Broker) Close() error { return b.Shutdown(context.Background()) }
 // deletion) takes at most a second in all; what is not acknowledged by then
 // stays pending and is delivered again. Against a Redis that does not answer
 // (hung, or cut off without the connection closing) Shutdown also waits for
-// the command of each subscription in flight when it began, which ends within
-// 2 s for an ack or idle refresh and 5 s for a claim, a redelivery or the
-// clean-up of idle consumers: about 3 s in all in the common case, 6 s at
-// worst. These bounds hold with a
+// the command of each subscription in flight when it began (an ack, an idle
+// refresh, a claim, a redelivery or the clean-up of idle consumers), which
+// ends within 2 s: about 3 s in all. These bounds hold with a
 // *redis.Client whatever its timeouts; with other clients each command is
 // bounded by their ReadTimeout and WriteTimeout instead (go-redis applies
 // context deadlines to the socket only with ContextTimeoutEnabled). A publish

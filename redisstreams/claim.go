@@ -40,7 +40,7 @@ func (s *subscription) claimLoop() {
 func (s *subscription) claim(minIdle time.Duration, owner string) bool {
 	start := "-"
 	for s.ctx.Err() == nil {
-		ctx, cancel := context.WithTimeout(s.ctx, settleTimeout)
+		ctx, cancel := context.WithTimeout(s.ctx, upkeepTimeout)
 		pending, err := s.e.bounded(ctx).XPendingExt(ctx, &redis.XPendingExtArgs{Stream: s.stream,
 			Group: s.e.cfg.group, Idle: minIdle, Start: start, End: "+", Count: claimPage, Consumer: owner}).Result()
 		var msgs []redis.XMessage
@@ -180,7 +180,7 @@ func (s *subscription) deleteConsumer(ctx context.Context, consumer string, idle
 // processes that stopped without cleaning up).
 func (s *subscription) removeIdleConsumers() {
 	timeout := s.e.idleConsumerTimeout()
-	ctx, cancel := context.WithTimeout(s.ctx, settleTimeout)
+	ctx, cancel := context.WithTimeout(s.ctx, upkeepTimeout)
 	defer cancel()
 	infos, err := s.e.bounded(ctx).XInfoConsumers(ctx, s.stream, s.e.cfg.group).Result()
 	if err != nil {

@@ -29,11 +29,18 @@ const (
 	// are done: the hand back of the entries read ahead, the last try of the
 	// acks left, and the deletion of its consumer, all together.
 	stopTimeout = time.Second
-	// settleTimeout bounds one dead-letter write, claim or redelivery.
+	// settleTimeout bounds one dead-letter write, which a handler's
+	// settlement waits for.
 	settleTimeout = 5 * time.Second
 	// ackTimeout bounds one XACK or idle refresh, whose answers are short:
 	// a stop waits for the one in flight.
 	ackTimeout = 2 * time.Second
+	// upkeepTimeout bounds one run of a subscription's upkeep: a claim, a
+	// redelivery or the clean-up of idle consumers. A stop waits for the one
+	// in flight, so it is as short as an ack's; one cut short by it is run
+	// again later (what it claimed stays pending and is claimed again after
+	// the claim timeout), so nothing is lost.
+	upkeepTimeout = ackTimeout
 	// readRetryMin and readRetryMax bound the pause after a failed
 	// XREADGROUP, doubled per consecutive failure: no hot loop while Redis is
 	// down, and a prompt resume once it is back.

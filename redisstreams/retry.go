@@ -80,7 +80,7 @@ func (s *subscription) retryLoop() {
 // an entry another consumer claimed meanwhile (its idle time restarted), so
 // that it is not processed twice. It returns false when stopping.
 func (s *subscription) redeliver(batch []*retryEntry) bool {
-	ctx, cancel := context.WithTimeout(s.ctx, settleTimeout)
+	ctx, cancel := context.WithTimeout(s.ctx, upkeepTimeout)
 	defer cancel()
 	claims := make([]*redis.XMessageSliceCmd, len(batch))
 	pends := make([]*redis.XPendingExtCmd, len(batch))
