@@ -38,8 +38,10 @@ type row struct {
 }
 
 // delayed returns a new broker as [byteSuite.broker] does, and its PublishAt;
-// it skips t when the backend does not declare Capabilities.Delayed or the
-// broker does not implement relay.DelayedPublisher.
+// it skips t when the backend does not declare Capabilities.Delayed, and
+// fails it when the backend declares it but the broker does not implement
+// relay.DelayedPublisher (a wrapper that hides the capability of the broker
+// it wraps, say).
 func (s *byteSuite) delayed(t *testing.T, cfg Config) (relay.Broker, relay.DelayedPublisher) {
 	t.Helper()
 	if !s.h.Capabilities.Delayed {
@@ -48,7 +50,7 @@ func (s *byteSuite) delayed(t *testing.T, cfg Config) (relay.Broker, relay.Delay
 	b := s.broker(t, cfg)
 	dp, ok := b.(relay.DelayedPublisher)
 	if !ok {
-		t.Skipf("the broker (%T) does not implement relay.DelayedPublisher", b)
+		t.Fatalf("the harness declares Capabilities.Delayed, but the broker (%T) does not implement relay.DelayedPublisher", b)
 	}
 	return b, dp
 }

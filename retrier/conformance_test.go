@@ -53,6 +53,6 @@ func TestConformanceBroker(t *testing.T) {
 		// In-process only: nothing survives the process, so not Persistent.
 		// Retries run in place, so one subscription with concurrency 1 keeps
 		// publish order.
-		Capabilities: pubsubtest.Capabilities{Ordered: true, RetryAfter: true},
+		Capabilities: pubsubtest.Capabilities{Ordered: true, RetryAfter: true, Delayed: true},
 	})
 }

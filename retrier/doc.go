@@ -75,5 +75,18 @@
 // for), then closes the wrapped broker. Deliveries interrupted that way are
 // returned to the wrapped broker as failures, and it keeps them for
 // redelivery. Do not close the wrapped broker yourself, and do not call Close
-// from a handler: it would wait for that handler to return.
+// from a handler: it would wait for that handler to return. The returned
+// broker also implements [relay.Shutdowner]: Shutdown(ctx) stops waiting for
+// the running handlers when ctx ends (a handler may call it with a
+// deadline), and shuts the wrapped broker down with its own Shutdown when it
+// has one.
+//
+// # Delayed messages
+//
+// Over a broker that implements [relay.DelayedPublisher] (every relay
+// backend), the returned broker implements it too: PublishAt is the wrapped
+// broker's, and once due the message is delivered through the retry loop like
+// any other. Over one that does not, the returned broker does not either. A
+// handler's [relay.RetryAfter] lengthens the retrier's wait before the next
+// attempt, capped by [WithMaxRetryAfter].
 package retrier

@@ -81,15 +81,44 @@ func New(b relay.Broker, opts ...Option) (relay.Broker, error) {
 		return b, nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &broker{
-		inner:   b,
-		policy:  cfg.policy,
-		logger:  cfg.logger,
-		onError: cfg.onError,
-		tel:     telemetry.New("relay", cfg.tel, nil),
-		ctx:     ctx,
-		cancel:  cancel,
-	}, nil
+	r := &broker{
+		inner:     b,
+		policy:    cfg.policy,
+		logger:    cfg.logger,
+		onError:   cfg.onError,
+		tel:       telemetry.New("relay", cfg.tel, nil),
+		ctx:       ctx,
+		cancel:    cancel,
+		loopsDone: make(chan struct{}),
+	}
+	if dp, ok := b.(relay.DelayedPublisher); ok {
+		return &delayedBroker{broker: r, inner: dp}, nil
+	}
+	return r, nil
+}
+
+// delayedBroker is the broker New returns for a b that implements
+// [relay.DelayedPublisher]: it delays messages as b does.
+type delayedBroker struct {
+	*broker
+	inner relay.DelayedPublisher
+}
+
+var _ relay.DelayedPublisher = (*delayedBroker)(nil)
+
+// PublishAt publishes through the wrapped broker's PublishAt, with its
+// guarantees and errors; the retries of a delayed message's deliveries are
+// the retrier's, as for any message. A nil ctx returns an error wrapping
+// [relay.ErrNilContext], and after Close it returns an error wrapping
+// [relay.ErrClosed], before the wrapped broker sees either.
+func (r *delayedBroker) PublishAt(ctx context.Context, topic string, payload []byte, at time.Time) error {
+	if ctx == nil {
+		return fmt.Errorf("retrier: publish %q: %w", topic, relay.ErrNilContext)
+	}
+	if r.isClosed() {
+		return fmt.Errorf("retrier: publish %q: %w", topic, relay.ErrClosed)
+	}
+	return r.inner.PublishAt(ctx, topic, payload, at)
 }
 
 // broker runs every delivery of inner through the retry loop.
@@ -108,16 +137,24 @@ type broker struct {
 	mu     sync.Mutex
 	closed bool
 	// loops counts the wrapped handler calls in progress. Add happens under mu
-	// while !closed, so that Close's Wait never races an Add.
+	// while !closed, so that the Wait after closing never races an Add.
 	loops sync.WaitGroup
+	// loopsDone is closed once Close or Shutdown has begun and every loop
+	// has returned.
+	loopsDone chan struct{}
 
 	closeOnce sync.Once
-	closeErr  error
+	// innerMu guards innerClosed: set once the wrapped broker closed without
+	// error. Until then each Close or Shutdown tries again, as the contract's
+	// Shutdown allows.
+	innerMu     sync.Mutex
+	innerClosed bool
 }
 
 var (
-	_ relay.Broker  = (*broker)(nil)
-	_ NativeRetrier = (*broker)(nil)
+	_ relay.Broker     = (*broker)(nil)
+	_ relay.Shutdowner = (*broker)(nil)
+	_ NativeRetrier    = (*broker)(nil)
 )
 
 // HandlesRetries reports true: the retrier handles the retries of the broker it
@@ -164,19 +201,57 @@ func (r *broker) Subscribe(topic string, handler relay.Handler) error {
 }
 
 // Close stops the retry loops, waits for them and closes the wrapped broker,
-// returning its error.
-func (r *broker) Close() error {
+// returning its error. A message whose loop Close interrupts in a backoff
+// wait is handed back to the wrapped broker (its handler returns an error
+// wrapping [relay.ErrClosed]), which keeps it for the next consumer as it
+// keeps any failed delivery.
+func (r *broker) Close() error { return r.Shutdown(context.Background()) }
+
+// Shutdown is Close bounded by ctx ([relay.Shutdowner]): it stops the retry
+// loops at once (a backoff wait ends; a handler call in progress runs on) and,
+// when ctx is done before the loops have returned, returns an error wrapping
+// ctx.Err() without closing the wrapped broker, whose handlers are still
+// running; a later Close or Shutdown waits again and then closes it. Once the
+// loops have returned it closes the wrapped broker with its Shutdown(ctx) when
+// it implements [relay.Shutdowner], with Close otherwise, and returns its
+// error. Publish and Subscribe return an error wrapping [relay.ErrClosed] from
+// the first call on. A nil ctx returns an error wrapping [relay.ErrNilContext]
+// and closes nothing.
+func (r *broker) Shutdown(ctx context.Context) error {
+	if ctx == nil {
+		return fmt.Errorf("retrier: shutdown: %w", relay.ErrNilContext)
+	}
 	r.closeOnce.Do(func() {
 		r.mu.Lock()
 		r.closed = true
 		r.mu.Unlock()
 		r.cancel()
-		r.loops.Wait()
-		if err := r.inner.Close(); err != nil {
-			r.closeErr = fmt.Errorf("retrier: close: %w", err)
-		}
+		go func() {
+			r.loops.Wait()
+			close(r.loopsDone)
+		}()
 	})
-	return r.closeErr
+	select {
+	case <-r.loopsDone:
+	case <-ctx.Done():
+		return fmt.Errorf("retrier: shutdown: handlers still running: %w", ctx.Err())
+	}
+	r.innerMu.Lock()
+	defer r.innerMu.Unlock()
+	if r.innerClosed {
+		return nil
+	}
+	var err error
+	if sd, ok := r.inner.(relay.Shutdowner); ok {
+		err = sd.Shutdown(ctx)
+	} else {
+		err = r.inner.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("retrier: close: %w", err)
+	}
+	r.innerClosed = true
+	return nil
 }
 
 func (r *broker) isClosed() bool {
