@@ -22,9 +22,10 @@ func tailCommand() *cli.Command {
 		ArgsUsage: "TOPIC",
 		UsageText: `relay tail TOPIC [--json]
 
-Follows TOPIC from now on until Ctrl-C, on a throw-away reader: on NATS an
-ephemeral ordered consumer, deleted on exit (and by the server once idle); on
-Redis XREAD, which joins no group. One line per message: time, id, uuid,
+Follows TOPIC from now on until Ctrl-C without a consumer: on NATS it reads
+the stream by sequence (direct get, woken by a plain subscription on the
+topic's subject), which creates nothing on the server; on Redis XREAD, which
+joins no group. One line per message: time, id, uuid,
 metadata and payload (as text, or hex when binary).
 
 Examples:

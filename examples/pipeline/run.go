@@ -43,6 +43,7 @@ const placedAtKey = "placed_at" // metadata: when the order was published, Unix 
 type result struct {
 	published, lost int
 	redelivered     int // validation attempts after the first, by the ledger
+	validations     int // successful validations, duplicates included, by the ledger
 	deadLettered    int // orders seen on the dead-letter topic, by the ledger
 	meterMismatch   bool
 	early           int  // delayed orders delivered before their due time
@@ -457,8 +458,12 @@ func summarize(out io.Writer, orders []order, t *tracker, elapsed time.Duration,
 	if t.early > 0 {
 		fmt.Fprintf(out, "EARLY: %d delayed orders delivered before their due time\n", t.early)
 	}
+	validations := 0
+	for _, n := range t.seen["validated"] {
+		validations += n
+	}
 	return result{published: t.nPub, lost: lost, completed: completed, early: t.early,
-		redelivered: redelivered, deadLettered: len(t.seen["dead"])}
+		redelivered: redelivered, validations: validations, deadLettered: len(t.seen["dead"])}
 }
 
 // progress prints a live line: rewritten in place on a terminal, otherwise at
@@ -507,8 +512,10 @@ func startProgress(out io.Writer, t *tracker, n int) *progress {
 func (p *progress) stop() { close(p.done); p.wg.Wait() }
 
 // printOutcomes prints relay.delivery.outcomes of the validated topic from
-// the run's meter, and whether they match the ledger: every retry of a
-// validation is a "retried" outcome, every dead letter a "dead_lettered" one.
+// the run's meter, and whether they match the ledger of a finished run: every
+// successful validation (a duplicate too) is an "acked" outcome, every retry
+// of a validation a "retried" one, every dead letter a "dead_lettered" one,
+// and nothing was handed back.
 func printOutcomes(out io.Writer, m *meters, topic string, res *result) error {
 	// A dead letter is counted just after it is stored, so the ledger may
 	// see it a moment before the meter does: wait a little for the meter.
@@ -518,15 +525,22 @@ func printOutcomes(out io.Writer, m *meters, topic string, res *result) error {
 		if got, err = m.outcomes(topic); err != nil {
 			return fmt.Errorf("read the meter: %w", err)
 		}
-		if got["retried"] == int64(res.redelivered) && got["dead_lettered"] == int64(res.deadLettered) || time.Now().After(deadline) {
+		if matches(got, res) || time.Now().After(deadline) {
 			break
 		}
 	}
 	fmt.Fprintf(out, "  %-27sacked %d, retried %d, dead_lettered %d, handed_back %d\n", "validate outcomes (meter)",
 		got["acked"], got["retried"], got["dead_lettered"], got["handed_back"])
-	if got["retried"] != int64(res.redelivered) || got["dead_lettered"] != int64(res.deadLettered) {
+	if !matches(got, res) {
 		res.meterMismatch = true
-		fmt.Fprintf(out, "  MISMATCH: the ledger counts %d retries and %d dead letters\n", res.redelivered, res.deadLettered)
+		fmt.Fprintf(out, "  MISMATCH: the ledger counts %d validations, %d retries, %d dead letters and nothing handed back\n",
+			res.validations, res.redelivered, res.deadLettered)
 	}
 	return nil
+}
+
+// matches reports whether the meter's outcomes equal the ledger's counts.
+func matches(got map[string]int64, res *result) bool {
+	return got["acked"] == int64(res.validations) && got["retried"] == int64(res.redelivered) &&
+		got["dead_lettered"] == int64(res.deadLettered) && got["handed_back"] == 0
 }
