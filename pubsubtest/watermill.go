@@ -11,9 +11,31 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
+	"go.uber.org/goleak"
 
 	"github.com/go-relay/relay"
 )
+
+// WatermillSuiteLeaks returns the goleak options for the TestMain of a
+// backend package that runs [TestWatermill] and checks for leaked goroutines:
+//
+//	func TestMain(m *testing.M) { goleak.VerifyTestMain(m, pubsubtest.WatermillSuiteLeaks()...) }
+//
+// They ignore two goroutines of Watermill's own universal suite
+// (tests.TestPubSub, Watermill v1.5.1), not of the backend: the suite's
+// multiplied subscriber forwards each subscriber's messages into one
+// unbuffered channel that nobody reads once the test has the messages it
+// waits for, so a message delivered after that (a redelivery, which
+// at-least-once delivery allows, as after an ack wait on a loaded machine)
+// leaves its forwarding goroutine blocked for ever, and with it the goroutine
+// that waits for the forwarders to end. Every other goroutine is still
+// checked.
+func WatermillSuiteLeaks() []goleak.Option {
+	return []goleak.Option{
+		goleak.IgnoreTopFunction("github.com/ThreeDotsLabs/watermill/internal/subscriber.(*multiplier).Subscribe.func2"),
+		goleak.IgnoreAnyFunction("github.com/ThreeDotsLabs/watermill/internal/subscriber.(*multiplier).Subscribe.func3"),
+	}
+}
 
 // DeriveFeatures returns the flags of Watermill's universal suite
 // (tests.Features) that a relay backend declaring c is held to. Every flag is

@@ -16,7 +16,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, pubsubtest.WatermillSuiteLeaks()...)
 }
 
 // harness is the part a backend author writes: everything made within one
