@@ -39,7 +39,11 @@ const (
 // "HELD id"), until the parent kills it with SIGKILL.
 func HelperProcess(t *testing.T, nb NewBrokerFunc) {
 	if os.Getenv(envHelper) != "1" {
-		t.Skip("the consumer process of the consumer-crash case; runs only as its child")
+		t.Skip("the child process of the consumer-crash and delayed-publisher-crash cases; runs only as their child")
+	}
+	if os.Getenv(envMode) == modeDelayedPublisher {
+		delayedPublisherProcess(t, nb)
+		return
 	}
 	ackWait, err1 := time.ParseDuration(os.Getenv(envAckWait))
 	concurrency, err2 := strconv.Atoi(os.Getenv(envConcurrency))
