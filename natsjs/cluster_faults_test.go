@@ -119,8 +119,9 @@ func clusterFaultBackend(t *testing.T) faulttest.ClusterBackend {
 		// acks (natsjs/engine.go).
 		CloseBound: 3 * time.Second,
 		// The embedded servers start goroutines when they take over a
-		// stream's or consumer's leadership.
-		LeakIgnore: []goleak.Option{goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).startGoRoutine.func1")},
+		// stream's or consumer's leadership: through startGoRoutine, or, a
+		// new consumer leader's loops, directly.
+		LeakIgnore: serverGoroutines(),
 	}
 }
 
@@ -150,4 +151,23 @@ func TestClusterNetworkCut(t *testing.T) {
 
 func TestClusterCloseDuringFailover(t *testing.T) {
 	faulttest.RunCloseDuringFailover(t, clusterFaultBackend(t))
+}
+
+// serverGoroutines are goleak options that ignore the goroutines an
+// embedded nats-server v2.15.2 starts while it runs, seen when a failover
+// makes a node take a leadership over.
+func serverGoroutines() []goleak.Option {
+	var opts []goleak.Option
+	for _, f := range []string{
+		"(*Server).startGoRoutine.func1",
+		"(*consumer).loopAndGatherMsgs",
+		"(*consumer).processInboundAcks",
+		"(*consumer).processInboundNextMsgReqs",
+		"(*consumer).loopAndForwardProposals",
+		"(*stream).internalLoop",
+		"(*stream).signalConsumersLoop",
+	} {
+		opts = append(opts, goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server."+f))
+	}
+	return opts
 }
