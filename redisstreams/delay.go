@@ -433,7 +433,8 @@ func (m *mover) moveDue(ctx context.Context) time.Time {
 	return soonest
 }
 
-// moveTimeout bounds one run of the move script. It is short because Close
+// moveTimeout bounds one run of the move script (with [WithReplicaAcks],
+// plus the WAIT timeout, since the run waits for the replicas). It is short because Close
 // waits for a move in flight, and against a Redis that does not answer the
 // mover must not add to Close's bound; a move cut off by it is run again at
 // the next wake-up, and since the script is atomic a move that did run on the
