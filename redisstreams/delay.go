@@ -442,10 +442,13 @@ func (m *mover) moveDue(ctx context.Context) time.Time {
 const moveTimeout = time.Second
 
 // runMove runs the move script once on keys with now (ms) and returns its
-// answer. With [WithReplicaAcks] the script (EVALSHA, or EVAL when the
-// server does not know it yet) and a WAIT go in one pipeline to the master
-// of keys' slot; too few acknowledgements return an error wrapping
-// [ErrNotReplicated] with the answer, since the entries did move.
+// answer. With [WithReplicaAcks] the script runs on one connection to the
+// master of keys' slot and, when it moved entries, a WAIT follows on that
+// connection (WAIT waits for the writes of its own connection); too few
+// acknowledgements return an error wrapping [ErrNotReplicated] with the
+// answer, since the entries did move. A run that moved nothing sends no WAIT:
+// with a replica down, every re-check would otherwise wait the whole WAIT
+// timeout, holding up the mover's other topics.
 func (e *engine) runMove(ctx context.Context, keys []string, now int64) ([]int64, error) {
 	args := []any{now, moveBatch, e.cfg.maxLen}
 	if e.cfg.replicaAcks == 0 {
@@ -456,17 +459,14 @@ func (e *engine) runMove(ctx context.Context, keys []string, now int64) ([]int64
 		e.failedOn(err)
 		return nil, err
 	}
-	var run *redis.Cmd
-	werr := e.pipeWait(ctx, m, func(p redis.Pipeliner) { run = moveScript.EvalSha(ctx, p, keys, args...) })
-	if err := run.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		// The first run on this master: send the script itself.
-		werr = e.pipeWait(ctx, m, func(p redis.Pipeliner) { run = moveScript.Eval(ctx, p, keys, args...) })
-	}
-	res, err := run.Int64Slice()
-	if err != nil {
+	cn := m.Conn()
+	defer cn.Close()
+	res, err := moveScript.Run(ctx, cn, keys, args...).Int64Slice()
+	if err != nil || len(res) != 2 || res[0] == 0 {
 		e.failedOn(err)
-		return nil, err
+		return res, err
 	}
+	werr := e.waitErr(cn.Do(ctx, "WAIT", e.cfg.replicaAcks, e.cfg.replicaTimeout.Milliseconds()))
 	e.failedOn(werr)
 	return res, werr
 }

@@ -52,8 +52,9 @@ var ErrNotReplicated = errors.New("redisstreams: too few replicas acknowledged t
 // delayed metadata): the ZADD that stores one in its topic's sorted set is
 // followed by a WAIT in the same pipeline, and PublishAt returns an error
 // wrapping [ErrNotReplicated] as Publish does. Each run of the mover's
-// script (which moves up to 1,000 due entries into the stream) is followed by
-// one WAIT too; a run that too few replicas acknowledged is logged as a
+// script (which moves up to 1,000 due entries into the stream) that moved
+// entries is followed by one WAIT on its connection (a run that moved nothing
+// sends none); a run that too few replicas acknowledged is logged as a
 // warning and not repeated, and it cannot lose the entries: Redis replicates
 // the script as one transaction, so a replica that missed it still holds
 // them in the sorted set and moves them again if it is promoted (a
@@ -149,9 +150,8 @@ func (e *engine) waitGroup(ctx context.Context, m *redis.Client, args []redis.XA
 
 // pipeWait sends the writes queue puts on a pipeline of c, then WAIT, in
 // that one pipeline, so that WAIT runs on the connection of the writes and
-// covers all of them. It returns WAIT's error: the pipeline's when WAIT got
-// no answer, one wrapping [ErrNotReplicated] when fewer replicas than asked
-// acknowledged in time, nil otherwise. The writes' own errors are in their
+// covers all of them. It returns WAIT's error (see waitErr), or the
+// pipeline's when WAIT got no answer. The writes' own errors are in their
 // commands.
 func (e *engine) pipeWait(ctx context.Context, c redis.Cmdable, queue func(p redis.Pipeliner)) error {
 	var wait *redis.Cmd
@@ -163,10 +163,17 @@ func (e *engine) pipeWait(ctx context.Context, c redis.Cmdable, queue func(p red
 	if err != nil && wait.Err() != nil {
 		return err
 	}
-	got, werr := wait.Int64()
+	return e.waitErr(wait)
+}
+
+// waitErr returns the error of a WAIT's answer: its own, one wrapping
+// [ErrNotReplicated] when fewer replicas than asked acknowledged in time,
+// nil otherwise.
+func (e *engine) waitErr(wait *redis.Cmd) error {
+	got, err := wait.Int64()
 	switch {
-	case werr != nil:
-		return werr
+	case err != nil:
+		return err
 	case got < int64(e.cfg.replicaAcks):
 		return fmt.Errorf("%w: WAIT %d %d answered %d", ErrNotReplicated,
 			e.cfg.replicaAcks, e.cfg.replicaTimeout.Milliseconds(), got)
@@ -174,18 +181,27 @@ func (e *engine) pipeWait(ctx context.Context, c redis.Cmdable, queue func(p red
 	return nil
 }
 
-// masterFor returns the client of the master that serves key: the node
-// client of its slot's master on a cluster, the client itself otherwise
+// masterFor returns the client of the master that serves key, bounded by
+// ctx's deadline as [engine.bounded] bounds: the node client of its slot's
+// master on a cluster, the client itself on a *redis.Client
 // (checkReplicaClient admits no other kind when WAIT is on).
-func (e *engine) masterFor(ctx context.Context, key string) (redis.Cmdable, error) {
-	if c, ok := e.client.(*redis.ClusterClient); ok {
-		m, err := c.MasterForKey(ctx, key)
-		if err != nil {
+func (e *engine) masterFor(ctx context.Context, key string) (*redis.Client, error) {
+	var m *redis.Client
+	switch c := e.client.(type) {
+	case *redis.ClusterClient:
+		var err error
+		if m, err = c.MasterForKey(ctx, key); err != nil {
 			return nil, err
 		}
-		return boundedClient(ctx, m), nil
+	case *redis.Client:
+		m = c
+	default:
+		return nil, fmt.Errorf("WithReplicaAcks on a %T", e.client)
 	}
-	return e.bounded(ctx), nil
+	if bc, ok := boundedClient(ctx, m).(*redis.Client); ok {
+		return bc, nil
+	}
+	return m, nil
 }
 
 // firstErr returns the first non-nil error of errs.

@@ -127,13 +127,14 @@ func TestClusterFailoverDuringPublishReplicaAcks(t *testing.T) {
 }
 
 // With WithReplicaAcks, PublishAt's ZADD waits for the replica and returns
-// ErrNotReplicated while it is paused, and a move of due entries that the
-// paused replica did not acknowledge is logged, and delivered all the same.
+// ErrNotReplicated while it is paused, a move of due entries that the paused
+// replica did not acknowledge is logged, and delivered all the same, and a
+// re-check that moves nothing does not wait for the replica.
 func TestClusterReplicaAcksDelayed(t *testing.T) {
 	c := redistest.StartCluster(t)
 	rc := c.Client(t)
 	logs := &logRecorder{}
-	b, err := redisstreams.NewBroker(rc, redisstreams.WithReplicaAcks(1, 300*time.Millisecond),
+	b, err := redisstreams.NewBroker(rc, redisstreams.WithReplicaAcks(1, 500*time.Millisecond),
 		redisstreams.WithLogger(slog.New(logs)))
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +147,7 @@ func TestClusterReplicaAcksDelayed(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Due once the replica is paused below; the ZADD itself is replicated.
-	if err := b.PublishAt(ctx, "a", []byte("scheduled"), time.Now().Add(2*time.Second)); err != nil {
+	if err := b.PublishAt(ctx, "a", []byte("scheduled"), time.Now().Add(4*time.Second)); err != nil {
 		t.Fatalf("PublishAt with the replica up: %v", err)
 	}
 
@@ -180,7 +181,25 @@ func TestClusterReplicaAcksDelayed(t *testing.T) {
 		attrs, ok = logs.find(slog.LevelWarn, "too few replicas acknowledged a move")
 		return ok
 	})
-	if !strings.Contains(attrs["error"], "WAIT 1 300 answered 0") {
+	if !strings.Contains(attrs["error"], "WAIT 1 500 answered 0") {
 		t.Errorf("warning's error = %q, want WAIT's answer", attrs["error"])
+	}
+	// The unreplicated entry keeps the mover re-checking the set every
+	// DelayRecheck; runs that move nothing send no WAIT, so they neither
+	// wait for the paused replica nor warn.
+	time.Sleep(2*redisstreams.DelayRecheck + time.Second)
+	logs.mu.Lock()
+	defer logs.mu.Unlock()
+	for _, r := range logs.records {
+		if r.Level != slog.LevelWarn || !strings.Contains(r.Message, "too few replicas acknowledged a move") {
+			continue
+		}
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "moved" && a.Value.String() == "0" {
+				t.Errorf("a run of the mover that moved nothing waited for the replicas: %s %v", r.Message, a)
+				return false
+			}
+			return true
+		})
 	}
 }
