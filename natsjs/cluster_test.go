@@ -1,14 +1,10 @@
 package natsjs_test
 
 import (
-	"strings"
-	"sync"
 	"testing"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/testkit/natstest"
 	"github.com/go-relay/relay/natsjs"
 	"github.com/go-relay/relay/pubsubtest"
@@ -21,58 +17,11 @@ import (
 // cluster tests make: one node may be lost without losing a quorum.
 const clusterReplicas = 3
 
-// clusters hands out embedded clusters like servers hands out servers: a
-// test shares the cluster of its closest ancestor that has one, or starts
-// its own, shut down with the test.
-type clusters struct {
-	mu     sync.Mutex
-	byTest map[string]*natstest.Cluster
-}
+// clusters hands out embedded clusters as servers hands out servers.
+type clusters = perTest[*natstest.Cluster]
 
-func newClusters() *clusters { return &clusters{byTest: make(map[string]*natstest.Cluster)} }
-
-func (cs *clusters) start(t *testing.T) *natstest.Cluster {
-	t.Helper()
-	c := natstest.StartCluster(t, 3)
-	name := t.Name()
-	cs.mu.Lock()
-	cs.byTest[name] = c
-	cs.mu.Unlock()
-	t.Cleanup(func() {
-		cs.mu.Lock()
-		delete(cs.byTest, name)
-		cs.mu.Unlock()
-	})
-	return c
-}
-
-func (cs *clusters) of(t *testing.T) *natstest.Cluster {
-	t.Helper()
-	cs.mu.Lock()
-	for name := t.Name(); ; {
-		if c, ok := cs.byTest[name]; ok {
-			cs.mu.Unlock()
-			return c
-		}
-		i := strings.LastIndexByte(name, '/')
-		if i < 0 {
-			break
-		}
-		name = name[:i]
-	}
-	cs.mu.Unlock()
-	return cs.start(t)
-}
-
-// jetStream returns a JetStream context on a new connection to every node of
-// t's cluster, closed at the end of t.
-func (cs *clusters) jetStream(t *testing.T) jetstream.JetStream {
-	t.Helper()
-	js, err := jetstream.New(natstest.ConnectCluster(t, cs.of(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
+func newClusters() *clusters {
+	return newPerTest(func(t *testing.T) *natstest.Cluster { return natstest.StartCluster(t, 3) })
 }
 
 // replicated makes relay create R3 streams and consumers.
@@ -85,43 +34,34 @@ func replicated() []natsjs.Option {
 
 func clusterHarness(cs *clusters) pubsubtest.Harness {
 	opts := func(cfg pubsubtest.Config) []natsjs.Option { return append(options(cfg), replicated()...) }
-	return pubsubtest.Harness{
-		NewBroker: func(t *testing.T, cfg pubsubtest.Config) (relay.Broker, error) {
-			return natsjs.NewBroker(cs.jetStream(t), opts(cfg)...)
-		},
-		NewPublisher: func(t *testing.T, cfg pubsubtest.Config) (message.Publisher, error) {
-			return natsjs.NewPublisher(cs.jetStream(t), opts(cfg)...)
-		},
-		NewSubscriber: func(t *testing.T, cfg pubsubtest.Config) (message.Subscriber, error) {
-			return natsjs.NewSubscriber(cs.jetStream(t), opts(cfg)...)
-		},
-		NewInspector: func(t *testing.T) relay.Inspector {
-			in, err := natsjs.NewInspector(cs.jetStream(t))
-			if err != nil {
+	js := func(t *testing.T) jetstream.JetStream {
+		t.Helper()
+		js, err := jetstream.New(natstest.ConnectCluster(t, cs.of(t)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return js
+	}
+	h := suiteHarness(js, opts, pubsubtest.Capabilities{
+		Persistent: true,
+		Ordered:    true,
+		MaxPayload: 1 << 20,
+		Delayed:    true, // JetStream message schedules, replicated like the stream
+		RetryAfter: true,
+	})
+	// A rolling restart, one node after the other, as an operator upgrades
+	// a cluster: the brokers stay open throughout.
+	h.Restart = func(t *testing.T) {
+		t.Helper()
+		c := cs.of(t)
+		for i := range c.Size() {
+			c.StopNode(i)
+			if err := c.StartNode(i); err != nil {
 				t.Fatal(err)
 			}
-			return in
-		},
-		// A rolling restart, one node after the other, as an operator
-		// upgrades a cluster: the brokers stay open throughout.
-		Restart: func(t *testing.T) {
-			t.Helper()
-			c := cs.of(t)
-			for i := range c.Size() {
-				c.StopNode(i)
-				if err := c.StartNode(i); err != nil {
-					t.Fatal(err)
-				}
-			}
-		},
-		Capabilities: pubsubtest.Capabilities{
-			Persistent: true,
-			Ordered:    true,
-			MaxPayload: 1 << 20,
-			Delayed:    true, // JetStream message schedules, replicated like the stream
-			RetryAfter: true,
-		},
+		}
 	}
+	return h
 }
 
 func TestClusterBroker(t *testing.T) {
@@ -130,6 +70,6 @@ func TestClusterBroker(t *testing.T) {
 
 func TestClusterWatermill(t *testing.T) {
 	cs := newClusters()
-	cs.start(t)
+	cs.startFor(t)
 	pubsubtest.TestWatermill(t, clusterHarness(cs))
 }

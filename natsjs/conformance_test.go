@@ -14,40 +14,47 @@ import (
 	"github.com/go-relay/relay/pubsubtest"
 )
 
-// servers hands out embedded NATS servers to the conformance suite: a test
-// shares the server of its closest ancestor test that has one, or starts its
-// own, shut down with the test. TestConformanceBroker's sub-tests thus each get a server
+// perTest hands out a server (or cluster) per test: a test shares the one of
+// its closest ancestor test that has one, or starts its own with start, shut
+// down with the test. TestConformanceBroker's sub-tests thus each get a server
 // of their own, so that the goroutines of the streams one sub-test creates on
-// the server are gone (with the server) when its leak check runs; TestConformanceWatermill
-// starts one server for all of Watermill's parallel sub-tests.
-type servers struct {
+// the server are gone (with the server) when its leak check runs;
+// TestConformanceWatermill starts one server for all of Watermill's parallel
+// sub-tests.
+type perTest[S any] struct {
+	start  func(t *testing.T) S
 	mu     sync.Mutex
-	byTest map[string]*natstest.Server
+	byTest map[string]S
 }
 
-func (ss *servers) start(t *testing.T) *natstest.Server {
+func newPerTest[S any](start func(t *testing.T) S) *perTest[S] {
+	return &perTest[S]{start: start, byTest: make(map[string]S)}
+}
+
+// startFor starts t's own server.
+func (p *perTest[S]) startFor(t *testing.T) S {
 	t.Helper()
-	s := natstest.Start(t)
+	s := p.start(t)
 	name := t.Name()
-	ss.mu.Lock()
-	ss.byTest[name] = s
-	ss.mu.Unlock()
+	p.mu.Lock()
+	p.byTest[name] = s
+	p.mu.Unlock()
 	t.Cleanup(func() {
-		ss.mu.Lock()
-		delete(ss.byTest, name)
-		ss.mu.Unlock()
+		p.mu.Lock()
+		delete(p.byTest, name)
+		p.mu.Unlock()
 	})
 	return s
 }
 
 // of returns the server of t's closest ancestor (or t), starting one for t if
 // there is none.
-func (ss *servers) of(t *testing.T) *natstest.Server {
+func (p *perTest[S]) of(t *testing.T) S {
 	t.Helper()
-	ss.mu.Lock()
+	p.mu.Lock()
 	for name := t.Name(); ; {
-		if s, ok := ss.byTest[name]; ok {
-			ss.mu.Unlock()
+		if s, ok := p.byTest[name]; ok {
+			p.mu.Unlock()
 			return s
 		}
 		i := strings.LastIndexByte(name, '/')
@@ -56,20 +63,29 @@ func (ss *servers) of(t *testing.T) *natstest.Server {
 		}
 		name = name[:i]
 	}
-	ss.mu.Unlock()
-	return ss.start(t)
+	p.mu.Unlock()
+	return p.startFor(t)
+}
+
+// servers hands out embedded servers.
+type servers = perTest[*natstest.Server]
+
+func newServers() *servers {
+	return newPerTest(func(t *testing.T) *natstest.Server { return natstest.Start(t) })
 }
 
 // jetStream returns a JetStream context on a new connection to t's server,
 // closed at the end of t, so that every broker has its own connection like
 // separate processes would.
-func (ss *servers) jetStream(t *testing.T) jetstream.JetStream {
-	t.Helper()
-	js, err := jetstream.New(natstest.Connect(t, ss.of(t)))
-	if err != nil {
-		t.Fatal(err)
+func jetStreamOf(ss *servers) func(t *testing.T) jetstream.JetStream {
+	return func(t *testing.T) jetstream.JetStream {
+		t.Helper()
+		js, err := jetstream.New(natstest.Connect(t, ss.of(t)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return js
 	}
-	return js
 }
 
 func options(cfg pubsubtest.Config) []natsjs.Option {
@@ -114,60 +130,69 @@ func harness(t *testing.T, ss *servers) pubsubtest.Harness {
 		maxPayload = nc.MaxPayload()
 		schedules = natstest.ServerAtLeast(nc, "2.12.0")
 	}
+	h := suiteHarness(jetStreamOf(ss), options, pubsubtest.Capabilities{
+		Persistent: true,
+		Ordered:    true,
+		MaxPayload: int(maxPayload),
+		// JetStream message schedules: nats-server 2.12 and newer.
+		Delayed:    schedules,
+		RetryAfter: true,
+		Telemetry:  true,
+	})
+	// Watermill's own TestReconnect needs a restart command and skips;
+	// TestConformanceBroker's restart sub-tests cover reconnection through this.
+	h.Restart = func(t *testing.T) {
+		t.Helper()
+		natstest.RequireControl(t)
+		if err := ss.of(t).Restart(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return h
+}
+
+// suiteHarness is the harness of the suite on the JetStream contexts js
+// returns, with the options opts makes of the suite's Config, without
+// Restart.
+func suiteHarness(js func(t *testing.T) jetstream.JetStream, opts func(pubsubtest.Config) []natsjs.Option,
+	caps pubsubtest.Capabilities) pubsubtest.Harness {
 	return pubsubtest.Harness{
 		NewBroker: func(t *testing.T, cfg pubsubtest.Config) (relay.Broker, error) {
-			return natsjs.NewBroker(ss.jetStream(t), options(cfg)...)
+			return natsjs.NewBroker(js(t), opts(cfg)...)
 		},
 		NewPublisher: func(t *testing.T, cfg pubsubtest.Config) (message.Publisher, error) {
-			return natsjs.NewPublisher(ss.jetStream(t), options(cfg)...)
+			return natsjs.NewPublisher(js(t), opts(cfg)...)
 		},
 		NewSubscriber: func(t *testing.T, cfg pubsubtest.Config) (message.Subscriber, error) {
-			return natsjs.NewSubscriber(ss.jetStream(t), options(cfg)...)
+			return natsjs.NewSubscriber(js(t), opts(cfg)...)
 		},
 		NewInspector: func(t *testing.T) relay.Inspector {
-			in, err := natsjs.NewInspector(ss.jetStream(t))
+			in, err := natsjs.NewInspector(js(t))
 			if err != nil {
 				t.Fatal(err)
 			}
 			return in
 		},
-		// Watermill's own TestReconnect needs a restart command and skips;
-		// TestConformanceBroker's restart sub-tests cover reconnection through this.
-		Restart: func(t *testing.T) {
-			t.Helper()
-			natstest.RequireControl(t)
-			if err := ss.of(t).Restart(); err != nil {
-				t.Fatal(err)
-			}
-		},
-		Capabilities: pubsubtest.Capabilities{
-			Persistent: true,
-			Ordered:    true,
-			MaxPayload: int(maxPayload),
-			// JetStream message schedules: nats-server 2.12 and newer.
-			Delayed:    schedules,
-			RetryAfter: true,
-			Telemetry:  true,
-		},
+		Capabilities: caps,
 	}
 }
 
 func TestConformanceBroker(t *testing.T) {
-	pubsubtest.TestBroker(t, harness(t, &servers{byTest: make(map[string]*natstest.Server)}))
+	pubsubtest.TestBroker(t, harness(t, newServers()))
 }
 
 func TestConformanceWatermill(t *testing.T) {
-	ss := &servers{byTest: make(map[string]*natstest.Server)}
-	ss.start(t)
+	ss := newServers()
+	ss.startFor(t)
 	pubsubtest.TestWatermill(t, harness(t, ss))
 }
 
 func TestConformanceInspector(t *testing.T) {
-	pubsubtest.TestInspector(t, harness(t, &servers{byTest: make(map[string]*natstest.Server)}))
+	pubsubtest.TestInspector(t, harness(t, newServers()))
 }
 
 func TestConformanceTelemetry(t *testing.T) {
-	ss := &servers{byTest: make(map[string]*natstest.Server)}
-	ss.start(t)
+	ss := newServers()
+	ss.startFor(t)
 	pubsubtest.TestTelemetry(t, harness(t, ss))
 }

@@ -44,43 +44,60 @@ func harness(t *testing.T) pubsubtest.Harness {
 		// over-limit case runs only when its limit is small enough to send.
 		maxPayload = externalBulkMax(t, rc)
 	}
-	opts := func(cfg pubsubtest.Config) []redisstreams.Option {
-		logger := cfg.Logger
-		if logger == nil {
-			logger = slog.New(slog.DiscardHandler)
+	h := suiteHarness(rc, pubsubtest.Capabilities{Persistent: true, Ordered: true, MaxPayload: maxPayload,
+		Delayed: true, RetryAfter: true, Telemetry: true})
+	h.Restart = func(t *testing.T) {
+		redistest.RequireControl(t)
+		if err := srv.Restart(); err != nil {
+			t.Fatalf("restart redis-server: %v", err)
 		}
-		o := []redisstreams.Option{
-			redisstreams.WithGroup(cfg.Group),
-			redisstreams.WithMaxDeliver(cfg.MaxDeliver),
-			redisstreams.WithBackoff(cfg.MinBackoff, cfg.MaxBackoff),
-			redisstreams.WithConcurrency(cfg.Concurrency),
-			redisstreams.WithClaimTimeout(cfg.AckWait),
-			redisstreams.WithBlockTimeout(200 * time.Millisecond),
-			redisstreams.WithLogger(logger),
-		}
-		if cfg.TracerProvider != nil {
-			o = append(o, redisstreams.WithTracerProvider(cfg.TracerProvider))
-		}
-		if cfg.MeterProvider != nil {
-			o = append(o, redisstreams.WithMeterProvider(cfg.MeterProvider))
-		}
-		if cfg.Propagators != nil {
-			o = append(o, redisstreams.WithPropagators(cfg.Propagators))
-		}
-		if cfg.DeadLetterTopic != nil {
-			o = append(o, redisstreams.WithDeadLetterTopic(cfg.DeadLetterTopic))
-		}
-		return o
+		setLimit(t) // CONFIG SET does not survive a restart
 	}
+	return h
+}
+
+// suiteOptions are the options the suite's Config asks for.
+func suiteOptions(cfg pubsubtest.Config) []redisstreams.Option {
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	o := []redisstreams.Option{
+		redisstreams.WithGroup(cfg.Group),
+		redisstreams.WithMaxDeliver(cfg.MaxDeliver),
+		redisstreams.WithBackoff(cfg.MinBackoff, cfg.MaxBackoff),
+		redisstreams.WithConcurrency(cfg.Concurrency),
+		redisstreams.WithClaimTimeout(cfg.AckWait),
+		redisstreams.WithBlockTimeout(200 * time.Millisecond),
+		redisstreams.WithLogger(logger),
+	}
+	if cfg.TracerProvider != nil {
+		o = append(o, redisstreams.WithTracerProvider(cfg.TracerProvider))
+	}
+	if cfg.MeterProvider != nil {
+		o = append(o, redisstreams.WithMeterProvider(cfg.MeterProvider))
+	}
+	if cfg.Propagators != nil {
+		o = append(o, redisstreams.WithPropagators(cfg.Propagators))
+	}
+	if cfg.DeadLetterTopic != nil {
+		o = append(o, redisstreams.WithDeadLetterTopic(cfg.DeadLetterTopic))
+	}
+	return o
+}
+
+// suiteHarness is the harness of the suite over rc, a client of one server
+// or of a cluster, without Restart.
+func suiteHarness(rc redis.UniversalClient, caps pubsubtest.Capabilities) pubsubtest.Harness {
 	return pubsubtest.Harness{
 		NewBroker: func(t *testing.T, cfg pubsubtest.Config) (relay.Broker, error) {
-			return redisstreams.NewBroker(rc, opts(cfg)...)
+			return redisstreams.NewBroker(rc, suiteOptions(cfg)...)
 		},
 		NewPublisher: func(t *testing.T, cfg pubsubtest.Config) (message.Publisher, error) {
-			return redisstreams.NewPublisher(rc, opts(cfg)...)
+			return redisstreams.NewPublisher(rc, suiteOptions(cfg)...)
 		},
 		NewSubscriber: func(t *testing.T, cfg pubsubtest.Config) (message.Subscriber, error) {
-			return redisstreams.NewSubscriber(rc, opts(cfg)...)
+			return redisstreams.NewSubscriber(rc, suiteOptions(cfg)...)
 		},
 		NewInspector: func(t *testing.T) relay.Inspector {
 			in, err := redisstreams.NewInspector(rc, redisstreams.WithLogger(slog.New(slog.DiscardHandler)))
@@ -89,14 +106,7 @@ func harness(t *testing.T) pubsubtest.Harness {
 			}
 			return in
 		},
-		Restart: func(t *testing.T) {
-			redistest.RequireControl(t)
-			if err := srv.Restart(); err != nil {
-				t.Fatalf("restart redis-server: %v", err)
-			}
-			setLimit(t) // CONFIG SET does not survive a restart
-		},
-		Capabilities: pubsubtest.Capabilities{Persistent: true, Ordered: true, MaxPayload: maxPayload, Delayed: true, RetryAfter: true, Telemetry: true},
+		Capabilities: caps,
 	}
 }
 
