@@ -76,3 +76,32 @@ func BenchmarkEndToEnd(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPublishBatch is the cost per message of publishing b.N messages
+// 100 per call (Watermill's variadic Publish, a Redis pipeline,
+// PublishAsync), on the sessions that publish batches.
+func BenchmarkPublishBatch(b *testing.B) {
+	for _, impl := range benchmarks.Impls() {
+		b.Run(impl.Name(), func(b *testing.B) {
+			sess := open(b, impl, b.N)
+			bp, ok := sess.(benchmarks.BatchPublisher)
+			if !ok {
+				b.Skip("no batch publish on this face")
+			}
+			p := payload()
+			batch := make([][]byte, 100)
+			for i := range batch {
+				batch[i] = p
+			}
+			ctx := context.Background()
+			b.SetBytes(int64(len(p)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for sent := 0; sent < b.N; sent += len(batch) {
+				if err := bp.PublishBatch(ctx, batch[:min(len(batch), b.N-sent)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

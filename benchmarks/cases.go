@@ -32,8 +32,9 @@ const (
 // ThroughputCases are the cases measured in messages per second.
 var ThroughputCases = []string{CasePublish1, CasePublish16, CaseBatch100, CaseEndToEnd, CaseRouter}
 
-// AllCases lists every case in table order.
-var AllCases = append(slices.Clone(ThroughputCases), CaseTelemetry, CaseLatency, CaseDelayed, CasePeakRSS)
+// AllCases lists every case in table order; [Run] runs [CaseScaling] once per
+// cell of its grid.
+var AllCases = append(slices.Clone(ThroughputCases), CaseTelemetry, CaseLatency, CaseDelayed, CaseScaling, CasePeakRSS)
 
 // ErrNotApplicable is returned for a case an implementation cannot run (a
 // batch on the byte face, a Router on a non-Watermill face).
@@ -46,6 +47,9 @@ type Params struct {
 	LatencyN int           // messages of a latency run
 	Rate     int           // messages per second of a latency run
 	Timeout  time.Duration // bound of one run
+	// Publishers is the number of publisher goroutines of a scaling cell
+	// ([CaseScaling]); the other cases use their own.
+	Publishers int
 }
 
 // Result is one run of one case on one implementation.
@@ -60,6 +64,10 @@ type Result struct {
 	P50, P99           time.Duration // latency and delayed cases
 	Max                time.Duration // delayed case
 	PeakRSS            int64         // peak-rss case, bytes
+	// Publishers and Payload are the grid cell of a scaling result (whose
+	// Case is [ScalingCell] of them): goroutines and bytes per message.
+	Publishers int `json:",omitempty"`
+	Payload    int `json:",omitempty"`
 }
 
 // Rate is messages per second.
@@ -79,10 +87,15 @@ func NewTopic(impl Impl, cas string) string {
 }
 
 // RunCase runs one case once on impl. It returns an error wrapping
-// [ErrNotApplicable] for a case impl cannot run.
+// [ErrNotApplicable] for a case impl cannot run. For [CaseScaling], p.N,
+// p.Payload and p.Publishers are the cell, and the result's Case is
+// [ScalingCell] of it.
 func RunCase(ctx context.Context, env *Env, impl Impl, cas string, p Params) (Result, error) {
 	if cas == CasePeakRSS {
 		return runPeakRSS(ctx, impl, p)
+	}
+	if cas == CaseScaling && !scales(impl) {
+		return Result{}, ErrNotApplicable
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()
@@ -107,6 +120,9 @@ func RunCase(ctx context.Context, env *Env, impl Impl, cas string, p Params) (Re
 		err = fmt.Errorf("close: %w", cerr)
 	}
 	res.Impl, res.Case = impl.Name(), cas
+	if cas == CaseScaling {
+		res.Case, res.Publishers, res.Payload = ScalingCell(p.Publishers, p.Payload), p.Publishers, p.Payload
+	}
 	if err != nil {
 		return res, fmt.Errorf("%s %s: %w", impl.Name(), cas, err)
 	}
@@ -134,6 +150,8 @@ func runOpen(ctx context.Context, sess Session, cas string, p Params) (Result, e
 		return measure(p.N, func() error { return publishBatches(ctx, bp, payload, p.N, 100) })
 	case CaseEndToEnd, CaseTelemetry:
 		return EndToEnd(ctx, sess, payload, p.N, sess.Consume)
+	case CaseScaling:
+		return endToEnd(ctx, sess, payload, p.N, max(p.Publishers, 1), sess.Consume)
 	case CaseRouter:
 		ws, ok := sess.(WatermillSession)
 		if !ok {
@@ -217,6 +235,11 @@ func publishBatches(ctx context.Context, bp BatchPublisher, payload []byte, n, s
 // goroutines, and returns once every one was handled and the server holds
 // none unacknowledged.
 func EndToEnd(ctx context.Context, sess Session, payload []byte, n int, consume func(func([]byte)) error) (Result, error) {
+	return endToEnd(ctx, sess, payload, n, publishWorkers, consume)
+}
+
+// endToEnd is [EndToEnd] from workers publisher goroutines.
+func endToEnd(ctx context.Context, sess Session, payload []byte, n, workers int, consume func(func([]byte)) error) (Result, error) {
 	var handled atomic.Int64
 	done := make(chan struct{})
 	if err := consume(func([]byte) {
@@ -227,7 +250,7 @@ func EndToEnd(ctx context.Context, sess Session, payload []byte, n int, consume 
 		return Result{}, fmt.Errorf("consume: %w", err)
 	}
 	return measure(n, func() error {
-		if err := publishN(ctx, sess, payload, n, publishWorkers); err != nil {
+		if err := publishN(ctx, sess, payload, n, workers); err != nil {
 			return fmt.Errorf("publish: %w", err)
 		}
 		select {

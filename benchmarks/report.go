@@ -101,6 +101,8 @@ func markdown(cfg Config, s summary) string {
 		w("\n")
 	}
 
+	w("%s", scalingMarkdown(cfg.Scale, s))
+
 	w("## Telemetry cost: end to end on relay-bytes, OpenTelemetry off and on\n\n")
 	w("Off: no SDK installed (the global no-op providers, the default). On: the SDK with a batch span processor, every ")
 	w("span sampled (to an exporter that drops them) and metrics aggregated. Ratio: on ÷ off.\n\n")

@@ -17,6 +17,8 @@ type Config struct {
 	Runs int // runs per case and implementation; the report shows medians
 	// RSSN is the number of messages of the peak-rss case.
 	RSSN int
+	// Scale is the grid of the scaling case ([CaseScaling]).
+	Scale ScaleConfig
 	// Cases selects the "system/face/case" names to run; nil runs all.
 	Cases *regexp.Regexp
 	// Out is the directory that receives table.md, chart.png and
@@ -32,6 +34,8 @@ func DefaultConfig() Config {
 		Params: Params{N: 100_000, Payload: 1024, LatencyN: 2000, Rate: 1000, Timeout: 10 * time.Minute},
 		Runs:   5,
 		RSSN:   1_000_000,
+		Scale: ScaleConfig{Publishers: DefaultScalePublishers, Payloads: DefaultScalePayloads,
+			N: 20_000, Bytes: 128 << 20},
 	}
 }
 
@@ -41,6 +45,8 @@ func SmokeConfig() Config {
 		Params: Params{N: 300, Payload: 1024, LatencyN: 20, Rate: 2000, Timeout: 20 * time.Second},
 		Runs:   1,
 		RSSN:   2000,
+		Scale: ScaleConfig{Publishers: DefaultScalePublishers, Payloads: DefaultScalePayloads,
+			N: 64, Bytes: 1 << 20},
 	}
 }
 
@@ -58,29 +64,31 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	var results []Result
 	var errs []error
 	for _, cas := range AllCases {
-		p := cfg.Params
-		if cas == CasePeakRSS {
-			p.N = cfg.RSSN
-		}
-		for run := 1; run <= cfg.Runs; run++ {
-			for _, impl := range Impls() {
-				if cfg.Cases != nil && !cfg.Cases.MatchString(impl.Name()+"/"+cas) {
-					continue
+		for _, p := range cellsOf(cfg, cas) {
+			for run := 1; run <= cfg.Runs; run++ {
+				for _, impl := range Impls() {
+					if cfg.Cases != nil && !cfg.Cases.MatchString(impl.Name()+"/"+cas) {
+						continue
+					}
+					if ctx.Err() != nil {
+						return results, errors.Join(append(errs, ctx.Err())...)
+					}
+					label := cas
+					if cas == CaseScaling {
+						label = ScalingCell(p.Publishers, p.Payload)
+					}
+					res, err := RunCase(ctx, env, impl, cas, p)
+					switch {
+					case errors.Is(err, ErrNotApplicable):
+						continue
+					case err != nil:
+						fmt.Fprintf(log, "%-24s %-11s run %d: FAILED: %v\n", impl.Name(), label, run, err)
+						errs = append(errs, err)
+						continue
+					}
+					fmt.Fprintf(log, "%-24s %-11s run %d: %s\n", impl.Name(), label, run, describe(res))
+					results = append(results, res)
 				}
-				if ctx.Err() != nil {
-					return results, errors.Join(append(errs, ctx.Err())...)
-				}
-				res, err := RunCase(ctx, env, impl, cas, p)
-				switch {
-				case errors.Is(err, ErrNotApplicable):
-					continue
-				case err != nil:
-					fmt.Fprintf(log, "%-24s %-11s run %d: FAILED: %v\n", impl.Name(), cas, run, err)
-					errs = append(errs, err)
-					continue
-				}
-				fmt.Fprintf(log, "%-24s %-11s run %d: %s\n", impl.Name(), cas, run, describe(res))
-				results = append(results, res)
 			}
 		}
 	}
@@ -90,6 +98,27 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		}
 	}
 	return results, errors.Join(errs...)
+}
+
+// cellsOf returns the parameters of each run of cas: one, but for the
+// scaling case one per cell of its grid.
+func cellsOf(cfg Config, cas string) []Params {
+	p := cfg.Params
+	switch cas {
+	case CasePeakRSS:
+		p.N = cfg.RSSN
+	case CaseScaling:
+		var cells []Params
+		for _, size := range cfg.Scale.Payloads {
+			for _, pubs := range cfg.Scale.Publishers {
+				c := cfg.Params
+				c.Payload, c.Publishers, c.N = size, pubs, cfg.Scale.cellN(size, pubs)
+				cells = append(cells, c)
+			}
+		}
+		return cells
+	}
+	return []Params{p}
 }
 
 func describe(r Result) string {
@@ -113,6 +142,9 @@ func writeReport(cfg Config, results []Result) error {
 		return err
 	}
 	if err := writeJSON(filepath.Join(cfg.Out, "results.json"), results); err != nil {
+		return err
+	}
+	if err := writeScalingChart(filepath.Join(cfg.Out, "scaling.png"), cfg.Scale, s); err != nil {
 		return err
 	}
 	return writeChart(filepath.Join(cfg.Out, "chart.png"), s)

@@ -36,8 +36,19 @@ func TestSmoke(t *testing.T) {
 			if !applicable(impl, cas) {
 				continue
 			}
-			if !got[impl.Name()+" "+cas] {
-				t.Errorf("no result for %s %s", impl.Name(), cas)
+			names := []string{cas}
+			if cas == benchmarks.CaseScaling {
+				names = nil
+				for _, size := range cfg.Scale.Payloads {
+					for _, pubs := range cfg.Scale.Publishers {
+						names = append(names, benchmarks.ScalingCell(pubs, size))
+					}
+				}
+			}
+			for _, name := range names {
+				if !got[impl.Name()+" "+name] {
+					t.Errorf("no result for %s %s", impl.Name(), name)
+				}
 			}
 		}
 	}
@@ -46,12 +57,13 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"## Throughput", "### redis", "| end-to-end |", "## Telemetry cost", "## Latency", "## Delayed delivery", "## Peak RSS", "chart.png"} {
+	for _, want := range []string{"## Throughput", "### redis", "| end-to-end |", "## Telemetry cost", "## Latency", "## Delayed delivery", "## Peak RSS", "chart.png",
+		"## How cost grows", "### nats: relay-bytes and raw nats.go", "| 64 KiB | relay ÷ floor |", "scaling.png"} {
 		if !strings.Contains(string(table), want) {
 			t.Errorf("table.md lacks %q", want)
 		}
 	}
-	for _, name := range []string{"chart.png", "results.json"} {
+	for _, name := range []string{"chart.png", "scaling.png", "results.json"} {
 		if fi, err := os.Stat(filepath.Join(cfg.Out, name)); err != nil || fi.Size() == 0 {
 			t.Errorf("%s: missing or empty (%v)", name, err)
 		}
@@ -68,6 +80,9 @@ func applicable(impl benchmarks.Impl, cas string) bool {
 		return impl.System == "memory"
 	case benchmarks.CaseDelayed, benchmarks.CaseTelemetry:
 		return impl.Face == benchmarks.FaceBytes
+	case benchmarks.CaseScaling:
+		return impl.Face == benchmarks.FaceBytes || impl.Face == benchmarks.FaceRaw ||
+			(impl.System == "memory" && impl.Face == benchmarks.FacePeer)
 	}
 	return true
 }
@@ -83,6 +98,7 @@ func TestNotApplicable(t *testing.T) {
 	}{
 		{name: "batch on the byte face", impl: "memory/relay-bytes", cas: benchmarks.CaseBatch100},
 		{name: "router on the byte face", impl: "memory/relay-bytes", cas: benchmarks.CaseRouter},
+		{name: "scaling on the Watermill face", impl: "redis/relay-watermill", cas: benchmarks.CaseScaling},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, impl := range benchmarks.Impls() {

@@ -108,9 +108,19 @@ func (h *Hub) validTopic(name string) (*topic, error) {
 // oldest message that every group has acknowledged, and waits only while
 // there is none.
 func (t *topic) publish(ctx context.Context, closing <-chan struct{}, msgs ...delivery.Message) error {
+	_, err := t.publishEach(closing, msgs, func(int) context.Context { return ctx })
+	return err
+}
+
+// publishEach is publish with a context per message: ctxOf(i) bounds the
+// wait of msgs[i] for room. It takes the topic's lock and the time once for
+// all of msgs (the lock is released only while waiting for room). It
+// returns how many of msgs it stored, in order, and the error that stopped it.
+func (t *topic) publishEach(closing <-chan struct{}, msgs []delivery.Message, ctxOf func(i int) context.Context) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, m := range msgs {
+	now := time.Now().UnixNano()
+	for i, m := range msgs {
 		for t.count >= t.capacity {
 			if len(t.acked) > 0 {
 				if e := t.acked.pop(); !e.removed {
@@ -126,19 +136,20 @@ func (t *topic) publish(ctx context.Context, closing <-chan struct{}, msgs ...de
 			var err error
 			select {
 			case <-space:
-			case <-ctx.Done():
-				err = ctx.Err()
+			case <-ctxOf(i).Done():
+				err = ctxOf(i).Err()
 			case <-closing:
 				err = relay.ErrClosed
 			}
 			t.mu.Lock()
 			if err != nil {
-				return err
+				return i, err
 			}
+			now = time.Now().UnixNano()
 		}
-		t.store(m)
+		t.storeAt(m, now)
 	}
-	return nil
+	return len(msgs), nil
 }
 
 // topic is one log of a hub. Every field below mu, and every field of its
@@ -172,7 +183,12 @@ type entry struct {
 
 // store appends m to the topic and hands it to every group.
 func (t *topic) store(m delivery.Message) {
-	e := &entry{msg: m, seq: t.nextSeq, at: time.Now().UnixNano(), unacked: len(t.groups), prev: t.tail}
+	t.storeAt(m, time.Now().UnixNano())
+}
+
+// storeAt is store with at, in Unix nanoseconds, as the time stored.
+func (t *topic) storeAt(m delivery.Message, at int64) {
+	e := &entry{msg: m, seq: t.nextSeq, at: at, unacked: len(t.groups), prev: t.tail}
 	t.nextSeq++
 	if t.tail == nil {
 		t.head = e

@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -98,16 +99,44 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		}
 		due[i] = at
 	}
-	for i, msg := range msgs {
-		m := wm.FromWatermill(msg)
-		m.Payload = append([]byte{}, m.Payload...)
-		var span telemetry.Publish
-		span, m.Metadata = p.tel.StartPublish(msg.Context(), topic, msg.UUID, m.Metadata)
-		err := t.publishAt(msg.Context(), p.closing, m, due[i])
-		span.End(err)
-		if err != nil {
-			return fmt.Errorf("memory: publish %q: message %s: %w", topic, msg.UUID, err)
+	// Runs of messages due now, up to chunk at a time, are stored under one
+	// lock of the topic; a delayed message goes to the topic's heap on its own.
+	const chunk = 16
+	var ms [chunk]delivery.Message
+	var spans [chunk]telemetry.Publish
+	for i := 0; i < len(msgs); {
+		j := i + 1
+		if !due[i].After(now) {
+			for j < len(msgs) && j-i < chunk && !due[j].After(now) {
+				j++
+			}
 		}
+		for k := i; k < j; k++ {
+			m := wm.FromWatermill(msgs[k])
+			m.Payload = append([]byte{}, m.Payload...)
+			spans[k-i], m.Metadata = p.tel.StartPublish(msgs[k].Context(), topic, msgs[k].UUID, m.Metadata)
+			ms[k-i] = m
+		}
+		var stored int
+		var err error
+		if j == i+1 {
+			if err = t.publishAt(msgs[i].Context(), p.closing, ms[0], due[i]); err == nil {
+				stored = 1
+			}
+		} else {
+			stored, err = t.publishEach(p.closing, ms[:j-i], func(k int) context.Context { return msgs[i+k].Context() })
+		}
+		for k := range j - i {
+			if k < stored {
+				spans[k].End(nil)
+			} else {
+				spans[k].End(err) // the message that failed and those after it: none is stored
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("memory: publish %q: message %s: %w", topic, msgs[i+stored].UUID, err)
+		}
+		i = j
 	}
 	return nil
 }

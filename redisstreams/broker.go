@@ -53,7 +53,7 @@ func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) erro
 	if ctx == nil {
 		return fmt.Errorf("%s: publish %q: %w", pkg, topic, relay.ErrNilContext)
 	}
-	if err := relay.ValidateTopic(topic); err != nil {
+	if err := b.e.validTopic(topic); err != nil {
 		return fmt.Errorf("%s: publish %q: %w", pkg, topic, err)
 	}
 	msg := delivery.Message{UUID: watermill.NewUUID(), Payload: payload}

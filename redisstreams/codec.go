@@ -21,15 +21,20 @@ const (
 // errNoPayload is the decode error of an entry without a payload field.
 var errNoPayload = errors.New("entry has no " + fieldPayload + " field")
 
+// noMetadata is the metadata field of a message without metadata, boxed
+// once: go-redis only reads it.
+var noMetadata any = []byte{}
+
 // encode returns the XADD field-value list of m. Metadata is a msgpack map of
 // strings, empty when m has none, as watermill-redisstream writes it.
 func encode(m delivery.Message) ([]any, error) {
-	md := []byte{}
+	md := noMetadata
 	if len(m.Metadata) > 0 {
-		var err error
-		if md, err = msgpack.Marshal(m.Metadata); err != nil {
+		b, err := msgpack.Marshal(m.Metadata)
+		if err != nil {
 			return nil, fmt.Errorf("encode metadata: %w", err)
 		}
+		md = b
 	}
 	payload := m.Payload
 	if payload == nil {

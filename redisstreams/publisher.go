@@ -8,7 +8,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
 	"github.com/go-relay/relay/internal/wm"
 )
@@ -46,7 +45,7 @@ func NewPublisher(client redis.UniversalClient, opts ...Option) (*Publisher, err
 // messages is then stored), [relay.ErrClosed] after Close, a context error,
 // or the Redis error.
 func (p *Publisher) Publish(topic string, messages ...*message.Message) error {
-	if err := relay.ValidateTopic(topic); err != nil {
+	if err := p.e.validTopic(topic); err != nil {
 		return fmt.Errorf("%s: publish %q: %w", pkg, topic, err)
 	}
 	ctx := context.Background()

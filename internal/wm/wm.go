@@ -21,10 +21,15 @@ import (
 // nacked.
 var ErrNacked = errors.New("message nacked")
 
-// FromWatermill returns the wire form of msg. Metadata is copied; the payload is
-// shared, so the caller must encode it before msg may change.
+// FromWatermill returns the wire form of msg. Metadata is copied, and nil when
+// msg has none (no map is made for it); the payload is shared, so the caller
+// must encode it before msg may change.
 func FromWatermill(msg *message.Message) delivery.Message {
-	return delivery.Message{UUID: msg.UUID, Metadata: maps.Clone(map[string]string(msg.Metadata)), Payload: msg.Payload}
+	var md map[string]string
+	if len(msg.Metadata) > 0 {
+		md = maps.Clone(map[string]string(msg.Metadata))
+	}
+	return delivery.Message{UUID: msg.UUID, Metadata: md, Payload: msg.Payload}
 }
 
 // ToWatermill returns a Watermill message carrying m's UUID, metadata and a copy
