@@ -205,3 +205,140 @@ func (s *wmSuite) testInvalidDeadLetterTopic(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func (s *byteSuite) testInvalidTopic(t *testing.T) {
+	b := s.broker(t, DefaultConfig())
+	for _, c := range invalidTopics {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), waitShort)
+			defer cancel()
+			err := b.Publish(ctx, c.topic, []byte("x"))
+			if err := checkErrorIs(fmt.Sprintf("Publish(%q)", c.topic), err, relay.ErrInvalidTopic); err != nil {
+				t.Error(err)
+			}
+			if err := checkErrorShape(err, "publish", c.topic); err != nil {
+				t.Error(err)
+			}
+			err = b.Subscribe(c.topic, func([]byte) error { return nil })
+			if err := checkErrorIs(fmt.Sprintf("Subscribe(%q)", c.topic), err, relay.ErrInvalidTopic); err != nil {
+				t.Error(err)
+			}
+			if err := checkErrorShape(err, "subscribe", c.topic); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func (s *byteSuite) testNilHandler(t *testing.T) {
+	b := s.broker(t, DefaultConfig())
+	if err := checkErrorIs("Subscribe with a nil handler", b.Subscribe(NewTopic(t), nil), relay.ErrNilHandler); err != nil {
+		t.Error(err)
+	}
+}
+
+func (s *byteSuite) testPublishContext(t *testing.T) {
+	b := s.broker(t, DefaultConfig())
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	expired, cancel2 := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel2()
+	cases := []struct {
+		name string
+		ctx  context.Context
+		want error
+	}{
+		{"canceled", canceled, context.Canceled},
+		{"deadline exceeded", expired, context.DeadlineExceeded},
+	}
+	const prompt = 2 * time.Second
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			topic := NewTopic(t)
+			done := make(chan error, 1)
+			start := time.Now()
+			go func() { done <- b.Publish(c.ctx, topic, []byte("x")) }()
+			select {
+			case err := <-done:
+				if err := checkErrorIs("Publish", err, c.want); err != nil {
+					t.Error(err)
+				}
+				if d := time.Since(start); d > prompt {
+					t.Errorf("Publish took %v with a done context, want under %v", d, prompt)
+				}
+			case <-time.After(waitShort):
+				t.Fatalf("Publish with a done context did not return within %v", waitShort)
+			}
+		})
+	}
+}
+
+// shutdowner is the Close with a context that backends may offer beside
+// Close (all of relay's do).
+type shutdowner interface {
+	Shutdown(ctx context.Context) error
+}
+
+// callNoPanic runs f and returns its error, or an error saying that it
+// panicked: a nil context must be refused, not crash the process.
+func callNoPanic(f func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("a panic: %v", v)
+		}
+	}()
+	return f()
+}
+
+func (s *byteSuite) testNilContext(t *testing.T) {
+	b := s.broker(t, DefaultConfig())
+	topic := NewTopic(t)
+	var nilCtx context.Context // a variable: a nil literal is what vet-like checkers flag
+	err := callNoPanic(func() error { return b.Publish(nilCtx, topic, []byte("x")) })
+	if err := checkErrorIs("Publish with a nil context", err, relay.ErrNilContext); err != nil {
+		t.Error(err)
+	}
+	if sd, ok := b.(shutdowner); ok {
+		err := callNoPanic(func() error { return sd.Shutdown(nilCtx) })
+		if err := checkErrorIs("Shutdown with a nil context", err, relay.ErrNilContext); err != nil {
+			t.Error(err)
+		}
+	}
+	// Nothing was sent, and the refused Shutdown closed nothing: the broker
+	// still publishes and delivers, and the first message is the good one.
+	got := make(chan []byte, 2)
+	subscribe(t, b, topic, func(p []byte) error { got <- p; return nil })
+	publish(t, b, topic, []byte("after"))
+	select {
+	case p := <-got:
+		if string(p) != "after" {
+			t.Errorf("first delivery %q, want %q: the refused Publish sent something", p, "after")
+		}
+	case <-time.After(waitShort):
+		t.Fatalf("nothing delivered within %v after the nil-context calls", waitShort)
+	}
+}
+
+func (s *byteSuite) testPayloadTooLarge(t *testing.T) {
+	max := s.h.Capabilities.MaxPayload
+	if max <= 0 {
+		t.Skip("Capabilities.MaxPayload is 0: no payload limit declared")
+	}
+	topic := NewTopic(t)
+	in := newInbox()
+	subscribe(t, s.broker(t, DefaultConfig()), topic, in.handler(nil))
+	pub := s.broker(t, DefaultConfig())
+	ctx, cancel := context.WithTimeout(context.Background(), waitShort)
+	defer cancel()
+	err := pub.Publish(ctx, topic, make([]byte, max+1))
+	if err := checkErrorIs(fmt.Sprintf("Publish of %d bytes (MaxPayload %d)", max+1, max), err, relay.ErrPayloadTooLarge); err != nil {
+		t.Error(err)
+	}
+	// Nothing of the rejected payload may reach the subscription.
+	publish(t, pub, topic, []byte("after"))
+	in.waitDistinct(t, 1, waitShort, "subscription")
+	quiet(settleWindow(DefaultConfig()))
+	if in.distinct() != 1 || in.counts()["after"] != 1 {
+		t.Errorf("received %d messages (%d distinct), want only the small one published after the rejected one", in.len(), in.distinct())
+	}
+}

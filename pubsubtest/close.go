@@ -1,0 +1,167 @@
+package pubsubtest
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/go-relay/relay"
+)
+
+func (s *byteSuite) testCloseConcurrent(t *testing.T) {
+	b := s.broker(t, DefaultConfig())
+	subscribe(t, b, NewTopic(t), func([]byte) error { return nil })
+	const closers = 10
+	errs := make(chan error, closers)
+	var wg sync.WaitGroup
+	for range closers {
+		wg.Go(func() { errs <- b.Close() })
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(waitShort):
+		t.Fatalf("%d concurrent Close calls did not all return within %v", closers, waitShort)
+	}
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("concurrent Close: %v", err)
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Errorf("Close after Close: %v", err)
+	}
+}
+
+func (s *byteSuite) testCloseWaits(t *testing.T) {
+	b := s.broker(t, DefaultConfig())
+	started := make(chan struct{})
+	release := make(chan struct{})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseOnce) // runs before the broker's Close, even after a failure
+	var once sync.Once
+	var returned atomic.Bool
+	topic := NewTopic(t)
+	subscribe(t, b, topic, func([]byte) error {
+		once.Do(func() { close(started) })
+		<-release
+		time.Sleep(10 * time.Millisecond) // widen the window in which an early Close would show
+		returned.Store(true)
+		return nil
+	})
+	publish(t, b, topic, []byte("w"))
+	select {
+	case <-started:
+	case <-time.After(waitShort):
+		t.Fatalf("handler not called within %v", waitShort)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- b.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a handler was still running", err)
+	case <-time.After(100 * time.Millisecond): // Close must still be waiting
+	}
+	releaseOnce()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		if !returned.Load() {
+			t.Error("Close returned before the running handler returned")
+		}
+	case <-time.After(waitShort):
+		t.Fatalf("Close did not return within %v after the handler was released", waitShort)
+	}
+}
+
+func (s *byteSuite) testErrClosed(t *testing.T) {
+	b := s.broker(t, DefaultConfig())
+	topic := NewTopic(t)
+	subscribe(t, b, topic, func([]byte) error { return nil })
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitShort)
+	defer cancel()
+	if err := checkErrorIs("Publish after Close", b.Publish(ctx, topic, []byte("x")), relay.ErrClosed); err != nil {
+		t.Error(err)
+	}
+	if err := checkErrorIs("Subscribe after Close", b.Subscribe(NewTopic(t), func([]byte) error { return nil }), relay.ErrClosed); err != nil {
+		t.Error(err)
+	}
+}
+
+func (s *byteSuite) testNothingLostOnClose(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Concurrency = 1 // so that the second message waits, unfinished, behind the first
+	topic := NewTopic(t)
+	want := []string{"first", "second"}
+	a := s.broker(t, cfg)
+	started := make(chan struct{})
+	release := make(chan struct{})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseOnce) // runs before the broker's Close, even after a failure
+	var once sync.Once
+	subscribe(t, a, topic, func([]byte) error {
+		once.Do(func() { close(started) })
+		<-release
+		return errInduced // the handler that was running at Close fails
+	})
+	publishAll(t, s.broker(t, DefaultConfig()), topic, want)
+	select {
+	case <-started:
+	case <-time.After(waitShort):
+		t.Fatalf("handler not called within %v", waitShort)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- a.Close() }()
+	var closeErr error
+	select {
+	case closeErr = <-closed:
+		t.Errorf("Close returned while a handler was still running")
+	case <-time.After(50 * time.Millisecond): // let Close begin before the handler fails
+		releaseOnce()
+		select {
+		case closeErr = <-closed:
+		case <-time.After(waitShort):
+			t.Fatalf("Close did not return within %v", waitShort)
+		}
+	}
+	if closeErr != nil {
+		t.Errorf("Close: %v", closeErr)
+	}
+	in := newInbox()
+	subscribe(t, s.broker(t, cfg), topic, in.handler(nil))
+	// A backend may wait its ack wait (or claim timeout) before redelivering.
+	in.waitDistinct(t, len(want), waitLong+2*cfg.AckWait, "other broker of the group")
+	if err := checkAtLeastOnce(in.counts(), want); err != nil {
+		t.Error(err)
+	}
+}
+
+func (s *byteSuite) testNoGoroutineLeft(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	// The broker lives in a child test so that the harness's own cleanups
+	// (connections it made for the broker) have run before the check.
+	t.Run("a broker is used and closed", func(t *testing.T) {
+		b := s.broker(t, DefaultConfig())
+		topic := NewTopic(t)
+		in := newInbox()
+		subscribe(t, b, topic, in.handler(nil))
+		subscribe(t, b, NewTopic(t), in.handler(nil))
+		publishAll(t, b, topic, messages("g", 20))
+		in.waitDistinct(t, 20, waitShort, "subscription")
+		if err := b.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	goleak.VerifyNone(t, ignore)
+}
