@@ -342,3 +342,26 @@ func (s *byteSuite) testPayloadTooLarge(t *testing.T) {
 		t.Errorf("received %d messages (%d distinct), want only the small one published after the rejected one", in.len(), in.distinct())
 	}
 }
+
+func (s *wmSuite) testNilContext(t *testing.T) {
+	topic := NewTopic(t)
+	sub := s.subscriber(t, DefaultConfig())
+	var nilCtx context.Context // a variable: a nil literal is what vet-like checkers flag
+	err := callNoPanic(func() error {
+		_, err := sub.Subscribe(nilCtx, topic)
+		return err
+	})
+	if err := checkErrorIs("Subscribe with a nil context", err, relay.ErrNilContext); err != nil {
+		t.Error(err)
+	}
+	if sd, ok := sub.(shutdowner); ok {
+		err := callNoPanic(func() error { return sd.Shutdown(nilCtx) })
+		if err := checkErrorIs("Shutdown with a nil context", err, relay.ErrNilContext); err != nil {
+			t.Error(err)
+		}
+	}
+	// The refused Shutdown closed nothing: the subscriber still subscribes.
+	if _, err := sub.Subscribe(t.Context(), topic); err != nil {
+		t.Errorf("Subscribe after the nil-context calls: %v", err)
+	}
+}

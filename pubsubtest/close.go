@@ -9,6 +9,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/go-relay/relay"
 )
 
@@ -164,4 +166,36 @@ func (s *byteSuite) testNoGoroutineLeft(t *testing.T) {
 		}
 	})
 	goleak.VerifyNone(t, ignore)
+}
+
+func (s *wmSuite) testErrClosed(t *testing.T) {
+	topic := NewTopic(t)
+	pub := s.publisher(t, DefaultConfig())
+	sub := s.subscriber(t, DefaultConfig())
+	open, err := sub.Subscribe(context.Background(), topic)
+	if err != nil {
+		t.Fatalf("Subscribe(%q): %v", topic, err)
+	}
+	if err := pub.Close(); err != nil {
+		t.Fatalf("publisher Close: %v", err)
+	}
+	if err := sub.Close(); err != nil {
+		t.Fatalf("subscriber Close: %v", err)
+	}
+	err = pub.Publish(topic, message.NewMessage(watermill.NewUUID(), []byte("x")))
+	if err := checkErrorIs("Publish after Close", err, relay.ErrClosed); err != nil {
+		t.Error(err)
+	}
+	_, err = sub.Subscribe(context.Background(), topic)
+	if err := checkErrorIs("Subscribe after Close", err, relay.ErrClosed); err != nil {
+		t.Error(err)
+	}
+	select {
+	case m, ok := <-open:
+		if ok {
+			t.Errorf("message %q delivered after Close, want the channel closed", m.UUID)
+		}
+	case <-time.After(waitShort):
+		t.Errorf("the channel of a Subscribe call is still open %v after Close", waitShort)
+	}
 }

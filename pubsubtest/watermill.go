@@ -382,61 +382,6 @@ func (s *wmSuite) testRouterNackReason(t *testing.T) {
 	}
 }
 
-func (s *wmSuite) testNilContext(t *testing.T) {
-	topic := NewTopic(t)
-	sub := s.subscriber(t, DefaultConfig())
-	var nilCtx context.Context // a variable: a nil literal is what vet-like checkers flag
-	err := callNoPanic(func() error {
-		_, err := sub.Subscribe(nilCtx, topic)
-		return err
-	})
-	if err := checkErrorIs("Subscribe with a nil context", err, relay.ErrNilContext); err != nil {
-		t.Error(err)
-	}
-	if sd, ok := sub.(shutdowner); ok {
-		err := callNoPanic(func() error { return sd.Shutdown(nilCtx) })
-		if err := checkErrorIs("Shutdown with a nil context", err, relay.ErrNilContext); err != nil {
-			t.Error(err)
-		}
-	}
-	// The refused Shutdown closed nothing: the subscriber still subscribes.
-	if _, err := sub.Subscribe(t.Context(), topic); err != nil {
-		t.Errorf("Subscribe after the nil-context calls: %v", err)
-	}
-}
-
-func (s *wmSuite) testErrClosed(t *testing.T) {
-	topic := NewTopic(t)
-	pub := s.publisher(t, DefaultConfig())
-	sub := s.subscriber(t, DefaultConfig())
-	open, err := sub.Subscribe(context.Background(), topic)
-	if err != nil {
-		t.Fatalf("Subscribe(%q): %v", topic, err)
-	}
-	if err := pub.Close(); err != nil {
-		t.Fatalf("publisher Close: %v", err)
-	}
-	if err := sub.Close(); err != nil {
-		t.Fatalf("subscriber Close: %v", err)
-	}
-	err = pub.Publish(topic, message.NewMessage(watermill.NewUUID(), []byte("x")))
-	if err := checkErrorIs("Publish after Close", err, relay.ErrClosed); err != nil {
-		t.Error(err)
-	}
-	_, err = sub.Subscribe(context.Background(), topic)
-	if err := checkErrorIs("Subscribe after Close", err, relay.ErrClosed); err != nil {
-		t.Error(err)
-	}
-	select {
-	case m, ok := <-open:
-		if ok {
-			t.Errorf("message %q delivered after Close, want the channel closed", m.UUID)
-		}
-	case <-time.After(waitShort):
-		t.Errorf("the channel of a Subscribe call is still open %v after Close", waitShort)
-	}
-}
-
 func (s *wmSuite) needBroker(t *testing.T) {
 	t.Helper()
 	if s.h.NewBroker == nil {
