@@ -87,14 +87,18 @@ func DeriveFeatures(c Capabilities) tests.Features {
 // first Watermill's own universal suite (tests.TestPubSub) with the features
 // of [DeriveFeatures] (changed by h.WatermillFeatures when set), then relay's
 // own rows: UUID and metadata round trip, redelivery after Nack, dead letters
-// with their metadata, ErrClosed, and, when h.NewBroker is set too, messages
-// crossing between the byte face and the Watermill face; then
+// with their metadata, ErrClosed, Publish and Subscribe racing Close,
+// messages handed back by Close, router handlers that call runtime.Goexit or
+// return an error whose Error method panics, and, when h.NewBroker is set
+// too, messages crossing between the byte face and the Watermill face; then
 // SubscribeInitialize, when the subscriber implements
 // message.SubscribeInitializer, and routers with Watermill's Retry,
 // PoisonQueue and Throttle middleware over relay's retries, counting handler
 // calls, dead letters and poison-queue messages.
 //
-// Watermill's suite runs its sub-tests in parallel and takes some seconds;
+// The sub-test of an error whose Error method panics runs in a child
+// process, as [TestBroker]'s does. Watermill's suite runs its sub-tests in
+// parallel and takes some seconds;
 // -short shrinks it. It runs on [DefaultConfig] except that MaxDeliver is
 // 10,000, since Watermill expects a nacked message back however often it is
 // nacked, and Concurrency is 1 when the features promise order.
@@ -117,7 +121,11 @@ func TestWatermill(t *testing.T, h Harness) {
 		{"a nil context is rejected with ErrNilContext by Subscribe and Shutdown", s.testNilContext},
 		{"Shutdown with a deadline returns while a message is out unacked", s.testShutdownDeadline},
 		{"a message out unacked at Close is redelivered, not dead-lettered", s.testUnackedAtClose},
+		{"Publisher.Publish and Subscriber.Subscribe racing Close lose nothing", s.testRaceClose},
+		{"messages handed back by Subscriber.Close are redelivered to the group, not dead-lettered", s.testHandedBack},
 		{"the first of Ack and Nack wins", s.testFirstSettleWins},
+		{"a router handler that calls runtime.Goexit is nacked and the subscription keeps consuming", s.testGoexit},
+		{"a router handler's error whose Error method panics is dead-lettered without a crash", s.testErrorMethodPanics},
 		{"a handler that changes msg.Payload leaves redeliveries and the dead letter intact", s.testPayloadMutation},
 		{"an invalid topic is rejected by Publish and Subscribe", s.testInvalidTopic},
 		{"Publish returns promptly with the message context's error", s.testPublishContext},
