@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/go-relay/relay"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // TestBroker runs the byte-face conformance suite against the brokers that
@@ -78,35 +80,25 @@ type byteSuite struct{ h Harness }
 func (s *byteSuite) broker(t *testing.T, cfg Config) relay.Broker {
 	t.Helper()
 	b, err := s.h.NewBroker(t, cfg)
-	if err != nil {
-		t.Fatalf("NewBroker(%+v): %v", cfg, err)
-	}
-	if b == nil {
-		t.Fatalf("NewBroker(%+v) returned a nil broker and no error", cfg)
-	}
+	require.NoError(t, err, "NewBroker(%+v)", cfg)
+	require.NotNil(t, b, "NewBroker(%+v) returned a nil broker and no error", cfg)
 	t.Cleanup(func() {
 		// Close after Close must return nil too: the suite often closed it already.
-		if err := b.Close(); err != nil {
-			t.Errorf("Close at cleanup: %v", err)
-		}
+		assert.NoError(t, b.Close(), "Close at cleanup")
 	})
 	return b
 }
 
 func subscribe(t *testing.T, b relay.Broker, topic string, h relay.Handler) {
 	t.Helper()
-	if err := b.Subscribe(topic, h); err != nil {
-		t.Fatalf("Subscribe(%q): %v", topic, err)
-	}
+	require.NoError(t, b.Subscribe(topic, h), "Subscribe(%q)", topic)
 }
 
 func publish(t *testing.T, b relay.Broker, topic string, payload []byte) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitShort)
 	defer cancel()
-	if err := b.Publish(ctx, topic, payload); err != nil {
-		t.Fatalf("Publish(%q, %d bytes): %v", topic, len(payload), err)
-	}
+	require.NoError(t, b.Publish(ctx, topic, payload), "Publish(%q, %d bytes)", topic, len(payload))
 }
 
 // errInduced is what the suite's failing handlers return.

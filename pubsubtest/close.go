@@ -12,6 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/go-relay/relay"
+	"github.com/stretchr/testify/assert"
 )
 
 func (s *byteSuite) testCloseConcurrent(t *testing.T) {
@@ -36,9 +37,7 @@ func (s *byteSuite) testCloseConcurrent(t *testing.T) {
 			t.Errorf("concurrent Close: %v", err)
 		}
 	}
-	if err := b.Close(); err != nil {
-		t.Errorf("Close after Close: %v", err)
-	}
+	assert.NoError(t, b.Close(), "Close after Close")
 }
 
 func (s *byteSuite) testCloseWaits(t *testing.T) {
@@ -93,12 +92,8 @@ func (s *byteSuite) testErrClosed(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitShort)
 	defer cancel()
-	if err := checkErrorIs("Publish after Close", b.Publish(ctx, topic, []byte("x")), relay.ErrClosed); err != nil {
-		t.Error(err)
-	}
-	if err := checkErrorIs("Subscribe after Close", b.Subscribe(NewTopic(t), func([]byte) error { return nil }), relay.ErrClosed); err != nil {
-		t.Error(err)
-	}
+	assert.NoError(t, checkErrorIs("Publish after Close", b.Publish(ctx, topic, []byte("x")), relay.ErrClosed))
+	assert.NoError(t, checkErrorIs("Subscribe after Close", b.Subscribe(NewTopic(t), func([]byte) error { return nil }), relay.ErrClosed))
 }
 
 func (s *byteSuite) testNothingLostOnClose(t *testing.T) {
@@ -144,9 +139,7 @@ func (s *byteSuite) testNothingLostOnClose(t *testing.T) {
 	subscribe(t, s.broker(t, cfg), topic, in.handler(nil))
 	// A backend may wait its ack wait (or claim timeout) before redelivering.
 	in.waitDistinct(t, len(want), waitLong+2*cfg.AckWait, "other broker of the group")
-	if err := checkAtLeastOnce(in.counts(), want); err != nil {
-		t.Error(err)
-	}
+	assert.NoError(t, checkAtLeastOnce(in.counts(), want))
 }
 
 func (s *byteSuite) testNoGoroutineLeft(t *testing.T) {
@@ -161,9 +154,7 @@ func (s *byteSuite) testNoGoroutineLeft(t *testing.T) {
 		subscribe(t, b, NewTopic(t), in.handler(nil))
 		publishAll(t, b, topic, messages("g", 20))
 		in.waitDistinct(t, 20, waitShort, "subscription")
-		if err := b.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
+		assert.NoError(t, b.Close(), "Close")
 	})
 	goleak.VerifyNone(t, ignore)
 }
@@ -183,13 +174,9 @@ func (s *wmSuite) testErrClosed(t *testing.T) {
 		t.Fatalf("subscriber Close: %v", err)
 	}
 	err = pub.Publish(topic, message.NewMessage(watermill.NewUUID(), []byte("x")))
-	if err := checkErrorIs("Publish after Close", err, relay.ErrClosed); err != nil {
-		t.Error(err)
-	}
+	assert.NoError(t, checkErrorIs("Publish after Close", err, relay.ErrClosed))
 	_, err = sub.Subscribe(context.Background(), topic)
-	if err := checkErrorIs("Subscribe after Close", err, relay.ErrClosed); err != nil {
-		t.Error(err)
-	}
+	assert.NoError(t, checkErrorIs("Subscribe after Close", err, relay.ErrClosed))
 	select {
 	case m, ok := <-open:
 		if ok {

@@ -44,9 +44,7 @@ func (s *byteSuite) testRaceClose(t *testing.T) {
 	var closers sync.WaitGroup
 	for range 4 {
 		closers.Go(func() {
-			if err := closeWithin(b.Close); err != nil {
-				t.Errorf("concurrent Close: %v", err)
-			}
+			assert.NoError(t, closeWithin(b.Close), "concurrent Close")
 		})
 	}
 	closers.Wait()
@@ -414,9 +412,7 @@ func (s *wmSuite) testRaceClose(t *testing.T) {
 		close func() error
 	}{{"publisher", pub.Close}, {"subscriber", sub.Close}, {"publisher", pub.Close}, {"subscriber", sub.Close}} {
 		closers.Go(func() {
-			if err := closeWithin(c.close); err != nil {
-				t.Errorf("concurrent %s Close: %v", c.name, err)
-			}
+			assert.NoError(t, closeWithin(c.close), "concurrent %s Close", c.name)
 		})
 	}
 	closers.Wait()

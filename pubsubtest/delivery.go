@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/go-relay/relay"
+	"github.com/stretchr/testify/assert"
 )
 
 func (s *byteSuite) testRoundTrip(t *testing.T) {
@@ -51,9 +52,7 @@ func (s *byteSuite) testRoundTrip(t *testing.T) {
 			}
 			select {
 			case p := <-got:
-				if err := checkPayload(p, c.payload); err != nil {
-					t.Error(err)
-				}
+				assert.NoError(t, checkPayload(p, c.payload))
 			case <-time.After(waitShort):
 				t.Fatalf("no message received within %v", waitShort)
 			}
@@ -78,9 +77,7 @@ func (s *byteSuite) testExactlyOncePerGroup(t *testing.T) {
 	}
 	quiet(settleWindow(DefaultConfig()))
 	for i, in := range groups {
-		if err := checkExactlyOnce(in.counts(), want); err != nil {
-			t.Errorf("group %d: %v", i+1, err)
-		}
+		assert.NoError(t, checkExactlyOnce(in.counts(), want), "group %d", i+1)
 	}
 }
 
@@ -125,9 +122,7 @@ func (s *byteSuite) testCompetingConsumers(t *testing.T) {
 			eventually(t, waitLong, func() bool { return union() >= n },
 				"%d of %d distinct messages received by the group", union(), n)
 			quiet(settleWindow(DefaultConfig()))
-			if err := checkCompeting([]map[string]int{in1.counts(), in2.counts()}, want); err != nil {
-				t.Error(err)
-			}
+			assert.NoError(t, checkCompeting([]map[string]int{in1.counts(), in2.counts()}, want))
 		})
 	}
 }
@@ -146,9 +141,7 @@ func (s *byteSuite) testFanOut(t *testing.T) {
 	}
 	quiet(settleWindow(DefaultConfig()))
 	for i, in := range groups {
-		if err := checkExactlyOnce(in.counts(), want); err != nil {
-			t.Errorf("group %d: %v", i+1, err)
-		}
+		assert.NoError(t, checkExactlyOnce(in.counts(), want), "group %d", i+1)
 	}
 }
 
@@ -165,9 +158,7 @@ func (s *byteSuite) testTopicIsolation(t *testing.T) {
 	publish(t, pub, topic, []byte("own"))
 	in.waitDistinct(t, 1, waitShort, "own topic")
 	quiet(settleWindow(DefaultConfig()))
-	if err := checkExactlyOnce(in.counts(), []string{"own"}); err != nil {
-		t.Errorf("subscription on %q: %v", topic, err)
-	}
+	assert.NoError(t, checkExactlyOnce(in.counts(), []string{"own"}), "subscription on %q", topic)
 }
 
 func (s *byteSuite) testPublishBeforeSubscribe(t *testing.T) {
@@ -181,9 +172,7 @@ func (s *byteSuite) testPublishBeforeSubscribe(t *testing.T) {
 	subscribe(t, s.broker(t, DefaultConfig()), topic, in.handler(nil))
 	in.waitDistinct(t, n, waitLong, "group subscribed after publish")
 	quiet(settleWindow(DefaultConfig()))
-	if err := checkExactlyOnce(in.counts(), want); err != nil {
-		t.Error(err)
-	}
+	assert.NoError(t, checkExactlyOnce(in.counts(), want))
 }
 
 func (s *byteSuite) testOrder(t *testing.T) {
@@ -203,7 +192,5 @@ func (s *byteSuite) testOrder(t *testing.T) {
 	publishAll(t, pub, topic, want[n:])
 	in.waitDistinct(t, len(want), waitLong, "ordered subscription")
 	quiet(settleWindow(cfg))
-	if err := checkOrder(in.payloads(), want); err != nil {
-		t.Error(err)
-	}
+	assert.NoError(t, checkOrder(in.payloads(), want))
 }

@@ -162,9 +162,7 @@ func (s *byteSuite) testErrorMethodPanics(t *testing.T) {
 		})
 		publish(t, b, topic, []byte("x"))
 		m := dead.next(t, "dead-letter topic "+topic+".dead")
-		if err := checkPayload(m.payload, []byte("x")); err != nil {
-			t.Errorf("dead letter: %v", err)
-		}
+		assert.NoError(t, checkPayload(m.payload, []byte("x")), "dead letter")
 		if m.metadata != nil && !strings.Contains(m.metadata[relay.MetadataReason], "panic") {
 			t.Errorf("dead letter reason %q does not mention the panic", m.metadata[relay.MetadataReason])
 		}
@@ -199,9 +197,7 @@ func (s *byteSuite) testPayloadMutation(t *testing.T) {
 	})
 	publish(t, b, topic, []byte("original"))
 	m := dead.next(t, "dead-letter topic "+topic+".dead")
-	if err := checkPayload(m.payload, []byte("original")); err != nil {
-		t.Errorf("dead letter (the handler's change leaked into it): %v", err)
-	}
+	assert.NoError(t, checkPayload(m.payload, []byte("original")), "dead letter (the handler's change leaked into it)")
 }
 
 // testPayloadMutation: a Watermill handler that overwrites msg.Payload and
@@ -229,9 +225,7 @@ func (s *wmSuite) testPayloadMutation(t *testing.T) {
 	publishWM(t, s.publisher(t, DefaultConfig()), topic, message.NewMessage(watermill.NewUUID(), []byte("original")))
 	got := receiveWM(t, dead, waitShort, "dead-letter topic "+topic+".dead")
 	got.Ack()
-	if err := checkPayload(got.Payload, []byte("original")); err != nil {
-		t.Errorf("dead letter (the handler's change leaked into it): %v", err)
-	}
+	assert.NoError(t, checkPayload(got.Payload, []byte("original")), "dead letter (the handler's change leaked into it)")
 	for range cfg.MaxDeliver {
 		select {
 		case p := <-changed:
@@ -283,9 +277,7 @@ func (s *byteSuite) watchDead(t *testing.T, dlTopic string) *deadWatch {
 		t.Fatalf("NewSubscriber: %v", err)
 	}
 	t.Cleanup(func() {
-		if err := sub.Close(); err != nil {
-			t.Errorf("subscriber Close at cleanup: %v", err)
-		}
+		assert.NoError(t, sub.Close(), "subscriber Close at cleanup")
 	})
 	ch := subscribeWM(t, sub, dlTopic)
 	go func() {
@@ -371,9 +363,7 @@ func (s *wmSuite) testErrorMethodPanics(t *testing.T) {
 		publishWM(t, s.publisher(t, DefaultConfig()), topic, message.NewMessage(watermill.NewUUID(), []byte("x")))
 		got := receiveWM(t, dead, waitShort, "dead-letter topic "+topic+".dead")
 		got.Ack()
-		if err := checkPayload(got.Payload, []byte("x")); err != nil {
-			t.Errorf("dead letter: %v", err)
-		}
+		assert.NoError(t, checkPayload(got.Payload, []byte("x")), "dead letter")
 		assert.Contains(t, got.Metadata.Get(relay.MetadataReason), "panic", "the dead letter's reason does not mention the panic")
 	})
 }

@@ -2,6 +2,8 @@ package pubsubtest
 
 import (
 	"testing"
+
+	"github.com/stretchr/testify/assert"
 )
 
 func (s *byteSuite) testPersistAcrossRestart(t *testing.T) {
@@ -24,9 +26,7 @@ func (s *byteSuite) testPersistAcrossRestart(t *testing.T) {
 		t.Fatalf("Subscribe after restart kept failing for %v: %v", waitLong, err)
 	}
 	in.waitDistinct(t, n, waitLong, "group subscribed after restart")
-	if err := checkAtLeastOnce(in.counts(), want); err != nil {
-		t.Error(err)
-	}
+	assert.NoError(t, checkAtLeastOnce(in.counts(), want))
 }
 
 func (s *byteSuite) testReconnect(t *testing.T) {
@@ -47,7 +47,5 @@ func (s *byteSuite) testReconnect(t *testing.T) {
 	}
 	in.waitDistinct(t, 2*n, waitLong, "subscription after restart")
 	// Redelivery across a restart is allowed; loss is not.
-	if err := checkAtLeastOnce(in.counts(), append(before, after...)); err != nil {
-		t.Error(err)
-	}
+	assert.NoError(t, checkAtLeastOnce(in.counts(), append(before, after...)))
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/go-relay/relay"
+	"github.com/stretchr/testify/assert"
 )
 
 func (s *byteSuite) testRedelivery(t *testing.T) {
@@ -35,12 +36,8 @@ func (s *byteSuite) testRedelivery(t *testing.T) {
 			eventually(t, waitShort, func() bool { return in.len() >= cfg.MaxDeliver },
 				"%d of %d deliveries made", in.len(), cfg.MaxDeliver)
 			quiet(settleWindow(cfg))
-			if err := checkDeliveries(in.len(), cfg.MaxDeliver); err != nil {
-				t.Error(err)
-			}
-			if err := checkBackoff(in.times("r"), cfg.MinBackoff/2); err != nil {
-				t.Error(err)
-			}
+			assert.NoError(t, checkDeliveries(in.len(), cfg.MaxDeliver))
+			assert.NoError(t, checkBackoff(in.times("r"), cfg.MinBackoff/2))
 			if n := dead.len(); n != 0 {
 				t.Errorf("%d dead letters for a message whose last delivery succeeded, want none", n)
 			}
@@ -59,20 +56,12 @@ func (s *byteSuite) testDeadLetter(t *testing.T) {
 	publish(t, s.broker(t, DefaultConfig()), topic, payload)
 	dead.waitDistinct(t, 1, waitShort, "dead-letter topic "+topic+".dead")
 	quiet(settleWindow(cfg))
-	if err := checkDeliveries(in.len(), cfg.MaxDeliver); err != nil {
-		t.Errorf("source topic: %v", err)
-	}
-	if err := checkBackoff(in.times(string(payload)), cfg.MinBackoff/2); err != nil {
-		t.Errorf("source topic: %v", err)
-	}
+	assert.NoError(t, checkDeliveries(in.len(), cfg.MaxDeliver), "source topic")
+	assert.NoError(t, checkBackoff(in.times(string(payload)), cfg.MinBackoff/2), "source topic")
 	for _, r := range dead.receipts() {
-		if err := checkPayload(r.payload, payload); err != nil {
-			t.Errorf("dead letter: %v", err)
-		}
+		assert.NoError(t, checkPayload(r.payload, payload), "dead letter")
 	}
-	if err := checkDeliveries(dead.len(), 1); err != nil {
-		t.Errorf("dead-letter topic: %v", err)
-	}
+	assert.NoError(t, checkDeliveries(dead.len(), 1), "dead-letter topic")
 }
 
 func (s *byteSuite) testPermanent(t *testing.T) {
@@ -94,12 +83,8 @@ func (s *byteSuite) testPermanent(t *testing.T) {
 			publish(t, s.broker(t, DefaultConfig()), topic, []byte("p"))
 			dead.waitDistinct(t, 1, waitShort, "dead-letter topic")
 			quiet(settleWindow(cfg))
-			if err := checkDeliveries(in.len(), 1); err != nil {
-				t.Errorf("source topic: %v", err)
-			}
-			if err := checkExactlyOnce(dead.counts(), []string{"p"}); err != nil {
-				t.Errorf("dead-letter topic: %v", err)
-			}
+			assert.NoError(t, checkDeliveries(in.len(), 1), "source topic")
+			assert.NoError(t, checkExactlyOnce(dead.counts(), []string{"p"}), "dead-letter topic")
 		})
 	}
 }

@@ -1,7 +1,6 @@
 package pubsubtest
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -11,6 +10,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/go-relay/relay"
@@ -152,28 +153,18 @@ type wmSuite struct {
 func (s *wmSuite) publisher(t *testing.T, cfg Config) message.Publisher {
 	t.Helper()
 	p, err := s.h.NewPublisher(t, cfg)
-	if err != nil {
-		t.Fatalf("NewPublisher(%+v): %v", cfg, err)
-	}
-	t.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			t.Errorf("publisher Close at cleanup: %v", err)
-		}
-	})
+	require.NoError(t, err, "NewPublisher(%+v)", cfg)
+	require.NotNil(t, p, "NewPublisher(%+v) returned a nil publisher and no error", cfg)
+	t.Cleanup(func() { assert.NoError(t, p.Close(), "publisher Close at cleanup") })
 	return p
 }
 
 func (s *wmSuite) subscriber(t *testing.T, cfg Config) message.Subscriber {
 	t.Helper()
 	sub, err := s.h.NewSubscriber(t, cfg)
-	if err != nil {
-		t.Fatalf("NewSubscriber(%+v): %v", cfg, err)
-	}
-	t.Cleanup(func() {
-		if err := sub.Close(); err != nil {
-			t.Errorf("subscriber Close at cleanup: %v", err)
-		}
-	})
+	require.NoError(t, err, "NewSubscriber(%+v)", cfg)
+	require.NotNil(t, sub, "NewSubscriber(%+v) returned a nil subscriber and no error", cfg)
+	t.Cleanup(func() { assert.NoError(t, sub.Close(), "subscriber Close at cleanup") })
 	return sub
 }
 
@@ -181,17 +172,13 @@ func (s *wmSuite) subscriber(t *testing.T, cfg Config) message.Subscriber {
 func subscribeWM(t *testing.T, sub message.Subscriber, topic string) <-chan *message.Message {
 	t.Helper()
 	ch, err := sub.Subscribe(t.Context(), topic)
-	if err != nil {
-		t.Fatalf("Subscribe(%q): %v", topic, err)
-	}
+	require.NoError(t, err, "Subscribe(%q)", topic)
 	return ch
 }
 
 func publishWM(t *testing.T, pub message.Publisher, topic string, msgs ...*message.Message) {
 	t.Helper()
-	if err := pub.Publish(topic, msgs...); err != nil {
-		t.Fatalf("Publish(%q): %v", topic, err)
-	}
+	require.NoError(t, pub.Publish(topic, msgs...), "Publish(%q)", topic)
 }
 
 // receiveWM returns the next message of ch, failing t after timeout.
@@ -359,24 +346,10 @@ func (s *wmSuite) testRouterNackReason(t *testing.T) {
 	cfg := DefaultConfig()
 	topic := NewTopic(t)
 	var deliveries atomic.Int32
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: waitShort}, watermill.NopLogger{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	router.AddMiddleware(relay.NackReason)
-	router.AddConsumerHandler("fail", topic, s.subscriber(t, cfg), func(msg *message.Message) error {
+	runRouter(t, s.subscriber(t, cfg), topic, func(msg *message.Message) error {
 		deliveries.Add(1)
 		return fmt.Errorf("order %s: %w", msg.Payload, relay.ErrPermanent)
 	})
-	done := make(chan error, 1)
-	go func() { done <- router.Run(context.Background()) }()
-	t.Cleanup(func() {
-		_ = router.Close()
-		if err := <-done; err != nil {
-			t.Errorf("router: %v", err)
-		}
-	})
-	<-router.Running()
 	dead := subscribeWM(t, s.subscriber(t, DefaultConfig()), topic+".dead")
 	publishWM(t, s.publisher(t, DefaultConfig()), topic, message.NewMessage(watermill.NewUUID(), []byte("42")))
 	got := receiveWM(t, dead, waitShort, "dead-letter topic "+topic+".dead")
