@@ -68,6 +68,15 @@ func TestFaultHelperProcess(t *testing.T) { faulttest.HelperProcess(t, faultBrok
 
 func TestFaultHandlerFailures(t *testing.T) { faulttest.RunHandlerFailures(t, faultBackend(t)) }
 func TestFaultConsumerCrash(t *testing.T)   { faulttest.RunConsumerCrash(t, faultBackend(t)) }
+
+// A delayed message outlives the process that scheduled it: JetStream keeps
+// the schedule and fires it, whatever happened to the publisher.
+func TestFaultDelayedPublisherCrash(t *testing.T) {
+	b := faultBackend(t)
+	nc := natstest.Connect(t, b.Server.(faultServer).s)
+	natstest.RequireServerAtLeast(t, nc, "2.12.0", "message schedules came in nats-server 2.12")
+	faulttest.RunDelayedPublisherCrash(t, b)
+}
 func TestFaultBrokerRestart(t *testing.T) {
 	natstest.RequireControl(t)
 	faulttest.RunBrokerRestart(t, faultBackend(t))

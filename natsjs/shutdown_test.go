@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/testkit/natstest"
 	"github.com/go-relay/relay/natsjs"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Close used to cancel the pull request in progress, and nats.go dropped the
@@ -22,21 +24,37 @@ func TestCloseNaksMessagesOfAnInterruptedFetch(t *testing.T) {
 	nc, js := connect(t, s)
 	natstest.RequireServerAtLeast(t, nc, "2.10.14", "a Nak'd message that finds only a pull request without interest "+
 		"waits for the ack wait there (server defect fixed in v2.10.14; see natsjs/pull.go)")
-	topic := natstest.Topic(t, "interrupted")
-	const (
-		n      = 1500
-		rounds = 6
-	)
-	opts := []natsjs.Option{natsjs.WithGroup("g"), natsjs.WithAckWait(time.Minute), natsjs.WithConcurrency(32)}
+	closeRounds(t, s, js, closeLoad{topic: "interrupted", n: 1500, rounds: 6, size: 8 << 10, // large messages: a pull request takes a while to arrive
+		concurrency: 32, work: 2 * time.Millisecond})
+}
+
+// closeLoad is the workload of [closeRounds].
+type closeLoad struct {
+	topic       string
+	n, rounds   int
+	size        int           // payload bytes
+	concurrency int           // natsjs.WithConcurrency
+	work        time.Duration // each handler call's time
+}
+
+// closeRounds publishes l.n messages, then consumes them with brokers of one
+// group that close one after the other under load, each after handling its
+// share, so that some Close interrupts a pull request; a last broker must get
+// the rest well within the ack wait (a minute): a message fetched and not
+// handled must come back at once.
+func closeRounds(t *testing.T, s *natstest.Server, js jetstream.JetStream, l closeLoad) {
+	t.Helper()
+	topic := natstest.Topic(t, l.topic)
+	opts := []natsjs.Option{natsjs.WithGroup("g"), natsjs.WithAckWait(time.Minute), natsjs.WithConcurrency(l.concurrency)}
 	pub := newBroker(t, js, natsjs.WithGroup("producer"))
-	filler := bytes.Repeat([]byte{'.'}, 8<<10) // large messages: a pull request takes a while to arrive
-	for i := range n {
+	filler := bytes.Repeat([]byte{'.'}, l.size)
+	for i := range l.n {
 		publish(t, pub, topic, append([]byte(strconv.Itoa(i)+" "), filler...))
 	}
 	var mu sync.Mutex
 	handled := map[string]bool{}
 	handler := func(p []byte) error {
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(l.work)
 		id, _, _ := bytes.Cut(p, []byte(" "))
 		mu.Lock()
 		handled[string(id)] = true
@@ -44,17 +62,25 @@ func TestCloseNaksMessagesOfAnInterruptedFetch(t *testing.T) {
 		return nil
 	}
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(handled) }
-	// Brokers close one after the other, under load, so that some Close
-	// interrupts a pull request; a last one must get the rest well within
-	// the ack wait.
-	for range rounds {
+	for round := range l.rounds {
 		_, jsR := connect(t, s)
 		b := newBroker(t, jsR, opts...)
 		if err := b.Subscribe(topic, handler); err != nil {
 			t.Fatal(err)
 		}
-		goal := min(n, count()+n/(2*rounds))
-		eventually(t, func() bool { return count() >= goal }, "messages handled before Close")
+		goal := min(l.n, count()+l.n/(2*l.rounds))
+		for deadline := time.Now().Add(wait); count() < goal; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				var state string
+				if c, err := js.Consumer(t.Context(), natsjs.StreamName(topic), natsjs.ConsumerName("g")); err == nil {
+					if info, err := c.Info(t.Context()); err == nil {
+						state = fmt.Sprintf("ack pending %d, pending %d, waiting requests %d, redelivered %d",
+							info.NumAckPending, info.NumPending, info.NumWaiting, info.NumRedelivered)
+					}
+				}
+				t.Fatalf("round %d: %d handled, not %d within %v; consumer: %s", round, count(), goal, wait, state)
+			}
+		}
 		if err := b.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -64,11 +90,11 @@ func TestCloseNaksMessagesOfAnInterruptedFetch(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second) // the ack wait is a minute
-	for count() < n && time.Now().Before(deadline) {
+	for count() < l.n && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if got := count(); got < n {
-		t.Errorf("%d of %d messages handled within 10 s: Close left fetched messages leased until the ack wait", got, n)
+	if got := count(); got < l.n {
+		t.Errorf("%d of %d messages handled within 10 s: Close left fetched messages leased until the ack wait", got, l.n)
 	}
 }
 

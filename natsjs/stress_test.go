@@ -3,15 +3,9 @@
 package natsjs_test
 
 import (
-	"bytes"
-	"fmt"
-	"strconv"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/go-relay/relay/internal/testkit/natstest"
-	"github.com/go-relay/relay/natsjs"
 )
 
 // Run with: NATS_URL=nats://127.0.0.1:4222 go test -tags stress -run TestRepeatedClose ./natsjs
@@ -34,59 +28,5 @@ import (
 func TestRepeatedCloseUnderLoadLeavesNothingToTheAckWait(t *testing.T) {
 	s := natstest.Start(t)
 	_, js := connect(t, s)
-	topic := natstest.Topic(t, "reclosed")
-	const (
-		n      = 3000
-		rounds = 20
-	)
-	opts := []natsjs.Option{natsjs.WithGroup("g"), natsjs.WithAckWait(time.Minute), natsjs.WithConcurrency(16)}
-	pub := newBroker(t, js, natsjs.WithGroup("producer"))
-	filler := bytes.Repeat([]byte{'.'}, 2<<10)
-	for i := range n {
-		publish(t, pub, topic, append([]byte(strconv.Itoa(i)+" "), filler...))
-	}
-	var mu sync.Mutex
-	handled := map[string]bool{}
-	handler := func(p []byte) error {
-		id, _, _ := bytes.Cut(p, []byte(" "))
-		mu.Lock()
-		handled[string(id)] = true
-		mu.Unlock()
-		return nil
-	}
-	count := func() int { mu.Lock(); defer mu.Unlock(); return len(handled) }
-	for round := range rounds {
-		_, jsR := connect(t, s)
-		b := newBroker(t, jsR, opts...)
-		if err := b.Subscribe(topic, handler); err != nil {
-			t.Fatal(err)
-		}
-		goal := min(n, count()+n/(2*rounds))
-		for deadline := time.Now().Add(wait); count() < goal; time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				var state string
-				if c, err := js.Consumer(t.Context(), natsjs.StreamName(topic), natsjs.ConsumerName("g")); err == nil {
-					if info, err := c.Info(t.Context()); err == nil {
-						state = fmt.Sprintf("ack pending %d, pending %d, waiting requests %d, redelivered %d",
-							info.NumAckPending, info.NumPending, info.NumWaiting, info.NumRedelivered)
-					}
-				}
-				t.Fatalf("round %d: %d handled, not %d within %v; consumer: %s", round, count(), goal, wait, state)
-			}
-		}
-		if err := b.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	_, jsLast := connect(t, s)
-	if err := newBroker(t, jsLast, opts...).Subscribe(topic, handler); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second) // the ack wait is a minute
-	for count() < n && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if got := count(); got < n {
-		t.Errorf("%d of %d messages handled within 10 s: Close left some leased until the ack wait", got, n)
-	}
+	closeRounds(t, s, js, closeLoad{topic: "reclosed", n: 3000, rounds: 20, size: 2 << 10, concurrency: 16})
 }

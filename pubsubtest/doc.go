@@ -86,7 +86,8 @@
 //   - Telemetry: the backend honours Config.TracerProvider, MeterProvider and
 //     Propagators. [TestTelemetry] then checks, with the OpenTelemetry SDK's
 //     in-memory recorders, that a message is one trace from either face to
-//     the other, that each delivery attempt is a process span with its
+//     the other, that baggage travels with it (with the Baggage
+//     propagator), that each delivery attempt is a process span with its
 //     delivery count, that the delivery-outcome counter and the consumer lag
 //     gauge read what happened (lag 1,000 with no consumer running, 0 once
 //     consumed), and that a message without trace context or with a

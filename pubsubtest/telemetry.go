@@ -9,6 +9,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -47,6 +48,7 @@ func TestTelemetry(t *testing.T, h Harness) {
 	}{
 		{"a message published in a span on the byte face and handled on the Watermill face is one trace", s.testByteToWatermill},
 		{"a message published in a span on the Watermill face and handled on the byte face is one trace", s.testWatermillToByte},
+		{"baggage in the publisher's context reaches the Watermill handler's context, on both faces", s.testBaggage},
 		{"a message that fails twice and then succeeds has three process spans and outcomes retried=2 acked=1", s.testRetries},
 		{"a poison message is dead-lettered once and its dead letter carries the trace context", s.testDeadLetter},
 		{"the lag gauge reads the backlog of a group with no consumer, and 0 once it is consumed", s.testLag},
@@ -225,6 +227,40 @@ func (s *telSuite) testWatermillToByte(t *testing.T) {
 	checkChild(t, process, send.SpanContext(), "the process span")
 	if id := attrString(process, "messaging.message.id"); id != msg.UUID {
 		t.Fatalf("process span messaging.message.id %q, want the UUID %q", id, msg.UUID)
+	}
+}
+
+// testBaggage: with the Baggage propagator configured (the suite's
+// propagators), baggage set in the publisher's context travels in the
+// message and is in msg.Context() on the Watermill face, whichever face
+// published it.
+func (s *telSuite) testBaggage(t *testing.T) {
+	r := newRecorders(t)
+	cfg := r.config()
+	topic := NewTopic(t)
+	ch := subscribeWM(t, s.wm.subscriber(t, cfg), topic)
+	member, err := baggage.NewMember("tenant", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bag, err := baggage.New(member)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := baggage.ContextWithBaggage(context.Background(), bag)
+	if err := s.wm.bytes.broker(t, cfg).Publish(ctx, topic, []byte("bytes")); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	msg := message.NewMessage(watermill.NewUUID(), []byte("watermill"))
+	msg.SetContext(ctx)
+	publishWM(t, s.wm.publisher(t, cfg), topic, msg)
+	for range 2 {
+		got := receiveWM(t, ch, waitShort, "a message published with baggage")
+		got.Ack()
+		if v := baggage.FromContext(got.Context()).Member("tenant").Value(); v != "acme" {
+			t.Errorf("message %q: baggage tenant = %q in msg.Context(), want %q (baggage: %q)", got.Payload, v, "acme",
+				baggage.FromContext(got.Context()).String())
+		}
 	}
 }
 

@@ -121,7 +121,9 @@ func (b *Broker) Close() error { return b.Shutdown(context.Background()) }
 // *redis.Client whatever its timeouts; with other clients each command is
 // bounded by their ReadTimeout and WriteTimeout instead (go-redis applies
 // context deadlines to the socket only with ContextTimeoutEnabled). A publish
-// in flight is bounded by its own context and the client's timeouts.
+// in flight is bounded by its own context and the client's timeouts. With
+// [WithReplicaAcks], a move of due delayed entries in flight (bounded at 1 s
+// otherwise) may also wait for its WAIT, up to the option's timeout.
 //
 // When ctx is done first, Shutdown stops waiting for the handlers still
 // running and returns ctx.Err(), wrapped. Their entries stay pending and are

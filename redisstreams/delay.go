@@ -268,7 +268,7 @@ func (e *engine) publishAt(ctx context.Context, msgCtxs []context.Context, topic
 	if e.subs.Closed() {
 		return relay.ErrClosed
 	}
-	if err := e.bounded(ctx).ZAdd(ctx, delayedKey(topic), later...).Err(); err != nil {
+	if err := e.schedule(ctx, delayedKey(topic), later); err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%w (%w)", ctx.Err(), err)
 		}
@@ -276,6 +276,26 @@ func (e *engine) publishAt(ctx context.Context, msgCtxs []context.Context, topic
 	}
 	e.movers().serve(topic, soonest)
 	return nil
+}
+
+// schedule adds later to the sorted set key with one ZADD, followed by a
+// WAIT on the same connection when [WithReplicaAcks] is on.
+func (e *engine) schedule(ctx context.Context, key string, later []redis.Z) error {
+	if e.cfg.replicaAcks == 0 {
+		return e.bounded(ctx).ZAdd(ctx, key, later...).Err()
+	}
+	m, err := e.masterFor(ctx, key)
+	if err != nil {
+		e.failedOn(err)
+		return err
+	}
+	var add *redis.IntCmd
+	werr := e.pipeWait(ctx, m, func(p redis.Pipeliner) { add = p.ZAdd(ctx, key, later...) })
+	if err := add.Err(); err != nil {
+		werr = err
+	}
+	e.failedOn(werr)
+	return werr
 }
 
 // movers returns the engine's mover, starting it on first use.
@@ -413,12 +433,43 @@ func (m *mover) moveDue(ctx context.Context) time.Time {
 	return soonest
 }
 
-// moveTimeout bounds one run of the move script. It is short because Close
+// moveTimeout bounds one run of the move script (with [WithReplicaAcks],
+// plus the WAIT timeout, since the run waits for the replicas). It is short because Close
 // waits for a move in flight, and against a Redis that does not answer the
 // mover must not add to Close's bound; a move cut off by it is run again at
 // the next wake-up, and since the script is atomic a move that did run on the
 // server is not repeated (its entries left the sorted set).
 const moveTimeout = time.Second
+
+// runMove runs the move script once on keys with now (ms) and returns its
+// answer. With [WithReplicaAcks] the script runs on one connection to the
+// master of keys' slot and, when it moved entries, a WAIT follows on that
+// connection (WAIT waits for the writes of its own connection); too few
+// acknowledgements return an error wrapping [ErrNotReplicated] with the
+// answer, since the entries did move. A run that moved nothing sends no WAIT:
+// with a replica down, every re-check would otherwise wait the whole WAIT
+// timeout, holding up the mover's other topics.
+func (e *engine) runMove(ctx context.Context, keys []string, now int64) ([]int64, error) {
+	args := []any{now, moveBatch, e.cfg.maxLen}
+	if e.cfg.replicaAcks == 0 {
+		return moveScript.Run(ctx, e.bounded(ctx), keys, args...).Int64Slice()
+	}
+	m, err := e.masterFor(ctx, keys[0])
+	if err != nil {
+		e.failedOn(err)
+		return nil, err
+	}
+	cn := m.Conn()
+	defer cn.Close()
+	res, err := moveScript.Run(ctx, cn, keys, args...).Int64Slice()
+	if err != nil || len(res) != 2 || res[0] == 0 {
+		e.failedOn(err)
+		return res, err
+	}
+	werr := e.waitErr(cn.Do(ctx, "WAIT", e.cfg.replicaAcks, e.cfg.replicaTimeout.Milliseconds()))
+	e.failedOn(werr)
+	return res, werr
+}
 
 // move runs the script on topic until fewer than a batch was due, and
 // returns when to run it next: at the next entry's due time, at the
@@ -427,12 +478,21 @@ func (m *mover) move(ctx context.Context, topic string) time.Time {
 	e := m.e
 	keys := []string{delayedKey(topic), streamKey(topic)}
 	for {
-		rctx, cancel := context.WithTimeout(ctx, moveTimeout)
+		rctx, cancel := context.WithTimeout(ctx, moveTimeout+e.cfg.replicaTimeout)
 		now := time.Now()
-		res, err := moveScript.Run(rctx, e.bounded(rctx), keys, now.UnixMilli(), moveBatch, e.cfg.maxLen).Int64Slice()
+		res, err := e.runMove(rctx, keys, now.UnixMilli())
 		cancel()
 		if err == nil && len(res) != 2 {
 			err = fmt.Errorf("move script answered %v", res)
+		}
+		if err != nil && len(res) == 2 {
+			// Moved, but too few replicas acknowledged it in time. The
+			// script replicates as one transaction: a replica that missed
+			// it still holds the entries in the sorted set, and moves them
+			// again if promoted (a duplicate, never a loss). Carry on.
+			e.cfg.logger.Warn("redisstreams: too few replicas acknowledged a move of delayed entries",
+				"backend", pkg, "topic", topic, "key", keys[0], "moved", res[0], "error", err)
+			err = nil
 		}
 		m.mu.Lock()
 		t := m.topics[topic]

@@ -65,6 +65,12 @@ func TestFaultHelperProcess(t *testing.T) { faulttest.HelperProcess(t, faultBrok
 
 func TestFaultHandlerFailures(t *testing.T) { faulttest.RunHandlerFailures(t, faultBackend(t)) }
 func TestFaultConsumerCrash(t *testing.T)   { faulttest.RunConsumerCrash(t, faultBackend(t)) }
+
+// A delayed message outlives the process that scheduled it: its entry waits
+// in the topic's sorted set, and the mover of the consumer's process moves it.
+func TestFaultDelayedPublisherCrash(t *testing.T) {
+	faulttest.RunDelayedPublisherCrash(t, faultBackend(t))
+}
 func TestFaultBrokerRestart(t *testing.T) {
 	redistest.RequireControl(t)
 	faulttest.RunBrokerRestart(t, faultBackend(t))

@@ -48,8 +48,18 @@ var ErrNotReplicated = errors.New("redisstreams: too few replicas acknowledged t
 // failover can still promote a replica that had not acknowledged, and a
 // replica restarted without persistence forgets what it acknowledged.
 //
-// Delayed messages are not covered yet: the ZADD that stores one until it is
-// due, and the move into the stream, are sent without WAIT.
+// Delayed messages are covered too ([Broker.PublishAt], and Watermill's
+// delayed metadata): the ZADD that stores one in its topic's sorted set is
+// followed by a WAIT in the same pipeline, and PublishAt returns an error
+// wrapping [ErrNotReplicated] as Publish does. Each run of the mover's
+// script (which moves up to 1,000 due entries into the stream) that moved
+// entries is followed by one WAIT on its connection (a run that moved nothing
+// sends none); a run that too few replicas acknowledged is logged as a
+// warning and not repeated, and it cannot lose the entries: Redis replicates
+// the script as one transaction, so a replica that missed it still holds
+// them in the sorted set and moves them again if it is promoted (a
+// duplicate, not a loss). A run of the script, bounded at 1 s without WAIT,
+// may then take up to 1 s plus timeout, and Close waits for one in flight.
 //
 // n must be from 1 to [MaxReplicaAcks] (64) and timeout between 1 ms and
 // [MaxReplicaAckTimeout] (1 minute);
@@ -124,27 +134,11 @@ func (e *engine) sendReplicated(ctx context.Context, args []redis.XAddArgs) []er
 // pipeline, and sets errs[idx].
 func (e *engine) waitGroup(ctx context.Context, m *redis.Client, args []redis.XAddArgs, idx []int, errs []error) {
 	adds := make([]*redis.StringCmd, len(idx))
-	var wait *redis.Cmd
-	_, err := m.Pipelined(ctx, func(p redis.Pipeliner) error {
+	waitErr := e.pipeWait(ctx, m, func(p redis.Pipeliner) {
 		for j, i := range idx {
 			adds[j] = p.XAdd(ctx, &args[i])
 		}
-		wait = p.Do(ctx, "WAIT", e.cfg.replicaAcks, e.cfg.replicaTimeout.Milliseconds())
-		return nil
 	})
-	var waitErr error
-	if err == nil || wait.Err() == nil {
-		got, werr := wait.Int64()
-		switch {
-		case werr != nil:
-			waitErr = werr
-		case got < int64(e.cfg.replicaAcks):
-			waitErr = fmt.Errorf("%w: WAIT %d %d answered %d", ErrNotReplicated,
-				e.cfg.replicaAcks, e.cfg.replicaTimeout.Milliseconds(), got)
-		}
-	} else {
-		waitErr = err
-	}
 	for j, i := range idx {
 		if aerr := adds[j].Err(); aerr != nil {
 			errs[i] = aerr
@@ -152,6 +146,62 @@ func (e *engine) waitGroup(ctx context.Context, m *redis.Client, args []redis.XA
 			errs[i] = waitErr
 		}
 	}
+}
+
+// pipeWait sends the writes queue puts on a pipeline of c, then WAIT, in
+// that one pipeline, so that WAIT runs on the connection of the writes and
+// covers all of them. It returns WAIT's error (see waitErr), or the
+// pipeline's when WAIT got no answer. The writes' own errors are in their
+// commands.
+func (e *engine) pipeWait(ctx context.Context, c redis.Cmdable, queue func(p redis.Pipeliner)) error {
+	var wait *redis.Cmd
+	_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		queue(p)
+		wait = p.Do(ctx, "WAIT", e.cfg.replicaAcks, e.cfg.replicaTimeout.Milliseconds())
+		return nil
+	})
+	if err != nil && wait.Err() != nil {
+		return err
+	}
+	return e.waitErr(wait)
+}
+
+// waitErr returns the error of a WAIT's answer: its own, one wrapping
+// [ErrNotReplicated] when fewer replicas than asked acknowledged in time,
+// nil otherwise.
+func (e *engine) waitErr(wait *redis.Cmd) error {
+	got, err := wait.Int64()
+	switch {
+	case err != nil:
+		return err
+	case got < int64(e.cfg.replicaAcks):
+		return fmt.Errorf("%w: WAIT %d %d answered %d", ErrNotReplicated,
+			e.cfg.replicaAcks, e.cfg.replicaTimeout.Milliseconds(), got)
+	}
+	return nil
+}
+
+// masterFor returns the client of the master that serves key, bounded by
+// ctx's deadline as [engine.bounded] bounds: the node client of its slot's
+// master on a cluster, the client itself on a *redis.Client
+// (checkReplicaClient admits no other kind when WAIT is on).
+func (e *engine) masterFor(ctx context.Context, key string) (*redis.Client, error) {
+	var m *redis.Client
+	switch c := e.client.(type) {
+	case *redis.ClusterClient:
+		var err error
+		if m, err = c.MasterForKey(ctx, key); err != nil {
+			return nil, err
+		}
+	case *redis.Client:
+		m = c
+	default:
+		return nil, fmt.Errorf("WithReplicaAcks on a %T", e.client)
+	}
+	if bc, ok := boundedClient(ctx, m).(*redis.Client); ok {
+		return bc, nil
+	}
+	return m, nil
 }
 
 // firstErr returns the first non-nil error of errs.

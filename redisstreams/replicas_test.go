@@ -3,6 +3,8 @@ package redisstreams_test
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -122,4 +124,82 @@ func TestClusterReplicaAcks(t *testing.T) {
 func TestClusterFailoverDuringPublishReplicaAcks(t *testing.T) {
 	faulttest.RunFailoverDuringPublish(t, clusterFaultBackend(t, "redisstreams-cluster-wait1", false,
 		redisstreams.WithReplicaAcks(1, time.Second)))
+}
+
+// With WithReplicaAcks, PublishAt's ZADD waits for the replica and returns
+// ErrNotReplicated while it is paused, a move of due entries that the paused
+// replica did not acknowledge is logged, and delivered all the same, and a
+// re-check that moves nothing does not wait for the replica.
+func TestClusterReplicaAcksDelayed(t *testing.T) {
+	c := redistest.StartCluster(t)
+	rc := c.Client(t)
+	logs := &logRecorder{}
+	b, err := redisstreams.NewBroker(rc, redisstreams.WithReplicaAcks(1, 500*time.Millisecond),
+		redisstreams.WithLogger(slog.New(logs)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	got := make(chan string, 10)
+	if err := b.Subscribe("a", func(p []byte) error { got <- string(p); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	// Due once the replica is paused below; the ZADD itself is replicated.
+	if err := b.PublishAt(ctx, "a", []byte("scheduled"), time.Now().Add(4*time.Second)); err != nil {
+		t.Fatalf("PublishAt with the replica up: %v", err)
+	}
+
+	replicas, err := c.ReplicasOf("a")
+	if err != nil || len(replicas) == 0 {
+		t.Fatalf("replicas of the master of a: %v, %v", replicas, err)
+	}
+	for _, r := range replicas {
+		if err := c.Node(r).Pause(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Node(r).Resume() })
+	}
+	err = b.PublishAt(ctx, "a", []byte("unreplicated"), time.Now().Add(time.Hour))
+	if !errors.Is(err, redisstreams.ErrNotReplicated) {
+		t.Fatalf("PublishAt with the replica paused: %v, want ErrNotReplicated", err)
+	}
+	select {
+	case p := <-got:
+		if p != "scheduled" {
+			t.Fatalf("delivered %q, want the scheduled message", p)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the scheduled message was not delivered within 30 s of its due time")
+	}
+	// The entry is in the stream before WAIT times out: the warning may
+	// come after the delivery.
+	var attrs map[string]string
+	eventually(t, 10*time.Second, "a warning that the paused replica did not acknowledge the move", func() bool {
+		var ok bool
+		attrs, ok = logs.find(slog.LevelWarn, "too few replicas acknowledged a move")
+		return ok
+	})
+	if !strings.Contains(attrs["error"], "WAIT 1 500 answered 0") {
+		t.Errorf("warning's error = %q, want WAIT's answer", attrs["error"])
+	}
+	// The unreplicated entry keeps the mover re-checking the set every
+	// DelayRecheck; runs that move nothing send no WAIT, so they neither
+	// wait for the paused replica nor warn.
+	time.Sleep(2*redisstreams.DelayRecheck + time.Second)
+	logs.mu.Lock()
+	defer logs.mu.Unlock()
+	for _, r := range logs.records {
+		if r.Level != slog.LevelWarn || !strings.Contains(r.Message, "too few replicas acknowledged a move") {
+			continue
+		}
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "moved" && a.Value.String() == "0" {
+				t.Errorf("a run of the mover that moved nothing waited for the replicas: %s %v", r.Message, a)
+				return false
+			}
+			return true
+		})
+	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/lifecycle"
 	"github.com/go-relay/relay/internal/option"
 	"github.com/go-relay/relay/internal/telemetry"
 )
@@ -342,16 +343,7 @@ func retryable(err error) bool {
 }
 
 // wait waits for d and reports true, or reports false as soon as Close begins.
-func (r *broker) wait(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-r.ctx.Done():
-		return false
-	}
-}
+func (r *broker) wait(d time.Duration) bool { return lifecycle.Sleep(r.ctx, d) }
 
 // logAttempt logs a failed attempt that will be retried: at level Debug, since
 // the contract expects failures, except a panic, a bug worth seeing, at Warn

@@ -26,6 +26,7 @@ func selectFlags() []cli.Flag {
 		&cli.StringFlag{Name: "dead-letter-topic", Usage: "read `TOPIC` instead of the default dead-letter topic (TOPIC.dead), for a backend configured with WithDeadLetterTopic"},
 		&cli.StringFlag{Name: "reason", Usage: "only dead letters whose reason matches the regular expression `RE` (Go syntax)"},
 		&cli.DurationFlag{Name: "older-than", Usage: "only dead letters stored at least `D` ago (e.g. 1h)"},
+		&cli.StringFlag{Name: "source-topic", Usage: "only dead letters whose source topic is `TOPIC` (for a dead-letter topic that several topics share, see --dead-letter-topic)"},
 		&cli.StringSliceFlag{Name: "id", Usage: "only the dead letter of this `ID` (repeat for more)"},
 		&cli.BoolFlag{Name: "newest", Usage: "newest first (default oldest first)"},
 		&cli.IntFlag{Name: "limit", Usage: "at most `N` dead letters"},
@@ -56,13 +57,14 @@ func readSelection(cmd *cli.Command) (selection, error) {
 		}
 	}
 	f.OlderThan = cmd.Duration("older-than")
+	f.SourceTopic = cmd.String("source-topic")
 	f.IDs = cmd.StringSlice("id")
 	f.Newest = cmd.Bool("newest")
 	f.Limit = cmd.Int("limit")
 	if f.OlderThan < 0 || f.Limit < 0 {
 		return selection{}, usagef("--older-than and --limit must not be negative")
 	}
-	s.filtered = f.Reason != nil || f.OlderThan > 0 || len(f.IDs) > 0 || f.Limit > 0
+	s.filtered = f.Reason != nil || f.OlderThan > 0 || f.SourceTopic != "" || len(f.IDs) > 0 || f.Limit > 0
 	return s, nil
 }
 

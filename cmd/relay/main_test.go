@@ -585,3 +585,42 @@ func TestTailPrintsMessagesAndLeavesNoConsumer(t *testing.T) {
 			"tail left a consumer behind")
 	})
 }
+
+// A dead-letter topic that two topics share (WithDeadLetterTopic): --source-topic
+// keeps one topic's dead letters, in ls and in redrive.
+func TestDeadLettersOfASharedTopicAreChosenBySource(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e env) {
+		a, bTopic := pubsubtest.NewTopic(t), pubsubtest.NewTopic(t)
+		shared := a + ".shared"
+		dlt := func(string) string { return shared }
+		var opt any = redisstreams.WithDeadLetterTopic(dlt)
+		if e.name == "nats" {
+			opt = natsjs.WithDeadLetterTopic(dlt)
+		}
+		br := e.broker(t, opt)
+		fail := func(p []byte) error { return fmt.Errorf("refused %s: %w", p, relay.ErrPermanent) }
+		require.NoError(t, br.Subscribe(a, fail))
+		require.NoError(t, br.Subscribe(bTopic, fail))
+		publishN(t, br, a, "a", 2)
+		publishN(t, br, bTopic, "b", 3)
+		count := func(args ...string) int {
+			var dls []deadLetterJSON
+			r := relayCmd(t, e, append([]string{"dead", "ls", a, "--dead-letter-topic", shared, "--json"}, args...)...)
+			require.Equal(t, 0, r.code, r.stderr)
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &dls))
+			for _, dl := range dls {
+				if len(args) > 1 {
+					assert.Equal(t, args[1], dl.SourceTopic, "a dead letter of another source listed")
+				}
+			}
+			return len(dls)
+		}
+		require.Eventually(t, func() bool { return count() == 5 }, 20*time.Second, 20*time.Millisecond)
+		assert.Equal(t, 3, count("--source-topic", bTopic))
+		assert.Equal(t, 2, count("--source-topic", a))
+
+		r := relayCmd(t, e, "dead", "redrive", a, "--dead-letter-topic", shared, "--source-topic", bTopic, "--dry-run")
+		require.Equal(t, 0, r.code, r.stderr)
+		assert.Equal(t, 3, strings.Count(r.stdout, "would redrive"), r.stdout)
+	})
+}

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/pubsubtest"
 )
@@ -41,6 +43,33 @@ type ClusterBackend struct {
 	// replica got it is lost although Publish returned nil. Lost messages
 	// are then reported, not failed on.
 	MayLoseAcknowledged bool
+
+	// HelperTest names the test of the backend's test binary that calls
+	// [HelperProcess] with a [NewBrokerFunc] taking HelperAddr as its addr,
+	// for [RunFailoverDuringClaim], which skips when it is empty.
+	HelperTest string
+	// HelperAddr is the cluster as that NewBrokerFunc takes it: the nodes'
+	// addresses, comma-separated.
+	HelperAddr string
+
+	// CutNode returns the "host:port" of the node that [RunClusterNetworkCut]
+	// puts behind a [Proxy] for topic (NATS: the node the clients connect to
+	// first; Redis: the master of the topic's slot). The case skips when
+	// CutNode or NewBrokerVia is nil.
+	CutNode func(topic string) (string, error)
+	// NewBrokerVia is NewBroker with a client that reaches the node at node
+	// through via (a Proxy's "host:port") and every other node directly.
+	NewBrokerVia func(t testing.TB, cfg pubsubtest.Config, node, via string) (relay.Broker, error)
+
+	// CloseBound is the backend's documented bound on Close once the
+	// running handlers have returned, which [RunCloseDuringFailover]
+	// asserts (with 2 s of slack for the handlers and a loaded machine).
+	CloseBound time.Duration
+	// LeakIgnore is what [RunCloseDuringFailover]'s goroutine check ignores
+	// besides the goroutines running before the broker started: those of
+	// servers of the cluster that run in the test process (an embedded
+	// nats-server starts some when it takes a leadership over).
+	LeakIgnore []goleak.Option
 }
 
 func (b ClusterBackend) backend() Backend { return Backend{Name: b.Name} }

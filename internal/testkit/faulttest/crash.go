@@ -39,7 +39,11 @@ const (
 // "HELD id"), until the parent kills it with SIGKILL.
 func HelperProcess(t *testing.T, nb NewBrokerFunc) {
 	if os.Getenv(envHelper) != "1" {
-		t.Skip("the consumer process of the consumer-crash case; runs only as its child")
+		t.Skip("the child process of the consumer-crash and delayed-publisher-crash cases; runs only as their child")
+	}
+	if os.Getenv(envMode) == modeDelayedPublisher {
+		delayedPublisherProcess(t, nb)
+		return
 	}
 	ackWait, err1 := time.ParseDuration(os.Getenv(envAckWait))
 	concurrency, err2 := strconv.Atoi(os.Getenv(envConcurrency))
@@ -108,59 +112,8 @@ func RunConsumerCrash(t *testing.T, b Backend) {
 	defer closeBroker(t, pub)
 	publishAll(t, pub, topic, l, 0, n, 8, 10*time.Second)
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestFaultHelperProcess$")
-	cmd.Env = append(os.Environ(), envHelper+"=1", envAddr+"="+addr, envTopic+"="+topic, envGroup+"="+group,
-		envAckWait+"="+ackWait.String(), envConcurrency+"="+strconv.Itoa(concurrency), envAckFirst+"="+strconv.Itoa(ackFirst))
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = sysProcAttr()
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	killed := false
-	t.Cleanup(func() {
-		if !killed {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
-
-	held := make(chan int, n)
-	eof := make(chan struct{})
-	go func() {
-		defer close(eof)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			kind, num, _ := strings.Cut(sc.Text(), " ")
-			id, err := strconv.Atoi(num)
-			switch {
-			case kind == "DONE" && err == nil:
-				l.Attempt(id)
-				l.Handled(id)
-			case kind == "HELD" && err == nil:
-				l.Attempt(id)
-				held <- id
-			case strings.HasPrefix(sc.Text(), "FAIL"):
-				t.Errorf("helper process: %s", sc.Text())
-			}
-		}
-	}()
-
-	var heldIDs []int
-	deadline := time.After(30 * time.Second)
-	for len(heldIDs) < concurrency {
-		select {
-		case id := <-held:
-			heldIDs = append(heldIDs, id)
-		case <-eof:
-			t.Fatalf("helper process ended after holding %d messages", len(heldIDs))
-		case <-deadline:
-			t.Fatalf("helper process held %d messages after 30 s, want %d", len(heldIDs), concurrency)
-		}
-	}
+	hc := startHelper(t, "TestFaultHelperProcess", addr, topic, group, l, n, ackWait, concurrency, ackFirst)
+	heldIDs := hc.held
 
 	// Another member of the group, running before the crash, as in a
 	// deployment of several processes.
@@ -175,13 +128,7 @@ func RunConsumerCrash(t *testing.T, b Backend) {
 		t.Fatal(err)
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	killedAt := time.Now()
-	cmd.Wait()
-	killed = true
-	<-eof // every line the child wrote is in the ledger
+	killedAt := hc.kill(t)
 
 	recoveryBound := ackWait + 20*time.Second
 	if !waitFor(recoveryBound, func() bool { return len(l.Missing(heldIDs)) == 0 }) {
@@ -202,4 +149,86 @@ func RunConsumerCrash(t *testing.T, b Backend) {
 	}
 	report(t, "consumer-crash", b, messages, lost, dups, recovery,
 		fmt.Sprintf("held=%d ack_wait=%s", len(heldIDs), ackWait))
+}
+
+// helperConsumer is a consumer in a child process started by startHelper.
+type helperConsumer struct {
+	cmd  *exec.Cmd
+	eof  chan struct{} // closed when the child's output ended
+	held []int         // the ids of the messages it holds in handlers
+}
+
+// startHelper runs the test run of the test binary (a test that calls
+// [HelperProcess]) as a consumer of group on topic, whose client dials addr,
+// and returns once it holds concurrency messages in handlers that never
+// return, having handled ackFirst before; its lines go into l. The child is
+// killed in t.Cleanup if [helperConsumer.kill] did not kill it.
+func startHelper(t *testing.T, run, addr, topic, group string, l *Ledger, n int, ackWait time.Duration, concurrency, ackFirst int) *helperConsumer {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+run+"$")
+	cmd.Env = append(os.Environ(), envHelper+"=1", envAddr+"="+addr, envTopic+"="+topic, envGroup+"="+group,
+		envAckWait+"="+ackWait.String(), envConcurrency+"="+strconv.Itoa(concurrency), envAckFirst+"="+strconv.Itoa(ackFirst))
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = sysProcAttr()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	hc := &helperConsumer{cmd: cmd, eof: make(chan struct{})}
+	t.Cleanup(func() {
+		if hc.cmd != nil {
+			hc.cmd.Process.Kill()
+			hc.cmd.Wait()
+		}
+	})
+
+	held := make(chan int, n)
+	go func() {
+		defer close(hc.eof)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			kind, num, _ := strings.Cut(sc.Text(), " ")
+			id, err := strconv.Atoi(num)
+			switch {
+			case kind == "DONE" && err == nil:
+				l.Attempt(id)
+				l.Handled(id)
+			case kind == "HELD" && err == nil:
+				l.Attempt(id)
+				held <- id
+			case strings.HasPrefix(sc.Text(), "FAIL"):
+				t.Errorf("helper process: %s", sc.Text())
+			}
+		}
+	}()
+
+	deadline := time.After(30 * time.Second)
+	for len(hc.held) < concurrency {
+		select {
+		case id := <-held:
+			hc.held = append(hc.held, id)
+		case <-hc.eof:
+			t.Fatalf("helper process ended after holding %d messages", len(hc.held))
+		case <-deadline:
+			t.Fatalf("helper process held %d messages after 30 s, want %d", len(hc.held), concurrency)
+		}
+	}
+	return hc
+}
+
+// kill kills the child with SIGKILL and returns the time it did, once every
+// line the child wrote is in the ledger.
+func (hc *helperConsumer) kill(t *testing.T) time.Time {
+	t.Helper()
+	if err := hc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now()
+	hc.cmd.Wait()
+	hc.cmd = nil
+	<-hc.eof
+	return at
 }

@@ -25,6 +25,15 @@
 //     a new broker of the group; every message is handled once by the first
 //     broker (and acked) or by the second, with no goroutine left behind.
 //
+// On a cluster ([ClusterBackend]: a 3-node JetStream cluster with R3 streams,
+// a Redis Cluster), the node taking the topic's writes is lost
+// ([Failover]) during publish ([RunFailoverDuringPublish]), consume
+// ([RunFailoverDuringConsume]), dead-letter writes
+// ([RunFailoverDuringDeadLetter], and [RunFailoverOfDeadLetterTopic] for the
+// dead-letter topic's node), the claim or redelivery of a dead consumer's
+// messages ([RunFailoverDuringClaim]) and Close ([RunCloseDuringFailover]);
+// [RunClusterNetworkCut] black-holes one node behind a [Proxy].
+//
 // # Modes
 //
 // By default the cases use small counts and short outages, so that the
