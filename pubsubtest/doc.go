@@ -63,7 +63,7 @@
 // redelivered, and the subscription keeps consuming with Concurrency 1),
 // returns an error whose Error method panics (dead-lettered without a crash,
 // the reason saying so), or changes its payload; Shutdown called from inside
-// a handler; Publish and Subscribe racing concurrent Closes of the broker, or
+// a byte-face handler; Publish and Subscribe racing concurrent Closes of the broker, or
 // of the Watermill publisher and subscriber (nothing accepted is lost);
 // messages taken ahead and handed back by Close, or out unacked on a
 // Watermill channel at Close (redelivered to the group, not dead-lettered);
