@@ -2,6 +2,7 @@ package relay
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 )
@@ -21,15 +22,33 @@ const MetadataPermanent = "relay_permanent"
 // [RetryAfter] also sets [MetadataRetryAfter], so that the Nack waits as the
 // byte face's error does.
 //
+// An error whose Error method panics (a typed nil pointer) is recorded as a
+// reason that says so, instead of ending the router's goroutine in a panic.
+// A handler that calls runtime.Goexit (as t.FailNow does in a test) has its
+// message nacked: Watermill's router nacks after a panic but neither acks nor
+// nacks after a Goexit, which would leave the message out, unsettled, until
+// the subscriber closes. A panic passes through unchanged.
+//
 // The metadata is changed on the consumed message only, never on the stored
 // one. Add it to the router, outside middleware that swallows errors:
 //
 //	router.AddMiddleware(relay.NackReason, middleware.Recoverer)
 func NackReason(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
+		returned := false
+		defer func() {
+			if returned {
+				return
+			}
+			if v := recover(); v != nil {
+				panic(v) // raised again at once, so the stack still shows where it came from
+			}
+			msg.Nack() // runtime.Goexit: recover returns nil
+		}()
 		produced, err := h(msg)
+		returned = true
 		if err != nil {
-			msg.Metadata.Set(MetadataReason, err.Error())
+			msg.Metadata.Set(MetadataReason, errorText(err))
 			if errors.Is(err, ErrPermanent) {
 				msg.Metadata.Set(MetadataPermanent, "true")
 			}
@@ -39,4 +58,14 @@ func NackReason(h message.HandlerFunc) message.HandlerFunc {
 		}
 		return produced, err
 	}
+}
+
+// errorText returns err.Error(), or, when that panics, a text that says so.
+func errorText(err error) (text string) {
+	defer func() {
+		if v := recover(); v != nil {
+			text = fmt.Sprintf("handler panic: the %T returned by the handler panics in Error: %v", err, v)
+		}
+	}()
+	return err.Error()
 }

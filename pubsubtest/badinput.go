@@ -10,6 +10,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/assert"
 
 	"github.com/go-relay/relay"
 )
@@ -44,13 +45,9 @@ func (s *wmSuite) testInvalidTopic(t *testing.T) {
 	for _, c := range invalidTopics {
 		t.Run(c.name, func(t *testing.T) {
 			err := pub.Publish(c.topic, message.NewMessage(watermill.NewUUID(), []byte("x")))
-			if err := checkErrorIs(fmt.Sprintf("Publish(%q)", c.topic), err, relay.ErrInvalidTopic); err != nil {
-				t.Error(err)
-			}
+			assert.NoError(t, checkErrorIs(fmt.Sprintf("Publish(%q)", c.topic), err, relay.ErrInvalidTopic))
 			_, err = sub.Subscribe(t.Context(), c.topic)
-			if err := checkErrorIs(fmt.Sprintf("Subscribe(%q)", c.topic), err, relay.ErrInvalidTopic); err != nil {
-				t.Error(err)
-			}
+			assert.NoError(t, checkErrorIs(fmt.Sprintf("Subscribe(%q)", c.topic), err, relay.ErrInvalidTopic))
 		})
 	}
 }
@@ -70,9 +67,7 @@ func (s *wmSuite) testPublishContext(t *testing.T) {
 	go func() { done <- pub.Publish(topic, m) }()
 	select {
 	case err := <-done:
-		if err := checkErrorIs("Publish with a canceled message context", err, context.Canceled); err != nil {
-			t.Error(err)
-		}
+		assert.NoError(t, checkErrorIs("Publish with a canceled message context", err, context.Canceled))
 	case <-time.After(waitShort):
 		t.Fatalf("Publish with a canceled message context did not return within %v", waitShort)
 	}
@@ -140,9 +135,7 @@ func (s *byteSuite) testLongTopicDefaultDeadLetter(t *testing.T) {
 func (s *wmSuite) testLongTopicDefaultDeadLetter(t *testing.T) {
 	topic := maxLengthTopic(t)
 	_, err := s.subscriber(t, DefaultConfig()).Subscribe(t.Context(), topic)
-	if err := checkErrorIs(fmt.Sprintf("Subscribe(%d-byte topic)", len(topic)), err, relay.ErrInvalidTopic); err != nil {
-		t.Error(err)
-	}
+	assert.NoError(t, checkErrorIs(fmt.Sprintf("Subscribe(%d-byte topic)", len(topic)), err, relay.ErrInvalidTopic))
 }
 
 // testLongTopicShortDeadLetter: with Config.DeadLetterTopic naming a short
@@ -163,16 +156,12 @@ func (s *byteSuite) testLongTopicShortDeadLetter(t *testing.T) {
 	})
 	publish(t, b, topic, []byte("p"))
 	m := dead.next(t, fmt.Sprintf("dead-letter topic %q of a %d-byte topic", dlTopic, len(topic)))
-	if err := checkPayload(m.payload, []byte("p")); err != nil {
-		t.Errorf("dead letter: %v", err)
-	}
+	assert.NoError(t, checkPayload(m.payload, []byte("p")), "dead letter")
 	if src, ok := m.metadata[relay.MetadataSourceTopic]; m.metadata != nil && (!ok || src != topic) {
 		t.Errorf("dead letter source topic of %d bytes, want the %d-byte topic", len(src), len(topic))
 	}
 	quiet(settleWindow(cfg))
-	if err := checkDeliveries(int(calls.Load()), 1); err != nil {
-		t.Errorf("source topic: %v", err)
-	}
+	assert.NoError(t, checkDeliveries(int(calls.Load()), 1), "source topic")
 }
 
 // invalidDeadLetterTopic is what the rows of an invalid dead-letter topic
@@ -187,9 +176,7 @@ func (s *byteSuite) testInvalidDeadLetterTopic(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.DeadLetterTopic = func(string) string { return invalidDeadLetterTopic }
 	err := s.broker(t, cfg).Subscribe(NewTopic(t), func([]byte) error { return nil })
-	if err := checkErrorIs(fmt.Sprintf("Subscribe with dead-letter topic %q", invalidDeadLetterTopic), err, relay.ErrInvalidTopic); err != nil {
-		t.Error(err)
-	}
+	assert.NoError(t, checkErrorIs(fmt.Sprintf("Subscribe with dead-letter topic %q", invalidDeadLetterTopic), err, relay.ErrInvalidTopic))
 }
 
 // testInvalidDeadLetterTopic: the same on the Watermill face.
@@ -201,7 +188,143 @@ func (s *wmSuite) testInvalidDeadLetterTopic(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.DeadLetterTopic = func(string) string { return invalidDeadLetterTopic }
 	_, err := s.subscriber(t, cfg).Subscribe(t.Context(), NewTopic(t))
-	if err := checkErrorIs(fmt.Sprintf("Subscribe with dead-letter topic %q", invalidDeadLetterTopic), err, relay.ErrInvalidTopic); err != nil {
-		t.Error(err)
+	assert.NoError(t, checkErrorIs(fmt.Sprintf("Subscribe with dead-letter topic %q", invalidDeadLetterTopic), err, relay.ErrInvalidTopic))
+}
+
+func (s *byteSuite) testInvalidTopic(t *testing.T) {
+	b := s.broker(t, DefaultConfig())
+	for _, c := range invalidTopics {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), waitShort)
+			defer cancel()
+			err := b.Publish(ctx, c.topic, []byte("x"))
+			assert.NoError(t, checkErrorIs(fmt.Sprintf("Publish(%q)", c.topic), err, relay.ErrInvalidTopic))
+			assert.NoError(t, checkErrorShape(err, "publish", c.topic))
+			err = b.Subscribe(c.topic, func([]byte) error { return nil })
+			assert.NoError(t, checkErrorIs(fmt.Sprintf("Subscribe(%q)", c.topic), err, relay.ErrInvalidTopic))
+			assert.NoError(t, checkErrorShape(err, "subscribe", c.topic))
+		})
+	}
+}
+
+func (s *byteSuite) testNilHandler(t *testing.T) {
+	b := s.broker(t, DefaultConfig())
+	assert.NoError(t, checkErrorIs("Subscribe with a nil handler", b.Subscribe(NewTopic(t), nil), relay.ErrNilHandler))
+}
+
+func (s *byteSuite) testPublishContext(t *testing.T) {
+	b := s.broker(t, DefaultConfig())
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	expired, cancel2 := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel2()
+	cases := []struct {
+		name string
+		ctx  context.Context
+		want error
+	}{
+		{"canceled", canceled, context.Canceled},
+		{"deadline exceeded", expired, context.DeadlineExceeded},
+	}
+	const prompt = 2 * time.Second
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			topic := NewTopic(t)
+			done := make(chan error, 1)
+			start := time.Now()
+			go func() { done <- b.Publish(c.ctx, topic, []byte("x")) }()
+			select {
+			case err := <-done:
+				assert.NoError(t, checkErrorIs("Publish", err, c.want))
+				if d := time.Since(start); d > prompt {
+					t.Errorf("Publish took %v with a done context, want under %v", d, prompt)
+				}
+			case <-time.After(waitShort):
+				t.Fatalf("Publish with a done context did not return within %v", waitShort)
+			}
+		})
+	}
+}
+
+// shutdowner is the Close with a context that backends may offer beside
+// Close (all of relay's do).
+type shutdowner interface {
+	Shutdown(ctx context.Context) error
+}
+
+// callNoPanic runs f and returns its error, or an error saying that it
+// panicked: a nil context must be refused, not crash the process.
+func callNoPanic(f func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("a panic: %v", v)
+		}
+	}()
+	return f()
+}
+
+func (s *byteSuite) testNilContext(t *testing.T) {
+	b := s.broker(t, DefaultConfig())
+	topic := NewTopic(t)
+	var nilCtx context.Context // a variable: a nil literal is what vet-like checkers flag
+	err := callNoPanic(func() error { return b.Publish(nilCtx, topic, []byte("x")) })
+	assert.NoError(t, checkErrorIs("Publish with a nil context", err, relay.ErrNilContext))
+	if sd, ok := b.(shutdowner); ok {
+		err := callNoPanic(func() error { return sd.Shutdown(nilCtx) })
+		assert.NoError(t, checkErrorIs("Shutdown with a nil context", err, relay.ErrNilContext))
+	}
+	// Nothing was sent, and the refused Shutdown closed nothing: the broker
+	// still publishes and delivers, and the first message is the good one.
+	got := make(chan []byte, 2)
+	subscribe(t, b, topic, func(p []byte) error { got <- p; return nil })
+	publish(t, b, topic, []byte("after"))
+	select {
+	case p := <-got:
+		if string(p) != "after" {
+			t.Errorf("first delivery %q, want %q: the refused Publish sent something", p, "after")
+		}
+	case <-time.After(waitShort):
+		t.Fatalf("nothing delivered within %v after the nil-context calls", waitShort)
+	}
+}
+
+func (s *byteSuite) testPayloadTooLarge(t *testing.T) {
+	max := s.h.Capabilities.MaxPayload
+	if max <= 0 {
+		t.Skip("Capabilities.MaxPayload is 0: no payload limit declared")
+	}
+	topic := NewTopic(t)
+	in := newInbox()
+	subscribe(t, s.broker(t, DefaultConfig()), topic, in.handler(nil))
+	pub := s.broker(t, DefaultConfig())
+	ctx, cancel := context.WithTimeout(context.Background(), waitShort)
+	defer cancel()
+	err := pub.Publish(ctx, topic, make([]byte, max+1))
+	assert.NoError(t, checkErrorIs(fmt.Sprintf("Publish of %d bytes (MaxPayload %d)", max+1, max), err, relay.ErrPayloadTooLarge))
+	// Nothing of the rejected payload may reach the subscription.
+	publish(t, pub, topic, []byte("after"))
+	in.waitDistinct(t, 1, waitShort, "subscription")
+	quiet(settleWindow(DefaultConfig()))
+	if in.distinct() != 1 || in.counts()["after"] != 1 {
+		t.Errorf("received %d messages (%d distinct), want only the small one published after the rejected one", in.len(), in.distinct())
+	}
+}
+
+func (s *wmSuite) testNilContext(t *testing.T) {
+	topic := NewTopic(t)
+	sub := s.subscriber(t, DefaultConfig())
+	var nilCtx context.Context // a variable: a nil literal is what vet-like checkers flag
+	err := callNoPanic(func() error {
+		_, err := sub.Subscribe(nilCtx, topic)
+		return err
+	})
+	assert.NoError(t, checkErrorIs("Subscribe with a nil context", err, relay.ErrNilContext))
+	if sd, ok := sub.(shutdowner); ok {
+		err := callNoPanic(func() error { return sd.Shutdown(nilCtx) })
+		assert.NoError(t, checkErrorIs("Shutdown with a nil context", err, relay.ErrNilContext))
+	}
+	// The refused Shutdown closed nothing: the subscriber still subscribes.
+	if _, err := sub.Subscribe(t.Context(), topic); err != nil {
+		t.Errorf("Subscribe after the nil-context calls: %v", err)
 	}
 }

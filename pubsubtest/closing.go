@@ -11,6 +11,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/go-relay/relay"
 )
@@ -28,56 +30,102 @@ func (s *byteSuite) testRaceClose(t *testing.T) {
 	b := s.broker(t, cfg)
 	var handled sync.Map // payload → struct{}
 	record := func(p []byte) error { handled.Store(string(p), struct{}{}); return nil }
-	var mu sync.Mutex
-	var accepted []string
-	var wg sync.WaitGroup
+	r := &race{}
+	r.publish(t, func(p string) error {
+		// Generous: on a loaded machine a Publish racing Close may wait its
+		// turn for seconds; only an error other than ErrClosed breaks the
+		// contract.
+		ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+		defer cancel()
+		return b.Publish(ctx, topic, []byte(p))
+	})
+	r.subscribe(t, func() error { return b.Subscribe(topic, record) })
+	r.waitAccepted(t)
+	var closers sync.WaitGroup
+	for range 4 {
+		closers.Go(func() {
+			assert.NoError(t, closeWithin(b.Close), "concurrent Close")
+		})
+	}
+	closers.Wait()
+	r.wg.Wait()
+
+	subscribe(t, s.broker(t, cfg), topic, record)
+	r.checkHandled(t, &handled, waitLong+2*cfg.AckWait) // the ack wait, then claims
+}
+
+// race runs the publishers and the subscriber of a Close race: 8 goroutines
+// publish until they see ErrClosed (at most raceMaxPublish messages each) and
+// one subscribes until it sees ErrClosed (at most raceMaxSubscribe times), so
+// that calls are in flight whenever Close runs, however fast the backend.
+type race struct {
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	accepted []string
+}
+
+const (
+	raceMaxPublish   = 2000
+	raceMaxSubscribe = 200
+)
+
+// publish starts the publishers; publish sends one payload.
+func (r *race) publish(t *testing.T, publish func(payload string) error) {
 	for g := range 8 {
-		wg.Go(func() {
-			for i := range 50 {
+		r.wg.Go(func() {
+			for i := range raceMaxPublish {
 				p := fmt.Sprintf("%d-%d", g, i)
-				// Generous: on a loaded machine a Publish racing Close may wait
-				// its turn for seconds; only an error other than ErrClosed
-				// breaks the contract.
-				ctx, cancel := context.WithTimeout(context.Background(), waitLong)
-				err := b.Publish(ctx, topic, []byte(p))
-				cancel()
+				err := publish(p)
 				switch {
 				case err == nil:
-					mu.Lock()
-					accepted = append(accepted, p)
-					mu.Unlock()
-				case !errors.Is(err, relay.ErrClosed):
+					r.mu.Lock()
+					r.accepted = append(r.accepted, p)
+					r.mu.Unlock()
+				case errors.Is(err, relay.ErrClosed):
+					return
+				default:
 					t.Errorf("Publish during Close = %v, want nil or ErrClosed", err)
+					return
 				}
 			}
 		})
 	}
-	wg.Go(func() {
-		for range 20 {
-			if err := b.Subscribe(topic, record); err != nil && !errors.Is(err, relay.ErrClosed) {
+}
+
+// subscribe starts the subscriber; subscribe makes one subscription.
+func (r *race) subscribe(t *testing.T, subscribe func() error) {
+	r.wg.Go(func() {
+		for range raceMaxSubscribe {
+			err := subscribe()
+			switch {
+			case errors.Is(err, relay.ErrClosed):
+				return
+			case err != nil:
 				t.Errorf("Subscribe during Close = %v, want nil or ErrClosed", err)
+				return
 			}
+			time.Sleep(time.Millisecond) // spread the calls over the race
 		}
 	})
-	eventually(t, waitShort, func() bool { mu.Lock(); defer mu.Unlock(); return len(accepted) > 0 },
-		"no Publish succeeded")
-	var closers sync.WaitGroup
-	for range 4 {
-		closers.Go(func() {
-			if err := closeWithin(b.Close); err != nil {
-				t.Errorf("concurrent Close: %v", err)
-			}
-		})
-	}
-	closers.Wait()
-	wg.Wait()
+}
 
-	subscribe(t, s.broker(t, cfg), topic, record)
-	mu.Lock()
-	want := append([]string(nil), accepted...)
-	mu.Unlock()
+// waitAccepted waits until a Publish succeeded.
+func (r *race) waitAccepted(t *testing.T) {
+	t.Helper()
+	eventually(t, waitShort, func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.accepted) > 0 },
+		"no Publish succeeded")
+}
+
+// checkHandled waits, at most timeout, until every accepted payload is a key
+// of handled, and fails t with the ones that are not. Call it once every
+// Publish has returned.
+func (r *race) checkHandled(t *testing.T, handled *sync.Map, timeout time.Duration) {
+	t.Helper()
+	r.mu.Lock()
+	want := append([]string(nil), r.accepted...)
+	r.mu.Unlock()
 	var missing []string
-	poll(waitLong+2*cfg.AckWait, func() bool { // the ack wait, then claims
+	poll(timeout, func() bool {
 		missing = missing[:0]
 		for _, p := range want {
 			if _, ok := handled.Load(p); !ok {
@@ -321,5 +369,121 @@ func (s *wmSuite) testFirstSettleWins(t *testing.T) {
 		m.Ack()
 		t.Errorf("message %d delivered again after it was acked (deliveries %v)", m.Payload[0], seen)
 	case <-time.After(settleWindow(cfg) + 200*time.Millisecond):
+	}
+}
+
+// testRaceClose is the Watermill face of [byteSuite.testRaceClose]: 8
+// goroutines call Publisher.Publish and another Subscriber.Subscribe (each
+// channel consumed and acked) while 4 goroutines close the publisher and the
+// subscriber at once. Every Publish and Subscribe returns nil or ErrClosed,
+// every Close returns nil, every channel is closed, and every message whose
+// Publish returned nil is handled, on a racing channel or by a later
+// subscriber of the group. It guards against a Close that is not safe for
+// concurrent use, a Publish accepted and dropped by a closing publisher, a
+// channel of a Subscribe racing Close left open, and messages out on a
+// closing subscriber's channels lost.
+func (s *wmSuite) testRaceClose(t *testing.T) {
+	cfg := DefaultConfig()
+	topic := NewTopic(t)
+	pub, sub := s.publisher(t, cfg), s.subscriber(t, cfg)
+	var handled sync.Map // payload → struct{}
+	var consumers sync.WaitGroup
+	consume := func(ch <-chan *message.Message) {
+		consumers.Go(func() {
+			for m := range ch {
+				handled.Store(string(m.Payload), struct{}{})
+				m.Ack()
+			}
+		})
+	}
+	r := &race{}
+	r.publish(t, func(p string) error { return pub.Publish(topic, message.NewMessage(watermill.NewUUID(), []byte(p))) })
+	r.subscribe(t, func() error {
+		ch, err := sub.Subscribe(context.Background(), topic)
+		if err == nil {
+			consume(ch)
+		}
+		return err
+	})
+	r.waitAccepted(t)
+	var closers sync.WaitGroup
+	for _, c := range []struct {
+		name  string
+		close func() error
+	}{{"publisher", pub.Close}, {"subscriber", sub.Close}, {"publisher", pub.Close}, {"subscriber", sub.Close}} {
+		closers.Go(func() {
+			assert.NoError(t, closeWithin(c.close), "concurrent %s Close", c.name)
+		})
+	}
+	closers.Wait()
+	r.wg.Wait()
+	require.True(t, waitGroupWithin(&consumers, waitShort),
+		"a channel returned by Subscribe is still open %v after the subscriber's Close returned", waitShort)
+
+	consume(subscribeWM(t, s.subscriber(t, cfg), topic))
+	r.checkHandled(t, &handled, waitLong+2*cfg.AckWait) // the ack wait, then claims
+}
+
+// waitGroupWithin reports whether wg is done within timeout (its waiting
+// goroutine is left behind otherwise: the test has failed).
+func waitGroupWithin(wg *sync.WaitGroup, timeout time.Duration) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// testHandedBack is the Watermill face of [byteSuite.testHandedBack]: a
+// subscriber with Concurrency 1 and MaxDeliver 1 gets the first of five
+// messages on its channel, may take others ahead, and is closed with the
+// first neither acked nor nacked. Close hands back every message not acked:
+// the next subscriber of the group receives all five, and none is
+// dead-lettered, though a backend may count a handed-back delivery as an
+// attempt. It guards against dead-lettering messages no consumer processed,
+// and against handed-back messages lost.
+func (s *wmSuite) testHandedBack(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxDeliver, cfg.Concurrency, cfg.AckWait = 1, 1, time.Second
+	topic := NewTopic(t)
+	dead := subscribeWM(t, s.subscriber(t, DefaultConfig()), topic+".dead")
+	want := messages("h", 5)
+	pub := s.publisher(t, DefaultConfig())
+	for _, p := range want {
+		publishWM(t, pub, topic, message.NewMessage(watermill.NewUUID(), []byte(p)))
+	}
+	s1, err := s.h.NewSubscriber(t, cfg)
+	require.NoError(t, err, "NewSubscriber(%+v)", cfg)
+	t.Cleanup(func() { _ = s1.Close() }) // closed below; here for an early failure
+	// The first message is neither acked nor nacked.
+	receiveWM(t, subscribeWM(t, s1, topic), waitShort, "first subscriber")
+	s.bytes.waitHeld(t, topic, cfg.Group, 2)
+	require.NoError(t, closeWithin(s1.Close), "Close with a message out unacked and others taken ahead")
+
+	got := map[string]int{}
+	rest := subscribeWM(t, s.subscriber(t, cfg), topic)
+	deadline := time.After(waitShort + 2*cfg.AckWait)
+	for len(got) < len(want) {
+		select {
+		case m := <-rest:
+			m.Ack()
+			got[string(m.Payload)]++
+		case m := <-dead:
+			m.Ack()
+			t.Fatalf("a message handed back by Close was dead-lettered unhandled: payload %q, metadata %v", m.Payload, m.Metadata)
+		case <-deadline:
+			t.Fatalf("messages handed back by Close not redelivered within %v (received %v of %s); the group's state: %s",
+				waitShort+2*cfg.AckWait, got, list(want), s.bytes.groupState(t, topic, cfg.Group))
+		}
+	}
+	assert.NoError(t, checkAtLeastOnce(got, want))
+	select {
+	case m := <-dead:
+		m.Ack()
+		t.Errorf("a message was dead-lettered though every one was acked: payload %q, metadata %v", m.Payload, m.Metadata)
+	case <-time.After(settleWindow(cfg)):
 	}
 }

@@ -57,14 +57,19 @@
 // Subscribe, and Shutdown where the value has one); and, with [Harness].Restart, messages and running subscriptions
 // survive a server restart.
 //
-// And what misbehaving handlers and callers do to a backend: a handler that
-// calls runtime.Goexit, returns an error whose Error method panics, or
-// changes its payload; Shutdown called from inside a handler; Publish and
-// Subscribe racing concurrent Closes; a message taken ahead and handed back
-// by Close, or out unacked on a Watermill channel at Close (redelivered, not
-// dead-lettered); Ack and Nack on one message (the first wins); a Watermill
-// message whose context is canceled; and topics whose dead-letter topic would
-// be invalid (refused by Subscribe on both faces).
+// And what misbehaving handlers and callers do to a backend, on both faces
+// (on the Watermill face the handler is a router's, behind
+// [relay.NackReason]): a handler that calls runtime.Goexit (settled,
+// redelivered, and the subscription keeps consuming with Concurrency 1),
+// returns an error whose Error method panics (dead-lettered without a crash,
+// the reason saying so), or changes its payload; Shutdown called from inside
+// a byte-face handler; Publish and Subscribe racing concurrent Closes of the broker, or
+// of the Watermill publisher and subscriber (nothing accepted is lost);
+// messages taken ahead and handed back by Close, or out unacked on a
+// Watermill channel at Close (redelivered to the group, not dead-lettered);
+// Ack and Nack on one message (the first wins); a Watermill message whose
+// context is canceled; and topics whose dead-letter topic would be invalid
+// (refused by Subscribe on both faces).
 //
 // # Capabilities
 //

@@ -15,6 +15,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/go-relay/relay"
 )
@@ -160,9 +162,7 @@ func (s *byteSuite) testErrorMethodPanics(t *testing.T) {
 		})
 		publish(t, b, topic, []byte("x"))
 		m := dead.next(t, "dead-letter topic "+topic+".dead")
-		if err := checkPayload(m.payload, []byte("x")); err != nil {
-			t.Errorf("dead letter: %v", err)
-		}
+		assert.NoError(t, checkPayload(m.payload, []byte("x")), "dead letter")
 		if m.metadata != nil && !strings.Contains(m.metadata[relay.MetadataReason], "panic") {
 			t.Errorf("dead letter reason %q does not mention the panic", m.metadata[relay.MetadataReason])
 		}
@@ -197,9 +197,7 @@ func (s *byteSuite) testPayloadMutation(t *testing.T) {
 	})
 	publish(t, b, topic, []byte("original"))
 	m := dead.next(t, "dead-letter topic "+topic+".dead")
-	if err := checkPayload(m.payload, []byte("original")); err != nil {
-		t.Errorf("dead letter (the handler's change leaked into it): %v", err)
-	}
+	assert.NoError(t, checkPayload(m.payload, []byte("original")), "dead letter (the handler's change leaked into it)")
 }
 
 // testPayloadMutation: a Watermill handler that overwrites msg.Payload and
@@ -227,9 +225,7 @@ func (s *wmSuite) testPayloadMutation(t *testing.T) {
 	publishWM(t, s.publisher(t, DefaultConfig()), topic, message.NewMessage(watermill.NewUUID(), []byte("original")))
 	got := receiveWM(t, dead, waitShort, "dead-letter topic "+topic+".dead")
 	got.Ack()
-	if err := checkPayload(got.Payload, []byte("original")); err != nil {
-		t.Errorf("dead letter (the handler's change leaked into it): %v", err)
-	}
+	assert.NoError(t, checkPayload(got.Payload, []byte("original")), "dead letter (the handler's change leaked into it)")
 	for range cfg.MaxDeliver {
 		select {
 		case p := <-changed:
@@ -281,9 +277,7 @@ func (s *byteSuite) watchDead(t *testing.T, dlTopic string) *deadWatch {
 		t.Fatalf("NewSubscriber: %v", err)
 	}
 	t.Cleanup(func() {
-		if err := sub.Close(); err != nil {
-			t.Errorf("subscriber Close at cleanup: %v", err)
-		}
+		assert.NoError(t, sub.Close(), "subscriber Close at cleanup")
 	})
 	ch := subscribeWM(t, sub, dlTopic)
 	go func() {
@@ -293,4 +287,83 @@ func (s *byteSuite) watchDead(t *testing.T, dlTopic string) *deadWatch {
 		}
 	}()
 	return d
+}
+
+// runRouter runs, for the rest of t, a Watermill router with relay.NackReason
+// outermost (as relay's README sets one up) and one consumer handler, h, on
+// topic of sub.
+func runRouter(t *testing.T, sub message.Subscriber, topic string, h message.NoPublishHandlerFunc) {
+	t.Helper()
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: waitShort}, watermill.NopLogger{})
+	require.NoError(t, err, "message.NewRouter")
+	router.AddMiddleware(relay.NackReason)
+	router.AddConsumerHandler("pubsubtest", topic, sub, h)
+	done := make(chan error, 1)
+	go func() { done <- router.Run(context.Background()) }()
+	t.Cleanup(func() {
+		assert.NoError(t, router.Close(), "router Close")
+		assert.NoError(t, <-done, "router Run")
+	})
+	select {
+	case <-router.Running():
+	case <-time.After(waitShort):
+		t.Fatalf("the router is not running after %v", waitShort)
+	}
+}
+
+// testGoexit has a router handler call runtime.Goexit (what t.FailNow and
+// require.* do inside a handler) on its first call, with Concurrency 1 and
+// an ack wait of 30s. Watermill's router nacks after a panic but neither acks
+// nor nacks after a Goexit; behind relay.NackReason the delivery is nacked,
+// redelivered after the backoff, long before its lease could expire, and the
+// subscription's one slot is free for the next message. It guards against a
+// message left out for ever, its lease renewed while the process runs, and,
+// with Concurrency 1, nothing more delivered.
+func (s *wmSuite) testGoexit(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Concurrency, cfg.MaxDeliver, cfg.AckWait = 1, 5, 30*time.Second
+	topic := NewTopic(t)
+	var calls, other atomic.Int32
+	runRouter(t, s.subscriber(t, cfg), topic, func(msg *message.Message) error {
+		if string(msg.Payload) == "other" {
+			other.Add(1)
+			return nil
+		}
+		if calls.Add(1) == 1 {
+			runtime.Goexit()
+		}
+		return nil
+	})
+	publishWM(t, s.publisher(t, DefaultConfig()), topic,
+		message.NewMessage(watermill.NewUUID(), []byte("exit")), message.NewMessage(watermill.NewUUID(), []byte("other")))
+	poll(waitShort, func() bool { return calls.Load() >= 2 && other.Load() >= 1 })
+	assert.GreaterOrEqual(t, calls.Load(), int32(2),
+		"a message whose router handler called runtime.Goexit was not redelivered within %v", waitShort)
+	assert.GreaterOrEqual(t, other.Load(), int32(1),
+		"with Concurrency 1, nothing delivered within %v after a router handler called runtime.Goexit: the slot leaked", waitShort)
+	s.bytes.waitSettled(t, topic, cfg.Group)
+}
+
+// testErrorMethodPanics has a router handler return a typed nil error whose
+// Error method panics, with MaxDeliver 1: the process does not crash, and the
+// message reaches the dead-letter topic with its payload and a reason that
+// mentions the panic. relay.NackReason reads the error's text for the
+// reason; it guards against that read crashing the router's goroutine or
+// losing the message. The check runs in a child process, see [runInChild].
+func (s *wmSuite) testErrorMethodPanics(t *testing.T) {
+	runInChild(t, func(t *testing.T) {
+		cfg := DefaultConfig()
+		cfg.MaxDeliver = 1
+		topic := NewTopic(t)
+		dead := subscribeWM(t, s.subscriber(t, DefaultConfig()), topic+".dead")
+		runRouter(t, s.subscriber(t, cfg), topic, func(*message.Message) error {
+			var typedNil *panickyError
+			return typedNil
+		})
+		publishWM(t, s.publisher(t, DefaultConfig()), topic, message.NewMessage(watermill.NewUUID(), []byte("x")))
+		got := receiveWM(t, dead, waitShort, "dead-letter topic "+topic+".dead")
+		got.Ack()
+		assert.NoError(t, checkPayload(got.Payload, []byte("x")), "dead letter")
+		assert.Contains(t, got.Metadata.Get(relay.MetadataReason), "panic", "the dead letter's reason does not mention the panic")
+	})
 }

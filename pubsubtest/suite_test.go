@@ -9,12 +9,16 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/testkit/memharness"
 	"github.com/go-relay/relay/pubsubtest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // The suite's proof that it passes on a conforming backend is memory's own
@@ -200,4 +204,176 @@ func TestBrokenBroker(t *testing.T) {
 		return defects[i].wrap(b), nil
 	}
 	pubsubtest.TestBroker(t, h)
+}
+
+// A wmDefect is a deliberate contract violation wrapped around a memory
+// publisher or subscriber, and the TestWatermill sub-test that must catch it.
+type wmDefect struct {
+	name    string
+	subtest string
+	pub     func(p message.Publisher) message.Publisher   // nil leaves the publisher as it is
+	sub     func(s message.Subscriber) message.Subscriber // nil leaves the subscriber as it is
+}
+
+var wmDefects = []wmDefect{
+	{"drops a message published during Close and returns nil", "Publisher.Publish and Subscriber.Subscribe racing Close lose nothing",
+		func(p message.Publisher) message.Publisher {
+			return &brokenPublisher{Publisher: p, publish: func(topic string, msgs ...*message.Message) error {
+				return ignore(p.Publish(topic, msgs...), relay.ErrClosed)
+			}}
+		}, nil},
+	{"nacks at Close what its channel holds", "messages handed back by Subscriber.Close are redelivered to the group, not dead-lettered",
+		nil, func(s message.Subscriber) message.Subscriber {
+			return newForwarding(s, nil, true)
+		}},
+	{"leaves a nacked message unsettled", "a router handler that calls runtime.Goexit is nacked and the subscription keeps consuming",
+		nil, func(s message.Subscriber) message.Subscriber {
+			return newForwarding(s, func(*message.Message) {}, false)
+		}},
+	{"acks a nacked message", "a router handler's error whose Error method panics is dead-lettered without a crash",
+		nil, func(s message.Subscriber) message.Subscriber {
+			return newForwarding(s, func(m *message.Message) { m.Ack() }, false)
+		}},
+}
+
+// brokenPublisher is a publisher with Publish replaced.
+type brokenPublisher struct {
+	message.Publisher
+	publish func(topic string, msgs ...*message.Message) error
+}
+
+func (p *brokenPublisher) Publish(topic string, msgs ...*message.Message) error {
+	return p.publish(topic, msgs...)
+}
+
+// forwarding is a subscriber that hands out copies of its backend's messages
+// and settles the backend's message when the copy is settled: an Ack is passed
+// on, a Nack is what nack does (nil passes it on). With nackAtClose its Close
+// first nacks every message it took from the backend whose copy is not acked.
+type forwarding struct {
+	message.Subscriber
+	nack        func(m *message.Message)
+	nackAtClose bool
+
+	mu      sync.Mutex
+	taken   [][2]*message.Message // the backend's message and the copy handed out
+	closing chan struct{}
+	once    sync.Once
+}
+
+func newForwarding(s message.Subscriber, nack func(*message.Message), nackAtClose bool) *forwarding {
+	if nack == nil {
+		nack = func(m *message.Message) { m.Nack() }
+	}
+	return &forwarding{Subscriber: s, nack: nack, nackAtClose: nackAtClose, closing: make(chan struct{})}
+}
+
+func (f *forwarding) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	in, err := f.Subscriber.Subscribe(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan *message.Message)
+	go func() {
+		defer close(out)
+		for m := range in {
+			c := m.Copy()
+			c.SetContext(m.Context())
+			f.mu.Lock()
+			f.taken = append(f.taken, [2]*message.Message{m, c})
+			f.mu.Unlock()
+			go func() {
+				select {
+				case <-c.Acked():
+					m.Ack()
+				case <-c.Nacked():
+					for k, v := range c.Metadata { // what relay.NackReason recorded
+						m.Metadata.Set(k, v)
+					}
+					f.nack(m)
+				case <-m.Context().Done():
+				}
+			}()
+			select {
+			case out <- c:
+			case <-f.closing:
+			}
+		}
+	}()
+	return out, nil
+}
+
+func (f *forwarding) Close() error {
+	f.once.Do(func() { close(f.closing) })
+	if f.nackAtClose {
+		f.mu.Lock()
+		for _, mc := range f.taken {
+			select {
+			case <-mc[1].Acked():
+			default:
+				mc[0].Nack() // a no-op for a message settled already
+			}
+		}
+		f.mu.Unlock()
+	}
+	return f.Subscriber.Close()
+}
+
+// wmBrokenEnv names, in a child process, the defect TestBrokenWatermill
+// injects.
+const wmBrokenEnv = "PUBSUBTEST_WM_DEFECT"
+
+// TestSuiteFailsBrokenWatermill is [TestSuiteFailsBrokenBrokers] for the
+// Watermill face: each of wmDefects must fail its sub-test of TestWatermill.
+func TestSuiteFailsBrokenWatermill(t *testing.T) {
+	if os.Getenv(wmBrokenEnv) != "" {
+		t.Skip("running as a child")
+	}
+	for _, d := range wmDefects {
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel() // each waits out its sub-test's bounds in a child process
+			sub := strings.ReplaceAll(d.subtest, " ", "_")
+			cmd := exec.CommandContext(t.Context(), os.Args[0],
+				"-test.run=^TestBrokenWatermill$/^"+regexp.QuoteMeta(sub)+"$",
+				"-test.count=1", "-test.short", "-test.v")
+			cmd.Env = append(os.Environ(), wmBrokenEnv+"="+d.name)
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			require.ErrorAs(t, err, &exit, "the suite passed a Watermill face that %s; output:\n%s", d.name, out)
+			assert.Contains(t, string(out), "--- FAIL: TestBrokenWatermill/"+sub, "the child's output names another failure")
+		})
+	}
+}
+
+// TestBrokenWatermill runs TestWatermill on a memory publisher and subscriber
+// with the defect named by $PUBSUBTEST_WM_DEFECT; it is the child of
+// TestSuiteFailsBrokenWatermill.
+func TestBrokenWatermill(t *testing.T) {
+	name := os.Getenv(wmBrokenEnv)
+	if name == "" {
+		t.Skip("runs only as a child of TestSuiteFailsBrokenWatermill")
+	}
+	i := slices.IndexFunc(wmDefects, func(d wmDefect) bool { return d.name == name })
+	require.GreaterOrEqual(t, i, 0, "unknown defect %q", name)
+	d := wmDefects[i]
+	h := memharness.New(t)
+	if newPublisher := h.NewPublisher; d.pub != nil {
+		h.NewPublisher = func(t *testing.T, cfg pubsubtest.Config) (message.Publisher, error) {
+			p, err := newPublisher(t, cfg)
+			if err != nil {
+				return nil, err
+			}
+			return d.pub(p), nil
+		}
+	}
+	if newSubscriber := h.NewSubscriber; d.sub != nil {
+		h.NewSubscriber = func(t *testing.T, cfg pubsubtest.Config) (message.Subscriber, error) {
+			s, err := newSubscriber(t, cfg)
+			if err != nil {
+				return nil, err
+			}
+			return d.sub(s), nil
+		}
+	}
+	pubsubtest.TestWatermill(t, h)
 }

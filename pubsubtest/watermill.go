@@ -1,7 +1,6 @@
 package pubsubtest
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -11,6 +10,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/go-relay/relay"
@@ -87,14 +88,18 @@ func DeriveFeatures(c Capabilities) tests.Features {
 // first Watermill's own universal suite (tests.TestPubSub) with the features
 // of [DeriveFeatures] (changed by h.WatermillFeatures when set), then relay's
 // own rows: UUID and metadata round trip, redelivery after Nack, dead letters
-// with their metadata, ErrClosed, and, when h.NewBroker is set too, messages
-// crossing between the byte face and the Watermill face; then
+// with their metadata, ErrClosed, Publish and Subscribe racing Close,
+// messages handed back by Close, router handlers that call runtime.Goexit or
+// return an error whose Error method panics, and, when h.NewBroker is set
+// too, messages crossing between the byte face and the Watermill face; then
 // SubscribeInitialize, when the subscriber implements
 // message.SubscribeInitializer, and routers with Watermill's Retry,
 // PoisonQueue and Throttle middleware over relay's retries, counting handler
 // calls, dead letters and poison-queue messages.
 //
-// Watermill's suite runs its sub-tests in parallel and takes some seconds;
+// The sub-test of an error whose Error method panics runs in a child
+// process, as [TestBroker]'s does. Watermill's suite runs its sub-tests in
+// parallel and takes some seconds;
 // -short shrinks it. It runs on [DefaultConfig] except that MaxDeliver is
 // 10,000, since Watermill expects a nacked message back however often it is
 // nacked, and Concurrency is 1 when the features promise order.
@@ -117,7 +122,11 @@ func TestWatermill(t *testing.T, h Harness) {
 		{"a nil context is rejected with ErrNilContext by Subscribe and Shutdown", s.testNilContext},
 		{"Shutdown with a deadline returns while a message is out unacked", s.testShutdownDeadline},
 		{"a message out unacked at Close is redelivered, not dead-lettered", s.testUnackedAtClose},
+		{"Publisher.Publish and Subscriber.Subscribe racing Close lose nothing", s.testRaceClose},
+		{"messages handed back by Subscriber.Close are redelivered to the group, not dead-lettered", s.testHandedBack},
 		{"the first of Ack and Nack wins", s.testFirstSettleWins},
+		{"a router handler that calls runtime.Goexit is nacked and the subscription keeps consuming", s.testGoexit},
+		{"a router handler's error whose Error method panics is dead-lettered without a crash", s.testErrorMethodPanics},
 		{"a handler that changes msg.Payload leaves redeliveries and the dead letter intact", s.testPayloadMutation},
 		{"an invalid topic is rejected by Publish and Subscribe", s.testInvalidTopic},
 		{"Publish returns promptly with the message context's error", s.testPublishContext},
@@ -144,28 +153,18 @@ type wmSuite struct {
 func (s *wmSuite) publisher(t *testing.T, cfg Config) message.Publisher {
 	t.Helper()
 	p, err := s.h.NewPublisher(t, cfg)
-	if err != nil {
-		t.Fatalf("NewPublisher(%+v): %v", cfg, err)
-	}
-	t.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			t.Errorf("publisher Close at cleanup: %v", err)
-		}
-	})
+	require.NoError(t, err, "NewPublisher(%+v)", cfg)
+	require.NotNil(t, p, "NewPublisher(%+v) returned a nil publisher and no error", cfg)
+	t.Cleanup(func() { assert.NoError(t, p.Close(), "publisher Close at cleanup") })
 	return p
 }
 
 func (s *wmSuite) subscriber(t *testing.T, cfg Config) message.Subscriber {
 	t.Helper()
 	sub, err := s.h.NewSubscriber(t, cfg)
-	if err != nil {
-		t.Fatalf("NewSubscriber(%+v): %v", cfg, err)
-	}
-	t.Cleanup(func() {
-		if err := sub.Close(); err != nil {
-			t.Errorf("subscriber Close at cleanup: %v", err)
-		}
-	})
+	require.NoError(t, err, "NewSubscriber(%+v)", cfg)
+	require.NotNil(t, sub, "NewSubscriber(%+v) returned a nil subscriber and no error", cfg)
+	t.Cleanup(func() { assert.NoError(t, sub.Close(), "subscriber Close at cleanup") })
 	return sub
 }
 
@@ -173,17 +172,13 @@ func (s *wmSuite) subscriber(t *testing.T, cfg Config) message.Subscriber {
 func subscribeWM(t *testing.T, sub message.Subscriber, topic string) <-chan *message.Message {
 	t.Helper()
 	ch, err := sub.Subscribe(t.Context(), topic)
-	if err != nil {
-		t.Fatalf("Subscribe(%q): %v", topic, err)
-	}
+	require.NoError(t, err, "Subscribe(%q)", topic)
 	return ch
 }
 
 func publishWM(t *testing.T, pub message.Publisher, topic string, msgs ...*message.Message) {
 	t.Helper()
-	if err := pub.Publish(topic, msgs...); err != nil {
-		t.Fatalf("Publish(%q): %v", topic, err)
-	}
+	require.NoError(t, pub.Publish(topic, msgs...), "Publish(%q)", topic)
 }
 
 // receiveWM returns the next message of ch, failing t after timeout.
@@ -351,24 +346,10 @@ func (s *wmSuite) testRouterNackReason(t *testing.T) {
 	cfg := DefaultConfig()
 	topic := NewTopic(t)
 	var deliveries atomic.Int32
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: waitShort}, watermill.NopLogger{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	router.AddMiddleware(relay.NackReason)
-	router.AddConsumerHandler("fail", topic, s.subscriber(t, cfg), func(msg *message.Message) error {
+	runRouter(t, s.subscriber(t, cfg), topic, func(msg *message.Message) error {
 		deliveries.Add(1)
 		return fmt.Errorf("order %s: %w", msg.Payload, relay.ErrPermanent)
 	})
-	done := make(chan error, 1)
-	go func() { done <- router.Run(context.Background()) }()
-	t.Cleanup(func() {
-		_ = router.Close()
-		if err := <-done; err != nil {
-			t.Errorf("router: %v", err)
-		}
-	})
-	<-router.Running()
 	dead := subscribeWM(t, s.subscriber(t, DefaultConfig()), topic+".dead")
 	publishWM(t, s.publisher(t, DefaultConfig()), topic, message.NewMessage(watermill.NewUUID(), []byte("42")))
 	got := receiveWM(t, dead, waitShort, "dead-letter topic "+topic+".dead")
@@ -379,61 +360,6 @@ func (s *wmSuite) testRouterNackReason(t *testing.T) {
 	}
 	if want := "order 42: " + relay.ErrPermanent.Error(); got.Metadata.Get(relay.MetadataReason) != want {
 		t.Errorf("dead letter reason = %q, want the handler's error %q", got.Metadata.Get(relay.MetadataReason), want)
-	}
-}
-
-func (s *wmSuite) testNilContext(t *testing.T) {
-	topic := NewTopic(t)
-	sub := s.subscriber(t, DefaultConfig())
-	var nilCtx context.Context // a variable: a nil literal is what vet-like checkers flag
-	err := callNoPanic(func() error {
-		_, err := sub.Subscribe(nilCtx, topic)
-		return err
-	})
-	if err := checkErrorIs("Subscribe with a nil context", err, relay.ErrNilContext); err != nil {
-		t.Error(err)
-	}
-	if sd, ok := sub.(shutdowner); ok {
-		err := callNoPanic(func() error { return sd.Shutdown(nilCtx) })
-		if err := checkErrorIs("Shutdown with a nil context", err, relay.ErrNilContext); err != nil {
-			t.Error(err)
-		}
-	}
-	// The refused Shutdown closed nothing: the subscriber still subscribes.
-	if _, err := sub.Subscribe(t.Context(), topic); err != nil {
-		t.Errorf("Subscribe after the nil-context calls: %v", err)
-	}
-}
-
-func (s *wmSuite) testErrClosed(t *testing.T) {
-	topic := NewTopic(t)
-	pub := s.publisher(t, DefaultConfig())
-	sub := s.subscriber(t, DefaultConfig())
-	open, err := sub.Subscribe(context.Background(), topic)
-	if err != nil {
-		t.Fatalf("Subscribe(%q): %v", topic, err)
-	}
-	if err := pub.Close(); err != nil {
-		t.Fatalf("publisher Close: %v", err)
-	}
-	if err := sub.Close(); err != nil {
-		t.Fatalf("subscriber Close: %v", err)
-	}
-	err = pub.Publish(topic, message.NewMessage(watermill.NewUUID(), []byte("x")))
-	if err := checkErrorIs("Publish after Close", err, relay.ErrClosed); err != nil {
-		t.Error(err)
-	}
-	_, err = sub.Subscribe(context.Background(), topic)
-	if err := checkErrorIs("Subscribe after Close", err, relay.ErrClosed); err != nil {
-		t.Error(err)
-	}
-	select {
-	case m, ok := <-open:
-		if ok {
-			t.Errorf("message %q delivered after Close, want the channel closed", m.UUID)
-		}
-	case <-time.After(waitShort):
-		t.Errorf("the channel of a Subscribe call is still open %v after Close", waitShort)
 	}
 }
 
