@@ -2,7 +2,6 @@ package faulttest
 
 import (
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -239,36 +238,18 @@ func RunCloseDuringFailover(t *testing.T, b ClusterBackend) {
 	}
 
 	var (
-		mu           sync.Mutex
-		byFirst      = map[int]bool{} // handler of the first broker returned nil
-		closed       atomic.Bool      // the first broker's Close returned
-		late         atomic.Int64     // handler calls of the first broker after that
-		inFlight     atomic.Int64
 		closeDur     time.Duration
 		failReturned bool
 		failErr      = make(chan error, 1)
 	)
+	fb := newFirstBroker()
 	snapshot := goleak.IgnoreCurrent()
 	t.Run("close-during-failover", func(t *testing.T) {
 		first := clusterBroker(t, b, cfg)
-		if err := first.Subscribe(topic, func(p []byte) error {
-			if closed.Load() {
-				late.Add(1)
-			}
-			inFlight.Add(1)
-			defer inFlight.Add(-1)
-			id := idOf(t, p)
-			l.Attempt(id)
-			time.Sleep(time.Duration(10+id%20) * time.Millisecond)
-			mu.Lock()
-			byFirst[id] = true
-			mu.Unlock()
-			l.Handled(id)
-			return nil
-		}); err != nil {
+		if err := first.Subscribe(topic, fb.handler(t, l, func(id int) time.Duration { return time.Duration(10+id%20) * time.Millisecond })); err != nil {
 			t.Fatal(err)
 		}
-		if !waitFor(30*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(byFirst) >= n/10 }) {
+		if !waitFor(30*time.Second, func() bool { return fb.count() >= n/10 }) {
 			t.Fatal("the first broker handled fewer than a tenth of the messages in 30 s")
 		}
 		go func() { failErr <- b.Failover.Fail(topic) }()
@@ -283,8 +264,8 @@ func RunCloseDuringFailover(t *testing.T, b ClusterBackend) {
 		start := time.Now()
 		closeBroker(t, first)
 		closeDur = time.Since(start)
-		closed.Store(true)
-		if got := inFlight.Load(); got != 0 {
+		fb.closed.Store(true)
+		if got := fb.inFlight.Load(); got != 0 {
 			t.Errorf("%d handlers still running after Close returned", got)
 		}
 		if closeDur > b.CloseBound+2*time.Second {
@@ -299,9 +280,7 @@ func RunCloseDuringFailover(t *testing.T, b ClusterBackend) {
 	// The first broker's client was closed by the sub-test's cleanup.
 	goleak.VerifyNone(t, append([]goleak.Option{snapshot}, b.LeakIgnore...)...)
 
-	mu.Lock()
-	firstCount := len(byFirst)
-	mu.Unlock()
+	firstCount := fb.count()
 	var again atomic.Int64 // deliveries to the second broker of messages the first finished
 	second := clusterBroker(t, b, cfg)
 	defer closeBroker(t, second)
@@ -309,11 +288,9 @@ func RunCloseDuringFailover(t *testing.T, b ClusterBackend) {
 	if err := second.Subscribe(topic, func(p []byte) error {
 		id := idOf(t, p)
 		l.Attempt(id)
-		mu.Lock()
-		if byFirst[id] {
+		if fb.did(id) {
 			again.Add(1)
 		}
-		mu.Unlock()
 		l.Handled(id)
 		return nil
 	}); err != nil {
@@ -328,8 +305,8 @@ func RunCloseDuringFailover(t *testing.T, b ClusterBackend) {
 		t.Fatalf("recover: %v", err)
 	}
 	time.Sleep(500 * time.Millisecond) // late redeliveries
-	if late.Load() != 0 {
-		t.Errorf("%d handler calls of the first broker started after its Close returned", late.Load())
+	if fb.late.Load() != 0 {
+		t.Errorf("%d handler calls of the first broker started after its Close returned", fb.late.Load())
 	}
 	finish(t, b, b.fault("close"), l, recovery,
 		fmt.Sprintf("close=%s close_bound=%s node_down_before_close=%v handled_before_close=%d redelivered_after_ack=%d",

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/pubsubtest"
 )
 
@@ -60,52 +61,32 @@ func runShutdown(t *testing.T, b Backend, fault string, ackWait, bound time.Dura
 	publishAll(t, pub, topic, l, 0, n, 8, 10*time.Second)
 
 	var (
-		mu       sync.Mutex
-		byFirst  = map[int]bool{} // handler of the first broker returned nil
-		closed   atomic.Bool      // the first broker's Close returned
-		late     atomic.Int64     // handler calls of the first broker after that
-		inFlight atomic.Int64
 		atClose  int64
 		closeDur time.Duration
 	)
+	fb := newFirstBroker()
 	snapshot := goleak.IgnoreCurrent()
 	t.Run("close-under-load", func(t *testing.T) {
 		first := newBroker(t, b, addr, cfg)
-		if err := first.Subscribe(topic, func(p []byte) error {
-			if closed.Load() {
-				late.Add(1)
-			}
-			inFlight.Add(1)
-			defer inFlight.Add(-1)
-			id := idOf(t, p)
-			l.Attempt(id)
-			time.Sleep(time.Duration(2+id%7) * time.Millisecond)
-			mu.Lock()
-			byFirst[id] = true
-			mu.Unlock()
-			l.Handled(id)
-			return nil
-		}); err != nil {
+		if err := first.Subscribe(topic, fb.handler(t, l, func(id int) time.Duration { return time.Duration(2+id%7) * time.Millisecond })); err != nil {
 			t.Fatal(err)
 		}
-		if !waitFor(30*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(byFirst) >= n/4 }) {
+		if !waitFor(30*time.Second, func() bool { return fb.count() >= n/4 }) {
 			t.Fatal("the first broker handled fewer than a quarter of the messages in 30 s")
 		}
-		atClose = inFlight.Load()
+		atClose = fb.inFlight.Load()
 		start := time.Now()
 		closeBroker(t, first)
 		closeDur = time.Since(start)
-		closed.Store(true)
-		if got := inFlight.Load(); got != 0 {
+		fb.closed.Store(true)
+		if got := fb.inFlight.Load(); got != 0 {
 			t.Errorf("%d handlers still running after Close returned", got)
 		}
 	})
 	// The first broker's client was closed by the sub-test's cleanup.
 	goleak.VerifyNone(t, snapshot)
 
-	mu.Lock()
-	firstCount := len(byFirst)
-	mu.Unlock()
+	firstCount := fb.count()
 	var again atomic.Int64 // deliveries to the second broker of messages the first finished
 	second := newBroker(t, b, addr, cfg)
 	defer closeBroker(t, second)
@@ -113,11 +94,9 @@ func runShutdown(t *testing.T, b Backend, fault string, ackWait, bound time.Dura
 	if err := second.Subscribe(topic, func(p []byte) error {
 		id := idOf(t, p)
 		l.Attempt(id)
-		mu.Lock()
-		if byFirst[id] {
+		if fb.did(id) {
 			again.Add(1)
 		}
-		mu.Unlock()
 		l.Handled(id)
 		return nil
 	}); err != nil {
@@ -131,8 +110,8 @@ func runShutdown(t *testing.T, b Backend, fault string, ackWait, bound time.Dura
 	}
 	recovery := time.Since(start)
 	time.Sleep(500 * time.Millisecond) // late redeliveries
-	if late.Load() != 0 {
-		t.Errorf("%d handler calls of the first broker started after its Close returned", late.Load())
+	if fb.late.Load() != 0 {
+		t.Errorf("%d handler calls of the first broker started after its Close returned", fb.late.Load())
 	}
 	if again.Load() != 0 {
 		t.Errorf("%d messages handled (handler returned nil) by the first broker before its Close were delivered again to the second: not acked by Close",
@@ -146,3 +125,42 @@ func runShutdown(t *testing.T, b Backend, fault string, ackWait, bound time.Dura
 		fmt.Sprintf("in_flight_at_close=%d close=%s handled_before_close=%d redelivered_after_ack=%d",
 			atClose, closeDur.Round(time.Millisecond), firstCount, again.Load()))
 }
+
+// firstBroker is the bookkeeping of the broker that a Close case closes
+// under load: which messages its handler finished, how many handler calls
+// run, and how many started after its Close returned.
+type firstBroker struct {
+	mu       sync.Mutex
+	finished map[int]bool // the handler returned nil
+	closed   atomic.Bool  // Close returned
+	late     atomic.Int64 // handler calls started after that
+	inFlight atomic.Int64
+}
+
+func newFirstBroker() *firstBroker { return &firstBroker{finished: map[int]bool{}} }
+
+// handler records each call in f and in l, sleeps work(id) as the message's
+// processing, and returns nil.
+func (f *firstBroker) handler(t testing.TB, l *Ledger, work func(id int) time.Duration) relay.Handler {
+	return func(p []byte) error {
+		if f.closed.Load() {
+			f.late.Add(1)
+		}
+		f.inFlight.Add(1)
+		defer f.inFlight.Add(-1)
+		id := idOf(t, p)
+		l.Attempt(id)
+		time.Sleep(work(id))
+		f.mu.Lock()
+		f.finished[id] = true
+		f.mu.Unlock()
+		l.Handled(id)
+		return nil
+	}
+}
+
+// count is the number of messages the handler finished.
+func (f *firstBroker) count() int { f.mu.Lock(); defer f.mu.Unlock(); return len(f.finished) }
+
+// did reports whether the handler finished id.
+func (f *firstBroker) did(id int) bool { f.mu.Lock(); defer f.mu.Unlock(); return f.finished[id] }
