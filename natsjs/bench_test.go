@@ -175,6 +175,90 @@ func BenchmarkWatermillPublishConsume(b *testing.B) {
 	<-done
 }
 
+// rawMsg is the message the Raw benchmarks publish: with the two headers
+// relay writes (the UUID and Nats-Msg-Id, which the wire format requires),
+// the UUID alone (no de-duplication by the stream), or none.
+func rawMsg(topic string, p []byte, headers int) *nats.Msg {
+	m := &nats.Msg{Subject: topic, Data: p}
+	switch id := watermill.NewUUID(); headers {
+	case 2:
+		m.Header = nats.Header{natsjs.UUIDHeader: {id}, nats.MsgIdHdr: {id}}
+	case 1:
+		m.Header = nats.Header{natsjs.UUIDHeader: {id}}
+	}
+	return m
+}
+
+// rawStream creates the stream of topic as relay would, file storage.
+func rawStream(b *testing.B, js jetstream.JetStream, topic string) jetstream.Stream {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: natsjs.StreamName(topic), Subjects: []string{topic}, Storage: jetstream.FileStorage})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return st
+}
+
+// BenchmarkRawPublishConsume is the floor of BenchmarkPublishConsume:
+// nats.go's synchronous PublishMsg from 16 goroutines to a durable consumer
+// read with Consume, each message acked (Ack, no confirmation) by the
+// callback, with relay's two headers and without any, to show what the
+// headers the wire format requires cost end to end.
+func BenchmarkRawPublishConsume(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		headers int
+	}{
+		{"headers=relay", 2},
+		{"headers=none", 0},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			s := natstest.Start(b)
+			_, pubJS := benchJS(b, s)
+			_, subJS := benchJS(b, s)
+			topic := benchTopic(b, "rawe2e")
+			st := rawStream(b, pubJS, topic)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if _, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "raw", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+				b.Fatal(err)
+			}
+			cons, err := subJS.Consumer(ctx, natsjs.StreamName(topic), "raw")
+			if err != nil {
+				b.Fatal(err)
+			}
+			var handled atomic.Int64
+			done := make(chan struct{})
+			n := int64(b.N)
+			cc, err := cons.Consume(func(m jetstream.Msg) {
+				_ = m.Ack() // a lost ack is redelivered
+				if handled.Add(1) == n {
+					close(done)
+				}
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(cc.Stop)
+			p := make([]byte, benchPayloadSize)
+			b.SetBytes(int64(len(p)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			publishN(b, 16, func(ctx context.Context) error {
+				_, err := pubJS.PublishMsg(ctx, rawMsg(topic, p, bc.headers))
+				return err
+			})
+			select {
+			case <-done:
+			case <-time.After(5 * time.Minute):
+				b.Fatalf("handled %d of %d", handled.Load(), n)
+			}
+		})
+	}
+}
+
 // BenchmarkRawPublish is the floor of BenchmarkPublish: nats.go's
 // synchronous PublishMsg, waiting for each PubAck, of a message with the
 // same two headers relay writes (the UUID and Nats-Msg-Id, which the wire
@@ -195,24 +279,13 @@ func BenchmarkRawPublish(b *testing.B) {
 			s := natstest.Start(b)
 			_, js := benchJS(b, s)
 			topic := benchTopic(b, "raw")
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: natsjs.StreamName(topic), Subjects: []string{topic}, Storage: jetstream.FileStorage}); err != nil {
-				b.Fatal(err)
-			}
+			rawStream(b, js, topic)
 			p := make([]byte, benchPayloadSize)
 			b.SetBytes(int64(len(p)))
 			b.ReportAllocs()
 			b.ResetTimer()
 			publishN(b, bc.publishers, func(ctx context.Context) error {
-				m := &nats.Msg{Subject: topic, Data: p}
-				switch id := watermill.NewUUID(); bc.headers {
-				case 2:
-					m.Header = nats.Header{natsjs.UUIDHeader: {id}, nats.MsgIdHdr: {id}}
-				case 1:
-					m.Header = nats.Header{natsjs.UUIDHeader: {id}}
-				}
-				_, err := js.PublishMsg(ctx, m)
+				_, err := js.PublishMsg(ctx, rawMsg(topic, p, bc.headers))
 				return err
 			})
 		})
