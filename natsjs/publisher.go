@@ -92,7 +92,7 @@ func (p *Publisher) Close() error {
 }
 
 func (p *Publisher) usable(topic string) error {
-	if err := relay.ValidateTopic(topic); err != nil {
+	if err := p.e.validTopic(topic); err != nil {
 		return err
 	}
 	p.mu.Lock()
