@@ -175,6 +175,63 @@ func BenchmarkWatermillPublishConsume(b *testing.B) {
 	<-done
 }
 
+// BenchmarkWatermillRouter is BenchmarkWatermillPublishConsume through a
+// Watermill Router with one handler that does nothing but count.
+func BenchmarkWatermillRouter(b *testing.B) {
+	s := natstest.Start(b)
+	_, pubJS := benchJS(b, s)
+	_, subJS := benchJS(b, s)
+	pub, err := natsjs.NewPublisher(pubJS)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = pub.Close() })
+	sub, err := natsjs.NewSubscriber(subJS)
+	if err != nil {
+		b.Fatal(err)
+	}
+	topic := benchTopic(b, "router")
+	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var handled atomic.Int64
+	done := make(chan struct{})
+	n := int64(b.N)
+	r.AddConsumerHandler("bench", topic, sub, func(*message.Message) error {
+		if handled.Add(1) == n {
+			close(done)
+		}
+		return nil
+	})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		_ = r.Run(context.Background()) // its error is the handler's, seen as a missing message
+	}()
+	b.Cleanup(func() {
+		_ = r.Close() // closes the Subscriber
+		<-stopped
+	})
+	select {
+	case <-r.Running():
+	case <-time.After(time.Minute):
+		b.Fatal("router not running after a minute")
+	}
+	p := make([]byte, benchPayloadSize)
+	b.SetBytes(int64(len(p)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	publishN(b, 16, func(context.Context) error {
+		return pub.Publish(topic, message.NewMessage(watermill.NewUUID(), p))
+	})
+	select {
+	case <-done:
+	case <-time.After(5 * time.Minute):
+		b.Fatalf("handled %d of %d", handled.Load(), n)
+	}
+}
+
 // rawMsg is the message the Raw benchmarks publish: with the two headers
 // relay writes (the UUID and Nats-Msg-Id, which the wire format requires),
 // the UUID alone (no de-duplication by the stream), or none.
@@ -204,14 +261,16 @@ func rawStream(b *testing.B, js jetstream.JetStream, topic string) jetstream.Str
 // BenchmarkRawPublishConsume is the floor of BenchmarkPublishConsume:
 // nats.go's synchronous PublishMsg from 16 goroutines to a durable consumer
 // read with Consume, each message acked (Ack, no confirmation) by the
-// callback, with relay's two headers and without any, to show what the
-// headers the wire format requires cost end to end.
+// callback, with relay's two headers, with the UUID alone (as watermill-nats
+// publishes: no de-duplication by the stream) and without any, to show what
+// the headers the wire format requires cost end to end.
 func BenchmarkRawPublishConsume(b *testing.B) {
 	for _, bc := range []struct {
 		name    string
 		headers int
 	}{
 		{"headers=relay", 2},
+		{"headers=uuid", 1},
 		{"headers=none", 0},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
