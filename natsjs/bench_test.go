@@ -175,6 +175,149 @@ func BenchmarkWatermillPublishConsume(b *testing.B) {
 	<-done
 }
 
+// BenchmarkWatermillRouter is BenchmarkWatermillPublishConsume through a
+// Watermill Router with one handler that does nothing but count.
+func BenchmarkWatermillRouter(b *testing.B) {
+	s := natstest.Start(b)
+	_, pubJS := benchJS(b, s)
+	_, subJS := benchJS(b, s)
+	pub, err := natsjs.NewPublisher(pubJS)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = pub.Close() })
+	sub, err := natsjs.NewSubscriber(subJS)
+	if err != nil {
+		b.Fatal(err)
+	}
+	topic := benchTopic(b, "router")
+	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var handled atomic.Int64
+	done := make(chan struct{})
+	n := int64(b.N)
+	r.AddConsumerHandler("bench", topic, sub, func(*message.Message) error {
+		if handled.Add(1) == n {
+			close(done)
+		}
+		return nil
+	})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		_ = r.Run(context.Background()) // its error is the handler's, seen as a missing message
+	}()
+	b.Cleanup(func() {
+		_ = r.Close() // closes the Subscriber
+		<-stopped
+	})
+	select {
+	case <-r.Running():
+	case <-time.After(time.Minute):
+		b.Fatal("router not running after a minute")
+	}
+	p := make([]byte, benchPayloadSize)
+	b.SetBytes(int64(len(p)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	publishN(b, 16, func(context.Context) error {
+		return pub.Publish(topic, message.NewMessage(watermill.NewUUID(), p))
+	})
+	select {
+	case <-done:
+	case <-time.After(5 * time.Minute):
+		b.Fatalf("handled %d of %d", handled.Load(), n)
+	}
+}
+
+// rawMsg is the message the Raw benchmarks publish: with the two headers
+// relay writes (the UUID and Nats-Msg-Id, which the wire format requires),
+// the UUID alone (no de-duplication by the stream), or none.
+func rawMsg(topic string, p []byte, headers int) *nats.Msg {
+	m := &nats.Msg{Subject: topic, Data: p}
+	switch id := watermill.NewUUID(); headers {
+	case 2:
+		m.Header = nats.Header{natsjs.UUIDHeader: {id}, nats.MsgIdHdr: {id}}
+	case 1:
+		m.Header = nats.Header{natsjs.UUIDHeader: {id}}
+	}
+	return m
+}
+
+// rawStream creates the stream of topic as relay would, file storage.
+func rawStream(b *testing.B, js jetstream.JetStream, topic string) jetstream.Stream {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: natsjs.StreamName(topic), Subjects: []string{topic}, Storage: jetstream.FileStorage})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return st
+}
+
+// BenchmarkRawPublishConsume is the floor of BenchmarkPublishConsume:
+// nats.go's synchronous PublishMsg from 16 goroutines to a durable consumer
+// read with Consume, each message acked (Ack, no confirmation) by the
+// callback, with relay's two headers, with the UUID alone (as watermill-nats
+// publishes: no de-duplication by the stream) and without any, to show what
+// the headers the wire format requires cost end to end.
+func BenchmarkRawPublishConsume(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		headers int
+	}{
+		{"headers=relay", 2},
+		{"headers=uuid", 1},
+		{"headers=none", 0},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			s := natstest.Start(b)
+			_, pubJS := benchJS(b, s)
+			_, subJS := benchJS(b, s)
+			topic := benchTopic(b, "rawe2e")
+			st := rawStream(b, pubJS, topic)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if _, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "raw", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+				b.Fatal(err)
+			}
+			cons, err := subJS.Consumer(ctx, natsjs.StreamName(topic), "raw")
+			if err != nil {
+				b.Fatal(err)
+			}
+			var handled atomic.Int64
+			done := make(chan struct{})
+			n := int64(b.N)
+			cc, err := cons.Consume(func(m jetstream.Msg) {
+				_ = m.Ack() // a lost ack is redelivered
+				if handled.Add(1) == n {
+					close(done)
+				}
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(cc.Stop)
+			p := make([]byte, benchPayloadSize)
+			b.SetBytes(int64(len(p)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			publishN(b, 16, func(ctx context.Context) error {
+				_, err := pubJS.PublishMsg(ctx, rawMsg(topic, p, bc.headers))
+				return err
+			})
+			select {
+			case <-done:
+			case <-time.After(5 * time.Minute):
+				b.Fatalf("handled %d of %d", handled.Load(), n)
+			}
+		})
+	}
+}
+
 // BenchmarkRawPublish is the floor of BenchmarkPublish: nats.go's
 // synchronous PublishMsg, waiting for each PubAck, of a message with the
 // same two headers relay writes (the UUID and Nats-Msg-Id, which the wire
@@ -195,24 +338,13 @@ func BenchmarkRawPublish(b *testing.B) {
 			s := natstest.Start(b)
 			_, js := benchJS(b, s)
 			topic := benchTopic(b, "raw")
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: natsjs.StreamName(topic), Subjects: []string{topic}, Storage: jetstream.FileStorage}); err != nil {
-				b.Fatal(err)
-			}
+			rawStream(b, js, topic)
 			p := make([]byte, benchPayloadSize)
 			b.SetBytes(int64(len(p)))
 			b.ReportAllocs()
 			b.ResetTimer()
 			publishN(b, bc.publishers, func(ctx context.Context) error {
-				m := &nats.Msg{Subject: topic, Data: p}
-				switch id := watermill.NewUUID(); bc.headers {
-				case 2:
-					m.Header = nats.Header{natsjs.UUIDHeader: {id}, nats.MsgIdHdr: {id}}
-				case 1:
-					m.Header = nats.Header{natsjs.UUIDHeader: {id}}
-				}
-				_, err := js.PublishMsg(ctx, m)
+				_, err := js.PublishMsg(ctx, rawMsg(topic, p, bc.headers))
 				return err
 			})
 		})

@@ -162,7 +162,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 }
 
 func (b *Broker) usable(topic string) error {
-	if err := relay.ValidateTopic(topic); err != nil {
+	if err := b.e.validTopic(topic); err != nil {
 		return err
 	}
 	if b.subs.Closed() {

@@ -59,9 +59,16 @@ func (p *Publisher) Publish(topic string, messages ...*message.Message) error {
 	if len(messages) == 0 {
 		return nil
 	}
-	ctxs := make([]context.Context, len(messages))
-	msgs := make([]delivery.Message, len(messages))
-	due := make([]time.Time, len(messages))
+	// The common call, one message, keeps these on the stack.
+	var ctx1 [1]context.Context
+	var msg1 [1]delivery.Message
+	var due1 [1]time.Time
+	ctxs, msgs, due := ctx1[:], msg1[:], due1[:]
+	if len(messages) > 1 {
+		ctxs = make([]context.Context, len(messages))
+		msgs = make([]delivery.Message, len(messages))
+		due = make([]time.Time, len(messages))
+	}
 	now := time.Now()
 	for i, msg := range messages {
 		at, ok, err := delivery.DueTime(msg.Metadata)
@@ -92,7 +99,7 @@ func (p *Publisher) Close() error {
 }
 
 func (p *Publisher) usable(topic string) error {
-	if err := relay.ValidateTopic(topic); err != nil {
+	if err := p.e.validTopic(topic); err != nil {
 		return err
 	}
 	p.mu.Lock()

@@ -9,7 +9,6 @@ package natsjs
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -45,7 +44,7 @@ func (s *subscription) fetch(ctx context.Context, n int) error {
 		expires = min(expires, most)
 	}
 	nc := s.e.js.Conn()
-	sub, err := nc.SubscribeSync(nc.NewInbox())
+	sub, err := subscribeRequest(nc, n)
 	if err != nil {
 		return err
 	}
@@ -63,17 +62,16 @@ func (s *subscription) fetch(ctx context.Context, n int) error {
 	wctx, cancel := context.WithTimeout(ctx, expires+time.Second)
 	defer cancel()
 	for got := 0; got < n; {
-		msg, err := sub.NextMsgWithContext(wctx)
-		if err != nil {
+		var msg *nats.Msg
+		select {
+		case msg = <-sub.msgs:
+		case <-wctx.Done():
 			if ctx.Err() != nil {
 				s.finish(sub, n-got)
 				return nil
 			}
 			_ = sub.Unsubscribe()
-			if errors.Is(err, context.DeadlineExceeded) {
-				return nil
-			}
-			return err
+			return nil // the request got no end: its server is gone
 		}
 		end, err := pullStatus(msg)
 		if err != nil || end {
@@ -105,18 +103,18 @@ func (s *subscription) fetch(ctx context.Context, n int) error {
 // most finishWait, and only then drains. What arrives meanwhile is held, and
 // queued only once the request is over, so that its Nak cannot be delivered
 // again into this same request.
-func (s *subscription) finish(sub *nats.Subscription, left int) {
+func (s *subscription) finish(sub *request, left int) {
 	var late []*nats.Msg
 	if s.mayDeliver() {
-		deadline := time.Now().Add(finishWait)
+		timer := time.NewTimer(finishWait)
+		defer timer.Stop()
+	wait:
 		for len(late) < left {
-			wait := time.Until(deadline)
-			if wait <= 0 {
-				break
-			}
-			msg, err := sub.NextMsg(wait)
-			if err != nil {
-				break
+			var msg *nats.Msg
+			select {
+			case msg = <-sub.msgs:
+			case <-timer.C:
+				break wait
 			}
 			if end, _ := pullStatus(msg); end {
 				break
@@ -148,29 +146,80 @@ func (s *subscription) mayDeliver() bool {
 // drain ends the pull request of sub when the subscription stops: the
 // server stops sending (no interest), and the messages it sent before are
 // received and queued, to be returned to JetStream.
-func (s *subscription) drain(sub *nats.Subscription) {
+func (s *subscription) drain(sub *request) {
+	closed := sub.StatusChanged(nats.SubscriptionClosed) // closed once the subscription is gone
 	if err := sub.Drain(); err != nil {
 		_ = sub.Unsubscribe()
+		s.queueReceived(sub)
 		return
 	}
-	deadline := time.Now().Add(flushTimeout)
+	timer := time.NewTimer(flushTimeout)
+	defer timer.Stop()
 	for {
-		wait := time.Until(deadline)
-		if wait <= 0 {
-			_ = sub.Unsubscribe()
+		select {
+		case msg := <-sub.msgs:
+			s.queueStored(msg)
+		case <-closed:
+			// Drained: the server has stopped sending, and what it sent
+			// before is in sub.msgs.
+			s.queueReceived(sub)
+			return
+		case <-timer.C:
+			_ = sub.Unsubscribe() // given up
+			s.queueReceived(sub)
 			return
 		}
-		msg, err := sub.NextMsg(wait)
-		if err != nil {
-			return // drained (the subscription is gone), or given up
-		}
-		if isStatus(msg) {
-			continue
-		}
-		s.hold(msg)
-		s.queue <- msg
 	}
 }
+
+// queueReceived queues the stored messages that sub has received and not
+// yet given, once it is unsubscribed (nothing more arrives then).
+func (s *subscription) queueReceived(sub *request) {
+	for {
+		select {
+		case msg := <-sub.msgs:
+			s.queueStored(msg)
+		default:
+			return
+		}
+	}
+}
+
+// queueStored holds and queues msg unless it is a status message.
+func (s *subscription) queueStored(msg *nats.Msg) {
+	if isStatus(msg) {
+		return
+	}
+	s.hold(msg)
+	s.queue <- msg // never blocks: at most capacity are held
+}
+
+// request is the subscription to the reply subject of one pull request, with
+// the channel that receives its messages.
+type request struct {
+	*nats.Subscription
+	msgs chan *nats.Msg
+}
+
+// subscribeRequest subscribes to a new inbox for a pull request of at most
+// n messages. Its channel has room for all of them and for the status
+// messages that may come with them (an end, flow control), so the client
+// never drops one as a slow consumer. It is not a SubscribeSync, whose
+// channel, SubChanLen (64 Ki) pointers, made every pull request allocate
+// 512 KiB that the garbage collector then scanned.
+func subscribeRequest(nc *nats.Conn, n int) (*request, error) {
+	msgs := make(chan *nats.Msg, n+requestStatusRoom)
+	sub, err := nc.ChanSubscribe(nc.NewInbox(), msgs)
+	if err != nil {
+		return nil, err
+	}
+	return &request{Subscription: sub, msgs: msgs}, nil
+}
+
+// requestStatusRoom is the room for status messages in a pull request's
+// channel, besides its messages: the server ends a request with one status
+// at most, and relay asks for no heartbeats.
+const requestStatusRoom = 8
 
 // isStatus reports whether msg is a status message of the pull request
 // rather than a stored message. A stored message may itself have an empty

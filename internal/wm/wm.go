@@ -9,6 +9,7 @@ import (
 	"errors"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -95,7 +96,10 @@ func (n *nacked) Unwrap() []error {
 
 // Process is the function a backend engine calls for each delivery. ctx is the
 // engine's: it is done when the engine stops. A nil error acknowledges the
-// delivery; [delivery.ErrStopped] means it was not processed.
+// delivery; [delivery.ErrStopped] means it was not processed. An engine
+// passes the same ctx to every call of one subscription (a new one only when
+// it starts the subscription anew), so that what is derived from it is
+// derived once, not once per message.
 type Process func(ctx context.Context, d *delivery.Delivery) error
 
 // Start is a backend's half of one Watermill Subscribe call: it starts
@@ -120,8 +124,9 @@ func Subscribe(ctx context.Context, closing <-chan struct{}, wg *sync.WaitGroup,
 		}
 	}()
 	out := make(chan *message.Message)
+	var l linked
 	stop, err := start(func(engineCtx context.Context, d *delivery.Delivery) error {
-		return deliver(subCtx, engineCtx, out, d)
+		return deliver(l.to(subCtx, engineCtx), out, d)
 	})
 	if err != nil {
 		cancel()
@@ -137,12 +142,39 @@ func Subscribe(ctx context.Context, closing <-chan struct{}, wg *sync.WaitGroup,
 	return out, nil
 }
 
+// linked is the context of one subscription's messages: done when the
+// subscription (subCtx) or the engine is, made once per engine context
+// rather than once per message, which cost a context and an AfterFunc on
+// every Watermill message.
+type linked struct {
+	cur atomic.Pointer[link]
+}
+
+type link struct {
+	engine context.Context
+	ctx    context.Context
+}
+
+// to returns the context done with subCtx or engineCtx. Concurrent first
+// calls may each make one; every one made is correct.
+func (l *linked) to(subCtx, engineCtx context.Context) context.Context {
+	if c := l.cur.Load(); c != nil && c.engine == engineCtx {
+		return c.ctx
+	}
+	ctx, cancel := context.WithCancel(subCtx)
+	context.AfterFunc(engineCtx, cancel)
+	l.cur.Store(&link{engine: engineCtx, ctx: ctx})
+	return ctx
+}
+
 // deliver sends d on out as a Watermill message and waits for its Ack or Nack.
-func deliver(subCtx, engineCtx context.Context, out chan<- *message.Message, d *delivery.Delivery) error {
-	msgCtx, cancel := context.WithCancel(subCtx)
+// parent is done when the subscription or the engine stops.
+func deliver(parent context.Context, out chan<- *message.Message, d *delivery.Delivery) error {
+	msgCtx, cancel := context.WithCancel(parent)
 	defer cancel() // Watermill's contract: the message's context ends once it is settled.
-	stopEngine := context.AfterFunc(engineCtx, cancel)
-	defer stopEngine()
+	// Only parent ends msgCtx before deliver returns: waiting on parent
+	// spares msgCtx a channel that only a handler asking for it needs.
+	stopped := parent.Done()
 
 	msg := ToWatermill(d.Message)
 	// The handler's spans are children of the attempt's process span.
@@ -150,7 +182,7 @@ func deliver(subCtx, engineCtx context.Context, out chan<- *message.Message, d *
 	before := nackMetadata(msg)
 	select {
 	case out <- msg:
-	case <-msgCtx.Done():
+	case <-stopped:
 		return delivery.ErrStopped
 	}
 	select {
@@ -158,7 +190,7 @@ func deliver(subCtx, engineCtx context.Context, out chan<- *message.Message, d *
 		return nil
 	case <-msg.Nacked():
 		return nackError(msg, before)
-	case <-msgCtx.Done():
+	case <-stopped:
 		// Ack and Nack may race the stop; an Ack that made it counts.
 		select {
 		case <-msg.Acked():
