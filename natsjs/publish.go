@@ -36,17 +36,6 @@ func (e *engine) publishWith(ctxs []context.Context, topic string, msgs []delive
 		return err
 	}
 	start := time.Now()
-	if _, ok := e.streams.Load(topic); !ok {
-		ctx, cancel := e.bound(ctxs[0])
-		err := e.retry(ctx, topic, func(ctx context.Context) error {
-			_, err := e.ensureStream(ctx, topic)
-			return err
-		})
-		cancel()
-		if err != nil {
-			return err
-		}
-	}
 	limit := e.js.Conn().MaxPayload()
 	type sent struct {
 		nm     *nats.Msg
@@ -84,6 +73,22 @@ func (e *engine) publishWith(ctxs []context.Context, topic string, msgs []delive
 			return err
 		}
 		batch[i].nm = nm
+	}
+	// The stream is set up only for messages that may be sent: a refused
+	// message (bad metadata, too large) creates nothing on the server.
+	if _, ok := e.streams.Load(topic); !ok {
+		ctx, cancel := e.bound(ctxs[0])
+		err := e.retry(ctx, topic, func(ctx context.Context) error {
+			_, err := e.ensureStream(ctx, topic)
+			return err
+		})
+		cancel()
+		if err != nil {
+			for j := range batch {
+				batch[j].span.End(err)
+			}
+			return err
+		}
 	}
 	wait := attemptTimeout
 	for i := range batch {
