@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-relay/relay/internal/testkit"
+
 	"github.com/go-relay/relay/internal/testkit/natstest"
 	"github.com/go-relay/relay/natsjs"
 )
@@ -17,7 +19,7 @@ func TestLogLevels(t *testing.T) {
 	s := natstest.Start(t)
 	_, js := connect(t, s)
 	topic := natstest.Topic(t, "logged")
-	var out syncBuffer
+	var out testkit.Buffer
 	log := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	b := newBroker(t, js, natsjs.WithLogger(log), natsjs.WithMaxDeliver(2), natsjs.WithBackoff(10*time.Millisecond, 20*time.Millisecond))
 	if err := b.Subscribe(topic, func([]byte) error { return errors.New("boom") }); err != nil {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-relay/relay/internal/testkit"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -74,12 +76,12 @@ func payloads(prefix string, n int) []string {
 }
 
 // warnLog is a broker logger at Warn whose lines can be counted.
-func warnLog() (*syncBuffer, *slog.Logger) {
-	var out syncBuffer
+func warnLog() (*testkit.Buffer, *slog.Logger) {
+	var out testkit.Buffer
 	return &out, slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-func countLines(out *syncBuffer, substr string) int {
+func countLines(out *testkit.Buffer, substr string) int {
 	n := 0
 	for line := range strings.Lines(out.String()) {
 		if strings.Contains(line, substr) {

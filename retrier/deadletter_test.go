@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/go-relay/relay/internal/testkit"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -42,7 +44,7 @@ func TestPermanentErrorIsDeadLetteredAtOnce(t *testing.T) {
 }
 
 func TestDeadLetterLogRecordsAttemptsAndLastError(t *testing.T) {
-	var logs safeBuffer
+	var logs testkit.Buffer
 	inner := newSyncBroker()
 	b := newRetrier(t, inner, WithMaxDeliver(2), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	subscribe(t, b, "orders", func([]byte) error { return errors.New("db down") })
@@ -114,7 +116,7 @@ func (e *panickyError) Error() string { return *e.text }
 // survives it is pubsubtest's row, run by TestConformanceBroker.) It guards
 // against formatting the error outside any recover.
 func TestDeadLetterOfAnErrorWhoseErrorMethodPanicsSaysSo(t *testing.T) {
-	var logs safeBuffer
+	var logs testkit.Buffer
 	inner := newSyncBroker()
 	b := newRetrier(t, inner, WithMaxDeliver(1), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	subscribe(t, b, "orders", func([]byte) error {

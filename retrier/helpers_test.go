@@ -1,7 +1,6 @@
 package retrier
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -174,21 +173,3 @@ func mustNew(t *testing.T, inner relay.Broker) relay.Broker {
 type failingClose struct{ *syncBroker }
 
 func (failingClose) Close() error { return errors.New("disk full") }
-
-// safeBuffer is a bytes.Buffer safe for concurrent writes.
-type safeBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *safeBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}

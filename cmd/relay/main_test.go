@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-relay/relay/internal/testkit"
+
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -409,7 +411,7 @@ func TestStatsWatchRefreshesUntilCtrlC(t *testing.T) {
 	publishN(t, e.broker(t), topic, "m", 1)
 	cmd := exec.Command(bin, append(append([]string{}, e.flag...), "stats", topic, "--watch", "100ms")...)
 	cmd.Env = append(os.Environ(), "NATS_URL=", "REDIS_URL=")
-	var out syncBuffer
+	var out testkit.Buffer
 	cmd.Stdout = &out
 	require.NoError(t, cmd.Start())
 	require.Eventually(t, func() bool { return strings.Count(out.String(), "every 100ms") >= 3 }, 20*time.Second, 20*time.Millisecond,
@@ -417,24 +419,6 @@ func TestStatsWatchRefreshesUntilCtrlC(t *testing.T) {
 	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
 	require.NoError(t, cmd.Wait(), "--watch ends with status 0 on Ctrl-C")
 	assert.Contains(t, out.String(), topic)
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestHelpHasExamplesOnEveryCommand(t *testing.T) {

@@ -7,9 +7,10 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-relay/relay/internal/testkit"
 
 	"github.com/go-relay/relay/examples/internal/exampleenv"
 	"github.com/go-relay/relay/natsjs"
@@ -174,7 +175,7 @@ func TestConfigValidate(t *testing.T) {
 // scrapes /metrics while the flow runs: the delivery outcomes are there, in
 // Prometheus' text format.
 func TestMetricsAddrServesPrometheus(t *testing.T) {
-	var out syncBuffer
+	var out testkit.Buffer
 	cfg := config{Flags: exampleenv.Flags{Backend: "memory"}, n: 2000, failRate: 0.1, poison: 0.02, concurrency: 4, seed: 7,
 		timeout: time.Minute, metricsAddr: "127.0.0.1:0"}
 	done := make(chan error, 1)
@@ -207,22 +208,4 @@ func TestMetricsAddrServesPrometheus(t *testing.T) {
 	if !strings.Contains(body, "relay_delivery_outcomes") {
 		t.Fatalf("/metrics never showed relay_delivery_outcomes; last scrape:\n%.2000s", body)
 	}
-}
-
-// syncBuffer is a bytes.Buffer that the run writes while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
