@@ -219,12 +219,7 @@ func RunFailoverDuringConsume(t *testing.T, b ClusterBackend) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := cons.Subscribe(topic+".dead", func(p []byte) error {
-		l.Dead(idOf(t, p))
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	consumeDead(t, cons, topic, l)
 	all := l.Confirmed()
 	if !waitFor(30*time.Second, func() bool { return len(l.Missing(all)) <= n/2 }) {
 		t.Fatalf("half of %d messages not handled within 30 s", n)

@@ -2,7 +2,6 @@ package faulttest
 
 import (
 	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,12 +66,7 @@ func runDeadLetterFailover(t *testing.T, b ClusterBackend, ofDeadLetterTopic boo
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := cons.Subscribe(topic+".dead", func(p []byte) error {
-		l.Dead(idOf(t, p))
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	consumeDead(t, cons, topic, l)
 
 	ld := startLoad(pub, topic, l, 4, 5*time.Millisecond, 5*time.Second)
 	defer ld.halt()
@@ -281,19 +275,10 @@ func RunCloseDuringFailover(t *testing.T, b ClusterBackend) {
 	goleak.VerifyNone(t, append([]goleak.Option{snapshot}, b.LeakIgnore...)...)
 
 	firstCount := fb.count()
-	var again atomic.Int64 // deliveries to the second broker of messages the first finished
 	second := clusterBroker(t, b, cfg)
 	defer closeBroker(t, second)
 	start := time.Now()
-	if err := second.Subscribe(topic, func(p []byte) error {
-		id := idOf(t, p)
-		l.Attempt(id)
-		if fb.did(id) {
-			again.Add(1)
-		}
-		l.Handled(id)
-		return nil
-	}); err != nil {
+	if err := second.Subscribe(topic, fb.next(t, l)); err != nil {
 		t.Fatal(err)
 	}
 	ids := l.Confirmed()
@@ -310,5 +295,5 @@ func RunCloseDuringFailover(t *testing.T, b ClusterBackend) {
 	}
 	finish(t, b, b.fault("close"), l, recovery,
 		fmt.Sprintf("close=%s close_bound=%s node_down_before_close=%v handled_before_close=%d redelivered_after_ack=%d",
-			closeDur.Round(time.Millisecond), b.CloseBound, failReturned, firstCount, again.Load()))
+			closeDur.Round(time.Millisecond), b.CloseBound, failReturned, firstCount, fb.again.Load()))
 }

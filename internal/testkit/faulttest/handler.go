@@ -52,12 +52,7 @@ func RunHandlerFailures(t *testing.T, b Backend) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := cons.Subscribe(topic+".dead", func(p []byte) error {
-		l.Dead(idOf(t, p))
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	consumeDead(t, cons, topic, l)
 
 	start := time.Now()
 	publishAll(t, pub, topic, l, 0, n, 16, 30*time.Second)

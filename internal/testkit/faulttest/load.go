@@ -64,7 +64,14 @@ func consume(t testing.TB, br relay.Broker, topic string, l *Ledger) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := br.Subscribe(topic+".dead", func(p []byte) error {
+	consumeDead(t, br, topic, l)
+}
+
+// consumeDead subscribes a handler that records the dead letters of topic
+// (its default dead-letter topic) as dead, on br.
+func consumeDead(t testing.TB, br relay.Broker, topic string, l *Ledger) {
+	t.Helper()
+	if err := br.Subscribe(relay.DefaultDeadLetterTopic(topic), func(p []byte) error {
 		l.Dead(idOf(t, p))
 		return nil
 	}); err != nil {

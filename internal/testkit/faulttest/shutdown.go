@@ -87,19 +87,10 @@ func runShutdown(t *testing.T, b Backend, fault string, ackWait, bound time.Dura
 	goleak.VerifyNone(t, snapshot)
 
 	firstCount := fb.count()
-	var again atomic.Int64 // deliveries to the second broker of messages the first finished
 	second := newBroker(t, b, addr, cfg)
 	defer closeBroker(t, second)
 	start := time.Now()
-	if err := second.Subscribe(topic, func(p []byte) error {
-		id := idOf(t, p)
-		l.Attempt(id)
-		if fb.did(id) {
-			again.Add(1)
-		}
-		l.Handled(id)
-		return nil
-	}); err != nil {
+	if err := second.Subscribe(topic, fb.next(t, l)); err != nil {
 		t.Fatal(err)
 	}
 	ids := l.Confirmed()
@@ -113,9 +104,9 @@ func runShutdown(t *testing.T, b Backend, fault string, ackWait, bound time.Dura
 	if fb.late.Load() != 0 {
 		t.Errorf("%d handler calls of the first broker started after its Close returned", fb.late.Load())
 	}
-	if again.Load() != 0 {
+	if fb.again.Load() != 0 {
 		t.Errorf("%d messages handled (handler returned nil) by the first broker before its Close were delivered again to the second: not acked by Close",
-			again.Load())
+			fb.again.Load())
 	}
 	messages, lost, dups := l.Tally()
 	if lost != 0 {
@@ -123,7 +114,7 @@ func runShutdown(t *testing.T, b Backend, fault string, ackWait, bound time.Dura
 	}
 	report(t, fault, b, messages, lost, dups, recovery,
 		fmt.Sprintf("in_flight_at_close=%d close=%s handled_before_close=%d redelivered_after_ack=%d",
-			atClose, closeDur.Round(time.Millisecond), firstCount, again.Load()))
+			atClose, closeDur.Round(time.Millisecond), firstCount, fb.again.Load()))
 }
 
 // firstBroker is the bookkeeping of the broker that a Close case closes
@@ -135,6 +126,7 @@ type firstBroker struct {
 	closed   atomic.Bool  // Close returned
 	late     atomic.Int64 // handler calls started after that
 	inFlight atomic.Int64
+	again    atomic.Int64 // deliveries to the next broker of messages this one finished
 }
 
 func newFirstBroker() *firstBroker { return &firstBroker{finished: map[int]bool{}} }
@@ -164,3 +156,18 @@ func (f *firstBroker) count() int { f.mu.Lock(); defer f.mu.Unlock(); return len
 
 // did reports whether the handler finished id.
 func (f *firstBroker) did(id int) bool { f.mu.Lock(); defer f.mu.Unlock(); return f.finished[id] }
+
+// next is the handler of the broker of the group that comes after: it records
+// each call in l, counts in again the messages the first broker had finished,
+// and returns nil.
+func (f *firstBroker) next(t testing.TB, l *Ledger) relay.Handler {
+	return func(p []byte) error {
+		id := idOf(t, p)
+		l.Attempt(id)
+		if f.did(id) {
+			f.again.Add(1)
+		}
+		l.Handled(id)
+		return nil
+	}
+}
