@@ -18,7 +18,8 @@ func natsImpls() []Impl {
 		{System: "nats", Face: FaceBytes, Open: openNATSBytes},
 		{System: "nats", Face: FaceWatermill, Open: openNATSWatermill},
 		{System: "nats", Face: FacePeer, Peer: "watermill-nats/v2 pkg/jetstream", Open: openNATSPeer},
-		{System: "nats", Face: FaceRaw, Peer: "nats.go jetstream", Open: openNATSRaw},
+		{System: "nats", Face: FaceRaw, Peer: "nats.go jetstream", Open: openNATSRaw(false)},
+		{System: "nats", Face: FaceRawWire, Peer: "nats.go jetstream", Open: openNATSRaw(true)},
 	}
 }
 
@@ -201,22 +202,42 @@ type natsRaw struct {
 	topic string
 	c     *natsConns
 	cc    jetstream.ConsumeContext
+	// wire sends each message with the headers relay's wire format puts on
+	// it (see [natsRaw.msg]), so that relay ÷ raw-wire leaves out what the
+	// format costs the server and the client.
+	wire bool
 }
 
-func openNATSRaw(ctx context.Context, env *Env, cfg SessionConfig) (Session, error) {
-	c, err := dialNATS(env)
-	if err != nil {
-		return nil, err
+// openNATSRaw opens the raw client; wire selects the raw-wire face.
+func openNATSRaw(wire bool) func(ctx context.Context, env *Env, cfg SessionConfig) (Session, error) {
+	return func(ctx context.Context, env *Env, cfg SessionConfig) (Session, error) {
+		c, err := dialNATS(env)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.createStream(ctx, cfg.Topic); err != nil {
+			return nil, errors.Join(err, c.close(cfg.Topic))
+		}
+		return &natsRaw{topic: cfg.Topic, c: c, wire: wire}, nil
 	}
-	if err := c.createStream(ctx, cfg.Topic); err != nil {
-		return nil, errors.Join(err, c.close(cfg.Topic))
+}
+
+// msg is the message of payload p: bare, or with relay's headers, a fresh
+// UUID in both the one watermill-nats reads and Nats-Msg-Id, by which the
+// stream drops a retried publish (natsjs' encode of a message without
+// metadata).
+func (s *natsRaw) msg(p []byte) *nats.Msg {
+	m := &nats.Msg{Subject: s.topic, Data: p}
+	if s.wire {
+		id := []string{watermill.NewUUID()}
+		m.Header = nats.Header{natsjs.UUIDHeader: id, nats.MsgIdHdr: id}
 	}
-	return &natsRaw{topic: cfg.Topic, c: c}, nil
+	return m
 }
 
 // Publish implements [Session].
 func (s *natsRaw) Publish(ctx context.Context, p []byte) error {
-	_, err := s.c.pub.Publish(ctx, s.topic, p)
+	_, err := s.c.pub.PublishMsg(ctx, s.msg(p))
 	return err
 }
 
@@ -224,7 +245,7 @@ func (s *natsRaw) Publish(ctx context.Context, p []byte) error {
 func (s *natsRaw) PublishBatch(ctx context.Context, payloads [][]byte) error {
 	futures := make([]jetstream.PubAckFuture, len(payloads))
 	for i, p := range payloads {
-		f, err := s.c.pub.PublishAsync(s.topic, p)
+		f, err := s.c.pub.PublishMsgAsync(s.msg(p))
 		if err != nil {
 			return err
 		}

@@ -23,7 +23,8 @@ func redisImpls() []Impl {
 		{System: "redis", Face: FaceBytes, Open: openRedisBytes},
 		{System: "redis", Face: FaceWatermill, Open: openRedisWatermill},
 		{System: "redis", Face: FacePeer, Peer: "watermill-redisstream", Open: openRedisPeer},
-		{System: "redis", Face: FaceRaw, Peer: "go-redis v9", Open: openRedisRaw},
+		{System: "redis", Face: FaceRaw, Peer: "go-redis v9", Open: openRedisRaw(false)},
+		{System: "redis", Face: FaceRawWire, Peer: "go-redis v9", Open: openRedisRaw(true)},
 	}
 }
 
@@ -166,6 +167,10 @@ type redisRaw struct {
 	topic           string
 	pub, sub, admin *redis.Client
 	cleanup         func() error
+	// wire writes each entry with the fields relay's wire format gives it
+	// (see [redisRaw.xadd]), so that relay ÷ raw-wire leaves out what the
+	// format costs Redis and the client.
+	wire bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -173,17 +178,33 @@ type redisRaw struct {
 	err    error // of the read loop, read after wg.Wait
 }
 
-func openRedisRaw(_ context.Context, env *Env, cfg SessionConfig) (Session, error) {
-	pc, sc, ac, cleanup, err := redisClients(env, cfg.Topic)
-	if err != nil {
-		return nil, err
+// openRedisRaw opens the raw client; wire selects the raw-wire face.
+func openRedisRaw(wire bool) func(ctx context.Context, env *Env, cfg SessionConfig) (Session, error) {
+	return func(_ context.Context, env *Env, cfg SessionConfig) (Session, error) {
+		pc, sc, ac, cleanup, err := redisClients(env, cfg.Topic)
+		if err != nil {
+			return nil, err
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		return &redisRaw{topic: cfg.Topic, pub: pc, sub: sc, admin: ac, cleanup: cleanup, wire: wire,
+			ctx: ctx, cancel: cancel}, nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	return &redisRaw{topic: cfg.Topic, pub: pc, sub: sc, admin: ac, cleanup: cleanup, ctx: ctx, cancel: cancel}, nil
 }
 
+// noMetadata is the metadata field of an entry without metadata, as
+// redisstreams writes it: an empty msgpack value, boxed once.
+var noMetadata any = []byte{}
+
+// xadd is the XADD of payload p: the payload field alone, or the entry
+// redisstreams' encode writes for a message without metadata (a fresh UUID,
+// an empty metadata field, the payload, in that order) with the options its
+// engine gives every XADD (MaxLen from WithMaxLen, 0 by default: no trimming).
 func (s *redisRaw) xadd(p []byte) *redis.XAddArgs {
-	return &redis.XAddArgs{Stream: s.topic, Values: []any{"payload", p}}
+	if !s.wire {
+		return &redis.XAddArgs{Stream: s.topic, Values: []any{"payload", p}}
+	}
+	return &redis.XAddArgs{Stream: s.topic, Approx: true,
+		Values: []any{"_watermill_message_uuid", watermill.NewUUID(), "metadata", noMetadata, "payload", p}}
 }
 
 // Publish implements [Session].

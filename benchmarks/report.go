@@ -72,16 +72,20 @@ func markdown(cfg Config, s summary) string {
 	w("Versions: %s.\n\n", strings.Join(moduleVersions(), ", "))
 	w("Faces: **relay-bytes** = `relay.Broker`; **relay-watermill** = relay's `message.Publisher`/`Subscriber`; ")
 	w("**peer** = Watermill gochannel / watermill-redisstream / watermill-nats `pkg/jetstream`; ")
-	w("**raw** = go-redis (pipelined XADD, XREADGROUP COUNT 500, multi-id XACK) / nats.go (Publish, PublishAsync, Consume + Ack).\n\n")
+	w("**raw** = go-redis (pipelined XADD, XREADGROUP COUNT 500, multi-id XACK) / nats.go (Publish, PublishAsync, Consume + Ack); ")
+	w("**raw-wire** = the same raw client doing the wire work relay's format requires per message and nothing else: on Redis ")
+	w("the entry relay writes (`_watermill_message_uuid`, an empty `metadata`, `payload`), on NATS relay's two headers (a fresh ")
+	w("UUID as `_watermill_message_uuid` and as `Nats-Msg-Id`, the stream's de-duplication that makes relay's retried publish ")
+	w("safe), so relay ÷ raw is what relay costs with its format and guarantees, and relay ÷ raw-wire what its code costs.\n\n")
 
 	w("## Throughput (messages/s, higher is better)\n\n")
 	w("publish-1: one message per call from 1 goroutine; publish-16: from 16 goroutines; batch-100: 100 per call ")
 	w("(Watermill's variadic Publish; raw: pipeline / PublishAsync); end-to-end: consumer group running, publish N from ")
 	w("16 goroutines, until all are handled and the server holds none unacked; router: the same through a Watermill Router ")
-	w("with one no-op handler. Ratios: relay ÷ peer and relay ÷ raw, above 1 means relay is faster.\n\n")
+	w("with one no-op handler. Ratios: relay ÷ peer, relay ÷ raw and relay ÷ raw-wire, above 1 means relay is faster.\n\n")
 	for _, sys := range Systems {
-		w("### %s\n\n| case | relay-bytes | relay-watermill | peer | raw | bytes÷peer | watermill÷peer | bytes÷raw | watermill÷raw |\n", sys)
-		w("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		w("### %s\n\n| case | relay-bytes | relay-watermill | peer | raw | raw-wire | bytes÷peer | watermill÷peer | bytes÷raw | watermill÷raw | bytes÷raw-wire | watermill÷raw-wire |\n", sys)
+		w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, cas := range ThroughputCases {
 			row := []string{cas}
 			rate := map[string]float64{}
@@ -95,7 +99,9 @@ func markdown(cfg Config, s summary) string {
 				ratio(rate[FaceBytes], rate[FacePeer], has[FaceBytes], has[FacePeer]),
 				ratio(rate[FaceWatermill], rate[FacePeer], has[FaceWatermill], has[FacePeer]),
 				ratio(rate[FaceBytes], rate[FaceRaw], has[FaceBytes], has[FaceRaw]),
-				ratio(rate[FaceWatermill], rate[FaceRaw], has[FaceWatermill], has[FaceRaw]))
+				ratio(rate[FaceWatermill], rate[FaceRaw], has[FaceWatermill], has[FaceRaw]),
+				ratio(rate[FaceBytes], rate[FaceRawWire], has[FaceBytes], has[FaceRawWire]),
+				ratio(rate[FaceWatermill], rate[FaceRawWire], has[FaceWatermill], has[FaceRawWire]))
 			w("| %s |\n", strings.Join(row, " | "))
 		}
 		w("\n")
@@ -120,18 +126,21 @@ func markdown(cfg Config, s summary) string {
 	w("\n")
 
 	w("## Latency, publish → handler (%d messages at %d/s; lower is better)\n\n", cfg.LatencyN, cfg.Rate)
-	w("| system | face | p50 | p99 | p50 ÷ peer | p99 ÷ peer | p50 ÷ raw | p99 ÷ raw |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
+	w("| system | face | p50 | p99 | p50 ÷ peer | p99 ÷ peer | p50 ÷ raw | p99 ÷ raw | p50 ÷ raw-wire | p99 ÷ raw-wire |\n")
+	w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, sys := range Systems {
 		peer, okP := s.get(sys, FacePeer, CaseLatency)
 		raw, okR := s.get(sys, FaceRaw, CaseLatency)
+		wire, okW := s.get(sys, FaceRawWire, CaseLatency)
 		for _, f := range Faces {
 			r, ok := s.get(sys, f, CaseLatency)
 			if !ok {
 				continue
 			}
-			w("| %s | %s | %s | %s | %s | %s | %s | %s |\n", sys, f, dur(r.P50), dur(r.P99),
+			w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", sys, f, dur(r.P50), dur(r.P99),
 				ratio(float64(r.P50), float64(peer.P50), true, okP), ratio(float64(r.P99), float64(peer.P99), true, okP),
-				ratio(float64(r.P50), float64(raw.P50), true, okR), ratio(float64(r.P99), float64(raw.P99), true, okR))
+				ratio(float64(r.P50), float64(raw.P50), true, okR), ratio(float64(r.P99), float64(raw.P99), true, okR),
+				ratio(float64(r.P50), float64(wire.P50), true, okW), ratio(float64(r.P99), float64(wire.P99), true, okW))
 		}
 	}
 
@@ -149,20 +158,21 @@ func markdown(cfg Config, s summary) string {
 	w("\n## Allocations per message (whole process during the run; lower is better)\n\n")
 	w("The embedded NATS server runs in the same process, so its allocations count for every NATS face alike ")
 	w("(set NATS_URL to an external server to leave them out).\n\n")
-	w("| system | face | publish-1 allocs | publish-1 B | end-to-end allocs | end-to-end B | e2e allocs ÷ peer | e2e allocs ÷ raw |\n")
-	w("|---|---|---:|---:|---:|---:|---:|---:|\n")
+	w("| system | face | publish-1 allocs | publish-1 B | end-to-end allocs | end-to-end B | e2e allocs ÷ peer | e2e allocs ÷ raw | e2e allocs ÷ raw-wire |\n")
+	w("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, sys := range Systems {
 		peer, okP := s.get(sys, FacePeer, CaseEndToEnd)
 		raw, okR := s.get(sys, FaceRaw, CaseEndToEnd)
+		wire, okW := s.get(sys, FaceRawWire, CaseEndToEnd)
 		for _, f := range Faces {
 			p1, ok1 := s.get(sys, f, CasePublish1)
 			e, okE := s.get(sys, f, CaseEndToEnd)
 			if !ok1 && !okE {
 				continue
 			}
-			w("| %s | %s | %s | %s | %s | %s | %s | %s |\n", sys, f,
+			w("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", sys, f,
 				dec(p1.Allocs, ok1), bytesNum(p1.AllocBytes, ok1), dec(e.Allocs, okE), bytesNum(e.AllocBytes, okE),
-				ratio(e.Allocs, peer.Allocs, okE, okP), ratio(e.Allocs, raw.Allocs, okE, okR))
+				ratio(e.Allocs, peer.Allocs, okE, okP), ratio(e.Allocs, raw.Allocs, okE, okR), ratio(e.Allocs, wire.Allocs, okE, okW))
 		}
 	}
 

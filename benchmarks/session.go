@@ -17,10 +17,13 @@ const (
 	FaceWatermill = "relay-watermill" // relay's Watermill face
 	FacePeer      = "peer"            // the established Watermill adapter
 	FaceRaw       = "raw"             // the bare client, the floor
+	// FaceRawWire is the bare client doing the wire work relay's format
+	// requires per message and nothing else: the floor for relay's code.
+	FaceRawWire = "raw-wire"
 )
 
 // Faces lists the faces in table order.
-var Faces = []string{FaceBytes, FaceWatermill, FacePeer, FaceRaw}
+var Faces = []string{FaceBytes, FaceWatermill, FacePeer, FaceRaw, FaceRawWire}
 
 // Systems lists the systems in table order.
 var Systems = []string{"memory", "redis", "nats"}

@@ -58,7 +58,8 @@ func TestSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"## Throughput", "### redis", "| end-to-end |", "## Telemetry cost", "## Latency", "## Delayed delivery", "## Peak RSS", "chart.png",
-		"## How cost grows", "### nats: relay-bytes and raw nats.go", "| 64 KiB | relay ÷ floor |", "scaling.png"} {
+		"## How cost grows", "### nats: relay-bytes and raw nats.go", "| 64 KiB | relay ÷ floor |", "scaling.png",
+		"**raw-wire** =", "| bytes÷raw-wire |", "| p99 ÷ raw-wire |", "| e2e allocs ÷ raw-wire |", "| redis | raw-wire |", "| nats | raw-wire |"} {
 		if !strings.Contains(string(table), want) {
 			t.Errorf("table.md lacks %q", want)
 		}
