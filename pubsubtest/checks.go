@@ -215,3 +215,9 @@ func checkErrorShape(err error, op, topic string) error {
 	}
 	return nil
 }
+
+// backoffFloor is the least gap checkBackoff accepts between two deliveries
+// of a failed message: cfg.MinBackoff less a tenth, for servers that keep
+// due times in whole milliseconds. Half of it, as the suite accepted before,
+// let a backoff whose jitter went below the minimum pass.
+func backoffFloor(cfg Config) time.Duration { return cfg.MinBackoff - cfg.MinBackoff/10 }

@@ -37,7 +37,7 @@ func (s *byteSuite) testRedelivery(t *testing.T) {
 				"%d of %d deliveries made", in.len(), cfg.MaxDeliver)
 			quiet(settleWindow(cfg))
 			assert.NoError(t, checkDeliveries(in.len(), cfg.MaxDeliver))
-			assert.NoError(t, checkBackoff(in.times("r"), cfg.MinBackoff/2))
+			assert.NoError(t, checkBackoff(in.times("r"), backoffFloor(cfg)))
 			if n := dead.len(); n != 0 {
 				t.Errorf("%d dead letters for a message whose last delivery succeeded, want none", n)
 			}
@@ -57,7 +57,7 @@ func (s *byteSuite) testDeadLetter(t *testing.T) {
 	dead.waitDistinct(t, 1, waitShort, "dead-letter topic "+topic+".dead")
 	quiet(settleWindow(cfg))
 	assert.NoError(t, checkDeliveries(in.len(), cfg.MaxDeliver), "source topic")
-	assert.NoError(t, checkBackoff(in.times(string(payload)), cfg.MinBackoff/2), "source topic")
+	assert.NoError(t, checkBackoff(in.times(string(payload)), backoffFloor(cfg)), "source topic")
 	for _, r := range dead.receipts() {
 		assert.NoError(t, checkPayload(r.payload, payload), "dead letter")
 	}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/go-relay/relay"
@@ -62,6 +63,21 @@ var defects = []defect{
 						}
 					}
 					return err
+				})
+			}}
+		}},
+	{"retries a failed handler after 60% of the minimum backoff", "a failed delivery is redelivered after a backoff",
+		func(b relay.Broker) relay.Broker {
+			// A backoff whose jitter goes below the minimum (the suite
+			// used to accept half of it).
+			early := pubsubtest.DefaultConfig().MinBackoff * 6 / 10
+			return &broken{Broker: b, subscribe: func(topic string, h relay.Handler) error {
+				return b.Subscribe(topic, func(p []byte) error {
+					if err := h(p); err == nil {
+						return nil
+					}
+					time.Sleep(early)
+					return h(p)
 				})
 			}}
 		}},

@@ -292,7 +292,7 @@ func (s *wmSuite) testNack(t *testing.T) {
 	if first.UUID != sent.UUID || second.UUID != sent.UUID {
 		t.Errorf("UUIDs %q then %q, want %q twice", first.UUID, second.UUID, sent.UUID)
 	}
-	if err := checkBackoff([]time.Time{t1, t2}, cfg.MinBackoff/2); err != nil {
+	if err := checkBackoff([]time.Time{t1, t2}, backoffFloor(cfg)); err != nil {
 		t.Error(err)
 	}
 	select {
