@@ -136,6 +136,56 @@ func TestPullConsumerDeletedIsRecreated(t *testing.T) {
 	}
 }
 
+// The group's consumer deleted while the subscription has no pull request
+// waiting (its one place is taken by a handler), so that no 409 tells it: its
+// next request reaches no consumer. The server answers such a request with a
+// 503 only while no other client has interest in the subject; here one does
+// (pullCounter's, like a monitoring tap on $JS.API.>), so nothing answers,
+// and the subscription must set its consumer up again rather than send every
+// request to no one.
+func TestPullRequestNobodyAnswersRecreatesConsumer(t *testing.T) {
+	s := natstest.Start(t)
+	_, js := connect(t, s)
+	topic := natstest.Topic(t, "pull.unanswered")
+	pulls := pullCounter(t, s, topic)
+	b := newBroker(t, js, natsjs.WithConcurrency(1), natsjs.WithPrefetch(0))
+	var r received
+	release := make(chan struct{})
+	if err := b.Subscribe(topic, func(p []byte) error {
+		if string(p) == "held" {
+			<-release
+		}
+		return r.handler(p)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, b, topic, []byte("held"))
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	stream, consumer := natsjs.StreamName(topic), natsjs.ConsumerName(natsjs.DefaultGroup)
+	eventually(t, func() bool { // the message held, and no request waiting
+		c, err := js.Consumer(ctx, stream, consumer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info := c.CachedInfo()
+		return info.NumAckPending == 1 && info.NumWaiting == 0
+	}, "the held message handled with no pull request waiting")
+	if err := js.DeleteConsumer(ctx, stream, consumer); err != nil {
+		t.Fatal(err)
+	}
+	before := pulls.Load()
+	close(release)
+	after := payloads("after", 3)
+	for _, p := range after {
+		publish(t, b, topic, []byte(p))
+	}
+	eventually(t, func() bool { return r.has(after...) }, "messages published after the delete")
+	if pulls.Load() == before {
+		t.Error("no pull request after the delete: the case was not the one tested")
+	}
+}
+
 // The stream deleted (and so the consumer) or purged under a running
 // subscription: later messages are consumed.
 func TestPullStreamDeletedOrPurged(t *testing.T) {
