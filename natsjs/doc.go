@@ -41,8 +41,10 @@
 //
 // The subscriptions survive a server restart or an outage without help: a
 // pull request that gets no answer expires after a few seconds and is sent
-// again once the connection is back; a failed fetch is retried with backoff
-// (never in a hot loop) after setting up the stream and consumer again.
+// again once the connection is back; a failed fetch, or a pull request that a
+// connected server did not end within a few seconds (its consumer gone), is
+// retried with backoff (never in a hot loop) after setting up the stream and
+// consumer again.
 // Publish retries transient failures (disconnection, no responders, JetStream
 // unavailable) with backoff within its context; the retries are safe because
 // of Nats-Msg-Id. A server, or an account, without JetStream is not

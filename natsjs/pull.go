@@ -9,6 +9,7 @@ package natsjs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -24,7 +25,8 @@ type pullRequest struct {
 
 // fetch runs one pull request for at most n messages and queues what it
 // brings as it arrives. An expired pull request (no message, or no server to
-// answer) is not an error.
+// answer while disconnected) is not an error; a request that a connected
+// server did not end is errNoEnd.
 //
 // It does not use the jetstream package's Fetch, which, when its context is
 // canceled, drops the messages the server already sent for the request: they
@@ -71,7 +73,17 @@ func (s *subscription) fetch(ctx context.Context, n int) error {
 				return nil
 			}
 			_ = sub.Unsubscribe()
-			return nil // the request got no end: its server is gone
+			if !nc.IsConnected() {
+				return nil // its server is gone: sent again once back
+			}
+			// Connected, and no end: no consumer took the request. With
+			// the consumer gone the server answers 503 (no responders)
+			// only while no other client has interest in the subject; a
+			// client that listens on it (a monitoring tap on $JS.API.>)
+			// turns that into silence, and so does an end that was lost.
+			// Treated as a success, the loop would send every request to
+			// no one, for ever: the consumer is set up again instead.
+			return errNoEnd
 		}
 		end, err := pullStatus(msg)
 		if err != nil || end {
@@ -88,6 +100,10 @@ func (s *subscription) fetch(ctx context.Context, n int) error {
 	_ = sub.Unsubscribe()
 	return nil
 }
+
+// errNoEnd is fetch's error when a connected server did not end a pull
+// request within its expiry and a second.
+var errNoEnd = errors.New("pull request got no end from the server")
 
 // finish ends the pull request of sub, which may still bring left
 // messages, when the subscription stops.

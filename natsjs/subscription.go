@@ -159,7 +159,13 @@ func (s *subscription) fetchLoop(ctx context.Context) {
 		}
 		failures++
 		delay := retryDelay(failures)
-		s.log.Warn("natsjs: fetch failed; retrying", slog.Any("error", err), slog.Duration("retry_in", delay))
+		level := slog.LevelWarn
+		if errors.Is(err, errNoEnd) {
+			// Also what a late end under load looks like: setting up
+			// again is harmless then, and no cause for a warning.
+			level = slog.LevelInfo
+		}
+		s.log.Log(ctx, level, "natsjs: fetch failed; retrying", slog.Any("error", err), slog.Duration("retry_in", delay))
 		if !lifecycle.Sleep(ctx, delay) {
 			return
 		}
