@@ -33,8 +33,8 @@ const (
 // Watermill Publisher delivers a message carrying it to no group before that
 // time; a value it cannot parse, or a time further than the backend's
 // WithMaxDelay ahead, makes Publish return an error wrapping
-// [ErrInvalidDelay], and that message is not stored. The key stays in the
-// delivered message's metadata.
+// [ErrInvalidDelay], and none of the messages of that call is stored. The
+// key stays in the delivered message's metadata.
 const MetadataDelayedUntil = "_watermill_delayed_until"
 
 // MetadataRetryAfter is set on a consumed Watermill message by [NackReason]

@@ -51,7 +51,11 @@ func NewPublisher(js jetstream.JetStream, opts ...Option) (*Publisher, error) {
 // over the server's max_payload less [DeadLetterReserve], or
 // [relay.ErrInvalidMetadata] (the same way) for a metadata key that cannot be
 // a NATS header, a value that a header would not keep, or metadata beyond
-// JetStream's 64 KiB header limit less the dead letter's share of it.
+// JetStream's 64 KiB header limit less the dead letter's share of it. A
+// message with [relay.MetadataDelayedUntil] is delivered no earlier than that
+// time (see the package doc, Delayed delivery); a value that is not RFC 3339,
+// or a time further ahead than [WithMaxDelay], returns an error wrapping
+// [relay.ErrInvalidDelay] before any of the messages is sent.
 func (p *Publisher) Publish(topic string, messages ...*message.Message) error {
 	if err := p.usable(topic); err != nil {
 		return fmt.Errorf("natsjs: publish %q: %w", topic, err)

@@ -22,6 +22,7 @@ import (
 func (s *byteSuite) delayedRows() []row {
 	return []row{
 		{"delayed messages are delivered in due order and none early", s.testDelayedOrder},
+		{"a delayed message reaches every group once, none before its due time", s.testDelayedGroups},
 		{"a due time in the past is delivered at once", s.testDelayedPast},
 		{"a due time beyond the maximum is rejected with ErrInvalidDelay and nothing is stored", s.testDelayedTooFar},
 		{"delayed messages are delivered late by little (lateness logged)", s.testDelayedLateness},
@@ -100,6 +101,32 @@ func (s *byteSuite) testDelayedOrder(t *testing.T) {
 	}
 	if err := checkNotEarly(in, due); err != nil {
 		t.Error(err)
+	}
+}
+
+// testDelayedGroups: the due time holds for every group, not only the
+// first to ask, and no group gets the message twice. The due time is dueStep
+// ahead, well past the 250 ms of a NATS scheduler run.
+func (s *byteSuite) testDelayedGroups(t *testing.T) {
+	cfg := DefaultConfig()
+	b, dp := s.delayed(t, cfg)
+	topic := NewTopic(t)
+	groups := []*inbox{newInbox(), newInbox()}
+	subscribe(t, b, topic, groups[0].handler(nil))
+	subscribe(t, s.broker(t, DefaultConfig()), topic, groups[1].handler(nil)) // a second group
+	due := map[string]time.Time{"delayed": time.Now().Add(dueStep)}
+	publishAt(t, dp, topic, "delayed", due["delayed"])
+	for i, in := range groups {
+		in.waitDistinct(t, 1, waitShort, fmt.Sprintf("group %d", i+1))
+	}
+	quiet(settleWindow(cfg))
+	for i, in := range groups {
+		if err := checkNotEarly(in, due); err != nil {
+			t.Errorf("group %d: %v", i+1, err)
+		}
+		if got := in.payloads(); !slices.Equal(got, []string{"delayed"}) {
+			t.Errorf("group %d received %q, want the delayed message once", i+1, got)
+		}
 	}
 }
 
@@ -311,7 +338,9 @@ func checkSpacing(t *testing.T, ts []time.Time, d time.Duration) {
 func (s *wmSuite) delayedRows() []row {
 	return []row{
 		{"a message with _watermill_delayed_until is delivered in due order and none early", s.testDelayedUntil},
+		{"a message with _watermill_delayed_until reaches every group once, none before its due time", s.testDelayedUntilGroups},
 		{"a malformed _watermill_delayed_until is rejected with ErrInvalidDelay and nothing is stored", s.testDelayedMalformed},
+		{"a batch with one malformed _watermill_delayed_until is refused whole and none of it is stored", s.testDelayedMalformedBatch},
 		{"Watermill's delay.NewPublisher with a default delay delays every message", s.testDelayPublisher},
 		{"a Nack after RetryAfter through NackReason waits at least its wait", s.testNackRetryAfter},
 	}
@@ -384,6 +413,77 @@ func (s *wmSuite) testDelayedMalformed(t *testing.T) {
 	case m := <-ch:
 		m.Ack()
 		t.Errorf("message %q delivered: a refused message was stored", m.Payload)
+	case <-time.After(settleWindow(cfg)):
+	}
+}
+
+// testDelayedUntilGroups is [byteSuite.testDelayedGroups] on the Watermill
+// face: two subscribers of two groups.
+func (s *wmSuite) testDelayedUntilGroups(t *testing.T) {
+	s.needDelay(t)
+	cfg := DefaultConfig()
+	topic := NewTopic(t)
+	var chs []<-chan *message.Message
+	for range 2 {
+		chs = append(chs, subscribeWM(t, s.subscriber(t, DefaultConfig()), topic)) // a fresh group each
+	}
+	due := map[string]time.Time{"delayed": time.Now().Add(dueStep)}
+	m := message.NewMessage(watermill.NewUUID(), []byte("delayed"))
+	m.Metadata.Set(relay.MetadataDelayedUntil, due["delayed"].Format(time.RFC3339Nano))
+	publishWM(t, s.publisher(t, cfg), topic, m)
+	for i, ch := range chs {
+		in := receiveAll(t, ch, 1)
+		if err := checkNotEarly(in, due); err != nil {
+			t.Errorf("group %d: %v", i+1, err)
+		}
+	}
+	quiet(settleWindow(cfg))
+	for i, ch := range chs {
+		select {
+		case m := <-ch:
+			m.Ack()
+			t.Errorf("group %d received %q again, want the delayed message once", i+1, m.Payload)
+		default:
+		}
+	}
+}
+
+// testDelayedMalformedBatch: a Publish of several messages checks every due
+// time before it stores any, so a malformed one last in the batch leaves
+// neither the message due now nor the delayed one before it stored. A
+// delayed marker due after the batch's delayed message shows when that one
+// would have come.
+func (s *wmSuite) testDelayedMalformedBatch(t *testing.T) {
+	s.needDelay(t)
+	cfg := DefaultConfig()
+	topic := NewTopic(t)
+	ch := subscribeWM(t, s.subscriber(t, cfg), topic)
+	pub := s.publisher(t, cfg)
+	due := time.Now().Add(dueStep)
+	delayed := message.NewMessage(watermill.NewUUID(), []byte("delayed"))
+	delayed.Metadata.Set(relay.MetadataDelayedUntil, due.Format(time.RFC3339Nano))
+	now := message.NewMessage(watermill.NewUUID(), []byte("now"))
+	bad := message.NewMessage(watermill.NewUUID(), []byte("malformed"))
+	bad.Metadata.Set(relay.MetadataDelayedUntil, "tomorrow")
+	if err := pub.Publish(topic, delayed, now, bad); !errors.Is(err, relay.ErrInvalidDelay) {
+		t.Errorf("Publish of a batch whose last message has %s %q = %v, want an error wrapping relay.ErrInvalidDelay",
+			relay.MetadataDelayedUntil, "tomorrow", err)
+	}
+	marker := message.NewMessage(watermill.NewUUID(), []byte("marker"))
+	marker.Metadata.Set(relay.MetadataDelayedUntil, due.Add(100*time.Millisecond).Format(time.RFC3339Nano))
+	publishWM(t, pub, topic, marker)
+	for {
+		m := receiveWM(t, ch, waitShort, "the marker")
+		m.Ack()
+		if string(m.Payload) == "marker" {
+			break
+		}
+		t.Errorf("message %q of the refused batch was delivered", m.Payload)
+	}
+	select {
+	case m := <-ch:
+		m.Ack()
+		t.Errorf("message %q delivered after the marker: the refused batch was stored", m.Payload)
 	case <-time.After(settleWindow(cfg)):
 	}
 }

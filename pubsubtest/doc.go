@@ -94,12 +94,14 @@
 //     malformed traceparent starts a new trace and is delivered.
 //   - Delayed: the backend can delay on the server at hand, and the
 //     Watermill publisher honours [relay.MetadataDelayedUntil]
-//     (due order, nothing early, a malformed value refused with
-//     [relay.ErrInvalidDelay], Watermill's delay.NewPublisher). The byte
-//     face's delayed rows (due order, nothing early, a past due time at once,
-//     a due time beyond the maximum refused, lateness logged with -v, and
-//     with Restart a restart between publish and due time) run when Delayed
-//     is set and the broker implements [relay.DelayedPublisher].
+//     (due order, nothing early, every group once, a malformed value refused
+//     with [relay.ErrInvalidDelay], a batch with one malformed value refused
+//     whole with none of it stored, Watermill's delay.NewPublisher). The
+//     byte face's delayed rows (due order, nothing early, every group once, a
+//     past due time at once, a due time beyond the maximum refused, lateness
+//     logged with -v, and with Restart a restart between publish and due
+//     time) run when Delayed is set and the broker implements
+//     [relay.DelayedPublisher].
 //   - RetryAfter: a handler's [relay.RetryAfter] error, and a Nack behind
 //     [relay.NackReason], delay the redelivery by at least its wait.
 //

@@ -124,9 +124,10 @@ type Capabilities struct {
 	// Delayed is true when the backend can delay messages on the server at
 	// hand (a NATS server older than 2.12 cannot): the Watermill publisher
 	// honours [relay.MetadataDelayedUntil] (Watermill's
-	// delay.DelayedUntilKey): a message carrying it is delivered no earlier
-	// than its time, and a malformed value is refused with
-	// [relay.ErrInvalidDelay]. The byte face's delayed rows run when Delayed
+	// delay.DelayedUntilKey): a message carrying it is delivered to every
+	// group, no earlier than its time, and a malformed value is refused with
+	// [relay.ErrInvalidDelay], storing none of the messages of that Publish
+	// call. The byte face's delayed rows run when Delayed
 	// is true and the broker implements [relay.DelayedPublisher].
 	Delayed bool
 	// RetryAfter is true when a handler's [relay.RetryAfter] error (on the

@@ -131,14 +131,29 @@ var defects = []defect{
 				return b.Publish(context.Background(), topic, p)
 			}}
 		}},
+	{"delivers a delayed message at once", "a delayed message reaches every group once, none before its due time",
+		func(b relay.Broker) relay.Broker {
+			return &broken{Broker: b, publishAt: func(ctx context.Context, topic string, p []byte, _ time.Time) error {
+				return b.Publish(ctx, topic, p)
+			}}
+		}},
 }
 
-// broken is a broker with some methods replaced.
+// broken is a broker with some methods replaced. It implements
+// relay.DelayedPublisher over a broker that does.
 type broken struct {
 	relay.Broker
 	publish   func(ctx context.Context, topic string, payload []byte) error
+	publishAt func(ctx context.Context, topic string, payload []byte, at time.Time) error
 	subscribe func(topic string, h relay.Handler) error
 	close     func() error
+}
+
+func (b *broken) PublishAt(ctx context.Context, topic string, payload []byte, at time.Time) error {
+	if b.publishAt != nil {
+		return b.publishAt(ctx, topic, payload, at)
+	}
+	return b.Broker.(relay.DelayedPublisher).PublishAt(ctx, topic, payload, at)
 }
 
 func (b *broken) Publish(ctx context.Context, topic string, payload []byte) error {
@@ -250,6 +265,26 @@ var wmDefects = []wmDefect{
 		nil, func(s message.Subscriber) message.Subscriber {
 			return newForwarding(s, func(m *message.Message) { m.Ack() }, false)
 		}},
+	{"drops _watermill_delayed_until", "a message with _watermill_delayed_until reaches every group once, none before its due time",
+		func(p message.Publisher) message.Publisher {
+			return &brokenPublisher{Publisher: p, publish: func(topic string, msgs ...*message.Message) error {
+				for _, m := range msgs {
+					delete(m.Metadata, relay.MetadataDelayedUntil)
+				}
+				return p.Publish(topic, msgs...)
+			}}
+		}, nil},
+	{"publishes a batch one message at a time", "a batch with one malformed _watermill_delayed_until is refused whole and none of it is stored",
+		func(p message.Publisher) message.Publisher {
+			return &brokenPublisher{Publisher: p, publish: func(topic string, msgs ...*message.Message) error {
+				for _, m := range msgs {
+					if err := p.Publish(topic, m); err != nil {
+						return err
+					}
+				}
+				return nil
+			}}
+		}, nil},
 }
 
 // brokenPublisher is a publisher with Publish replaced.

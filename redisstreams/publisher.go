@@ -42,8 +42,12 @@ func NewPublisher(client redis.UniversalClient, opts ...Option) (*Publisher, err
 // wrapping [relay.ErrInvalidTopic], [relay.ErrPayloadTooLarge] when a
 // message's payload, UUID or msgpack-encoded metadata is longer than the
 // server's proto-max-bulk-len (see the package doc, Limits; none of the
-// messages is then stored), [relay.ErrClosed] after Close, a context error,
-// or the Redis error.
+// messages is then stored), [relay.ErrInvalidDelay] when a message's
+// [relay.MetadataDelayedUntil] is not RFC 3339 or further ahead than
+// [WithMaxDelay] (none of the messages is then stored), [relay.ErrClosed]
+// after Close, a context error, or the Redis error. A message with
+// [relay.MetadataDelayedUntil] is delivered no earlier than that time (see
+// the package doc, Delayed delivery).
 func (p *Publisher) Publish(topic string, messages ...*message.Message) error {
 	if err := p.e.validTopic(topic); err != nil {
 		return fmt.Errorf("%s: publish %q: %w", pkg, topic, err)
