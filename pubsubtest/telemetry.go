@@ -3,8 +3,10 @@ package pubsubtest
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -25,15 +27,21 @@ import (
 // the trace context travels in the message from either face to the other, a
 // process span per delivery attempt carries its delivery count, the
 // delivery-outcome counter and the consumer lag gauge read what happened, and
-// a message without trace context, or with a malformed traceparent, starts
-// a new trace and is delivered.
+// sent and consumed counters, the publish and process duration histograms and
+// the held gauge count what was published and consumed, Close counts what it
+// hands back, and a message without trace context, or with a malformed
+// traceparent, starts a new trace and is delivered.
 //
 // It needs NewBroker, NewPublisher and NewSubscriber, and
 // Capabilities.Telemetry; without that flag it skips, saying why. The names it
 // expects are those of relay's backends: spans "send <topic>" (PRODUCER) and
 // "process <topic>" (CONSUMER) with the attribute relay.delivery.attempt,
-// the counter relay.delivery.outcomes{relay.delivery.outcome} and the gauge
-// relay.consumer.lag{messaging.destination.name, messaging.consumer.group.name}.
+// the counter relay.delivery.outcomes{relay.delivery.outcome}, the gauges
+// relay.consumer.lag and relay.consumer.pending{messaging.destination.name,
+// messaging.consumer.group.name} and relay.messages.held, the counters
+// messaging.client.sent.messages and messaging.client.consumed.messages, and
+// the histograms messaging.client.operation.duration and
+// messaging.process.duration (seconds).
 func TestTelemetry(t *testing.T, h Harness) {
 	if !h.Capabilities.Telemetry {
 		t.Skip("pubsubtest: the backend declares no telemetry (Capabilities.Telemetry)")
@@ -52,6 +60,8 @@ func TestTelemetry(t *testing.T, h Harness) {
 		{"a message that fails twice and then succeeds has three process spans and outcomes retried=2 acked=1", s.testRetries},
 		{"a poison message is dead-lettered once and its dead letter carries the trace context", s.testDeadLetter},
 		{"the lag gauge reads the backlog of a group with no consumer, and 0 once it is consumed", s.testLag},
+		{"the sent and consumed counters and both duration histograms count every message, and the held gauge counts what is fetched and not settled", s.testCounts},
+		{"a message held unacknowledged at Close is counted handed_back, and the held gauge returns to 0", s.testHandedBackOutcome},
 		{"a message without trace context is processed in a new root span", s.testForeign},
 		{"a malformed traceparent is ignored: a new root span, and the message is delivered", s.testMalformed},
 	} {
@@ -147,6 +157,27 @@ func value(rm metricdata.ResourceMetrics, name string, attrs ...attribute.KeyVal
 		}
 	}
 	return 0, false
+}
+
+// histogram returns the count and sum of the float64 histogram point of
+// metric name whose attributes include every one of attrs, and whether
+// there is one.
+func histogram(rm metricdata.ResourceMetrics, name string, attrs ...attribute.KeyValue) (count uint64, sum float64, ok bool) {
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != name {
+				continue
+			}
+			if d, isHist := m.Data.(metricdata.Histogram[float64]); isHist {
+				for _, p := range d.DataPoints {
+					if hasAll(p.Attributes, attrs) {
+						return p.Count, p.Sum, true
+					}
+				}
+			}
+		}
+	}
+	return 0, 0, false
 }
 
 func hasAll(set attribute.Set, attrs []attribute.KeyValue) bool {
@@ -307,6 +338,21 @@ func (s *telSuite) testRetries(t *testing.T) {
 	if retried != 2 || acked != 1 {
 		t.Fatalf("relay.delivery.outcomes: retried=%d acked=%d, want 2 and 1", retried, acked)
 	}
+	r.waitUnheld(t, topic, cfg.Group, "after two retries and an ack")
+}
+
+// waitUnheld waits until the relay.messages.held gauge of topic and group
+// reads 0, and fails t with what it read last otherwise.
+func (r *recorders) waitUnheld(t *testing.T, topic, group, when string) {
+	t.Helper()
+	var held int64
+	if !poll(waitShort, func() bool {
+		held, _ = value(r.collect(t), "relay.messages.held",
+			attribute.String("messaging.destination.name", topic), attribute.String("messaging.consumer.group.name", group))
+		return held == 0
+	}) {
+		t.Fatalf("%s: relay.messages.held %d after %v, want 0", when, held, waitShort)
+	}
 }
 
 func hasEvent(s sdktrace.ReadOnlySpan, name string) bool {
@@ -435,4 +481,106 @@ func (s *telSuite) testMalformed(t *testing.T) {
 	publishWM(t, s.wm.publisher(t, foreign), topic, msg)
 	in.waitDistinct(t, 1, waitShort, "the message with a malformed traceparent")
 	s.checkRoot(t, r, topic)
+}
+
+// testCounts publishes n messages and consumes them with handlers that wait
+// for a release and then take a moment. While they wait, the held gauge
+// counts every message the subscription fetched and has not settled (those
+// taken ahead and waiting for a worker included), so it reads what the group
+// has pending; once all are settled it reads 0. Then the sent and consumed
+// counters read n, and the publish and process duration histograms hold n
+// measurements each, of more than no time in all.
+func (s *telSuite) testCounts(t *testing.T) {
+	r := newRecorders(t)
+	cfg := r.config()
+	cfg.Concurrency = 2
+	topic := NewTopic(t)
+	n := 20
+	b := s.wm.bytes.broker(t, cfg)
+	publishAll(t, b, topic, messages("count", n))
+
+	release := make(chan struct{})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseOnce) // before the broker's Close, even after a failure
+	in := newInbox()
+	subscribe(t, b, topic, in.handler(func([]byte) error {
+		<-release
+		time.Sleep(time.Millisecond)
+		return nil
+	}))
+
+	dest := attribute.String("messaging.destination.name", topic)
+	group := attribute.String("messaging.consumer.group.name", cfg.Group)
+	var held, pending int64
+	if !poll(waitShort, func() bool {
+		rm := r.collect(t)
+		held, _ = value(rm, "relay.messages.held", dest, group)
+		pending, _ = value(rm, "relay.consumer.pending", dest, group)
+		return held > 0 && held == pending
+	}) {
+		t.Fatalf("while the handlers wait: relay.messages.held %d, want > 0 and the group's relay.consumer.pending %d "+
+			"(every message fetched and not settled, those waiting for a worker included)", held, pending)
+	}
+
+	releaseOnce()
+	in.waitDistinct(t, n, waitShort, "the counted messages")
+	var sent, consumed int64
+	var pubCount, procCount uint64
+	var pubSum, procSum float64
+	if !poll(waitShort, func() bool {
+		rm := r.collect(t)
+		held, _ = value(rm, "relay.messages.held", dest, group)
+		sent, _ = value(rm, "messaging.client.sent.messages", dest)
+		consumed, _ = value(rm, "messaging.client.consumed.messages", dest, group)
+		pubCount, pubSum, _ = histogram(rm, "messaging.client.operation.duration", dest)
+		procCount, procSum, _ = histogram(rm, "messaging.process.duration", dest, group)
+		return held == 0 && sent == int64(n) && consumed == int64(n) &&
+			pubCount == uint64(n) && pubSum > 0 && procCount == uint64(n) && procSum > 0
+	}) {
+		t.Fatalf("after %d messages were published and handled: relay.messages.held %d (want 0), "+
+			"messaging.client.sent.messages %d and messaging.client.consumed.messages %d (want %d), "+
+			"messaging.client.operation.duration count %d sum %gs and messaging.process.duration count %d sum %gs "+
+			"(want counts %d, sums > 0)",
+			n, held, sent, consumed, n, pubCount, pubSum, procCount, procSum, n)
+	}
+}
+
+// testHandedBackOutcome has a Watermill subscriber with Concurrency 1 take
+// a message, which its handler holds without acknowledging, while more are
+// taken ahead; then it closes the subscriber. The message out is handed back
+// to the group, which relay.delivery.outcomes counts as handed_back, and the
+// held gauge returns to 0: neither the message out nor those taken ahead
+// stay counted as held.
+func (s *telSuite) testHandedBackOutcome(t *testing.T) {
+	r := newRecorders(t)
+	cfg := r.config()
+	cfg.Concurrency = 1
+	topic := NewTopic(t)
+	publishAll(t, s.wm.bytes.broker(t, DefaultConfig()), topic, messages("held", 5))
+	sub := s.wm.subscriber(t, cfg)
+	ch := subscribeWM(t, sub, topic)
+	receiveWM(t, ch, waitShort, "the message the handler holds") // never acked
+
+	dest := attribute.String("messaging.destination.name", topic)
+	group := attribute.String("messaging.consumer.group.name", cfg.Group)
+	var held int64
+	if !poll(waitShort, func() bool {
+		held, _ = value(r.collect(t), "relay.messages.held", dest, group)
+		return held >= 1
+	}) {
+		t.Fatalf("relay.messages.held %d while a handler holds a message, want at least 1", held)
+	}
+	if err := closeWithin(sub.Close); err != nil {
+		t.Fatalf("Close with a message held unacknowledged: %v", err)
+	}
+	var handedBack int64
+	if !poll(waitShort, func() bool {
+		rm := r.collect(t)
+		held, _ = value(rm, "relay.messages.held", dest, group)
+		handedBack, _ = value(rm, "relay.delivery.outcomes", outcome(topic, "handed_back")...)
+		return held == 0 && handedBack >= 1
+	}) {
+		t.Fatalf("after Close: relay.delivery.outcomes handed_back=%d (want at least 1) and relay.messages.held %d (want 0)",
+			handedBack, held)
+	}
 }

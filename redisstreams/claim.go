@@ -112,6 +112,7 @@ func (s *subscription) handBack() {
 	if n == 0 {
 		return
 	}
+	s.tel.Hold(-int64(n))
 	defer s.quota.give(n)
 	// No idle refresh may undo the idle time set here.
 	s.refreshMu.Lock()

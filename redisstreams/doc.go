@@ -232,8 +232,9 @@
 // seconds), messaging.process.duration (a delivery attempt with its
 // settling, seconds), relay.delivery.outcomes with relay.delivery.outcome =
 // acked, retried, dead_lettered or handed_back (not processed: its consumer
-// stopped), relay.messages.held (fetched and not yet settled), and the
-// observable gauges relay.consumer.lag and relay.consumer.pending per topic
+// stopped), relay.messages.held (read or claimed and not yet settled: queued
+// for a worker or in a handler), and the observable gauges relay.consumer.lag
+// and relay.consumer.pending per topic
 // and group subscribed (or initialized) by the value, read with XINFO GROUPS as [Inspector.Topic] reads them (lag and pending of Redis 7.0.15; a group whose lag Redis cannot tell is left out), asked at
 // most once per second however often the reader collects.
 //

@@ -114,13 +114,17 @@ func (s *subscription) readFailed(err error, failures int) {
 }
 
 // hold marks entries as held, so that the idle refresh covers them and the
-// claim loop leaves them alone.
+// claim loop leaves them alone, and counts them in relay.messages.held.
 func (s *subscription) hold(msgs []redis.XMessage) {
+	if len(msgs) == 0 {
+		return
+	}
 	s.mu.Lock()
 	for _, m := range msgs {
 		s.held[m.ID] = struct{}{}
 	}
 	s.mu.Unlock()
+	s.tel.Hold(int64(len(msgs)))
 }
 
 // enqueue queues held entry m, delivered for the attempt-th time, for the
@@ -130,6 +134,7 @@ func (s *subscription) enqueue(m redis.XMessage, attempt int) {
 		// Redis before 7 returns a pending entry that was trimmed from the
 		// stream with no fields: nothing is left to deliver.
 		s.log.Warn("redisstreams: pending entry was deleted from the stream; acking it", "id", m.ID)
+		s.tel.Hold(-1) // settled here: no worker sees it
 		s.acks <- m.ID
 		return
 	}
@@ -147,6 +152,7 @@ func (s *subscription) deliverHeld(msgs []redis.XMessage, attempt func(m redis.X
 				delete(s.held, m.ID)
 			}
 			s.mu.Unlock()
+			s.tel.Hold(-int64(len(msgs) - i))
 			return false
 		}
 		s.enqueue(m, attempt(m))

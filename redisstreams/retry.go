@@ -123,6 +123,9 @@ func (s *subscription) redeliver(batch []*retryEntry) bool {
 		s.held[got[0].ID] = struct{}{}
 	}
 	s.mu.Unlock()
+	if len(msgs) > 0 {
+		s.tel.Hold(int64(len(msgs)))
+	}
 	return s.deliverHeld(msgs, func(m redis.XMessage) int { return attempts[m.ID] })
 }
 

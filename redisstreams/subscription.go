@@ -44,7 +44,11 @@ import (
 // answered, its retry is scheduled, or it is handed back at stop. The quota
 // bounds the held entries to concurrency + prefetch (twice that for a moment
 // when a read and a claim coincide): that is the back-pressure on reads, and
-// what bounds the queue and the acker's backlog.
+// what bounds the queue and the acker's backlog. The relay.messages.held
+// gauge counts an entry from the same read or claim until its delivery is
+// settled (the handler's outcome decided, before its XACK) or it is handed
+// back, so that entries read ahead and queued for a worker are counted as
+// well as those in a handler, and it reads 0 when the subscription is idle.
 //
 // The read, claim and retry loops and the workers stop when stopping begins;
 // the refresh loop and the acker outlive the handlers still running, unless
@@ -227,7 +231,6 @@ func (en *entry) handle() {
 	d.Message, d.DecodeErr = decode(en.values)
 	en.values = nil
 	d.Telemetry = s.tel.Start(context.Background(), d.Message.UUID, d.Attempt, d.Message.Metadata)
-	s.tel.Hold(1)
 	err := s.e.cfg.policy.Skip(d)
 	if err == nil {
 		returned := false
@@ -244,7 +247,7 @@ func (en *entry) handle() {
 
 func (en *entry) settle(err error) {
 	s, d := en.s, &en.d
-	s.tel.Hold(-1)
+	s.tel.Hold(-1) // counted since its read or claim
 	if err != nil && !errors.Is(err, delivery.ErrStopped) {
 		delivery.LogHandlerFailed(s.log, pkg, d, err)
 	}
