@@ -59,6 +59,10 @@ func TestReplicaAcksOptionRange(t *testing.T) {
 		if !errors.Is(err, relay.ErrInvalidOption) {
 			t.Fatalf("err = %v, want ErrInvalidOption", err)
 		}
+		_, err = redisstreams.NewInspector(ring, redisstreams.WithReplicaAcks(1, time.Second))
+		if !errors.Is(err, relay.ErrInvalidOption) {
+			t.Fatalf("NewInspector: err = %v, want ErrInvalidOption", err)
+		}
 	})
 }
 
