@@ -131,15 +131,22 @@ func byIDs(ctx context.Context, c redis.Cmdable, key string, ids []string, newes
 // answered the XADD with the new entry's id does it delete dl (XDEL); that
 // XDEL is sent even when ctx ends after the XADD was answered, within 5
 // seconds of its own, so that a cancel (an operator stopping a bulk redrive)
-// does not leave the message in both places. A failure or a crash in between
-// leaves both entries: the message may be delivered twice, never lost. A consumer
-// group created later on the topic at [StartOldest] gets the message too.
+// does not leave the message in both places. A failure or a crash in
+// between leaves both entries: the message may be delivered twice, never
+// lost. A consumer group created later on the topic at [StartOldest] gets
+// the message too.
 //
 // It returns an error wrapping [relay.ErrInvalidTopic], before anything is
 // sent, when the destination (or dl.Topic) is not a valid topic or dl has no
-// id; otherwise the Redis error, wrapped (after a failed XDEL the message is
-// already published: a second Redrive publishes it again). A dead letter
-// deleted meanwhile (XDEL removes nothing) is not an error.
+// id, and one wrapping [relay.ErrDeadLetterGone], before anything is sent
+// but that XRANGE, when dl's stream no longer has its entry (XRANGE id id
+// answers nothing: redriven or purged since it was read, or trimmed);
+// otherwise the Redis error, wrapped (after a failed XDEL the message is
+// already published: a second Redrive publishes it again). The check and
+// the XADD are separate commands: two redrives of one dead letter at the
+// same moment may both pass the check and publish it twice (a duplicate,
+// never a loss); the second XDEL then removes nothing, which is not an
+// error.
 //
 // With [WithReplicaAcks] given to [NewInspector], the republish is durable
 // in the sense of Publish's: the XADD is followed by WAIT on the connection
@@ -158,6 +165,9 @@ func (in *Inspector) Redrive(ctx context.Context, dl relay.DeadLetter, to string
 		return fmt.Errorf("%s: redrive %q: %w", pkg, dl.Topic+"/"+dl.ID, err)
 	}
 	values, err := encode(delivery.Redriven(dl, watermill.NewUUID()))
+	if err == nil {
+		err = in.checkStored(ctx, dl)
+	}
 	if err != nil {
 		return fmt.Errorf("%s: redrive %q: %w", pkg, dl.Topic+"/"+dl.ID, err)
 	}
@@ -180,6 +190,20 @@ func (in *Inspector) Redrive(ctx context.Context, dl relay.DeadLetter, to string
 	if err := boundedClient(dctx, in.client).XDel(dctx, streamKey(dl.Topic), dl.ID).Err(); err != nil {
 		return fmt.Errorf("%s: redrive %q to %q: published as %s, but the dead letter was not deleted: %w",
 			pkg, dl.Topic+"/"+dl.ID, dest, id, err)
+	}
+	return nil
+}
+
+// checkStored returns an error wrapping relay.ErrDeadLetterGone when dl's
+// stream no longer has its entry (XRANGE id id), the Redis error when it
+// cannot tell.
+func (in *Inspector) checkStored(ctx context.Context, dl relay.DeadLetter) error {
+	xs, err := boundedClient(ctx, in.client).XRangeN(ctx, streamKey(dl.Topic), dl.ID, dl.ID, 1).Result()
+	switch {
+	case err != nil:
+		return fmt.Errorf("check the dead letter: %w", err)
+	case len(xs) == 0:
+		return relay.ErrDeadLetterGone
 	}
 	return nil
 }
