@@ -21,6 +21,12 @@ var ErrUnknownTopic = errors.New("relay: unknown topic")
 // group or consumer the topic does not have.
 var ErrUnknownConsumer = errors.New("relay: unknown consumer")
 
+// ErrDeadLetterGone is returned by [Inspector.Redrive], before anything is
+// published, when the dead letter is no longer stored in its topic: it was
+// redriven or purged since it was read (a stale [DeadLetter] value, or two
+// operators redriving the same one), or its topic trimmed it.
+var ErrDeadLetterGone = errors.New("relay: dead letter no longer stored")
+
 // ErrConsumerPending is returned by [Inspector.DeleteConsumer] for a consumer
 // that still has pending messages (delivered, not acknowledged): deleting it
 // would leave them to be claimed, or on JetStream lose the group's position.
@@ -55,7 +61,12 @@ type Inspector interface {
 	// only once that publish is durable does it remove dl from its topic. A
 	// crash in between leaves both: a message may come twice, it is never
 	// lost. It returns an error wrapping [ErrInvalidTopic] before anything
-	// moves when the destination is not a valid topic.
+	// moves when the destination is not a valid topic, and one wrapping
+	// [ErrDeadLetterGone] before anything moves when dl is no longer stored
+	// (redriven or purged since it was read). The check comes before the
+	// publish and is not atomic with it: two redrives of one dead letter at
+	// the same moment may both pass it and publish the message twice (a
+	// duplicate, never a loss).
 	Redrive(ctx context.Context, dl DeadLetter, to string) error
 
 	// Purge removes dl from its dead-letter topic. A dead letter already gone

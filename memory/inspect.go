@@ -188,8 +188,12 @@ func (in *Inspector) DeadLetters(ctx context.Context, deadLetterTopic string, f 
 // Redrive stores dl again as a new message on to, or on dl.SourceTopic
 // when to is empty, and then removes dl from its topic (see
 // [relay.Inspector]). It returns an error wrapping [relay.ErrInvalidTopic]
-// before anything moves when the destination is invalid, and waits for room
-// while the destination is full until ctx is done.
+// before anything moves when the destination is invalid, one wrapping
+// [relay.ErrDeadLetterGone] before anything moves when dl is no longer in
+// its topic (redriven, purged or dropped for room since it was read), and
+// waits for room while the destination is full until ctx is done. The check
+// and the publish are two steps: two concurrent redrives of one dead letter
+// may both publish it (a duplicate, never a loss).
 func (in *Inspector) Redrive(ctx context.Context, dl relay.DeadLetter, to string) error {
 	if ctx == nil {
 		return fmt.Errorf("memory: redrive %q: %w", dl.Topic, relay.ErrNilContext)
@@ -198,10 +202,30 @@ func (in *Inspector) Redrive(ctx context.Context, dl relay.DeadLetter, to string
 	if err != nil {
 		return fmt.Errorf("memory: redrive %q: %w", dl.Topic, err)
 	}
+	if !in.stored(dl) {
+		return fmt.Errorf("memory: redrive %q %s: %w", dl.Topic, dl.ID, relay.ErrDeadLetterGone)
+	}
 	if err := in.hub.publish(ctx, nil, dest, delivery.Redriven(dl, watermill.NewUUID())); err != nil {
 		return fmt.Errorf("memory: redrive %q to %q: %w", dl.Topic, dest, err)
 	}
 	return in.Purge(ctx, dl)
+}
+
+// stored reports whether dl is still one of its topic's messages.
+func (in *Inspector) stored(dl relay.DeadLetter) bool {
+	t := in.hub.lookup(dl.Topic)
+	seq, err := strconv.ParseUint(dl.ID, 10, 64)
+	if t == nil || err != nil {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for e := t.head; e != nil; e = e.next {
+		if e.seq == seq {
+			return !e.removed
+		}
+	}
+	return false
 }
 
 // Purge removes dl from its topic: no group is given it from then on. A dead

@@ -186,7 +186,10 @@ func (in *Inspector) call(ctx context.Context, op func(ctx context.Context) erro
 // [relay.MetadataRedrivenFrom]), then deletes dl from its stream
 // (STREAM.MSG.DELETE of its sequence). It first checks that dl is still
 // stored (same topic, same stored time) and moves nothing otherwise: an
-// error wrapping jetstream.ErrMsgNotFound. The publish creates the
+// error wrapping [relay.ErrDeadLetterGone] (and jetstream.ErrMsgNotFound).
+// The check is not atomic with the publish: two redrives of one dead letter
+// at the same moment may both pass it and publish the message twice (a
+// duplicate, never a loss). The publish creates the
 // destination's stream as the broker would ([WithStreamConfig]), is retried
 // through transient failures within ctx (or the request timeout when ctx
 // has no deadline), and counts only once JetStream acknowledged it (a
@@ -224,7 +227,7 @@ func (in *Inspector) redrive(ctx context.Context, dl relay.DeadLetter, to string
 	if m, err := in.stored(ctx, stream, seq); err != nil {
 		return err
 	} else if !same(m, dl) {
-		return fmt.Errorf("dead letter no longer stored: %w", jetstream.ErrMsgNotFound)
+		return fmt.Errorf("%w: %w", relay.ErrDeadLetterGone, jetstream.ErrMsgNotFound)
 	}
 	m := delivery.Redriven(dl, watermill.NewUUID())
 	nm, err := encode(to, m)

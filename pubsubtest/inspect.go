@@ -41,6 +41,7 @@ func TestInspector(t *testing.T, h Harness) {
 		{"Topic counts stored, pending and lagging messages per group", s.testCounts},
 		{"dead letters are listed with their source, attempts and reason, filtered and ordered", s.testDeadLetters},
 		{"redrive publishes a dead letter again as a new message and then removes it", s.testRedrive},
+		{"redrive of a dead letter already redriven or purged fails with ErrDeadLetterGone and publishes nothing", s.testRedriveGone},
 		{"purge removes dead letters, and one already gone is no error", s.testPurge},
 		{"DeleteConsumer refuses a consumer with pending messages", s.testDeleteConsumer},
 	} {
@@ -397,6 +398,32 @@ func (s *inspectSuite) testRedrive(t *testing.T) {
 	require.NoError(t, in.Redrive(inspectCtx(t), dl, other))
 	otherIn.waitDistinct(t, 1, waitShort, "redrive --to "+other)
 	assert.Equal(t, []string{"elsewhere"}, otherIn.payloads())
+}
+
+func (s *inspectSuite) testRedriveGone(t *testing.T) {
+	in := s.inspector(t)
+	topic, _ := s.poison(t, 2, false)
+	waitDeadLetters(t, in, topic, 2)
+	all := deadLetters(t, in, topic+".dead", relay.DeadLetterFilter{})
+	require.Len(t, all, 2)
+	// To a topic nobody consumes, so that what it holds counts the publishes.
+	other := NewTopic(t)
+	require.NoError(t, in.Redrive(inspectCtx(t), all[0], other))
+	stored := func() uint64 {
+		info, err := in.Topic(inspectCtx(t), other)
+		require.NoError(t, err)
+		return info.Messages
+	}
+	require.EqualValues(t, 1, stored(), "the first redrive publishes once")
+
+	// The same DeadLetter value again: a stale listing, or a second operator.
+	err := in.Redrive(inspectCtx(t), all[0], other)
+	require.ErrorIs(t, err, relay.ErrDeadLetterGone, "redrive of a dead letter already redriven")
+	require.NoError(t, in.Purge(inspectCtx(t), all[1]))
+	err = in.Redrive(inspectCtx(t), all[1], other)
+	require.ErrorIs(t, err, relay.ErrDeadLetterGone, "redrive of a dead letter purged")
+	assert.EqualValues(t, 1, stored(), "a refused redrive publishes nothing")
+	assert.Empty(t, deadLetters(t, in, topic+".dead", relay.DeadLetterFilter{}))
 }
 
 func (s *inspectSuite) testPurge(t *testing.T) {

@@ -131,15 +131,31 @@ func byIDs(ctx context.Context, c redis.Cmdable, key string, ids []string, newes
 // answered the XADD with the new entry's id does it delete dl (XDEL); that
 // XDEL is sent even when ctx ends after the XADD was answered, within 5
 // seconds of its own, so that a cancel (an operator stopping a bulk redrive)
-// does not leave the message in both places. A failure or a crash in between
-// leaves both entries: the message may be delivered twice, never lost. A consumer group created later on the topic
-// at [StartOldest] gets the message too.
+// does not leave the message in both places. A failure or a crash in
+// between leaves both entries: the message may be delivered twice, never
+// lost. A consumer group created later on the topic at [StartOldest] gets
+// the message too.
 //
 // It returns an error wrapping [relay.ErrInvalidTopic], before anything is
 // sent, when the destination (or dl.Topic) is not a valid topic or dl has no
-// id; otherwise the Redis error, wrapped (after a failed XDEL the message is
-// already published: a second Redrive publishes it again). A dead letter
-// deleted meanwhile (XDEL removes nothing) is not an error.
+// id, and one wrapping [relay.ErrDeadLetterGone], before anything is sent
+// but that XRANGE, when dl's stream no longer has its entry (XRANGE id id
+// answers nothing: redriven or purged since it was read, or trimmed);
+// otherwise the Redis error, wrapped (after a failed XDEL the message is
+// already published: a second Redrive publishes it again). The check and
+// the XADD are separate commands: two redrives of one dead letter at the
+// same moment may both pass the check and publish it twice (a duplicate,
+// never a loss); the second XDEL then removes nothing, which is not an
+// error.
+//
+// With [WithReplicaAcks] given to [NewInspector], the republish is durable
+// in the sense of Publish's: the XADD is followed by WAIT on the connection
+// of the destination's master, and the dead letter is deleted only once
+// enough replicas acknowledged the new entry. When too few did in time,
+// Redrive returns an error wrapping [ErrNotReplicated] and keeps the dead
+// letter; the new entry is on the master and may be delivered, so redriving
+// again may deliver the message twice, never lose it. The XDEL itself is not
+// waited for: a deletion that a failover loses leaves a duplicate only.
 func (in *Inspector) Redrive(ctx context.Context, dl relay.DeadLetter, to string) error {
 	dest, err := delivery.RedriveTopic(dl, to)
 	if err == nil {
@@ -149,14 +165,20 @@ func (in *Inspector) Redrive(ctx context.Context, dl relay.DeadLetter, to string
 		return fmt.Errorf("%s: redrive %q: %w", pkg, dl.Topic+"/"+dl.ID, err)
 	}
 	values, err := encode(delivery.Redriven(dl, watermill.NewUUID()))
+	if err == nil {
+		err = in.checkStored(ctx, dl)
+	}
 	if err != nil {
 		return fmt.Errorf("%s: redrive %q: %w", pkg, dl.Topic+"/"+dl.ID, err)
 	}
-	c := boundedClient(ctx, in.client)
-	id, err := c.XAdd(ctx, &redis.XAddArgs{Stream: streamKey(dest), Values: values,
-		MaxLen: in.cfg.maxLen, Approx: true}).Result()
+	id, err := in.republish(ctx, &redis.XAddArgs{Stream: streamKey(dest), Values: values,
+		MaxLen: in.cfg.maxLen, Approx: true})
 	if err == nil && id == "" {
 		err = errors.New("XADD answered no id")
+	}
+	if errors.Is(err, ErrNotReplicated) {
+		return fmt.Errorf("%s: redrive %q to %q: published as %s, but the dead letter was kept: %w",
+			pkg, dl.Topic+"/"+dl.ID, dest, id, err)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: redrive %q to %q: publish: %w", pkg, dl.Topic+"/"+dl.ID, dest, err)
@@ -170,6 +192,46 @@ func (in *Inspector) Redrive(ctx context.Context, dl relay.DeadLetter, to string
 			pkg, dl.Topic+"/"+dl.ID, dest, id, err)
 	}
 	return nil
+}
+
+// checkStored returns an error wrapping relay.ErrDeadLetterGone when dl's
+// stream no longer has its entry (XRANGE id id), the Redis error when it
+// cannot tell.
+func (in *Inspector) checkStored(ctx context.Context, dl relay.DeadLetter) error {
+	xs, err := boundedClient(ctx, in.client).XRangeN(ctx, streamKey(dl.Topic), dl.ID, dl.ID, 1).Result()
+	switch {
+	case err != nil:
+		return fmt.Errorf("check the dead letter: %w", err)
+	case len(xs) == 0:
+		return relay.ErrDeadLetterGone
+	}
+	return nil
+}
+
+// republish sends the XADD of a redrive and returns the new entry's id:
+// alone, or with [WithReplicaAcks] followed by WAIT on the connection of the
+// destination's master, as Publish sends it, so that the dead letter is
+// deleted only once the copy is as durable as a published message. When
+// WAIT falls short it returns the id with an error wrapping
+// [ErrNotReplicated].
+func (in *Inspector) republish(ctx context.Context, args *redis.XAddArgs) (string, error) {
+	if in.cfg.replicaAcks == 0 {
+		return boundedClient(ctx, in.client).XAdd(ctx, args).Result()
+	}
+	// The engine's write helpers use only its client and config.
+	e := &engine{client: in.client, cfg: in.cfg}
+	m, err := e.masterFor(ctx, args.Stream)
+	if err != nil {
+		e.failedOn(err)
+		return "", err
+	}
+	var add *redis.StringCmd
+	werr := e.pipeWait(ctx, m, func(p redis.Pipeliner) { add = p.XAdd(ctx, args) })
+	if err := add.Err(); err != nil {
+		werr = err
+	}
+	e.failedOn(werr)
+	return add.Val(), werr
 }
 
 // checkDeadLetter returns an error wrapping relay.ErrInvalidTopic when dl

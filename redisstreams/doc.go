@@ -196,7 +196,8 @@
 // consumer group what XINFO GROUPS, XINFO CONSUMERS and XPENDING say
 // (pending, lag, consumers and their idle time, the age of the oldest pending
 // entry, redeliveries), lists the entries of a dead-letter stream in pages,
-// and redrives (XADD, then XDEL) or purges (XDEL) them; [Inspector.Tail]
+// and redrives (XADD, with [WithReplicaAcks] followed by WAIT, then XDEL)
+// or purges (XDEL) them; [Inspector.Tail]
 // follows a topic with XREAD, outside any group. A key of a topic's
 // name that is not a stream relay wrote is reported with [ErrForeignKey].
 //

@@ -70,16 +70,22 @@ type Inspector struct {
 // cluster, sentinel-backed or ring client. It takes the Options of
 // [NewBroker]; of them, [WithDeadLetterTopic] names the dead-letter topic
 // whose depth [Inspector.Topic] reports, [WithMaxLen] trims the streams that
-// [Inspector.Redrive] publishes to as Publish would, and [WithLogger] receives
-// the warnings of [Inspector.Topics]; every other option is checked and
-// ignored (the Inspector reports every consumer group, whatever [WithGroup]
-// says). It returns an error wrapping [relay.ErrInvalidOption] when client is
-// nil or an option is invalid. It sends nothing to Redis.
+// [Inspector.Redrive] publishes to as Publish would, [WithReplicaAcks] makes
+// Redrive wait for replicas as Publish does before it deletes a dead letter
+// (same range, same [ErrNotReplicated]), and [WithLogger] receives the
+// warnings of [Inspector.Topics]; every other option is checked and ignored
+// (the Inspector reports every consumer group, whatever [WithGroup] says).
+// It returns an error wrapping [relay.ErrInvalidOption] when client is nil,
+// an option is invalid, or WithReplicaAcks is given with a client other
+// than a *redis.Client or *redis.ClusterClient. It sends nothing to Redis.
 func NewInspector(client redis.UniversalClient, opts ...Option) (*Inspector, error) {
 	if client == nil {
 		return nil, fmt.Errorf("%s: %w: nil redis client", pkg, relay.ErrInvalidOption)
 	}
 	cfg, err := newConfig(opts)
+	if err == nil {
+		err = checkReplicaClient(client, cfg)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -20,8 +20,8 @@ const (
 	MaxReplicaAcks       = 64
 )
 
-// ErrNotReplicated is returned (wrapped) by Publish, and reported by a
-// dead-letter write, when fewer replicas than [WithReplicaAcks] asks
+// ErrNotReplicated is returned (wrapped) by Publish and by
+// [Inspector.Redrive], and reported by a dead-letter write, when fewer replicas than [WithReplicaAcks] asks
 // acknowledged the write within its timeout. The entry was added on the
 // master and may be delivered; it may also be lost if that master fails
 // before a replica gets it. Publishing again is safe under at-least-once
@@ -47,6 +47,13 @@ var ErrNotReplicated = errors.New("redisstreams: too few replicas acknowledged t
 // which an acknowledged write can be lost; it is not a consensus write. A
 // failover can still promote a replica that had not acknowledged, and a
 // replica restarted without persistence forgets what it acknowledged.
+//
+// Given to [NewInspector], it covers [Inspector.Redrive] the same way: the
+// XADD of the redriven message is followed by WAIT on the connection of the
+// destination's master, and the dead letter is deleted only once n replicas
+// acknowledged; when fewer did, Redrive returns an error wrapping
+// [ErrNotReplicated] and keeps the dead letter (redriving it again may
+// deliver the message twice).
 //
 // Delayed messages are covered too ([Broker.PublishAt], and Watermill's
 // delayed metadata): the ZADD that stores one in its topic's sorted set is

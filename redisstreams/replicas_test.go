@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -57,6 +58,10 @@ func TestReplicaAcksOptionRange(t *testing.T) {
 		_, err := redisstreams.NewBroker(ring, redisstreams.WithReplicaAcks(1, time.Second))
 		if !errors.Is(err, relay.ErrInvalidOption) {
 			t.Fatalf("err = %v, want ErrInvalidOption", err)
+		}
+		_, err = redisstreams.NewInspector(ring, redisstreams.WithReplicaAcks(1, time.Second))
+		if !errors.Is(err, relay.ErrInvalidOption) {
+			t.Fatalf("NewInspector: err = %v, want ErrInvalidOption", err)
 		}
 	})
 }
@@ -201,5 +206,76 @@ func TestClusterReplicaAcksDelayed(t *testing.T) {
 			}
 			return true
 		})
+	}
+}
+
+// With WithReplicaAcks, the Inspector's Redrive republishes as Publish does:
+// while the replica of the destination's master is paused it returns
+// ErrNotReplicated and keeps the dead letter (a later redrive may deliver
+// the message twice, never lose it); with the replica running it moves it.
+func TestClusterInspectorRedriveReplicaAcks(t *testing.T) {
+	c := redistest.StartCluster(t)
+	rc := c.Client(t)
+	b, err := redisstreams.NewBroker(rc, redisstreams.WithLogger(faulttest.Logger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	if err := b.Subscribe("a", func([]byte) error { return relay.ErrPermanent }); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"first", "second"} {
+		if err := b.Publish(ctx(t), "a", []byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, "two dead letters on a.dead", func() bool {
+		n, _ := rc.XLen(ctx(t), "a.dead").Result()
+		return n == 2
+	})
+	// No consumer on "a" from here on, so that a redriven entry stays put.
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	in := inspector(t, rc, redisstreams.WithReplicaAcks(1, 500*time.Millisecond))
+	dls := collect(t, in.DeadLetters(ctx(t), "a.dead", relay.DeadLetterFilter{}))
+	if len(dls) != 2 {
+		t.Fatalf("dead letters = %d, want 2", len(dls))
+	}
+	before := xlen(t, rc, "a")
+
+	replicas, err := c.ReplicasOf("a")
+	if err != nil || len(replicas) == 0 {
+		t.Fatalf("replicas of the master of a: %v, %v", replicas, err)
+	}
+	for _, r := range replicas {
+		if err := c.Node(r).Pause(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Node(r).Resume() })
+	}
+	err = in.Redrive(ctx(t), dls[0], "")
+	if !errors.Is(err, redisstreams.ErrNotReplicated) {
+		t.Fatalf("redrive with the replica paused: %v, want ErrNotReplicated", err)
+	}
+	if n := xlen(t, rc, "a.dead"); n != 2 {
+		t.Fatalf("dead letters after an unreplicated redrive = %d, want 2 (kept)", n)
+	}
+	for _, r := range replicas {
+		if err := c.Node(r).Resume(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := in.Redrive(ctx(t), dls[1], ""); err != nil {
+		t.Fatalf("redrive with the replica running: %v", err)
+	}
+	left := payloads(collect(t, in.DeadLetters(ctx(t), "a.dead", relay.DeadLetterFilter{})))
+	if !slices.Equal(left, []string{"first"}) {
+		t.Errorf("dead letters after the replicated redrive = %q, want [first]", left)
+	}
+	// The unreplicated attempt's entry is on the master too: the message may
+	// come twice, it is not lost.
+	if n := xlen(t, rc, "a"); n != before+2 {
+		t.Errorf("entries on a = %d, want %d", n, before+2)
 	}
 }
