@@ -33,16 +33,22 @@ func (b *backend) call(parent context.Context) (context.Context, context.CancelF
 // --timeout with the address in the error when it does not answer.
 func open(ctx context.Context, cmd *cli.Command) (*backend, error) {
 	natsURL, redisURL, timeout := cmd.String("nats"), cmd.String("redis"), cmd.Duration("timeout")
+	acks := cmd.Int("replica-acks")
 	if timeout <= 0 {
 		return nil, usagef("--timeout must be positive, not %v", timeout)
+	}
+	if acks < 0 || acks > redisstreams.MaxReplicaAcks {
+		return nil, usagef("--replica-acks must be from 0 to %d, not %d", redisstreams.MaxReplicaAcks, acks)
 	}
 	switch {
 	case natsURL != "" && redisURL != "":
 		return nil, usagef("both a NATS server (%s) and a Redis (%s) are set; give one: --nats URL or --redis URL (or unset NATS_URL / REDIS_URL)", natsURL, redisURL)
+	case natsURL != "" && acks > 0:
+		return nil, usagef("--replica-acks is for Redis: a JetStream stream's replicas acknowledge a publish as its own config says")
 	case natsURL != "":
 		return openNATS(natsURL, timeout)
 	case redisURL != "":
-		return openRedis(ctx, redisURL, timeout)
+		return openRedis(ctx, redisURL, timeout, acks)
 	}
 	return nil, usagef("no server: give --nats URL or --redis URL (or set NATS_URL / REDIS_URL)")
 }
@@ -72,7 +78,10 @@ type silent struct{}
 // Printf implements go-redis' logger interface by dropping the line.
 func (silent) Printf(context.Context, string, ...any) {}
 
-func openRedis(ctx context.Context, url string, timeout time.Duration) (*backend, error) {
+// openRedis connects to the Redis of url; with acks > 0 a redrive waits for
+// that many replicas, up to half of timeout (WAIT's answer must come before
+// the client's read timeout, which is timeout).
+func openRedis(ctx context.Context, url string, timeout time.Duration, acks int) (*backend, error) {
 	redis.SetLogger(silent{})
 	opts, err := redis.ParseURL(url)
 	if err != nil {
@@ -90,7 +99,11 @@ func openRedis(ctx context.Context, url string, timeout time.Duration) (*backend
 		return nil, fmt.Errorf("connect to Redis at %s: %w", url, err)
 	}
 	// A tail's XREAD blocks: its own calls set their timeouts.
-	in, err := redisstreams.NewInspector(c)
+	var inOpts []redisstreams.Option
+	if acks > 0 {
+		inOpts = append(inOpts, redisstreams.WithReplicaAcks(acks, min(max(timeout/2, time.Millisecond), redisstreams.MaxReplicaAckTimeout)))
+	}
+	in, err := redisstreams.NewInspector(c, inOpts...)
 	if err != nil {
 		_ = c.Close()
 		return nil, err

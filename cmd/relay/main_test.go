@@ -628,3 +628,27 @@ func TestDeadLettersOfASharedTopicAreChosenBySource(t *testing.T) {
 		assert.Equal(t, 3, strings.Count(r.stdout, "would redrive"), r.stdout)
 	})
 }
+
+// --replica-acks: a redrive whose copy no replica took keeps its dead letter
+// and fails (a Redis without replicas answers WAIT with 0); on NATS the flag
+// is a usage error, since a stream's own config sets its replicas.
+func TestRedriveWithReplicaAcksKeepsWhatIsNotReplicated(t *testing.T) {
+	e := redisEnv(t)
+	topic := pubsubtest.NewTopic(t)
+	b := e.broker(t)
+	require.NoError(t, b.Subscribe(topic, func(p []byte) error {
+		return fmt.Errorf("refused %s: %w", p, relay.ErrPermanent)
+	}))
+	publishN(t, b, topic, "unreplicated", 1)
+	require.Eventually(t, func() bool { return deadCount(t, e, topic) == 1 }, 20*time.Second, 20*time.Millisecond)
+	require.NoError(t, b.Close()) // the copy stays on the topic, not dead-lettered again
+
+	r := relayCmd(t, e, "--replica-acks", "1", "--timeout", "400ms", "dead", "redrive", topic, "--all")
+	assert.Equal(t, 1, r.code, "stdout: %s\nstderr: %s", r.stdout, r.stderr)
+	assert.Contains(t, r.stdout+r.stderr, "replica", "the failure names the replicas")
+	assert.Equal(t, 1, deadCount(t, e, topic), "the dead letter stays when its copy was not replicated")
+
+	r = relayCmd(t, natsEnv(t), "--replica-acks", "1", "dead", "ls", topic)
+	assert.Equal(t, 2, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "--replica-acks is for Redis")
+}
