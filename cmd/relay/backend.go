@@ -32,7 +32,16 @@ func (b *backend) call(parent context.Context) (context.Context, context.CancelF
 // open connects to the server of --nats or --redis, failing within
 // --timeout with the address in the error when it does not answer.
 func open(ctx context.Context, cmd *cli.Command) (*backend, error) {
-	natsURL, redisURL, timeout := cmd.String("nats"), cmd.String("redis"), cmd.Duration("timeout")
+	natsURL, timeout := cmd.String("nats"), cmd.Duration("timeout")
+	redisFlag, redisURL, given := "", "", 0
+	for _, f := range []string{"redis", "redis-cluster", "redis-sentinel"} {
+		if u := cmd.String(f); u != "" {
+			redisFlag, redisURL, given = f, u, given+1
+		}
+	}
+	if given > 1 {
+		return nil, usagef("give one of --redis, --redis-cluster and --redis-sentinel (or unset REDIS_URL)")
+	}
 	acks := cmd.Int("replica-acks")
 	if timeout <= 0 {
 		return nil, usagef("--timeout must be positive, not %v", timeout)
@@ -48,7 +57,7 @@ func open(ctx context.Context, cmd *cli.Command) (*backend, error) {
 	case natsURL != "":
 		return openNATS(natsURL, timeout)
 	case redisURL != "":
-		return openRedis(ctx, redisURL, timeout, acks)
+		return openRedis(ctx, redisFlag, redisURL, timeout, acks)
 	}
 	return nil, usagef("no server: give --nats URL or --redis URL (or set NATS_URL / REDIS_URL)")
 }
@@ -78,20 +87,17 @@ type silent struct{}
 // Printf implements go-redis' logger interface by dropping the line.
 func (silent) Printf(context.Context, string, ...any) {}
 
-// openRedis connects to the Redis of url; with acks > 0 a redrive waits for
-// that many replicas, up to half of timeout (WAIT's answer must come before
-// the client's read timeout, which is timeout).
-func openRedis(ctx context.Context, url string, timeout time.Duration, acks int) (*backend, error) {
+// openRedis connects to the Redis that url names, read as flag says: a
+// single server (--redis), a cluster (--redis-cluster) or a master behind
+// Sentinel (--redis-sentinel). With acks > 0 a redrive waits for that many
+// replicas, up to half of timeout (WAIT's answer must come before the
+// client's read timeout, which is timeout).
+func openRedis(ctx context.Context, flag, url string, timeout time.Duration, acks int) (*backend, error) {
 	redis.SetLogger(silent{})
-	opts, err := redis.ParseURL(url)
+	c, err := redisClient(flag, url, timeout)
 	if err != nil {
-		return nil, usagef("--redis %s: %v", url, err)
+		return nil, usagef("--%s %s: %v", flag, url, err)
 	}
-	opts.DialTimeout = timeout
-	opts.ReadTimeout = timeout
-	opts.WriteTimeout = timeout
-	opts.MaxRetries = -1 // an unreachable server fails at once, not after retries
-	c := redis.NewClient(opts)
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := c.Ping(pctx).Err(); err != nil {
@@ -119,4 +125,34 @@ func withBackend(ctx context.Context, cmd *cli.Command, f func(*backend) error) 
 	}
 	defer b.close()
 	return f(b)
+}
+
+// redisClient makes the client of url for flag, every timeout set to
+// timeout and no retries: an unreachable server fails at once.
+func redisClient(flag, url string, timeout time.Duration) (redis.UniversalClient, error) {
+	switch flag {
+	case "redis-cluster":
+		o, err := redis.ParseClusterURL(url)
+		if err != nil {
+			return nil, err
+		}
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.MaxRetries = timeout, timeout, timeout, -1
+		return redis.NewClusterClient(o), nil
+	case "redis-sentinel":
+		o, err := redis.ParseFailoverURL(url)
+		if err != nil {
+			return nil, err
+		}
+		if o.MasterName == "" {
+			return nil, fmt.Errorf("no master_name in the URL: Sentinel needs the name of the master to find")
+		}
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.MaxRetries = timeout, timeout, timeout, -1
+		return redis.NewFailoverClient(o), nil
+	}
+	o, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.MaxRetries = timeout, timeout, timeout, -1
+	return redis.NewClient(o), nil
 }

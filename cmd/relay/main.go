@@ -110,6 +110,8 @@ operation after the message in hand.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "nats", Usage: "NATS server `URL` (JetStream)", Sources: cli.EnvVars("NATS_URL")},
 			&cli.StringFlag{Name: "redis", Usage: "Redis `URL`, as redis.ParseURL reads it (redis://host:port/db)", Sources: cli.EnvVars("REDIS_URL")},
+			&cli.StringFlag{Name: "redis-cluster", Usage: "a Redis Cluster: `URL` of its nodes, as redis.ParseClusterURL reads it (redis://host1:port1?addr=host2:port2&addr=host3:port3)"},
+			&cli.StringFlag{Name: "redis-sentinel", Usage: "a Redis behind Sentinel: `URL` of the sentinels with the master's name, as redis.ParseFailoverURL reads it (redis://sentinel1:26379?addr=sentinel2:26379&master_name=mymaster)"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "how long to wait for the server to answer when connecting, and for each call"},
 			&cli.IntFlag{Name: "replica-acks", Usage: "with --redis: a redrive removes a dead letter only once `N` replicas have its copy (WAIT, up to half of --timeout; see redisstreams.WithReplicaAcks); a copy not replicated fails and its dead letter stays"},
 		},

@@ -652,3 +652,70 @@ func TestRedriveWithReplicaAcksKeepsWhatIsNotReplicated(t *testing.T) {
 	assert.Equal(t, 2, r.code, r.stderr)
 	assert.Contains(t, r.stderr, "--replica-acks is for Redis")
 }
+
+// clusterEnv is a Redis Cluster of the test kit (three masters, a replica
+// each), read by the command through --redis-cluster.
+func clusterEnv(t *testing.T) env {
+	c := redistest.StartCluster(t)
+	rc := c.Client(t)
+	addrs := c.Addrs()
+	u := "redis://" + addrs[0]
+	for i, a := range addrs[1:] {
+		u += map[bool]string{true: "?", false: "&"}[i == 0] + "addr=" + a
+	}
+	return env{
+		name: "redis-cluster",
+		flag: []string{"--redis-cluster", u},
+		broker: func(t *testing.T, opts ...any) relay.Broker {
+			o := []redisstreams.Option{redisstreams.WithBackoff(10*time.Millisecond, 20*time.Millisecond), redisstreams.WithMaxDeliver(2), redisstreams.WithLogger(quiet)}
+			for _, x := range opts {
+				o = append(o, x.(redisstreams.Option))
+			}
+			b, err := redisstreams.NewBroker(rc, o...)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = b.Close() })
+			return b
+		},
+	}
+}
+
+// On a Redis Cluster (--redis-cluster): the dead letters of a topic are
+// listed and redriven back to it, and stats finds the topic, whichever
+// masters its keys are on.
+func TestDeadLettersOnARedisClusterAreRedriven(t *testing.T) {
+	e := clusterEnv(t)
+	topic := pubsubtest.NewTopic(t)
+	b := e.broker(t)
+	var heal atomic.Bool
+	got := make(chan string, 16)
+	require.NoError(t, b.Subscribe(topic, func(p []byte) error {
+		if heal.Load() {
+			got <- string(p)
+			return nil
+		}
+		return fmt.Errorf("no customer for %s: %w", p, relay.ErrPermanent)
+	}))
+	publishN(t, b, topic, "invoice", 3)
+	require.Eventually(t, func() bool { return deadCount(t, e, topic) == 3 }, 20*time.Second, 20*time.Millisecond)
+
+	r := relayCmd(t, e, "stats", topic, "--json")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, topic)
+
+	heal.Store(true)
+	r = relayCmd(t, e, "dead", "redrive", topic, "--all")
+	require.Equal(t, 0, r.code, r.stderr)
+	seen := map[string]bool{}
+	for len(seen) < 3 {
+		select {
+		case p := <-got:
+			seen[p] = true
+		case <-time.After(20 * time.Second):
+			t.Fatalf("redriven: %v, want 3 invoices", seen)
+		}
+	}
+	assert.Equal(t, 0, deadCount(t, e, topic))
+
+	r = relayCmd(t, e, "--redis", "redis://127.0.0.1:1", "stats")
+	assert.Equal(t, 2, r.code, "two Redis flags at once: %s", r.stderr)
+}
