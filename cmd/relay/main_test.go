@@ -719,3 +719,22 @@ func TestDeadLettersOnARedisClusterAreRedriven(t *testing.T) {
 	r = relayCmd(t, e, "--redis", "redis://127.0.0.1:1", "stats")
 	assert.Equal(t, 2, r.code, "two Redis flags at once: %s", r.stderr)
 }
+
+// Behind Sentinel (--redis-sentinel): the command finds the master through
+// the sentinel and lists its dead letters.
+func TestDeadLettersBehindSentinelAreListed(t *testing.T) {
+	srv := redistest.Start(t)
+	s := redistest.StartSentinel(t, srv)
+	b, err := redisstreams.NewBroker(redistest.Client(t, srv), redisstreams.WithLogger(quiet))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	e := env{name: "redis-sentinel", flag: []string{"--redis-sentinel", s.URL()}}
+	topic := pubsubtest.NewTopic(t)
+	require.NoError(t, b.Subscribe(topic, func(p []byte) error { return relay.Permanent(fmt.Errorf("refused %s", p)) }))
+	publishN(t, b, topic, "order", 2)
+	require.Eventually(t, func() bool { return deadCount(t, e, topic) == 2 }, 20*time.Second, 20*time.Millisecond)
+
+	r := relayCmd(t, env{flag: []string{"--redis-sentinel", "redis://" + s.Addr()}}, "stats")
+	assert.Equal(t, 2, r.code, "a sentinel URL without master_name: %s", r.stderr)
+	assert.Contains(t, r.stderr, "master_name")
+}

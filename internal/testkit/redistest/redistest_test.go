@@ -256,3 +256,18 @@ func TestRemoveNewKeysOnExternalServer(t *testing.T) {
 		}
 	}
 }
+
+// A sentinel from StartSentinel names the master it monitors, and a
+// failover client reaches the master through it.
+func TestSentinelFindsItsMaster(t *testing.T) {
+	srv := redistest.Start(t)
+	s := redistest.StartSentinel(t, srv)
+	fc := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: redistest.SentinelMaster, SentinelAddrs: []string{s.Addr()}})
+	t.Cleanup(func() { _ = fc.Close() })
+	if err := fc.Set(t.Context(), srv.KeyPrefix()+"k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := redistest.Client(t, srv).Get(t.Context(), srv.KeyPrefix()+"k").Result(); err != nil || v != "v" {
+		t.Fatalf("the master holds %q (%v), want the value set through the sentinel", v, err)
+	}
+}
