@@ -115,7 +115,7 @@ operation after the message in hand.`,
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "how long to wait for the server to answer when connecting, and for each call"},
 			&cli.IntFlag{Name: "replica-acks", Usage: "with --redis: a redrive removes a dead letter only once `N` replicas have its copy (WAIT, up to half of --timeout; see redisstreams.WithReplicaAcks); a copy not replicated fails and its dead letter stays"},
 		},
-		Commands: []*cli.Command{statsCommand(), deadCommand(), tailCommand()},
+		Commands: []*cli.Command{statsCommand(), deadCommand(), tailCommand(), consumerCommand()},
 		// The exit status is run's to choose: never os.Exit from inside.
 		ExitErrHandler: func(context.Context, *cli.Command, error) {},
 	}

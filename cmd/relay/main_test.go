@@ -738,3 +738,70 @@ func TestDeadLettersBehindSentinelAreListed(t *testing.T) {
 	assert.Equal(t, 2, r.code, "a sentinel URL without master_name: %s", r.stderr)
 	assert.Contains(t, r.stderr, "master_name")
 }
+
+// consumer delete: refused (exit 1, nothing removed) while the consumer has
+// a message pending, done once it has none.
+func TestConsumerDeleteOnlyWhenNothingIsPending(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e env) {
+		topic := pubsubtest.NewTopic(t)
+		pub := e.broker(t)
+		billing := e.broker(t, append(e.single(), e.group("billing"))...)
+		release := make(chan struct{})
+		free := sync.OnceFunc(func() { close(release) })
+		t.Cleanup(free)
+		var handled atomic.Int32
+		require.NoError(t, billing.Subscribe(topic, func([]byte) error {
+			<-release
+			handled.Add(1)
+			return nil
+		}))
+		publishN(t, pub, topic, "invoice", 1)
+		group := func() (g groupJSON, ok bool) {
+			r := relayCmd(t, e, "stats", topic, "--json")
+			var got []topicJSON
+			if r.code != 0 || json.Unmarshal([]byte(r.stdout), &got) != nil || len(got) != 1 {
+				return g, false
+			}
+			for _, g := range got[0].Groups {
+				if g.Group == "billing" {
+					return g, true
+				}
+			}
+			return g, false
+		}
+		var name string
+		require.Eventually(t, func() bool {
+			g, ok := group()
+			if ok && g.Pending == 1 && len(g.Consumers) == 1 {
+				name = g.Consumers[0].Name
+			}
+			return name != ""
+		}, 10*time.Second, 20*time.Millisecond, "a pending message in group billing")
+
+		r := relayCmd(t, e, "consumer", "delete", topic, "billing", name)
+		assert.Equal(t, 1, r.code, "delete with a message pending: %s", r.stdout)
+		assert.Contains(t, r.stderr, "pending")
+		g, ok := group()
+		require.True(t, ok, "the group is still there")
+		assert.EqualValues(t, 1, g.Pending)
+
+		free()
+		require.Eventually(t, func() bool { g, ok := group(); return handled.Load() == 1 && ok && g.Pending == 0 },
+			10*time.Second, 20*time.Millisecond)
+		if e.name == "nats" {
+			// The durable outlives its subscription; on Redis Close
+			// removes the broker's own consumer, so it is deleted while
+			// its subscription runs (and made again by its next read).
+			require.NoError(t, billing.Close())
+		}
+		r = relayCmd(t, e, "consumer", "delete", topic, "billing", name)
+		require.Equal(t, 0, r.code, r.stderr)
+		assert.Contains(t, r.stdout, "deleted consumer "+name)
+		if g, ok := group(); ok && e.name == "nats" {
+			assert.Empty(t, g.Consumers, "the durable is gone")
+		}
+
+		r = relayCmd(t, e, "consumer", "delete", topic, "billing")
+		assert.Equal(t, 2, r.code, "two arguments: %s", r.stderr)
+	})
+}
