@@ -77,7 +77,7 @@ func StartCluster(t testing.TB, cfg ...ClusterConfig) *Cluster {
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg)
 		}
-		skip(t, msg)
+		skip(t, &clusterSkips, msg)
 	}
 	dir, err := os.MkdirTemp("", "redistest-cluster-")
 	if err != nil {

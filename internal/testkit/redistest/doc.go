@@ -15,6 +15,12 @@
 // [Run] starts only the child process and returns an error instead of failing
 // a test; it is what programs outside tests use.
 //
+// A package's TestMain wraps its m with [Main], which makes a missing server
+// impossible to miss outside CI=true: without redis-server on PATH it leaves
+// the examples out (they use [Run] and cannot skip), and when tests skipped or
+// examples were left out it prints one line saying what is missing and fails
+// the package, unless RELAY_SKIP_REDIS=1 ([SkipEnv]).
+//
 // # Isolation
 //
 // Each [Start] call with redis-server or Docker gets its own server, so tests

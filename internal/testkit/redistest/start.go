@@ -51,7 +51,7 @@ func Start(t testing.TB, cfg ...Config) *Server {
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg)
 	}
-	skip(t, msg)
+	skip(t, &serverSkips, msg)
 	return nil
 }
 
