@@ -12,8 +12,14 @@
 //
 // While no SDK is installed (the global providers still the placeholders of
 // the otel package, or a noop provider), nothing is started, recorded or
-// allocated per message: each message asks two atomic loads whether an SDK
-// was installed since.
+// allocated per message. A publish and a delivery attempt each ask once, when
+// they start, whether an SDK was installed since (an atomic load of each
+// global provider), and keep the answer until they end, so that neither is
+// recorded half-way; once a placeholder was seen forwarding to an SDK, the
+// answer is one atomic load. Nothing is injected while the global propagator
+// is still the placeholder. The held gauge is a count per subscription,
+// added to atomically and reported when a reader collects, so that it is
+// right even for messages held before an SDK was installed.
 //
 // # Traces
 //
@@ -45,6 +51,7 @@ import (
 	"context"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -110,16 +117,20 @@ type Telemetry struct {
 	prop   propagation.TextMapPropagator
 	tracer trace.Tracer
 	meter  metric.Meter
-	// tpGlobal and mpGlobal are set when the provider is the otel package's
-	// placeholder, which forwards to an SDK only once one is installed.
-	tpGlobal, mpGlobal bool
-	tpNoop, mpNoop     bool
+	// tpOn, mpOn and propOn are set when the provider (propagator) records
+	// (propagates): from the start for one that is neither a noop nor the
+	// otel package's placeholder, and for good once the placeholder was seen
+	// forwarding, which it does from the first install on. tpGlobal,
+	// mpGlobal and propGlobal are set when it is the placeholder.
+	tpOn, mpOn, propOn             atomic.Bool
+	tpGlobal, mpGlobal, propGlobal bool
 
 	sent, consumed, outcomes metric.Int64Counter
 	opDuration, procDuration metric.Float64Histogram
-	held                     metric.Int64UpDownCounter
 
-	topics sync.Map // topic → *Topic, for publishes
+	topics sync.Map            // topic → *Topic, for publishes
+	subs   sync.Map            // subKey → *Topic, for deliveries; read by the held gauge
+	heldCB metric.Registration // nil once closed; guarded by lag.mu
 
 	lag lagState
 }
@@ -140,8 +151,10 @@ func New(system string, c Config, lag LagFunc) *Telemetry {
 	if t.prop == nil {
 		t.prop = otel.GetTextMapPropagator()
 	}
-	t.tpGlobal, t.tpNoop = isPlaceholder(t.tp), isNoopTracer(t.tp)
-	t.mpGlobal, t.mpNoop = isPlaceholder(t.mp), isNoopMeter(t.mp)
+	t.tpGlobal, t.mpGlobal, t.propGlobal = isPlaceholder(t.tp), isPlaceholder(t.mp), isPlaceholder(t.prop)
+	t.tpOn.Store(!t.tpGlobal && !isNoopTracer(t.tp))
+	t.mpOn.Store(!t.mpGlobal && !isNoopMeter(t.mp))
+	t.propOn.Store(!t.propGlobal)
 	t.tracer = t.tp.Tracer(ScopeName)
 	t.meter = t.mp.Meter(ScopeName)
 	t.instruments()
@@ -150,7 +163,8 @@ func New(system string, c Config, lag LagFunc) *Telemetry {
 
 // isPlaceholder reports whether p is the otel package's global placeholder
 // (go.opentelemetry.io/otel/internal/global), which does nothing until an SDK
-// is installed with otel.SetTracerProvider or otel.SetMeterProvider.
+// is installed with otel.SetTracerProvider, otel.SetMeterProvider or
+// otel.SetTextMapPropagator.
 func isPlaceholder(p any) bool {
 	t := reflect.TypeOf(p)
 	if t.Kind() == reflect.Pointer {
@@ -177,26 +191,49 @@ func isNoopMeter(p metric.MeterProvider) bool {
 
 // tracing reports whether a span started now may be recorded.
 func (t *Telemetry) tracing() bool {
-	if t == nil || t.tpNoop {
+	return t.tpOn.Load() || t.tpGlobal && t.tracingSince()
+}
+
+// tracingSince reports whether a tracer provider other than a noop was
+// installed since t was made, and remembers it: the placeholder forwards to
+// the first one installed for good.
+func (t *Telemetry) tracingSince() bool {
+	cur := otel.GetTracerProvider()
+	if cur == t.tp || isNoopTracer(cur) {
 		return false
 	}
-	if !t.tpGlobal {
-		return true
-	}
-	cur := otel.GetTracerProvider()
-	return cur != t.tp && !isNoopTracer(cur)
+	t.tpOn.Store(true)
+	return true
 }
 
 // metering reports whether a measurement made now may be recorded.
 func (t *Telemetry) metering() bool {
-	if t == nil || t.mpNoop {
+	return t.mpOn.Load() || t.mpGlobal && t.meteringSince()
+}
+
+// meteringSince is tracingSince for the meter provider.
+func (t *Telemetry) meteringSince() bool {
+	cur := otel.GetMeterProvider()
+	if cur == t.mp || isNoopMeter(cur) {
 		return false
 	}
-	if !t.mpGlobal {
-		return true
+	t.mpOn.Store(true)
+	return true
+}
+
+// propagating reports whether the propagator may inject something: the
+// placeholder injects nothing until a propagator is installed.
+func (t *Telemetry) propagating() bool {
+	return t.propOn.Load() || t.propGlobal && t.propagatingSince()
+}
+
+// propagatingSince is tracingSince for the propagator.
+func (t *Telemetry) propagatingSince() bool {
+	if otel.GetTextMapPropagator() == t.prop {
+		return false
 	}
-	cur := otel.GetMeterProvider()
-	return cur != t.mp && !isNoopMeter(cur)
+	t.propOn.Store(true)
+	return true
 }
 
 func (t *Telemetry) instruments() {
@@ -228,19 +265,35 @@ func (t *Telemetry) instruments() {
 	t.opDuration = histogram(opDur.Name(), opDur.Unit(), "Duration of a publish, until the server stored the message.")
 	t.procDuration = histogram(procDur.Name(), procDur.Unit(), "Duration of a delivery attempt: the handler and the settling of its outcome.")
 	t.outcomes = counter(MetricOutcomes, "{message}", "Delivery attempts by outcome: acked, retried, dead_lettered, handed_back.")
-	held, err := t.meter.Int64UpDownCounter(MetricHeld, metric.WithUnit("{message}"),
-		metric.WithDescription("Messages a consumer holds: fetched and not yet settled (prefetched and running)."))
-	if err != nil {
-		errs = append(errs, err)
-	}
-	if held == nil {
-		held = metricnoop.Int64UpDownCounter{}
-	}
-	t.held = held
+	t.registerHeld(&errs)
 	t.registerLag(&errs)
 	for _, err := range errs {
 		handle(err)
 	}
+}
+
+// registerHeld makes the held gauge, which reports the count of each
+// subscription's Topic when a reader collects.
+func (t *Telemetry) registerHeld(errs *[]error) {
+	held, err := t.meter.Int64ObservableUpDownCounter(MetricHeld, metric.WithUnit("{message}"),
+		metric.WithDescription("Messages a consumer holds: fetched and not yet settled (prefetched and running)."))
+	if err != nil {
+		*errs = append(*errs, err)
+		return
+	}
+	reg, err := t.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		t.subs.Range(func(_, v any) bool {
+			tp := v.(*Topic)
+			o.ObserveInt64(held, tp.held.Load(), tp.obsOpts...)
+			return true
+		})
+		return nil
+	}, held)
+	if err != nil {
+		*errs = append(*errs, err)
+		return
+	}
+	t.heldCB = reg
 }
 
 // Topic holds what the instruments of one topic and group record with,
@@ -248,8 +301,10 @@ func (t *Telemetry) instruments() {
 type Topic struct {
 	t          *Telemetry
 	name       string
+	held       atomic.Int64 // messages held by the subscriptions of this topic and group
 	spanAttrs  []attribute.KeyValue
 	opts       []metric.AddOption
+	obsOpts    []metric.ObserveOption
 	recOpts    []metric.RecordOption
 	outcomeOpt [numOutcomes][]metric.AddOption
 	sendName   string
@@ -266,6 +321,7 @@ func (t *Telemetry) newTopic(topic, group string, op attribute.KeyValue, opName 
 		t: t, name: topic, spanAttrs: kv,
 		opts:     []metric.AddOption{metric.WithAttributeSet(set)},
 		recOpts:  []metric.RecordOption{metric.WithAttributeSet(set)},
+		obsOpts:  []metric.ObserveOption{metric.WithAttributeSet(set)},
 		sendName: "send " + topic, procName: "process " + topic,
 	}
 	for o := range numOutcomes {
@@ -290,6 +346,7 @@ type Publish struct {
 	tp    *Topic
 	span  trace.Span
 	start time.Time
+	me    bool // metering when it started
 }
 
 // StartPublish starts the producer span of the message id on topic, a child
@@ -305,6 +362,7 @@ func (t *Telemetry) StartPublish(ctx context.Context, topic, id string, md map[s
 	if tr || me {
 		p.tp = t.publishTopic(topic)
 		p.start = time.Now()
+		p.me = me
 	}
 	if tr {
 		if !trace.SpanContextFromContext(ctx).IsValid() && len(md) > 0 {
@@ -325,7 +383,7 @@ func (p Publish) End(err error) {
 		return
 	}
 	t := p.tp.t
-	if t.metering() {
+	if p.me {
 		if err == nil {
 			t.sent.Add(context.Background(), 1, p.tp.opts...)
 		}
@@ -343,9 +401,11 @@ func (p Publish) End(err error) {
 
 // Inject returns md with the trace context and baggage of ctx injected by the
 // configured propagator. It does nothing (and allocates nothing) when ctx
-// carries neither a valid span context nor baggage.
+// carries neither a valid span context nor baggage, or when the propagator
+// is the global placeholder and none was installed.
 func (t *Telemetry) Inject(ctx context.Context, md map[string]string) map[string]string {
-	if t == nil || (!trace.SpanContextFromContext(ctx).IsValid() && baggage.FromContext(ctx).Len() == 0) {
+	if t == nil || !t.propagating() ||
+		(!trace.SpanContextFromContext(ctx).IsValid() && baggage.FromContext(ctx).Len() == 0) {
 		return md
 	}
 	if md == nil {
@@ -365,22 +425,31 @@ func (t *Telemetry) Extract(ctx context.Context, md map[string]string) context.C
 	return t.prop.Extract(ctx, propagation.MapCarrier(md))
 }
 
+type subKey struct{ topic, group string }
+
 // Subscription returns the instrumentation of a consumer group's
-// subscription to topic.
+// subscriptions to topic: the same *Topic for every subscription of the
+// group to topic, so that the held gauge counts them together.
 func (t *Telemetry) Subscription(topic, group string) *Topic {
 	if t == nil {
 		return nil
 	}
-	return t.newTopic(topic, group, semconv.MessagingOperationTypeProcess, "process")
+	k := subKey{topic, group}
+	if v, ok := t.subs.Load(k); ok {
+		return v.(*Topic)
+	}
+	v, _ := t.subs.LoadOrStore(k, t.newTopic(topic, group, semconv.MessagingOperationTypeProcess, "process"))
+	return v.(*Topic)
 }
 
 // Hold adds n (negative to release) to the messages held: fetched by the
-// subscription and not yet settled.
+// subscription and not yet settled. It counts whether or not an SDK is
+// installed; a reader collects the count.
 func (tp *Topic) Hold(n int64) {
-	if tp == nil || !tp.t.metering() {
+	if tp == nil {
 		return
 	}
-	tp.t.held.Add(context.Background(), n, tp.opts...)
+	tp.held.Add(n)
 }
 
 // Attempt is the instrumentation of one delivery attempt: made by
@@ -391,6 +460,7 @@ type Attempt struct {
 	ctx   context.Context // the extracted context, with the process span when tracing
 	span  trace.Span
 	start time.Time
+	me    bool // metering when it started
 }
 
 // Start begins delivery attempt number attempt of the message id with
@@ -405,7 +475,7 @@ func (tp *Topic) Start(ctx context.Context, id string, attempt int, md map[strin
 	if !tr && !me {
 		return Attempt{}
 	}
-	a := Attempt{tp: tp, start: time.Now()}
+	a := Attempt{tp: tp, start: time.Now(), me: me}
 	if me {
 		t.consumed.Add(context.Background(), 1, tp.opts...)
 	}
@@ -442,7 +512,7 @@ func (a *Attempt) Settled(o Outcome, err error, delay time.Duration, where strin
 	}
 	a.tp = nil
 	t := tp.t
-	if t.metering() {
+	if a.me {
 		t.outcomes.Add(context.Background(), 1, tp.outcomeOpt[o]...)
 		t.procDuration.Record(context.Background(), time.Since(a.start).Seconds(), tp.recOpts...)
 	}
