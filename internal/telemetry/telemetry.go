@@ -117,13 +117,12 @@ type Telemetry struct {
 	prop   propagation.TextMapPropagator
 	tracer trace.Tracer
 	meter  metric.Meter
-	// tpOn, mpOn and propOn are set when the provider (propagator) records
-	// (propagates): from the start for one that is neither a noop nor the
-	// otel package's placeholder, and for good once the placeholder was seen
-	// forwarding, which it does from the first install on. tpGlobal,
-	// mpGlobal and propGlobal are set when it is the placeholder.
-	tpOn, mpOn, propOn             atomic.Bool
-	tpGlobal, mpGlobal, propGlobal bool
+	// on has a bit of the providers (and propagator) that record: from the
+	// start for one that is neither a noop nor the otel package's
+	// placeholder, and for good once the placeholder was seen forwarding,
+	// which it does from the first install on. Until then a placeholder has
+	// its bit shifted by watched on, and its global is looked at.
+	on atomic.Uint32
 
 	sent, consumed, outcomes metric.Int64Counter
 	opDuration, procDuration metric.Float64Histogram
@@ -151,10 +150,25 @@ func New(system string, c Config, lag LagFunc) *Telemetry {
 	if t.prop == nil {
 		t.prop = otel.GetTextMapPropagator()
 	}
-	t.tpGlobal, t.mpGlobal, t.propGlobal = isPlaceholder(t.tp), isPlaceholder(t.mp), isPlaceholder(t.prop)
-	t.tpOn.Store(!t.tpGlobal && !isNoopTracer(t.tp))
-	t.mpOn.Store(!t.mpGlobal && !isNoopMeter(t.mp))
-	t.propOn.Store(!t.propGlobal)
+	var on uint32
+	switch {
+	case isPlaceholder(t.tp):
+		on |= tracing << watched
+	case !isNoopTracer(t.tp):
+		on |= tracing
+	}
+	switch {
+	case isPlaceholder(t.mp):
+		on |= metering << watched
+	case !isNoopMeter(t.mp):
+		on |= metering
+	}
+	if isPlaceholder(t.prop) {
+		on |= propagating << watched
+	} else {
+		on |= propagating
+	}
+	t.on.Store(on)
 	t.tracer = t.tp.Tracer(ScopeName)
 	t.meter = t.mp.Meter(ScopeName)
 	t.instruments()
@@ -189,51 +203,66 @@ func isNoopMeter(p metric.MeterProvider) bool {
 	return false
 }
 
-// tracing reports whether a span started now may be recorded.
-func (t *Telemetry) tracing() bool {
-	return t.tpOn.Load() || t.tpGlobal && t.tracingSince()
-}
+// The bits of Telemetry.on.
+const (
+	tracing     uint32 = 1 << iota // a span started now may be recorded
+	metering                       // a measurement made now may be recorded
+	propagating                    // the propagator may inject something
 
-// tracingSince reports whether a tracer provider other than a noop was
-// installed since t was made, and remembers it: the placeholder forwards to
-// the first one installed for good.
-func (t *Telemetry) tracingSince() bool {
-	cur := otel.GetTracerProvider()
-	if cur == t.tp || isNoopTracer(cur) {
-		return false
+	watched = 4 // shift of the bits of the placeholders still looked at
+)
+
+// recording returns the bits of need that are on now: one atomic load, and
+// a load of each global provider of need that is still watched.
+// StartPublish and Topic.Start have the same lines, so that their off path
+// makes no call of its own.
+func (t *Telemetry) recording(need uint32) uint32 {
+	on := t.on.Load()
+	if on&(tracing<<watched) != 0 && need&tracing != 0 && t.tracerMoved() {
+		on = t.installed(tracing)
 	}
-	t.tpOn.Store(true)
-	return true
-}
-
-// metering reports whether a measurement made now may be recorded.
-func (t *Telemetry) metering() bool {
-	return t.mpOn.Load() || t.mpGlobal && t.meteringSince()
-}
-
-// meteringSince is tracingSince for the meter provider.
-func (t *Telemetry) meteringSince() bool {
-	cur := otel.GetMeterProvider()
-	if cur == t.mp || isNoopMeter(cur) {
-		return false
+	if on&(metering<<watched) != 0 && need&metering != 0 && t.meterMoved() {
+		on = t.installed(metering)
 	}
-	t.mpOn.Store(true)
-	return true
-}
-
-// propagating reports whether the propagator may inject something: the
-// placeholder injects nothing until a propagator is installed.
-func (t *Telemetry) propagating() bool {
-	return t.propOn.Load() || t.propGlobal && t.propagatingSince()
-}
-
-// propagatingSince is tracingSince for the propagator.
-func (t *Telemetry) propagatingSince() bool {
-	if otel.GetTextMapPropagator() == t.prop {
-		return false
+	if on&(propagating<<watched) != 0 && need&propagating != 0 && t.propagatorMoved() {
+		on = t.installed(propagating)
 	}
-	t.propOn.Store(true)
-	return true
+	return on & need
+}
+
+// tracerMoved reports whether the global tracer provider is no longer the
+// placeholder t was made with.
+func (t *Telemetry) tracerMoved() bool {
+	return otel.GetTracerProvider() != t.tp
+}
+
+// meterMoved is tracerMoved for the meter provider.
+func (t *Telemetry) meterMoved() bool {
+	return otel.GetMeterProvider() != t.mp
+}
+
+// propagatorMoved is tracerMoved for the propagator.
+func (t *Telemetry) propagatorMoved() bool {
+	return otel.GetTextMapPropagator() != t.prop
+}
+
+// installed is called once the global of bit is no longer the placeholder:
+// unless it is a noop, it turns bit on for good and stops watching the
+// global (the placeholder forwards to the first provider installed, for
+// good). It returns t.on.
+func (t *Telemetry) installed(bit uint32) uint32 {
+	switch bit {
+	case tracing:
+		if isNoopTracer(otel.GetTracerProvider()) {
+			return t.on.Load()
+		}
+	case metering:
+		if isNoopMeter(otel.GetMeterProvider()) {
+			return t.on.Load()
+		}
+	}
+	t.on.Or(bit)
+	return t.on.And(^(bit << watched)) &^ (bit << watched)
 }
 
 func (t *Telemetry) instruments() {
@@ -357,14 +386,30 @@ func (t *Telemetry) StartPublish(ctx context.Context, topic, id string, md map[s
 	if t == nil {
 		return Publish{}, md
 	}
-	tr, me := t.tracing(), t.metering()
+	on := t.on.Load()
+	if on&(tracing<<watched) != 0 && t.tracerMoved() {
+		on = t.installed(tracing)
+	}
+	if on&(metering<<watched) != 0 && t.meterMoved() {
+		on = t.installed(metering)
+	}
+	if on&(propagating<<watched) != 0 && t.propagatorMoved() {
+		on = t.installed(propagating)
+	}
+	if on&(tracing|metering|propagating) == 0 {
+		return Publish{}, md
+	}
+	return t.startPublish(ctx, topic, id, md, on)
+}
+
+func (t *Telemetry) startPublish(ctx context.Context, topic, id string, md map[string]string, on uint32) (Publish, map[string]string) {
 	var p Publish
-	if tr || me {
+	if on&(tracing|metering) != 0 {
 		p.tp = t.publishTopic(topic)
 		p.start = time.Now()
-		p.me = me
+		p.me = on&metering != 0
 	}
-	if tr {
+	if on&tracing != 0 {
 		if !trace.SpanContextFromContext(ctx).IsValid() && len(md) > 0 {
 			// A message that already carries trace context (forwarded by a
 			// handler that kept its metadata, as Watermill services that
@@ -374,14 +419,20 @@ func (t *Telemetry) StartPublish(ctx context.Context, topic, id string, md map[s
 		ctx, p.span = t.tracer.Start(ctx, p.tp.sendName, trace.WithSpanKind(trace.SpanKindProducer),
 			trace.WithAttributes(p.tp.spanAttrs...), trace.WithAttributes(semconv.MessagingMessageID(id)))
 	}
-	return p, t.Inject(ctx, md)
+	if on&propagating == 0 {
+		return p, md
+	}
+	return p, t.inject(ctx, md)
 }
 
 // End records the publish's outcome: err nil when the server stored it.
 func (p Publish) End(err error) {
-	if p.tp == nil {
-		return
+	if p.tp != nil {
+		p.end(err)
 	}
+}
+
+func (p *Publish) end(err error) {
 	t := p.tp.t
 	if p.me {
 		if err == nil {
@@ -404,8 +455,14 @@ func (p Publish) End(err error) {
 // carries neither a valid span context nor baggage, or when the propagator
 // is the global placeholder and none was installed.
 func (t *Telemetry) Inject(ctx context.Context, md map[string]string) map[string]string {
-	if t == nil || !t.propagating() ||
-		(!trace.SpanContextFromContext(ctx).IsValid() && baggage.FromContext(ctx).Len() == 0) {
+	if t == nil || t.recording(propagating) == 0 {
+		return md
+	}
+	return t.inject(ctx, md)
+}
+
+func (t *Telemetry) inject(ctx context.Context, md map[string]string) map[string]string {
+	if !trace.SpanContextFromContext(ctx).IsValid() && baggage.FromContext(ctx).Len() == 0 {
 		return md
 	}
 	if md == nil {
@@ -471,15 +528,26 @@ func (tp *Topic) Start(ctx context.Context, id string, attempt int, md map[strin
 		return Attempt{}
 	}
 	t := tp.t
-	tr, me := t.tracing(), t.metering()
-	if !tr && !me {
+	on := t.on.Load()
+	if on&(tracing<<watched) != 0 && t.tracerMoved() {
+		on = t.installed(tracing)
+	}
+	if on&(metering<<watched) != 0 && t.meterMoved() {
+		on = t.installed(metering)
+	}
+	if on&(tracing|metering) == 0 {
 		return Attempt{}
 	}
-	a := Attempt{tp: tp, start: time.Now(), me: me}
-	if me {
+	return tp.start(ctx, id, attempt, md, on)
+}
+
+func (tp *Topic) start(ctx context.Context, id string, attempt int, md map[string]string, on uint32) Attempt {
+	t := tp.t
+	a := Attempt{tp: tp, start: time.Now(), me: on&metering != 0}
+	if a.me {
 		t.consumed.Add(context.Background(), 1, tp.opts...)
 	}
-	if tr {
+	if on&tracing != 0 {
 		a.ctx, a.span = t.tracer.Start(t.Extract(ctx, md), tp.procName, trace.WithSpanKind(trace.SpanKindConsumer),
 			trace.WithAttributes(tp.spanAttrs...),
 			trace.WithAttributes(semconv.MessagingMessageID(id), AttrAttempt.Int(attempt)))
@@ -506,10 +574,13 @@ func (a *Attempt) Context(ctx context.Context) context.Context {
 // for a dead letter its topic (where). It ends the process span. Call it
 // once; later calls do nothing.
 func (a *Attempt) Settled(o Outcome, err error, delay time.Duration, where string) {
-	tp := a.tp
-	if tp == nil {
-		return
+	if a.tp != nil {
+		a.settled(o, err, delay, where)
 	}
+}
+
+func (a *Attempt) settled(o Outcome, err error, delay time.Duration, where string) {
+	tp := a.tp
 	a.tp = nil
 	t := tp.t
 	if a.me {
