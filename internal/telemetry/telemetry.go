@@ -53,6 +53,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -215,7 +216,7 @@ const (
 // recording returns the bits of need that are on now: one atomic load, and
 // a load of each global provider of need that is still watched.
 // StartPublish and Topic.Start have the same lines, so that their off path
-// makes no call of its own.
+// makes no call.
 func (t *Telemetry) recording(need uint32) uint32 {
 	on := t.on.Load()
 	if on&(tracing<<watched) != 0 && need&tracing != 0 && t.tracerMoved() {
@@ -233,17 +234,28 @@ func (t *Telemetry) recording(need uint32) uint32 {
 // tracerMoved reports whether the global tracer provider is no longer the
 // placeholder t was made with.
 func (t *Telemetry) tracerMoved() bool {
-	return otel.GetTracerProvider() != t.tp
+	return !samePointer(otel.GetTracerProvider(), t.tp)
 }
 
 // meterMoved is tracerMoved for the meter provider.
 func (t *Telemetry) meterMoved() bool {
-	return otel.GetMeterProvider() != t.mp
+	return !samePointer(otel.GetMeterProvider(), t.mp)
 }
 
 // propagatorMoved is tracerMoved for the propagator.
 func (t *Telemetry) propagatorMoved() bool {
-	return otel.GetTextMapPropagator() != t.prop
+	return !samePointer(otel.GetTextMapPropagator(), t.prop)
+}
+
+// samePointer reports whether a and b hold the same pointer; with b a
+// placeholder, read from the global a is read from, whether a is still b.
+// It compares the data words of the two interfaces alone: the placeholders
+// are pointers, and a value of any other type is held boxed, never at b's
+// address. So it answers as == does, without the runtime call that == makes
+// for two interfaces (and without the reloads of the caller's registers
+// after that call), which the off path made for every global it looked at.
+func samePointer(a, b any) bool {
+	return (*[2]unsafe.Pointer)(unsafe.Pointer(&a))[1] == (*[2]unsafe.Pointer)(unsafe.Pointer(&b))[1]
 }
 
 // installed is called once the global of bit is no longer the placeholder:

@@ -67,6 +67,27 @@ func TestPlaceholderIsRecognised(t *testing.T) {
 	}
 }
 
+func TestSamePointer(t *testing.T) {
+	placeholder := otel.GetTracerProvider()
+	sdk := sdktrace.NewTracerProvider()
+	for _, tt := range []struct {
+		name string
+		a    trace.TracerProvider
+		want bool
+	}{
+		{"the placeholder read again", otel.GetTracerProvider(), true},
+		{"an SDK provider", sdk, false},
+		{"a noop provider of struct type", tracenoop.NewTracerProvider(), false},
+		{"nil", nil, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := samePointer(tt.a, placeholder); got != tt.want || (tt.a == placeholder) != tt.want {
+				t.Errorf("samePointer = %v, want %v as ==", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestInjectExtractRoundTrip(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
