@@ -121,22 +121,25 @@ func (t *Telemetry) lagFigures(ctx context.Context) []lagFigures {
 	return out
 }
 
-// Close unregisters the lag gauges' callback, so that a closed value is not
-// asked again (nor kept alive by the meter provider).
+// Close unregisters the callbacks of the lag gauges and of the held gauge, so
+// that a closed value is not asked again (nor kept alive by the meter
+// provider).
 func (t *Telemetry) Close() {
 	if t == nil {
 		return
 	}
 	l := &t.lag
 	l.mu.Lock()
-	reg := l.reg
-	l.reg = nil
+	regs := [2]metric.Registration{l.reg, t.heldCB}
+	l.reg, t.heldCB = nil, nil
 	l.mu.Unlock()
-	if reg == nil {
-		return
-	}
-	if err := reg.Unregister(); err != nil {
-		handle(err)
+	for _, reg := range regs {
+		if reg == nil {
+			continue
+		}
+		if err := reg.Unregister(); err != nil {
+			handle(err)
+		}
 	}
 }
 

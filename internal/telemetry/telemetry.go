@@ -12,8 +12,14 @@
 //
 // While no SDK is installed (the global providers still the placeholders of
 // the otel package, or a noop provider), nothing is started, recorded or
-// allocated per message: each message asks two atomic loads whether an SDK
-// was installed since.
+// allocated per message. A publish and a delivery attempt each ask once, when
+// they start, whether an SDK was installed since (an atomic load of each
+// global provider), and keep the answer until they end, so that neither is
+// recorded half-way; once a placeholder was seen forwarding to an SDK, the
+// answer is one atomic load. Nothing is injected while the global propagator
+// is still the placeholder. The held gauge is a count per subscription,
+// added to atomically and reported when a reader collects, so that it is
+// right even for messages held before an SDK was installed.
 //
 // # Traces
 //
@@ -45,7 +51,9 @@ import (
 	"context"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -110,16 +118,19 @@ type Telemetry struct {
 	prop   propagation.TextMapPropagator
 	tracer trace.Tracer
 	meter  metric.Meter
-	// tpGlobal and mpGlobal are set when the provider is the otel package's
-	// placeholder, which forwards to an SDK only once one is installed.
-	tpGlobal, mpGlobal bool
-	tpNoop, mpNoop     bool
+	// on has a bit of the providers (and propagator) that record: from the
+	// start for one that is neither a noop nor the otel package's
+	// placeholder, and for good once the placeholder was seen forwarding,
+	// which it does from the first install on. Until then a placeholder has
+	// its bit shifted by watched on, and its global is looked at.
+	on atomic.Uint32
 
 	sent, consumed, outcomes metric.Int64Counter
 	opDuration, procDuration metric.Float64Histogram
-	held                     metric.Int64UpDownCounter
 
-	topics sync.Map // topic → *Topic, for publishes
+	topics sync.Map            // topic → *Topic, for publishes
+	subs   sync.Map            // subKey → *Topic, for deliveries; read by the held gauge
+	heldCB metric.Registration // nil once closed; guarded by lag.mu
 
 	lag lagState
 }
@@ -140,8 +151,25 @@ func New(system string, c Config, lag LagFunc) *Telemetry {
 	if t.prop == nil {
 		t.prop = otel.GetTextMapPropagator()
 	}
-	t.tpGlobal, t.tpNoop = isPlaceholder(t.tp), isNoopTracer(t.tp)
-	t.mpGlobal, t.mpNoop = isPlaceholder(t.mp), isNoopMeter(t.mp)
+	var on uint32
+	switch {
+	case isPlaceholder(t.tp):
+		on |= tracing << watched
+	case !isNoopTracer(t.tp):
+		on |= tracing
+	}
+	switch {
+	case isPlaceholder(t.mp):
+		on |= metering << watched
+	case !isNoopMeter(t.mp):
+		on |= metering
+	}
+	if isPlaceholder(t.prop) {
+		on |= propagating << watched
+	} else {
+		on |= propagating
+	}
+	t.on.Store(on)
 	t.tracer = t.tp.Tracer(ScopeName)
 	t.meter = t.mp.Meter(ScopeName)
 	t.instruments()
@@ -150,7 +178,8 @@ func New(system string, c Config, lag LagFunc) *Telemetry {
 
 // isPlaceholder reports whether p is the otel package's global placeholder
 // (go.opentelemetry.io/otel/internal/global), which does nothing until an SDK
-// is installed with otel.SetTracerProvider or otel.SetMeterProvider.
+// is installed with otel.SetTracerProvider, otel.SetMeterProvider or
+// otel.SetTextMapPropagator.
 func isPlaceholder(p any) bool {
 	t := reflect.TypeOf(p)
 	if t.Kind() == reflect.Pointer {
@@ -175,28 +204,77 @@ func isNoopMeter(p metric.MeterProvider) bool {
 	return false
 }
 
-// tracing reports whether a span started now may be recorded.
-func (t *Telemetry) tracing() bool {
-	if t == nil || t.tpNoop {
-		return false
+// The bits of Telemetry.on.
+const (
+	tracing     uint32 = 1 << iota // a span started now may be recorded
+	metering                       // a measurement made now may be recorded
+	propagating                    // the propagator may inject something
+
+	watched = 4 // shift of the bits of the placeholders still looked at
+)
+
+// recording returns the bits of need that are on now: one atomic load, and
+// a load of each global provider of need that is still watched.
+// StartPublish and Topic.Start have the same lines, so that their off path
+// makes no call.
+func (t *Telemetry) recording(need uint32) uint32 {
+	on := t.on.Load()
+	if on&(tracing<<watched) != 0 && need&tracing != 0 && t.tracerMoved() {
+		on = t.installed(tracing)
 	}
-	if !t.tpGlobal {
-		return true
+	if on&(metering<<watched) != 0 && need&metering != 0 && t.meterMoved() {
+		on = t.installed(metering)
 	}
-	cur := otel.GetTracerProvider()
-	return cur != t.tp && !isNoopTracer(cur)
+	if on&(propagating<<watched) != 0 && need&propagating != 0 && t.propagatorMoved() {
+		on = t.installed(propagating)
+	}
+	return on & need
 }
 
-// metering reports whether a measurement made now may be recorded.
-func (t *Telemetry) metering() bool {
-	if t == nil || t.mpNoop {
-		return false
+// tracerMoved reports whether the global tracer provider is no longer the
+// placeholder t was made with.
+func (t *Telemetry) tracerMoved() bool {
+	return !samePointer(otel.GetTracerProvider(), t.tp)
+}
+
+// meterMoved is tracerMoved for the meter provider.
+func (t *Telemetry) meterMoved() bool {
+	return !samePointer(otel.GetMeterProvider(), t.mp)
+}
+
+// propagatorMoved is tracerMoved for the propagator.
+func (t *Telemetry) propagatorMoved() bool {
+	return !samePointer(otel.GetTextMapPropagator(), t.prop)
+}
+
+// samePointer reports whether a and b hold the same pointer; with b a
+// placeholder, read from the global a is read from, whether a is still b.
+// It compares the data words of the two interfaces alone: the placeholders
+// are pointers, and a value of any other type is held boxed, never at b's
+// address. So it answers as == does, without the runtime call that == makes
+// for two interfaces (and without the reloads of the caller's registers
+// after that call), which the off path made for every global it looked at.
+func samePointer(a, b any) bool {
+	return (*[2]unsafe.Pointer)(unsafe.Pointer(&a))[1] == (*[2]unsafe.Pointer)(unsafe.Pointer(&b))[1]
+}
+
+// installed is called once the global of bit is no longer the placeholder:
+// unless it is a noop, it turns bit on for good and stops watching the
+// global (the placeholder forwards to the first provider installed, for
+// good). It returns t.on.
+func (t *Telemetry) installed(bit uint32) uint32 {
+	switch bit {
+	case tracing:
+		if isNoopTracer(otel.GetTracerProvider()) {
+			return t.on.Load()
+		}
+	case metering:
+		if isNoopMeter(otel.GetMeterProvider()) {
+			return t.on.Load()
+		}
 	}
-	if !t.mpGlobal {
-		return true
-	}
-	cur := otel.GetMeterProvider()
-	return cur != t.mp && !isNoopMeter(cur)
+	t.on.Or(bit)
+	return t.on.And(^(bit << watched)) &^ (bit << watched)
 }
 
 func (t *Telemetry) instruments() {
@@ -228,19 +306,35 @@ func (t *Telemetry) instruments() {
 	t.opDuration = histogram(opDur.Name(), opDur.Unit(), "Duration of a publish, until the server stored the message.")
 	t.procDuration = histogram(procDur.Name(), procDur.Unit(), "Duration of a delivery attempt: the handler and the settling of its outcome.")
 	t.outcomes = counter(MetricOutcomes, "{message}", "Delivery attempts by outcome: acked, retried, dead_lettered, handed_back.")
-	held, err := t.meter.Int64UpDownCounter(MetricHeld, metric.WithUnit("{message}"),
-		metric.WithDescription("Messages a consumer holds: fetched and not yet settled (prefetched and running)."))
-	if err != nil {
-		errs = append(errs, err)
-	}
-	if held == nil {
-		held = metricnoop.Int64UpDownCounter{}
-	}
-	t.held = held
+	t.registerHeld(&errs)
 	t.registerLag(&errs)
 	for _, err := range errs {
 		handle(err)
 	}
+}
+
+// registerHeld makes the held gauge, which reports the count of each
+// subscription's Topic when a reader collects.
+func (t *Telemetry) registerHeld(errs *[]error) {
+	held, err := t.meter.Int64ObservableUpDownCounter(MetricHeld, metric.WithUnit("{message}"),
+		metric.WithDescription("Messages a consumer holds: fetched and not yet settled (prefetched and running)."))
+	if err != nil {
+		*errs = append(*errs, err)
+		return
+	}
+	reg, err := t.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		t.subs.Range(func(_, v any) bool {
+			tp := v.(*Topic)
+			o.ObserveInt64(held, tp.held.Load(), tp.obsOpts...)
+			return true
+		})
+		return nil
+	}, held)
+	if err != nil {
+		*errs = append(*errs, err)
+		return
+	}
+	t.heldCB = reg
 }
 
 // Topic holds what the instruments of one topic and group record with,
@@ -248,8 +342,10 @@ func (t *Telemetry) instruments() {
 type Topic struct {
 	t          *Telemetry
 	name       string
+	held       atomic.Int64 // messages held by the subscriptions of this topic and group
 	spanAttrs  []attribute.KeyValue
 	opts       []metric.AddOption
+	obsOpts    []metric.ObserveOption
 	recOpts    []metric.RecordOption
 	outcomeOpt [numOutcomes][]metric.AddOption
 	sendName   string
@@ -266,6 +362,7 @@ func (t *Telemetry) newTopic(topic, group string, op attribute.KeyValue, opName 
 		t: t, name: topic, spanAttrs: kv,
 		opts:     []metric.AddOption{metric.WithAttributeSet(set)},
 		recOpts:  []metric.RecordOption{metric.WithAttributeSet(set)},
+		obsOpts:  []metric.ObserveOption{metric.WithAttributeSet(set)},
 		sendName: "send " + topic, procName: "process " + topic,
 	}
 	for o := range numOutcomes {
@@ -290,6 +387,7 @@ type Publish struct {
 	tp    *Topic
 	span  trace.Span
 	start time.Time
+	me    bool // metering when it started
 }
 
 // StartPublish starts the producer span of the message id on topic, a child
@@ -300,13 +398,30 @@ func (t *Telemetry) StartPublish(ctx context.Context, topic, id string, md map[s
 	if t == nil {
 		return Publish{}, md
 	}
-	tr, me := t.tracing(), t.metering()
+	on := t.on.Load()
+	if on&(tracing<<watched) != 0 && t.tracerMoved() {
+		on = t.installed(tracing)
+	}
+	if on&(metering<<watched) != 0 && t.meterMoved() {
+		on = t.installed(metering)
+	}
+	if on&(propagating<<watched) != 0 && t.propagatorMoved() {
+		on = t.installed(propagating)
+	}
+	if on&(tracing|metering|propagating) == 0 {
+		return Publish{}, md
+	}
+	return t.startPublish(ctx, topic, id, md, on)
+}
+
+func (t *Telemetry) startPublish(ctx context.Context, topic, id string, md map[string]string, on uint32) (Publish, map[string]string) {
 	var p Publish
-	if tr || me {
+	if on&(tracing|metering) != 0 {
 		p.tp = t.publishTopic(topic)
 		p.start = time.Now()
+		p.me = on&metering != 0
 	}
-	if tr {
+	if on&tracing != 0 {
 		if !trace.SpanContextFromContext(ctx).IsValid() && len(md) > 0 {
 			// A message that already carries trace context (forwarded by a
 			// handler that kept its metadata, as Watermill services that
@@ -316,16 +431,22 @@ func (t *Telemetry) StartPublish(ctx context.Context, topic, id string, md map[s
 		ctx, p.span = t.tracer.Start(ctx, p.tp.sendName, trace.WithSpanKind(trace.SpanKindProducer),
 			trace.WithAttributes(p.tp.spanAttrs...), trace.WithAttributes(semconv.MessagingMessageID(id)))
 	}
-	return p, t.Inject(ctx, md)
+	if on&propagating == 0 {
+		return p, md
+	}
+	return p, t.inject(ctx, md)
 }
 
 // End records the publish's outcome: err nil when the server stored it.
 func (p Publish) End(err error) {
-	if p.tp == nil {
-		return
+	if p.tp != nil {
+		p.end(err)
 	}
+}
+
+func (p *Publish) end(err error) {
 	t := p.tp.t
-	if t.metering() {
+	if p.me {
 		if err == nil {
 			t.sent.Add(context.Background(), 1, p.tp.opts...)
 		}
@@ -343,9 +464,17 @@ func (p Publish) End(err error) {
 
 // Inject returns md with the trace context and baggage of ctx injected by the
 // configured propagator. It does nothing (and allocates nothing) when ctx
-// carries neither a valid span context nor baggage.
+// carries neither a valid span context nor baggage, or when the propagator
+// is the global placeholder and none was installed.
 func (t *Telemetry) Inject(ctx context.Context, md map[string]string) map[string]string {
-	if t == nil || (!trace.SpanContextFromContext(ctx).IsValid() && baggage.FromContext(ctx).Len() == 0) {
+	if t == nil || t.recording(propagating) == 0 {
+		return md
+	}
+	return t.inject(ctx, md)
+}
+
+func (t *Telemetry) inject(ctx context.Context, md map[string]string) map[string]string {
+	if !trace.SpanContextFromContext(ctx).IsValid() && baggage.FromContext(ctx).Len() == 0 {
 		return md
 	}
 	if md == nil {
@@ -365,22 +494,31 @@ func (t *Telemetry) Extract(ctx context.Context, md map[string]string) context.C
 	return t.prop.Extract(ctx, propagation.MapCarrier(md))
 }
 
+type subKey struct{ topic, group string }
+
 // Subscription returns the instrumentation of a consumer group's
-// subscription to topic.
+// subscriptions to topic: the same *Topic for every subscription of the
+// group to topic, so that the held gauge counts them together.
 func (t *Telemetry) Subscription(topic, group string) *Topic {
 	if t == nil {
 		return nil
 	}
-	return t.newTopic(topic, group, semconv.MessagingOperationTypeProcess, "process")
+	k := subKey{topic, group}
+	if v, ok := t.subs.Load(k); ok {
+		return v.(*Topic)
+	}
+	v, _ := t.subs.LoadOrStore(k, t.newTopic(topic, group, semconv.MessagingOperationTypeProcess, "process"))
+	return v.(*Topic)
 }
 
 // Hold adds n (negative to release) to the messages held: fetched by the
-// subscription and not yet settled.
+// subscription and not yet settled. It counts whether or not an SDK is
+// installed; a reader collects the count.
 func (tp *Topic) Hold(n int64) {
-	if tp == nil || !tp.t.metering() {
+	if tp == nil {
 		return
 	}
-	tp.t.held.Add(context.Background(), n, tp.opts...)
+	tp.held.Add(n)
 }
 
 // Attempt is the instrumentation of one delivery attempt: made by
@@ -391,6 +529,7 @@ type Attempt struct {
 	ctx   context.Context // the extracted context, with the process span when tracing
 	span  trace.Span
 	start time.Time
+	me    bool // metering when it started
 }
 
 // Start begins delivery attempt number attempt of the message id with
@@ -401,15 +540,26 @@ func (tp *Topic) Start(ctx context.Context, id string, attempt int, md map[strin
 		return Attempt{}
 	}
 	t := tp.t
-	tr, me := t.tracing(), t.metering()
-	if !tr && !me {
+	on := t.on.Load()
+	if on&(tracing<<watched) != 0 && t.tracerMoved() {
+		on = t.installed(tracing)
+	}
+	if on&(metering<<watched) != 0 && t.meterMoved() {
+		on = t.installed(metering)
+	}
+	if on&(tracing|metering) == 0 {
 		return Attempt{}
 	}
-	a := Attempt{tp: tp, start: time.Now()}
-	if me {
+	return tp.start(ctx, id, attempt, md, on)
+}
+
+func (tp *Topic) start(ctx context.Context, id string, attempt int, md map[string]string, on uint32) Attempt {
+	t := tp.t
+	a := Attempt{tp: tp, start: time.Now(), me: on&metering != 0}
+	if a.me {
 		t.consumed.Add(context.Background(), 1, tp.opts...)
 	}
-	if tr {
+	if on&tracing != 0 {
 		a.ctx, a.span = t.tracer.Start(t.Extract(ctx, md), tp.procName, trace.WithSpanKind(trace.SpanKindConsumer),
 			trace.WithAttributes(tp.spanAttrs...),
 			trace.WithAttributes(semconv.MessagingMessageID(id), AttrAttempt.Int(attempt)))
@@ -436,13 +586,16 @@ func (a *Attempt) Context(ctx context.Context) context.Context {
 // for a dead letter its topic (where). It ends the process span. Call it
 // once; later calls do nothing.
 func (a *Attempt) Settled(o Outcome, err error, delay time.Duration, where string) {
-	tp := a.tp
-	if tp == nil {
-		return
+	if a.tp != nil {
+		a.settled(o, err, delay, where)
 	}
+}
+
+func (a *Attempt) settled(o Outcome, err error, delay time.Duration, where string) {
+	tp := a.tp
 	a.tp = nil
 	t := tp.t
-	if t.metering() {
+	if a.me {
 		t.outcomes.Add(context.Background(), 1, tp.outcomeOpt[o]...)
 		t.procDuration.Record(context.Background(), time.Since(a.start).Seconds(), tp.recOpts...)
 	}

@@ -6,11 +6,14 @@ import (
 	"testing"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
@@ -50,15 +53,38 @@ func TestOffCostsNoAllocation(t *testing.T) {
 
 func TestPlaceholderIsRecognised(t *testing.T) {
 	tel := New("memory", Config{}, nil)
-	if !tel.tpGlobal || !tel.mpGlobal {
-		t.Fatalf("the global providers %T and %T were not recognised as the otel placeholders", tel.tp, tel.mp)
+	all := tracing | metering | propagating
+	if tel.on.Load() != all<<watched {
+		t.Fatalf("the global providers %T, %T and %T were not all recognised as the otel placeholders", tel.tp, tel.mp, tel.prop)
 	}
-	if tel.tracing() || tel.metering() {
-		t.Fatal("tracing or metering on with no SDK installed")
+	if tel.recording(all) != 0 {
+		t.Fatal("tracing, metering or propagating on with no SDK installed")
 	}
-	sdk := New("memory", Config{TracerProvider: sdktrace.NewTracerProvider(), MeterProvider: sdkmetric.NewMeterProvider()}, nil)
-	if sdk.tpGlobal || sdk.mpGlobal || !sdk.tracing() || !sdk.metering() {
+	sdk := New("memory", Config{TracerProvider: sdktrace.NewTracerProvider(), MeterProvider: sdkmetric.NewMeterProvider(),
+		Propagators: propagation.TraceContext{}}, nil)
+	if sdk.on.Load() != all || sdk.recording(all) != all {
 		t.Fatal("an SDK provider taken for the placeholder")
+	}
+}
+
+func TestSamePointer(t *testing.T) {
+	placeholder := otel.GetTracerProvider()
+	sdk := sdktrace.NewTracerProvider()
+	for _, tt := range []struct {
+		name string
+		a    trace.TracerProvider
+		want bool
+	}{
+		{"the placeholder read again", otel.GetTracerProvider(), true},
+		{"an SDK provider", sdk, false},
+		{"a noop provider of struct type", tracenoop.NewTracerProvider(), false},
+		{"nil", nil, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := samePointer(tt.a, placeholder); got != tt.want || (tt.a == placeholder) != tt.want {
+				t.Errorf("samePointer = %v, want %v as ==", got, tt.want)
+			}
+		})
 	}
 }
 
@@ -132,6 +158,100 @@ func TestLaterSDKIsUsed(t *testing.T) {
 	if n := len(rec.Ended()); n != 1 {
 		t.Fatalf("%d spans after the SDK was installed, want 1: the placeholder must forward to it", n)
 	}
+}
+
+// laterMeterRan is laterSDKRan for TestLaterMeterCountsWhatWasHeld.
+var laterMeterRan bool
+
+func TestLaterMeterCountsWhatWasHeld(t *testing.T) {
+	if laterMeterRan {
+		t.Skip("the otel placeholder delegates once per process; the first run checked it")
+	}
+	laterMeterRan = true
+	// Not parallel: it installs a global provider, and puts the placeholder
+	// back for the tests that run after it (-count).
+	tel := New("memory", Config{}, nil)
+	t.Cleanup(tel.Close)
+	sub := tel.Subscription("orders", "g")
+	sub.Hold(1) // fetched while no SDK is installed
+	sub.Hold(1)
+	placeholder := otel.GetMeterProvider()
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() {
+		otel.SetMeterProvider(placeholder)
+		_ = mp.Shutdown(context.Background())
+	})
+	otel.SetMeterProvider(mp)
+	sub.Hold(-1) // one of them settled after the install
+	a := sub.Start(context.Background(), "id", 1, nil)
+	a.Settled(Acked, nil, 0, "")
+
+	rm := collect(t, reader)
+	if held, ok := sumValue(rm, MetricHeld); !ok || held != 1 {
+		t.Errorf("%s = %d (reported: %v), want 1: two held before the install, one settled after", MetricHeld, held, ok)
+	}
+	if consumed, ok := sumValue(rm, "messaging.client.consumed.messages"); !ok || consumed != 1 {
+		t.Errorf("consumed = %d (reported: %v), want the attempt started after the install", consumed, ok)
+	}
+}
+
+func TestHeldIsCountedPerTopicAndGroup(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	tel := New("memory", Config{MeterProvider: mp}, nil)
+	first, second := tel.Subscription("orders", "g"), tel.Subscription("orders", "g")
+	if first != second {
+		t.Fatal("two subscriptions of one group to one topic got two Topics: the gauge would report the group twice")
+	}
+	first.Hold(1)
+	second.Hold(1)
+	tel.Subscription("orders", "other").Hold(1)
+	if held, _ := sumValue(collect(t, reader), MetricHeld, semconv.MessagingConsumerGroupName("g")); held != 2 {
+		t.Errorf("held by group g = %d, want 2", held)
+	}
+	tel.Close()
+	if _, ok := sumValue(collect(t, reader), MetricHeld); ok {
+		t.Error("the held gauge is still reported after Close")
+	}
+}
+
+func collect(t *testing.T, r sdkmetric.Reader) metricdata.ResourceMetrics {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		t.Fatalf("collect: %v", err)
+	}
+	return rm
+}
+
+// sumValue returns the point of the int64 sum name whose attributes include
+// attrs, and whether there is one.
+func sumValue(rm metricdata.ResourceMetrics, name string, attrs ...attribute.KeyValue) (int64, bool) {
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			sum, ok := m.Data.(metricdata.Sum[int64])
+			if m.Name != name || !ok {
+				continue
+			}
+			for _, p := range sum.DataPoints {
+				if hasAll(p.Attributes, attrs) {
+					return p.Value, true
+				}
+			}
+		}
+	}
+	return 0, false
+}
+
+func hasAll(set attribute.Set, attrs []attribute.KeyValue) bool {
+	for _, kv := range attrs {
+		if v, ok := set.Value(kv.Key); !ok || v != kv.Value {
+			return false
+		}
+	}
+	return true
 }
 
 func TestPublishContinuesTheTraceInMetadata(t *testing.T) {
