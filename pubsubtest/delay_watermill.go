@@ -2,8 +2,10 @@ package pubsubtest
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +24,9 @@ func (s *wmSuite) delayedRows() []row {
 		{"a message with _watermill_delayed_until reaches every group once, none before its due time", s.testDelayedUntilGroups},
 		{"a malformed _watermill_delayed_until is rejected with ErrInvalidDelay and nothing is stored", s.testDelayedMalformed},
 		{"a batch with one malformed _watermill_delayed_until is refused whole and none of it is stored", s.testDelayedMalformedBatch},
+		{"a _watermill_delayed_until beyond the maximum is rejected with ErrInvalidDelay and nothing is stored", s.testDelayedUntilTooFar},
+		{"10,000 messages with one _watermill_delayed_until are all delivered, none early (time logged)", s.testDelayedUntilBurst},
+		{"messages with _watermill_delayed_until published before a restart are delivered after it", s.testDelayedUntilRestart},
 		{"Watermill's delay.NewPublisher with a default delay delays every message", s.testDelayPublisher},
 		{"a Nack after RetryAfter through NackReason waits at least its wait", s.testNackRetryAfter},
 	}
@@ -44,6 +49,27 @@ func receiveAll(t *testing.T, ch <-chan *message.Message, n int) *inbox {
 		in.add(m.Payload)
 		m.Ack()
 	}
+	return in
+}
+
+// delayedMessage returns a message of payload carrying at under
+// relay.MetadataDelayedUntil, in fractions of a second.
+func delayedMessage(payload string, at time.Time) *message.Message {
+	m := message.NewMessage(watermill.NewUUID(), []byte(payload))
+	m.Metadata.Set(relay.MetadataDelayedUntil, at.Format(time.RFC3339Nano))
+	return m
+}
+
+// drainWM acks every message of ch into the inbox it returns, until ch
+// closes (the subscriber's Close at the end of t).
+func drainWM(ch <-chan *message.Message) *inbox {
+	in := newInbox()
+	go func() {
+		for m := range ch {
+			in.add(m.Payload)
+			m.Ack()
+		}
+	}()
 	return in
 }
 
@@ -232,4 +258,145 @@ func (s *wmSuite) testNackRetryAfter(t *testing.T) {
 		m.Nack()
 	}
 	checkSpacing(t, ts, wait)
+}
+
+// testDelayedUntilTooFar is [byteSuite.testDelayedTooFar] on the Watermill
+// face: a due time past relay.MaxDelayLimit, beyond any backend's
+// WithMaxDelay, and the zero time are refused, and neither is stored.
+func (s *wmSuite) testDelayedUntilTooFar(t *testing.T) {
+	s.needDelay(t)
+	cfg := DefaultConfig()
+	topic := NewTopic(t)
+	pub := s.publisher(t, cfg)
+	for _, c := range []struct {
+		name string
+		at   time.Time
+	}{
+		{"beyond MaxDelayLimit", time.Now().Add(relay.MaxDelayLimit + 24*time.Hour)},
+		{"the zero time", time.Time{}},
+	} {
+		m := delayedMessage(c.name, c.at)
+		v := m.Metadata.Get(relay.MetadataDelayedUntil)
+		if err := pub.Publish(topic, m); !errors.Is(err, relay.ErrInvalidDelay) {
+			t.Errorf("Publish with %s %q (%s) = %v, want an error wrapping relay.ErrInvalidDelay",
+				relay.MetadataDelayedUntil, v, c.name, err)
+		}
+	}
+	in := drainWM(subscribeWM(t, s.subscriber(t, cfg), topic))
+	publishWM(t, pub, topic, message.NewMessage(watermill.NewUUID(), []byte("marker")))
+	in.waitDistinct(t, 1, waitShort, "the marker after the refused delays")
+	quiet(settleWindow(cfg))
+	if got := in.payloads(); !slices.Equal(got, []string{"marker"}) {
+		t.Errorf("delivered %q, want only the marker: a refused delayed message was stored", got)
+	}
+}
+
+// burstBatch is how many messages each Publish of the Watermill burst
+// carries.
+const burstBatch = 25
+
+// testDelayedUntilBurst is [byteSuite.testDelayedBurst] on the Watermill
+// face: 10,000 messages (1,000 with -short) due at one instant, published
+// in batches of burstBatch from 16 goroutines before it, are all delivered
+// within waitLong of it, none before; how long after the instant the last
+// one came is logged.
+func (s *wmSuite) testDelayedUntilBurst(t *testing.T) {
+	s.needDelay(t)
+	cfg := DefaultConfig()
+	cfg.Concurrency = 16
+	topic := NewTopic(t)
+	in := drainWM(subscribeWM(t, s.subscriber(t, cfg), topic))
+	pub := s.publisher(t, cfg)
+	n := 10000
+	if testing.Short() {
+		n = 1000
+	}
+	payloads := messages("burst", n)
+	at := time.Now().Add(3 * time.Second)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for w := range 16 {
+		wg.Go(func() {
+			for i := w * burstBatch; i < n; i += 16 * burstBatch {
+				var batch []*message.Message
+				for _, p := range payloads[i:min(i+burstBatch, n)] {
+					batch = append(batch, delayedMessage(p, at))
+				}
+				if err := pub.Publish(topic, batch...); err != nil {
+					errs <- fmt.Errorf("Publish of messages %d to %d: %w", i, i+len(batch)-1, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if published := time.Now(); published.After(at) {
+		t.Logf("publishing took until %v after the due time; the delivery time below includes it", published.Sub(at))
+	}
+	in.waitDistinct(t, n, waitLong+max(0, time.Until(at)), "delayed burst")
+	first, last := in.receipts()[0].at, time.Time{}
+	for _, r := range in.receipts() {
+		first, last = minTime(first, r.at), maxTime(last, r.at)
+	}
+	if first.Before(at) {
+		t.Errorf("a message due at %v was delivered %v early", at.Format(time.StampMilli), at.Sub(first))
+	}
+	t.Logf("%d messages due at one instant: first delivered %v after it, last %v after it", n, first.Sub(at), last.Sub(at))
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// testDelayedUntilRestart is [byteSuite.testDelayedRestart] on the
+// Watermill face: messages published with due times 1.5 s ahead, then a
+// restart of the server, then a subscriber of a new group: every message
+// comes, none early.
+func (s *wmSuite) testDelayedUntilRestart(t *testing.T) {
+	switch {
+	case s.h.Restart == nil:
+		t.Skip("Harness.Restart is nil: cannot restart the backend")
+	case !s.h.Capabilities.Persistent:
+		t.Skip("the backend does not declare Capabilities.Persistent")
+	}
+	s.needDelay(t)
+	cfg := DefaultConfig()
+	topic := NewTopic(t)
+	due := map[string]time.Time{}
+	var msgs []*message.Message
+	start := time.Now()
+	for i, p := range messages("restart", 5) {
+		due[p] = start.Add(1500*time.Millisecond + time.Duration(i)*100*time.Millisecond)
+		msgs = append(msgs, delayedMessage(p, due[p]))
+	}
+	publishWM(t, s.publisher(t, cfg), topic, msgs...)
+	s.h.Restart(t)
+	sub := s.subscriber(t, cfg)
+	var (
+		ch  <-chan *message.Message
+		err error
+	)
+	// Subscribe may fail while the backend reconnects; it must succeed soon.
+	if !poll(waitLong, func() bool { ch, err = sub.Subscribe(t.Context(), topic); return err == nil }) {
+		t.Fatalf("Subscribe after restart kept failing for %v: %v", waitLong, err)
+	}
+	in := drainWM(ch)
+	in.waitDistinct(t, len(due), waitLong, "delayed messages after a restart")
+	if err := checkNotEarly(in, due); err != nil {
+		t.Error(err)
+	}
 }

@@ -129,6 +129,7 @@ func TestWatermill(t *testing.T, h Harness) {
 		{"a router handler's error whose Error method panics is dead-lettered without a crash", s.testErrorMethodPanics},
 		{"a handler that changes msg.Payload leaves redeliveries and the dead letter intact", s.testPayloadMutation},
 		{"an invalid topic is rejected by Publish and Subscribe", s.testInvalidTopic},
+		{"errors of Publish and Subscribe name the backend, the operation and the topic", s.testErrorShape},
 		{"Publish returns promptly with the message context's error", s.testPublishContext},
 		{"a topic whose default dead-letter topic would be invalid is refused", s.testLongTopicDefaultDeadLetter},
 		{"an invalid dead-letter topic is refused by Subscribe", s.testInvalidDeadLetterTopic},
