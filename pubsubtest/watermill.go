@@ -90,7 +90,9 @@ func DeriveFeatures(c Capabilities) tests.Features {
 // own rows: UUID and metadata round trip, redelivery after Nack, dead letters
 // with their metadata, ErrClosed, Publish and Subscribe racing Close,
 // messages handed back by Close, router handlers that call runtime.Goexit or
-// return an error whose Error method panics, and, when h.NewBroker is set
+// return an error whose Error method panics, the shape of the errors of
+// Publish and Subscribe, delayed delivery (when Capabilities.Delayed is
+// set), and, when h.NewBroker is set
 // too, messages crossing between the byte face and the Watermill face; then
 // SubscribeInitialize, when the subscriber implements
 // message.SubscribeInitializer, and routers with Watermill's Retry,
