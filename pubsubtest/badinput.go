@@ -52,6 +52,32 @@ func (s *wmSuite) testInvalidTopic(t *testing.T) {
 	}
 }
 
+// testErrorShape: the Watermill face's errors have the byte face's shape,
+// "<backend>: <op> "<topic>": <cause>", for an invalid topic on Publish and
+// Subscribe and for a closed publisher and subscriber, so that one log
+// query or alert matches every backend and both faces.
+func (s *wmSuite) testErrorShape(t *testing.T) {
+	pub := s.publisher(t, DefaultConfig())
+	sub := s.subscriber(t, DefaultConfig())
+	for _, c := range invalidTopics {
+		err := pub.Publish(c.topic, message.NewMessage(watermill.NewUUID(), []byte("x")))
+		assert.NoError(t, checkErrorShape(err, "publish", c.topic), "Publish(%q) (%s)", c.topic, c.name)
+		_, err = sub.Subscribe(t.Context(), c.topic)
+		assert.NoError(t, checkErrorShape(err, "subscribe", c.topic), "Subscribe(%q) (%s)", c.topic, c.name)
+	}
+	topic := NewTopic(t)
+	assert.NoError(t, pub.Close(), "publisher Close")
+	assert.NoError(t, sub.Close(), "subscriber Close")
+	err := pub.Publish(topic, message.NewMessage(watermill.NewUUID(), []byte("x")))
+	if assert.Error(t, err, "Publish after Close") {
+		assert.NoError(t, checkErrorShape(err, "publish", topic), "Publish after Close")
+	}
+	_, err = sub.Subscribe(t.Context(), topic)
+	if assert.Error(t, err, "Subscribe after Close") {
+		assert.NoError(t, checkErrorShape(err, "subscribe", topic), "Subscribe after Close")
+	}
+}
+
 // testPublishContext: a message whose context (msg.Context()) is already
 // canceled is refused promptly with an error wrapping context.Canceled, as
 // the byte face refuses its ctx, and nothing is stored.

@@ -54,6 +54,7 @@ func TestBroker(t *testing.T, h Harness) {
 		{"a nil context is rejected with ErrNilContext by every call that takes one", s.testNilContext},
 		{"a payload over the limit is rejected before anything is sent", s.testPayloadTooLarge},
 		{"failed deliveries and dead letters are logged with the shared keys", s.testLogSchema},
+		{"a settle that fails is logged with the shared keys and the message stays pending", s.testLogSettleFailed},
 		{"Shutdown with a deadline returns while a handler is blocked", s.testShutdownDeadline},
 		{"Shutdown with a deadline called from inside a handler returns", s.testShutdownFromHandler},
 		{"Publish and Subscribe racing Close lose nothing", s.testRaceClose},

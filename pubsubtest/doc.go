@@ -54,8 +54,13 @@
 // and Subscribe return [relay.ErrClosed] after Close, [relay.ErrInvalidTopic],
 // [relay.ErrNilHandler], [relay.ErrPayloadTooLarge] and the context's error
 // where due, and [relay.ErrNilContext] for a nil context (Publish, Watermill
-// Subscribe, and Shutdown where the value has one); and, with [Harness].Restart, messages and running subscriptions
-// survive a server restart.
+// Subscribe, and Shutdown where the value has one), every error of an
+// operation on a topic shaped "<backend>: <op> "<topic>": <cause>" (invalid
+// topics on both faces, a closed Watermill publisher and subscriber);
+// failed deliveries, dead letters and a settle that fails (a dead letter
+// that cannot be written: the message stays pending) are logged with the
+// shared keys; and, with [Harness].Restart, messages and running
+// subscriptions survive a server restart.
 //
 // And what misbehaving handlers and callers do to a backend, on both faces
 // (on the Watermill face the handler is a router's, behind
@@ -96,7 +101,9 @@
 //     Watermill publisher honours [relay.MetadataDelayedUntil]
 //     (due order, nothing early, every group once, a malformed value refused
 //     with [relay.ErrInvalidDelay], a batch with one malformed value refused
-//     whole with none of it stored, Watermill's delay.NewPublisher). The
+//     whole with none of it stored, a due time beyond the maximum refused,
+//     10,000 messages due at one instant, with Restart a restart between
+//     publish and due time, Watermill's delay.NewPublisher). The
 //     byte face's delayed rows (due order, nothing early, every group once, a
 //     past due time at once, a due time beyond the maximum refused, lateness
 //     logged with -v, and with Restart a restart between publish and due

@@ -36,15 +36,16 @@ type Config struct {
 	// wait, Redis Streams' claim timeout). The suite uses a short one.
 	AckWait time.Duration
 	// Logger, when not nil, is the logger the backend must write its
-	// background records to (its WithLogger option). The sub-test of the
-	// log records sets it; a harness that ignores it has that sub-test
-	// skipped with a reason.
+	// background records to (its WithLogger option). The sub-tests of the
+	// log records set it; a harness that ignores it has them skipped with a
+	// reason.
 	Logger *slog.Logger
 	// DeadLetterTopic, when not nil, names the dead-letter topic of a topic
 	// (the backend's WithDeadLetterTopic option); nil keeps the backend's
 	// default, the topic plus ".dead". Only the sub-tests of dead-letter
-	// topic validity set it; a harness that ignores it has them skipped with
-	// a reason.
+	// topic validity and of a failed settle set it (the latter to a
+	// function that names an invalid topic once Subscribe has returned); a
+	// harness that ignores it has them skipped with a reason.
 	DeadLetterTopic func(topic string) string
 	// TracerProvider, MeterProvider and Propagators, when not nil, are what
 	// the backend must record spans and metrics with and carry the trace

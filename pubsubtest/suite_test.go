@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"regexp"
@@ -31,7 +33,8 @@ import (
 type defect struct {
 	name    string
 	subtest string
-	wrap    func(b relay.Broker) relay.Broker
+	wrap    func(b relay.Broker) relay.Broker // nil leaves the broker as it is
+	config  func(cfg *pubsubtest.Config)      // nil leaves the suite's Config as it is
 }
 
 var defects = []defect{
@@ -46,13 +49,13 @@ var defects = []defect{
 				}
 				return b.Publish(ctx, topic, p)
 			}}
-		}},
+		}, nil},
 	{"appends a byte to every payload", "payloads round-trip byte for byte",
 		func(b relay.Broker) relay.Broker {
 			return &broken{Broker: b, publish: func(ctx context.Context, topic string, p []byte) error {
 				return b.Publish(ctx, topic, append(bytes.Clone(p), 0))
 			}}
-		}},
+		}, nil},
 	{"retries a failed handler at once", "a failed delivery is redelivered after a backoff",
 		func(b relay.Broker) relay.Broker {
 			return &broken{Broker: b, subscribe: func(topic string, h relay.Handler) error {
@@ -65,7 +68,7 @@ var defects = []defect{
 					return err
 				})
 			}}
-		}},
+		}, nil},
 	{"retries a failed handler after 60% of the minimum backoff", "a failed delivery is redelivered after a backoff",
 		func(b relay.Broker) relay.Broker {
 			// A backoff whose jitter goes below the minimum (the suite
@@ -80,7 +83,7 @@ var defects = []defect{
 					return h(p)
 				})
 			}}
-		}},
+		}, nil},
 	{"retries a permanent failure", "a permanent error sends the message to the dead-letter topic after one delivery",
 		func(b relay.Broker) relay.Broker {
 			return &broken{Broker: b, subscribe: func(topic string, h relay.Handler) error {
@@ -91,14 +94,14 @@ var defects = []defect{
 					return nil
 				})
 			}}
-		}},
+		}, nil},
 	{"returns from Close before handlers finish", "Close waits for running handlers to return",
 		func(b relay.Broker) relay.Broker {
 			return &broken{Broker: b, close: func() error {
 				go b.Close()
 				return nil
 			}}
-		}},
+		}, nil},
 	{"swallows ErrClosed", "Publish and Subscribe return ErrClosed after Close",
 		func(b relay.Broker) relay.Broker {
 			return &broken{Broker: b,
@@ -107,7 +110,7 @@ var defects = []defect{
 				},
 				subscribe: func(topic string, h relay.Handler) error { return ignore(b.Subscribe(topic, h), relay.ErrClosed) },
 			}
-		}},
+		}, nil},
 	{"leaks a goroutine per subscription", "Close leaves no goroutine behind",
 		func(b relay.Broker) relay.Broker {
 			never := make(chan struct{})
@@ -115,7 +118,7 @@ var defects = []defect{
 				go func() { <-never }()
 				return b.Subscribe(topic, h)
 			}}
-		}},
+		}, nil},
 	{"accepts invalid topics", "an invalid topic is rejected by Publish and Subscribe",
 		func(b relay.Broker) relay.Broker {
 			return &broken{Broker: b,
@@ -124,20 +127,46 @@ var defects = []defect{
 				},
 				subscribe: func(topic string, h relay.Handler) error { return ignore(b.Subscribe(topic, h), relay.ErrInvalidTopic) },
 			}
-		}},
+		}, nil},
 	{"ignores the context", "Publish returns promptly with the context's error",
 		func(b relay.Broker) relay.Broker {
 			return &broken{Broker: b, publish: func(_ context.Context, topic string, p []byte) error {
 				return b.Publish(context.Background(), topic, p)
 			}}
-		}},
+		}, nil},
 	{"delivers a delayed message at once", "a delayed message reaches every group once, none before its due time",
 		func(b relay.Broker) relay.Broker {
 			return &broken{Broker: b, publishAt: func(ctx context.Context, topic string, p []byte, _ time.Time) error {
 				return b.Publish(ctx, topic, p)
 			}}
+		}, nil},
+	{"does not log a failed settle", "a settle that fails is logged with the shared keys and the message stays pending",
+		nil, func(cfg *pubsubtest.Config) {
+			if cfg.Logger != nil {
+				cfg.Logger = slog.New(belowError{cfg.Logger.Handler()})
+			}
 		}},
 }
+
+// belowError is a log handler that drops the records at Error and above.
+type belowError struct{ slog.Handler }
+
+func (h belowError) Enabled(ctx context.Context, l slog.Level) bool {
+	return l < slog.LevelError && h.Handler.Enabled(ctx, l)
+}
+
+func (h belowError) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h belowError) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return belowError{h.Handler.WithAttrs(attrs)}
+}
+
+func (h belowError) WithGroup(name string) slog.Handler { return belowError{h.Handler.WithGroup(name)} }
 
 // broken is a broker with some methods replaced. It implements
 // relay.DelayedPublisher over a broker that does.
@@ -225,14 +254,18 @@ func TestBrokenBroker(t *testing.T) {
 	if i < 0 {
 		t.Fatalf("unknown defect %q", name)
 	}
+	d := defects[i]
 	h := memharness.New(t)
 	newBroker := h.NewBroker
 	h.NewBroker = func(t *testing.T, cfg pubsubtest.Config) (relay.Broker, error) {
-		b, err := newBroker(t, cfg)
-		if err != nil {
-			return nil, err
+		if d.config != nil {
+			d.config(&cfg)
 		}
-		return defects[i].wrap(b), nil
+		b, err := newBroker(t, cfg)
+		if err != nil || d.wrap == nil {
+			return b, err
+		}
+		return d.wrap(b), nil
 	}
 	pubsubtest.TestBroker(t, h)
 }
@@ -244,6 +277,7 @@ type wmDefect struct {
 	subtest string
 	pub     func(p message.Publisher) message.Publisher   // nil leaves the publisher as it is
 	sub     func(s message.Subscriber) message.Subscriber // nil leaves the subscriber as it is
+	harness func(h *pubsubtest.Harness)                   // nil leaves the rest of the harness as it is
 }
 
 var wmDefects = []wmDefect{
@@ -252,19 +286,19 @@ var wmDefects = []wmDefect{
 			return &brokenPublisher{Publisher: p, publish: func(topic string, msgs ...*message.Message) error {
 				return ignore(p.Publish(topic, msgs...), relay.ErrClosed)
 			}}
-		}, nil},
+		}, nil, nil},
 	{"nacks at Close what its channel holds", "messages handed back by Subscriber.Close are redelivered to the group, not dead-lettered",
 		nil, func(s message.Subscriber) message.Subscriber {
 			return newForwarding(s, nil, true)
-		}},
+		}, nil},
 	{"leaves a nacked message unsettled", "a router handler that calls runtime.Goexit is nacked and the subscription keeps consuming",
 		nil, func(s message.Subscriber) message.Subscriber {
 			return newForwarding(s, func(*message.Message) {}, false)
-		}},
+		}, nil},
 	{"acks a nacked message", "a router handler's error whose Error method panics is dead-lettered without a crash",
 		nil, func(s message.Subscriber) message.Subscriber {
 			return newForwarding(s, func(m *message.Message) { m.Ack() }, false)
-		}},
+		}, nil},
 	{"drops _watermill_delayed_until", "a message with _watermill_delayed_until reaches every group once, none before its due time",
 		func(p message.Publisher) message.Publisher {
 			return &brokenPublisher{Publisher: p, publish: func(topic string, msgs ...*message.Message) error {
@@ -273,7 +307,7 @@ var wmDefects = []wmDefect{
 				}
 				return p.Publish(topic, msgs...)
 			}}
-		}, nil},
+		}, nil, nil},
 	{"publishes a batch one message at a time", "a batch with one malformed _watermill_delayed_until is refused whole and none of it is stored",
 		func(p message.Publisher) message.Publisher {
 			return &brokenPublisher{Publisher: p, publish: func(topic string, msgs ...*message.Message) error {
@@ -284,7 +318,101 @@ var wmDefects = []wmDefect{
 				}
 				return nil
 			}}
+		}, nil, nil},
+	{"stores a due time beyond the maximum at once", "a _watermill_delayed_until beyond the maximum is rejected with ErrInvalidDelay and nothing is stored",
+		func(p message.Publisher) message.Publisher {
+			return &brokenPublisher{Publisher: p, publish: func(topic string, msgs ...*message.Message) error {
+				for _, m := range msgs {
+					at, err := time.Parse(time.RFC3339Nano, m.Metadata.Get(relay.MetadataDelayedUntil))
+					if err == nil && (at.IsZero() || time.Until(at) > relay.DefaultMaxDelay) {
+						delete(m.Metadata, relay.MetadataDelayedUntil)
+					}
+				}
+				return p.Publish(topic, msgs...)
+			}}
+		}, nil, nil},
+	{"drops _watermill_delayed_until in a batch of several", "10,000 messages with one _watermill_delayed_until are all delivered, none early (time logged)",
+		func(p message.Publisher) message.Publisher {
+			return &brokenPublisher{Publisher: p, publish: func(topic string, msgs ...*message.Message) error {
+				for i, m := range msgs {
+					if i < len(msgs)-1 { // the batch path forgets all but the last
+						delete(m.Metadata, relay.MetadataDelayedUntil)
+					}
+				}
+				return p.Publish(topic, msgs...)
+			}}
+		}, nil, nil},
+	clientDelay(),
+	{"words errors its own way", "errors of Publish and Subscribe name the backend, the operation and the topic",
+		func(p message.Publisher) message.Publisher {
+			return &brokenPublisher{Publisher: p, publish: func(topic string, msgs ...*message.Message) error {
+				if err := p.Publish(topic, msgs...); err != nil {
+					return fmt.Errorf("could not publish to %s: %w", topic, err) // errors.Is still matches
+				}
+				return nil
+			}}
+		}, func(s message.Subscriber) message.Subscriber {
+			return &brokenSubscriber{Subscriber: s, subscribe: func(ctx context.Context, topic string) (<-chan *message.Message, error) {
+				ch, err := s.Subscribe(ctx, topic)
+				if err != nil {
+					return nil, fmt.Errorf("subscribe failed: %w", err)
+				}
+				return ch, nil
+			}}
 		}, nil},
+}
+
+// clientDelay is the defect of a publisher that holds a delayed message in
+// a timer of its own process and publishes it when due: nothing is stored
+// before the due time, so a restart loses it. The memory hub has no server
+// to restart; the harness's Restart stands for a restart of the process,
+// stopping the timers, and what the hub stored survives it, as a
+// persistent server's store would.
+func clientDelay() wmDefect {
+	var (
+		mu     sync.Mutex
+		timers []*time.Timer
+	)
+	return wmDefect{"delays in the client and loses the messages at a restart",
+		"messages with _watermill_delayed_until published before a restart are delivered after it",
+		func(p message.Publisher) message.Publisher {
+			return &brokenPublisher{Publisher: p, publish: func(topic string, msgs ...*message.Message) error {
+				for _, m := range msgs {
+					at, err := time.Parse(time.RFC3339Nano, m.Metadata.Get(relay.MetadataDelayedUntil))
+					if err != nil {
+						if err := p.Publish(topic, m); err != nil {
+							return err
+						}
+						continue
+					}
+					delete(m.Metadata, relay.MetadataDelayedUntil)
+					mu.Lock()
+					timers = append(timers, time.AfterFunc(time.Until(at), func() { _ = p.Publish(topic, m) }))
+					mu.Unlock()
+				}
+				return nil
+			}}
+		}, nil,
+		func(h *pubsubtest.Harness) {
+			h.Capabilities.Persistent = true
+			h.Restart = func(*testing.T) {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, tm := range timers {
+					tm.Stop()
+				}
+			}
+		}}
+}
+
+// brokenSubscriber is a subscriber with Subscribe replaced.
+type brokenSubscriber struct {
+	message.Subscriber
+	subscribe func(ctx context.Context, topic string) (<-chan *message.Message, error)
+}
+
+func (s *brokenSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	return s.subscribe(ctx, topic)
 }
 
 // brokenPublisher is a publisher with Publish replaced.
@@ -408,6 +536,9 @@ func TestBrokenWatermill(t *testing.T) {
 	require.GreaterOrEqual(t, i, 0, "unknown defect %q", name)
 	d := wmDefects[i]
 	h := memharness.New(t)
+	if d.harness != nil {
+		d.harness(&h)
+	}
 	if newPublisher := h.NewPublisher; d.pub != nil {
 		h.NewPublisher = func(t *testing.T, cfg pubsubtest.Config) (message.Publisher, error) {
 			p, err := newPublisher(t, cfg)

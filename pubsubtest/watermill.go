@@ -90,7 +90,9 @@ func DeriveFeatures(c Capabilities) tests.Features {
 // own rows: UUID and metadata round trip, redelivery after Nack, dead letters
 // with their metadata, ErrClosed, Publish and Subscribe racing Close,
 // messages handed back by Close, router handlers that call runtime.Goexit or
-// return an error whose Error method panics, and, when h.NewBroker is set
+// return an error whose Error method panics, the shape of the errors of
+// Publish and Subscribe, delayed delivery (when Capabilities.Delayed is
+// set), and, when h.NewBroker is set
 // too, messages crossing between the byte face and the Watermill face; then
 // SubscribeInitialize, when the subscriber implements
 // message.SubscribeInitializer, and routers with Watermill's Retry,
@@ -129,6 +131,7 @@ func TestWatermill(t *testing.T, h Harness) {
 		{"a router handler's error whose Error method panics is dead-lettered without a crash", s.testErrorMethodPanics},
 		{"a handler that changes msg.Payload leaves redeliveries and the dead letter intact", s.testPayloadMutation},
 		{"an invalid topic is rejected by Publish and Subscribe", s.testInvalidTopic},
+		{"errors of Publish and Subscribe name the backend, the operation and the topic", s.testErrorShape},
 		{"Publish returns promptly with the message context's error", s.testPublishContext},
 		{"a topic whose default dead-letter topic would be invalid is refused", s.testLongTopicDefaultDeadLetter},
 		{"an invalid dead-letter topic is refused by Subscribe", s.testInvalidDeadLetterTopic},

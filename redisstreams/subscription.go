@@ -269,8 +269,14 @@ func (en *entry) Retry(_ context.Context, delay time.Duration) error {
 	return nil
 }
 
-// PublishDeadLetter implements delivery.Settler.
+// PublishDeadLetter implements delivery.Settler. An invalid topic is
+// refused, as the other backends refuse it, rather than written to a key no
+// Subscribe can read: WithDeadLetterTopic's function, checked at
+// Subscribe, may name another topic later. The entry then stays pending.
 func (en *entry) PublishDeadLetter(ctx context.Context, topic string, msg delivery.Message) error {
+	if err := relay.ValidateTopic(topic); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
 	defer cancel()
 	values, err := encode(msg)
