@@ -55,12 +55,12 @@ func BenchmarkPublish(b *testing.B) {
 		b.Run(fmt.Sprintf("publishers=%d", publishers), func(b *testing.B) {
 			s := redistest.Start(b)
 			c := benchClient(b, s)
+			topic := benchStream(b, s, c, "pub") // deleted after Close
 			br, err := redisstreams.NewBroker(c)
 			if err != nil {
 				b.Fatal(err)
 			}
 			b.Cleanup(func() { _ = br.Close() })
-			topic := benchStream(b, s, c, "pub")
 			p := make([]byte, benchPayloadSize)
 			if err := br.Publish(context.Background(), topic, p); err != nil { // CONFIG GET before the timer starts
 				b.Fatal(err)
@@ -97,6 +97,7 @@ func BenchmarkLatency(b *testing.B) {
 	b.Run("relay", func(b *testing.B) {
 		s := redistest.Start(b)
 		pc, sc := benchClient(b, s), benchClient(b, s)
+		topic := benchStream(b, s, pc, "lat") // deleted after Close
 		pub, err := redisstreams.NewBroker(pc)
 		if err != nil {
 			b.Fatal(err)
@@ -107,7 +108,6 @@ func BenchmarkLatency(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { _ = sub.Close() })
-		topic := benchStream(b, s, pc, "lat")
 		testkit.Latency(b, benchPayloadSize, func(handle func([]byte)) error {
 			return sub.Subscribe(topic, func(p []byte) error { handle(p); return nil })
 		}, func(ctx context.Context, p []byte) error { return pub.Publish(ctx, topic, p) })
