@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/redis/go-redis/v9"
@@ -84,6 +86,75 @@ func BenchmarkRawPublish(b *testing.B) {
 			b.SetBytes(int64(len(p)))
 			bench(b, publishers, func() error { return c.XAdd(context.Background(), rawEntry(topic, p)).Err() })
 		})
+	}
+}
+
+// BenchmarkPublishConsume publishes b.N messages from 16 goroutines to a
+// running subscription of the byte face and waits until every one is
+// handled.
+func BenchmarkPublishConsume(b *testing.B) {
+	s := redistest.Start(b)
+	pc, sc := benchClient(b, s), benchClient(b, s)
+	topic := benchStream(b, s, pc, "e2e") // deleted after Close
+	pub, err := redisstreams.NewBroker(pc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = pub.Close() })
+	sub, err := redisstreams.NewBroker(sc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = sub.Close() })
+	handled, done := counter(b.N)
+	if err := sub.Subscribe(topic, func([]byte) error { handled(); return nil }); err != nil {
+		b.Fatal(err)
+	}
+	p := make([]byte, benchPayloadSize)
+	b.SetBytes(int64(len(p)))
+	bench(b, 16, func() error { return pub.Publish(context.Background(), topic, p) })
+	wait(b, done)
+}
+
+// BenchmarkRawPublishConsume is the floor of BenchmarkPublishConsume: XADD
+// of relay's entry from 16 goroutines, read by rawConsume.
+func BenchmarkRawPublishConsume(b *testing.B) {
+	s := redistest.Start(b)
+	pc, sc := benchClient(b, s), benchClient(b, s)
+	topic := benchStream(b, s, pc, "rawe2e")
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	b.Cleanup(func() { cancel(); wg.Wait() })
+	if err := sc.XGroupCreateMkStream(ctx, topic, "raw", "0").Err(); err != nil {
+		b.Fatal(err)
+	}
+	handled, done := counter(b.N)
+	wg.Go(func() { rawConsume(ctx, b, sc, topic, func([]byte) { handled() }) })
+	p := make([]byte, benchPayloadSize)
+	b.SetBytes(int64(len(p)))
+	bench(b, 16, func() error { return pc.XAdd(context.Background(), rawEntry(topic, p)).Err() })
+	wait(b, done)
+}
+
+// counter returns a function to call once per handled message and a
+// channel closed at the n-th call.
+func counter(n int) (func(), <-chan struct{}) {
+	var handled atomic.Int64
+	done := make(chan struct{})
+	return func() {
+		if handled.Add(1) == int64(n) {
+			close(done)
+		}
+	}, done
+}
+
+// wait waits for done, a minute at most.
+func wait(b *testing.B, done <-chan struct{}) {
+	b.Helper()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		b.Fatal("not every message handled within a minute")
 	}
 }
 
