@@ -58,7 +58,9 @@ func decode(values map[string]any) (delivery.Message, error) {
 		m.Payload = b
 	}
 	if raw, ok := values[fieldUUID]; ok {
-		if b, err := bytesOf(fieldUUID, raw); err != nil {
+		if id, isString := raw.(string); isString {
+			m.UUID = id // as go-redis hands it over: no copy, twice
+		} else if b, err := bytesOf(fieldUUID, raw); err != nil {
 			errs = append(errs, err)
 		} else {
 			m.UUID = string(b)
