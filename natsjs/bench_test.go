@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/go-relay/relay/internal/testkit"
 	"github.com/go-relay/relay/internal/testkit/natstest"
 	"github.com/go-relay/relay/natsjs"
 )
@@ -322,17 +323,22 @@ func BenchmarkRawPublishConsume(b *testing.B) {
 // synchronous PublishMsg, waiting for each PubAck, of a message with the
 // same two headers relay writes (the UUID and Nats-Msg-Id, which the wire
 // format requires) and, to show what those cost, of one with the UUID header
-// alone (no de-duplication by the stream) and of a bare one.
+// alone (no de-duplication by the stream) and of a bare one. The
+// relay-async case sends relay's message as relay does, PublishMsgAsync and
+// a wait for its future, so that the difference between the two ways of
+// waiting for a PubAck shows apart from relay's own code.
 func BenchmarkRawPublish(b *testing.B) {
 	for _, bc := range []struct {
 		name       string
 		publishers int
-		headers    int // 2: UUID and Nats-Msg-Id, 1: UUID, 0: none
+		headers    int  // 2: UUID and Nats-Msg-Id, 1: UUID, 0: none
+		async      bool // PublishMsgAsync and a wait for its future, as relay publishes
 	}{
-		{"publishers=1/headers=relay", 1, 2},
-		{"publishers=16/headers=relay", 16, 2},
-		{"publishers=16/headers=uuid", 16, 1},
-		{"publishers=16/headers=none", 16, 0},
+		{"publishers=1/headers=relay", 1, 2, false},
+		{"publishers=16/headers=relay", 16, 2, false},
+		{"publishers=16/headers=relay-async", 16, 2, true},
+		{"publishers=16/headers=uuid", 16, 1, false},
+		{"publishers=16/headers=none", 16, 0, false},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			s := natstest.Start(b)
@@ -344,9 +350,83 @@ func BenchmarkRawPublish(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			publishN(b, bc.publishers, func(ctx context.Context) error {
-				_, err := js.PublishMsg(ctx, rawMsg(topic, p, bc.headers))
-				return err
+				if !bc.async {
+					_, err := js.PublishMsg(ctx, rawMsg(topic, p, bc.headers))
+					return err
+				}
+				f, err := js.PublishMsgAsync(rawMsg(topic, p, bc.headers))
+				if err != nil {
+					return err
+				}
+				select {
+				case <-f.Ok():
+					return nil
+				case err := <-f.Err():
+					return err
+				case <-ctx.Done():
+					return ctx.Err()
+				}
 			})
 		})
 	}
+}
+
+// BenchmarkLatency is publish → handler at a low rate (testkit.Latency: one
+// message a millisecond from one goroutine), relay's byte face against
+// nats.go doing the same wire work: PublishMsg of a message with relay's
+// two headers, and Consume on a durable consumer whose callback handles and
+// acks. The metrics p50-µs and p99-µs are what to compare; run the two side
+// by side:
+//
+//	go test -run '^$' -bench BenchmarkLatency -benchtime 2000x -count 5 ./natsjs
+func BenchmarkLatency(b *testing.B) {
+	b.Run("relay", func(b *testing.B) {
+		s := natstest.Start(b)
+		_, pubJS := benchJS(b, s)
+		_, subJS := benchJS(b, s)
+		pub, err := natsjs.NewBroker(pubJS)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = pub.Close() })
+		sub, err := natsjs.NewBroker(subJS)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = sub.Close() })
+		topic := benchTopic(b, "lat")
+		testkit.Latency(b, benchPayloadSize, func(handle func([]byte)) error {
+			return sub.Subscribe(topic, func(p []byte) error { handle(p); return nil })
+		}, func(ctx context.Context, p []byte) error { return pub.Publish(ctx, topic, p) })
+	})
+	b.Run("raw", func(b *testing.B) {
+		s := natstest.Start(b)
+		_, pubJS := benchJS(b, s)
+		_, subJS := benchJS(b, s)
+		topic := benchTopic(b, "rawlat")
+		st := rawStream(b, pubJS, topic)
+		testkit.Latency(b, benchPayloadSize, func(handle func([]byte)) error {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if _, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "raw", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+				return err
+			}
+			cons, err := subJS.Consumer(ctx, natsjs.StreamName(topic), "raw")
+			if err != nil {
+				return err
+			}
+			cc, err := cons.Consume(func(m jetstream.Msg) {
+				handle(m.Data())
+				_ = m.Ack() // a lost ack is redelivered
+			})
+			if err != nil {
+				return err
+			}
+			b.Cleanup(cc.Stop)
+			return nil
+		}, func(ctx context.Context, p []byte) error {
+			_, err := pubJS.PublishMsg(ctx, rawMsg(topic, p, 2))
+			return err
+		})
+	})
 }

@@ -105,8 +105,8 @@ func (b *Broker) Subscribe(topic string, handler relay.Handler) error {
 		return fmt.Errorf("natsjs: subscribe %q: %w", topic, err)
 	}
 	defer leave()
-	r, err := b.e.subscribe(b.ctx, topic, func(_ context.Context, d *delivery.Delivery, settle func(error)) {
-		delivery.CallSettled(handler, d.Message.Payload, settle)
+	r, err := b.e.subscribe(b.ctx, topic, func(_ context.Context, d *delivery.Delivery, x *settler) {
+		delivery.CallSettled(handler, d.Message.Payload, x.settle)
 	})
 	if err != nil {
 		if b.ctx.Err() != nil {

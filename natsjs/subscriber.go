@@ -87,8 +87,8 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		setupCtx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		defer context.AfterFunc(s.ctx, cancel)()
-		r, err := s.e.subscribe(setupCtx, topic, func(ctx context.Context, d *delivery.Delivery, settle func(error)) {
-			settle(process(ctx, d))
+		r, err := s.e.subscribe(setupCtx, topic, func(ctx context.Context, d *delivery.Delivery, x *settler) {
+			x.settle(process(ctx, d))
 		})
 		if err != nil {
 			return nil, err

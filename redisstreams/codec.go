@@ -58,7 +58,9 @@ func decode(values map[string]any) (delivery.Message, error) {
 		m.Payload = b
 	}
 	if raw, ok := values[fieldUUID]; ok {
-		if b, err := bytesOf(fieldUUID, raw); err != nil {
+		if id, isString := raw.(string); isString {
+			m.UUID = id // as go-redis hands it over: no copy, twice
+		} else if b, err := bytesOf(fieldUUID, raw); err != nil {
 			errs = append(errs, err)
 		} else {
 			m.UUID = string(b)
@@ -70,10 +72,14 @@ func decode(values map[string]any) (delivery.Message, error) {
 			err = checkMapLen(b)
 		}
 		if err == nil && len(b) > 0 {
-			err = msgpack.Unmarshal(b, &m.Metadata)
-			if err != nil {
-				m.Metadata = nil
+			// Unmarshal into a variable of this branch: taking the address
+			// of m's field put m on the heap for every entry, metadata or
+			// not.
+			var md map[string]string
+			if err = msgpack.Unmarshal(b, &md); err != nil {
 				err = fmt.Errorf("decode %s field: %w", fieldMetadata, err)
+			} else {
+				m.Metadata = md
 			}
 		}
 		if err != nil {
