@@ -55,8 +55,6 @@
 //
 // # Proxy
 //
-// [Proxy] is a small TCP proxy of this package, not Toxiproxy: the only
-// Toxiproxy the module proxy serves (v2.5.0, 2022) needs its HTTP API
-// server, Prometheus and zerolog to build a proxy, which would have put a
-// dozen modules into relay's go.mod for three faults.
+// [Proxy] is [netfault.Proxy], a small TCP proxy of this module (the package
+// doc of internal/testkit/netfault says why not Toxiproxy).
 package faulttest
