@@ -32,7 +32,10 @@
 // ([RunFailoverDuringDeadLetter], and [RunFailoverOfDeadLetterTopic] for the
 // dead-letter topic's node), the claim or redelivery of a dead consumer's
 // messages ([RunFailoverDuringClaim]) and Close ([RunCloseDuringFailover]);
-// [RunClusterNetworkCut] black-holes one node behind a [Proxy].
+// [RunClusterNetworkCut] black-holes one node's client links behind a
+// [Proxy]; [RunClusterPartitionOfLeader] and [RunClusterPartitionOfFollower]
+// cut one node off from its clients and its peers ([Partition]) for longer
+// than the election timeout, then heal the cut.
 //
 // # Modes
 //

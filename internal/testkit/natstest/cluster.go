@@ -46,6 +46,9 @@ type Cluster struct {
 	links   [][]*netfault.Proxy
 	refuser *netfault.Proxy
 	cut     []bool
+	// routeEnds is the number of route connection ends of the whole mesh
+	// when StartCluster returned.
+	routeEnds int
 }
 
 type clusterNode struct {
@@ -140,6 +143,14 @@ func StartCluster(t testing.TB, n int, opts ...ClusterOption) *Cluster {
 		if err := c.waitProxiedRoutes(); err != nil {
 			t.Fatal(err)
 		}
+		// What a whole mesh has: a later WaitReady waits for as many
+		// again, so a route reset by a heal is counted only once it is
+		// back, not while the other connections of its pool stand in.
+		_, ends, _, err := c.routeCounts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.routeEnds = ends
 	}
 	return c
 }
@@ -196,21 +207,27 @@ func (c *Cluster) proxies() []*netfault.Proxy {
 	return ps
 }
 
-// waitProxiedRoutes waits, at most 30 s, until the route connections the
-// nodes report are exactly those through the link proxies: each route
-// connection is counted by the nodes at both of its ends, and passes
-// through one proxy.
+// waitProxiedRoutes waits, at most 30 s, until every running node has a
+// route to every other running node, as many route connections as the
+// whole mesh had when the cluster started (once it has), and the route
+// connections the nodes report are exactly those through the link proxies:
+// each route connection is counted by the nodes at both of its ends, and
+// passes through one proxy.
 func (c *Cluster) waitProxiedRoutes() error {
 	deadline := time.Now().Add(clusterReadyTimeout)
 	for {
-		ends, proxied, err := c.routeCounts()
+		meshed, ends, proxied, err := c.routeCounts()
 		if err != nil {
 			return err
 		}
-		if ends > 0 && ends == 2*proxied {
+		if meshed && ends == 2*proxied && ends >= c.routeEnds {
 			return nil
 		}
 		if time.Now().After(deadline) {
+			if !meshed || ends < c.routeEnds {
+				return fmt.Errorf("natstest: the running nodes have %d route connection ends after %s, %d when the cluster started (every node to every other: %v)",
+					ends, clusterReadyTimeout, c.routeEnds, meshed)
+			}
 			return fmt.Errorf("natstest: %d route connection ends on the nodes, %d connections through the link proxies after %s: a route bypasses the proxies",
 				ends, proxied, clusterReadyTimeout)
 		}
@@ -218,18 +235,30 @@ func (c *Cluster) waitProxiedRoutes() error {
 	}
 }
 
-func (c *Cluster) routeCounts() (ends, proxied int, err error) {
+func (c *Cluster) routeCounts() (meshed bool, ends, proxied int, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	running := 0
+	for _, nd := range c.nodes {
+		if nd.ns != nil {
+			running++
+		}
+	}
+	meshed = true
 	for _, nd := range c.nodes {
 		if nd.ns == nil {
 			continue
 		}
 		rz, err := nd.ns.Routez(nil)
 		if err != nil {
-			return 0, 0, fmt.Errorf("natstest: routez of %s: %w", nd.name, err)
+			return false, 0, 0, fmt.Errorf("natstest: routez of %s: %w", nd.name, err)
 		}
 		ends += len(rz.Routes)
+		peers := make(map[string]bool)
+		for _, r := range rz.Routes {
+			peers[r.RemoteID] = true
+		}
+		meshed = meshed && len(peers) == running-1
 	}
 	for _, row := range c.links {
 		for _, p := range row {
@@ -238,7 +267,7 @@ func (c *Cluster) routeCounts() (ends, proxied int, err error) {
 			}
 		}
 	}
-	return ends, proxied, nil
+	return meshed, ends, proxied, nil
 }
 
 // Cut cuts node i off from everything, as a network partition would: every
@@ -473,8 +502,11 @@ func (c *Cluster) StreamLeaders(stream string) []int {
 // WaitReady waits, at most 30 s, until the JetStream meta group has a
 // leader with every node as a peer and every running node follows it, as
 // [StartCluster] does before it returns, and, with [WithLinkProxies], every
-// route goes through a proxy again: after a [Cluster.Heal], it returns once
-// the node has rejoined.
+// running node has routes to every other one again, as many as when the
+// cluster started, all through the proxies: after a [Cluster.Heal], it
+// returns once the node has rejoined (which does not say that every stream
+// it led has one leader again: [Cluster.WaitStreamReady]). Every node must
+// be running.
 func (c *Cluster) WaitReady() error {
 	if err := c.waitMeta(len(c.nodes)); err != nil {
 		return err
@@ -483,6 +515,41 @@ func (c *Cluster) WaitReady() error {
 		return c.waitProxiedRoutes()
 	}
 	return nil
+}
+
+// WaitStreamReady waits, at most timeout, until exactly one running node
+// leads stream in [DefaultAccount] and the replica of every running node is
+// current (it follows the leader, and is not catching up): after a
+// [Cluster.Heal], once the node's replica of the stream has rejoined.
+func (c *Cluster) WaitStreamReady(stream string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		leaders, current := c.streamState(stream)
+		if len(leaders) == 1 && current {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("natstest: stream %q after %s: led by %v, every replica current: %v; want one leader, all current",
+				stream, timeout, leaders, current)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (c *Cluster) streamState(stream string) (leaders []int, current bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	current = true
+	for i, nd := range c.nodes {
+		if nd.ns == nil {
+			continue
+		}
+		if nd.ns.JetStreamIsStreamLeader(DefaultAccount, stream) {
+			leaders = append(leaders, i)
+		}
+		current = current && nd.ns.JetStreamIsStreamCurrent(DefaultAccount, stream)
+	}
+	return leaders, current
 }
 
 // WaitStreamLeader waits until a running node leads stream, at most timeout,
