@@ -61,6 +61,15 @@ type ClusterBackend struct {
 	// through via (a Proxy's "host:port") and every other node directly.
 	NewBrokerVia func(t testing.TB, cfg pubsubtest.Config, node, via string) (relay.Broker, error)
 
+	// Partition cuts one node off from its clients and its peers, for
+	// [RunClusterPartitionOfLeader] and [RunClusterPartitionOfFollower],
+	// which skip when it or NewBrokerAt is nil.
+	Partition Partition
+	// NewBrokerAt is NewBroker with a client that connects to node (a name
+	// Partition.Node returned) first, and notices within about 1.5 s that
+	// it went silent.
+	NewBrokerAt func(t testing.TB, cfg pubsubtest.Config, node string) (relay.Broker, error)
+
 	// CloseBound is the backend's documented bound on Close once the
 	// running handlers have returned, which [RunCloseDuringFailover]
 	// asserts (with 2 s of slack for the handlers and a loaded machine).

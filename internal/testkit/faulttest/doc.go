@@ -32,7 +32,10 @@
 // ([RunFailoverDuringDeadLetter], and [RunFailoverOfDeadLetterTopic] for the
 // dead-letter topic's node), the claim or redelivery of a dead consumer's
 // messages ([RunFailoverDuringClaim]) and Close ([RunCloseDuringFailover]);
-// [RunClusterNetworkCut] black-holes one node behind a [Proxy].
+// [RunClusterNetworkCut] black-holes one node's client links behind a
+// [Proxy]; [RunClusterPartitionOfLeader] and [RunClusterPartitionOfFollower]
+// cut one node off from its clients and its peers ([Partition]) for longer
+// than the election timeout, then heal the cut.
 //
 // # Modes
 //
@@ -55,8 +58,6 @@
 //
 // # Proxy
 //
-// [Proxy] is a small TCP proxy of this package, not Toxiproxy: the only
-// Toxiproxy the module proxy serves (v2.5.0, 2022) needs its HTTP API
-// server, Prometheus and zerolog to build a proxy, which would have put a
-// dozen modules into relay's go.mod for three faults.
+// [Proxy] is [netfault.Proxy], a small TCP proxy of this module (the package
+// doc of internal/testkit/netfault says why not Toxiproxy).
 package faulttest

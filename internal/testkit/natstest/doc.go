@@ -28,7 +28,11 @@
 // name, and waits for the meta leader. [Cluster.StopNode] and
 // [Cluster.StartNode] take one node down and bring it back on its store;
 // [Cluster.StreamLeader] says which node leads a stream; [ConnectCluster]
-// returns a client of every node. NATS_URL does not apply to clusters.
+// returns a client of every node. With [WithLinkProxies] every client port
+// and every route of the cluster goes through a proxy of
+// internal/testkit/netfault, and [Cluster.Cut] partitions one node off from
+// its clients and its peers until [Cluster.Heal]. NATS_URL does not apply to
+// clusters.
 //
 // # Outside tests
 //
