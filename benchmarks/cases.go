@@ -24,6 +24,7 @@ const (
 	CaseRouter     = "router"          // end-to-end through a Watermill Router with a no-op handler
 	CaseLatency    = "latency"         // publish → handler at a low rate
 	CaseDelayed    = "delayed"         // relay's delayed delivery: how late a message due at a time arrives
+	CaseSparse     = "delayed-sparse"  // the same with due times far enough apart that each fires alone
 	CaseTelemetry  = "end-to-end+otel" // end-to-end on relay's byte face with an OpenTelemetry SDK installed
 	CasePeakRSS    = "peak-rss"        // memory backends: peak RSS of an end-to-end run in a child process
 	publishWorkers = 16
@@ -34,7 +35,7 @@ var ThroughputCases = []string{CasePublish1, CasePublish16, CaseBatch100, CaseEn
 
 // AllCases lists every case in table order; [Run] runs [CaseScaling] once per
 // cell of its grid.
-var AllCases = append(slices.Clone(ThroughputCases), CaseTelemetry, CaseLatency, CaseDelayed, CaseScaling, CasePeakRSS)
+var AllCases = append(slices.Clone(ThroughputCases), CaseTelemetry, CaseLatency, CaseDelayed, CaseSparse, CaseScaling, CasePeakRSS)
 
 // ErrNotApplicable is returned for a case an implementation cannot run (a
 // batch on the byte face, a Router on a non-Watermill face).
@@ -132,12 +133,15 @@ func RunCase(ctx context.Context, env *Env, impl Impl, cas string, p Params) (Re
 func runOpen(ctx context.Context, sess Session, cas string, p Params) (Result, error) {
 	payload := makePayload(p.Payload)
 	switch cas {
-	case CaseDelayed:
+	case CaseDelayed, CaseSparse:
 		ds, ok := sess.(DelayedSession)
 		if !ok {
 			return Result{}, ErrNotApplicable
 		}
-		return lateness(ctx, ds, p)
+		if cas == CaseSparse {
+			return lateness(ctx, ds, p, sparseDelays)
+		}
+		return lateness(ctx, ds, p, denseDelays)
 	case CasePublish1:
 		return measure(p.N, func() error { return publishN(ctx, sess, payload, p.N, 1) })
 	case CasePublish16:
@@ -351,23 +355,32 @@ func percentile(sorted []time.Duration, q float64) time.Duration {
 	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
-// Delayed-case timing: the messages are due one every delayedStep, the
-// first delayedLead after the run starts, so that every one is published
-// before it is due and the system is otherwise idle.
-const (
-	delayedLead = 150 * time.Millisecond
-	delayedStep = 5 * time.Millisecond
-	delayedN    = 200 // at most, per run: a second of due times
+// Delayed-case timing: the messages are due one every step, the first lead
+// after the run starts, so that every one is published before it is due and
+// the system is otherwise idle. denseDelays are the delayed case's;
+// sparseDelays space due times so that each fires on its own (nats-server's
+// scheduler waits at least 250 ms between two runs, so denser due times fire
+// together).
+var (
+	denseDelays  = delays{lead: 150 * time.Millisecond, step: 5 * time.Millisecond, n: 200}  // a second of due times
+	sparseDelays = delays{lead: 400 * time.Millisecond, step: 400 * time.Millisecond, n: 20} // 8 s of due times
 )
 
-// lateness publishes min(p.LatencyN, delayedN) messages with PublishAt, each due at its own
+// delays is how the delayed cases space due times: the first lead after the
+// start, then one every step, at most n in a run.
+type delays struct {
+	lead, step time.Duration
+	n          int
+}
+
+// lateness publishes min(p.LatencyN, dl.n) messages with PublishAt, each due at its own
 // time, stamped with it, and records handler time minus due time: how late
 // delayed delivery is on an idle system (it must never be early).
-func lateness(ctx context.Context, ds DelayedSession, p Params) (Result, error) {
+func lateness(ctx context.Context, ds DelayedSession, p Params, dl delays) (Result, error) {
 	if p.Payload < 8 {
 		return Result{}, fmt.Errorf("payload %d bytes: the delayed case needs at least 8", p.Payload)
 	}
-	n := min(p.LatencyN, delayedN)
+	n := min(p.LatencyN, dl.n)
 	base := time.Now()
 	late := make([]time.Duration, n)
 	var handled atomic.Int64
@@ -391,7 +404,7 @@ func lateness(ctx context.Context, ds DelayedSession, p Params) (Result, error) 
 	}
 	start := time.Now()
 	for i := range n {
-		due := delayedLead + time.Duration(i)*delayedStep
+		due := dl.lead + time.Duration(i)*dl.step
 		payload := makePayload(p.Payload)
 		binary.LittleEndian.PutUint64(payload, uint64(due))
 		if err := ds.PublishAt(ctx, payload, base.Add(due)); err != nil {

@@ -125,7 +125,7 @@ func describe(r Result) string {
 	switch r.Case {
 	case CaseLatency:
 		return fmt.Sprintf("p50 %v p99 %v", r.P50, r.P99)
-	case CaseDelayed:
+	case CaseDelayed, CaseSparse:
 		return fmt.Sprintf("late by p50 %v p99 %v max %v", r.P50, r.P99, r.Max)
 	case CasePeakRSS:
 		return fmt.Sprintf("peak RSS %.1f MiB, %.0f msg/s", float64(r.PeakRSS)/(1<<20), r.Rate())

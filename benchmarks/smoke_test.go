@@ -57,7 +57,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"## Throughput", "### redis", "| end-to-end |", "## Telemetry cost", "## Latency", "## Delayed delivery", "## Peak RSS", "chart.png",
+	for _, want := range []string{"## Throughput", "### redis", "| end-to-end |", "## Telemetry cost", "## Latency", "## Delayed delivery", "| system | p50 | p99 | max | sparse p50 | sparse p99 | sparse max |", "## Peak RSS", "chart.png",
 		"## How cost grows", "### nats: relay-bytes and raw nats.go", "| 64 KiB | relay ÷ floor |", "scaling.png",
 		"**raw-wire** =", "| bytes÷raw-wire |", "| p99 ÷ raw-wire |", "| e2e allocs ÷ raw-wire |", "| redis | raw-wire |", "| nats | raw-wire |"} {
 		if !strings.Contains(string(table), want) {
@@ -79,7 +79,7 @@ func applicable(impl benchmarks.Impl, cas string) bool {
 		return impl.Face == benchmarks.FaceWatermill || impl.Face == benchmarks.FacePeer
 	case benchmarks.CasePeakRSS:
 		return impl.System == "memory"
-	case benchmarks.CaseDelayed, benchmarks.CaseTelemetry:
+	case benchmarks.CaseDelayed, benchmarks.CaseSparse, benchmarks.CaseTelemetry:
 		return impl.Face == benchmarks.FaceBytes
 	case benchmarks.CaseScaling:
 		return impl.Face == benchmarks.FaceBytes || impl.Face == benchmarks.FaceRaw ||
