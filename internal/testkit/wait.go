@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"fmt"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -83,4 +84,25 @@ func CloseWithin(t testing.TB, d time.Duration, close func() error, what string,
 func Wait(t testing.TB, wg *sync.WaitGroup, d time.Duration, what string, args ...any) {
 	t.Helper()
 	Within(t, d, wg.Wait, what, args...)
+}
+
+// WaitExit waits for the started cmd to exit, as cmd.Wait does, and returns
+// Wait's error. When cmd is still running after d (a child that ignores its
+// signal, or hangs) it kills cmd and fails t with what did not happen (a fmt
+// format for args), so that neither the test nor the child outlives the
+// bound. It must be called from the test's goroutine or a cleanup.
+func WaitExit(t testing.TB, cmd *exec.Cmd, d time.Duration, what string, args ...any) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-timer.C:
+		_ = cmd.Process.Kill()
+		t.Fatalf("%s: the process did not exit within %v, killed", fmt.Sprintf(what, args...), d)
+		return nil
+	}
 }

@@ -3,6 +3,7 @@ package testkit
 import (
 	"errors"
 	"fmt"
+	"os/exec"
 	"runtime"
 	"strings"
 	"sync"
@@ -82,5 +83,27 @@ func TestWaitHelpers(t *testing.T) {
 				t.Errorf("failure message %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestWaitExit(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep command")
+	}
+	cmd := exec.Command(sleep, "0")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if msg := run(func(t testing.TB) { _ = WaitExit(t, cmd, 10*time.Second, "sleep 0") }); msg != "" {
+		t.Errorf("a process that exits: %s", msg)
+	}
+	cmd = exec.Command(sleep, "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	msg := run(func(t testing.TB) { _ = WaitExit(t, cmd, 10*time.Millisecond, "sleep %d", 60) })
+	if want := "sleep 60: the process did not exit within 10ms, killed"; msg != want {
+		t.Errorf("a process that does not exit: %q, want %q", msg, want)
 	}
 }
