@@ -35,7 +35,7 @@ func TestClusterPipelineAcrossMasters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { b.Close() })
+	t.Cleanup(func() { _ = testkit.CloseWithin(t, waitClose, b.Close, "broker Close at cleanup") })
 	masters := map[int]bool{}
 	for _, topic := range acrossMasters {
 		m, err := c.MasterOf(topic)
@@ -136,7 +136,7 @@ func TestClusterIdleConsumerCleanup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { b.Close() })
+	t.Cleanup(func() { _ = testkit.CloseWithin(t, waitClose, b.Close, "broker Close at cleanup") })
 	for _, topic := range acrossMasters {
 		if err := b.Subscribe(topic, func([]byte) error { return nil }); err != nil {
 			t.Fatal(err)
