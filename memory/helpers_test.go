@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-relay/relay/internal/testkit"
 )
 
 // newTestBroker returns a broker on hub, closed when the test ends.
@@ -16,9 +18,15 @@ func newTestBroker(t *testing.T, hub *Hub, opts ...Option) *Broker {
 	if err != nil {
 		t.Fatalf("NewBroker: %v", err)
 	}
-	t.Cleanup(func() { _ = b.Close() })
+	// Bounded: a Close that waits for ever for a handler fails the test
+	// instead of hanging it.
+	t.Cleanup(func() { _ = testkit.CloseWithin(t, waitClose, b.Close, "broker Close at cleanup") })
 	return b
 }
+
+// waitClose bounds a Close or Shutdown that waits for handlers which have
+// returned, or were released: it returns at once when the broker works.
+const waitClose = 10 * time.Second
 
 // testHub returns a hub made with opts, failing t on an error.
 func testHub(t testing.TB, opts ...HubOption) *Hub {
@@ -62,7 +70,11 @@ func pending(hub *Hub, name string) int {
 func publishN(t *testing.T, b *Broker, topic string, n int) {
 	t.Helper()
 	for i := range n {
-		if err := b.Publish(context.Background(), topic, []byte(strconv.Itoa(i))); err != nil {
+		// Bounded: a Publish to a full topic would wait for room for ever.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := b.Publish(ctx, topic, []byte(strconv.Itoa(i)))
+		cancel()
+		if err != nil {
 			t.Fatalf("Publish %d: %v", i, err)
 		}
 	}

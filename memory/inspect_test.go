@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/testkit"
 )
 
 // A message purged while a group has not yet taken it is never delivered to
@@ -35,8 +36,8 @@ func TestPurgedMessageIsSkippedByGroupsThatHaveNotTakenIt(t *testing.T) {
 	got := make(chan string, 3)
 	sub := newTestBroker(t, hub, WithGroup("late"), WithConcurrency(1))
 	require.NoError(t, sub.Subscribe("t", func(p []byte) error { got <- string(p); return nil }))
-	assert.Equal(t, "a", <-got)
-	assert.Equal(t, "c", <-got)
+	assert.Equal(t, "a", testkit.Receive(t, got, waitClose, "delivery of the first message left"))
+	assert.Equal(t, "c", testkit.Receive(t, got, waitClose, "delivery of the last message left"))
 	select {
 	case p := <-got:
 		t.Fatalf("purged message delivered: %q", p)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/testkit"
 )
 
 // Shutdown gives up on a handler that outlives its context: it returns the
@@ -66,7 +67,7 @@ func TestBrokerShutdownStopsWaitingForRunningHandler(t *testing.T) {
 			}
 
 			unblock()
-			if err := b.Close(); err != nil {
+			if err := testkit.CloseWithin(t, waitClose, b.Close, "Close once the handler was released"); err != nil {
 				t.Fatalf("Close after the handler returned: %v", err)
 			}
 			if tt.wantHandover {
@@ -136,9 +137,7 @@ func TestSubscriberShutdownFromHandlingGoroutine(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no delivery")
 	}
-	if _, open := <-ch; open {
-		t.Fatal("output channel open after Shutdown")
-	}
+	testkit.Closed(t, ch, waitClose, "output channel after Shutdown")
 	if _, err := sub.Subscribe(context.Background(), "w"); !errors.Is(err, relay.ErrClosed) {
 		t.Fatalf("Subscribe after Shutdown = %v, want ErrClosed", err)
 	}
@@ -154,7 +153,7 @@ func TestCloseUnblocksPublishOnFullTopic(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- b.Publish(context.Background(), "full", nil) }()
 	time.Sleep(20 * time.Millisecond) // let it block; the result holds either way
-	if err := b.Close(); err != nil {
+	if err := testkit.CloseWithin(t, waitClose, b.Close, "Close with a Publish blocked on a full topic"); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -197,7 +196,7 @@ func TestClose(t *testing.T) {
 	}
 	time.Sleep(20 * time.Millisecond) // Close must still be waiting; finished says if it was
 	unblock()
-	wg.Wait()
+	testkit.Wait(t, &wg, waitClose, "3 concurrent Close calls once the handler was released")
 	if !finished.Load() {
 		t.Fatal("Close returned before the running handler finished")
 	}

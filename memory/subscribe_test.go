@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/go-relay/relay/internal/testkit"
 )
 
 func TestGroupsFanOutAndCompete(t *testing.T) {
@@ -72,9 +74,7 @@ func TestUnfinishedWatermillDeliveryStaysForGroup(t *testing.T) {
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, open := <-ch; open {
-		t.Fatal("output channel still open after Close")
-	}
+	testkit.Closed(t, ch, waitClose, "output channel after Close")
 
 	second, err := NewSubscriber(hub)
 	if err != nil {
@@ -220,9 +220,9 @@ func TestWakeUpsUnderSubscriptionChurn(t *testing.T) {
 			}
 		})
 	}
-	pubs.Wait()
+	testkit.Wait(t, &pubs, 20*time.Second, "4 publishers of %d messages", messages)
 	eventually(t, 20*time.Second, "every message handled", func() bool { return count.Load() == messages })
 	close(stop)
-	churn.Wait()
+	testkit.Wait(t, &churn, waitClose, "the churning brokers' Close")
 	eventually(t, 5*time.Second, "every group acknowledged", func() bool { return pending(hub, "churn") == 0 })
 }

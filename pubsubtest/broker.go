@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -84,8 +85,10 @@ func (s *byteSuite) broker(t *testing.T, cfg Config) relay.Broker {
 	require.NoError(t, err, "NewBroker(%+v)", cfg)
 	require.NotNil(t, b, "NewBroker(%+v) returned a nil broker and no error", cfg)
 	t.Cleanup(func() {
-		// Close after Close must return nil too: the suite often closed it already.
-		assert.NoError(t, b.Close(), "Close at cleanup")
+		// Close after Close must return nil too: the suite often closed it
+		// already. Bounded: a Close that waits for ever for a handler fails
+		// the test instead of hanging it.
+		assert.NoError(t, testkit.CloseWithin(t, waitLong, b.Close, "broker Close at cleanup"), "Close at cleanup")
 	})
 	return b
 }

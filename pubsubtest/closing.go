@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/testkit"
 )
 
 // testRaceClose runs Publish from 8 goroutines and Subscribe from another
@@ -308,7 +309,7 @@ func (s *wmSuite) testUnackedAtClose(t *testing.T) {
 	if err != nil {
 		t.Fatalf("NewSubscriber: %v", err)
 	}
-	t.Cleanup(func() { _ = s1.Close() }) // closed below; here for an early failure
+	t.Cleanup(func() { _ = testkit.CloseWithin(t, waitLong, s1.Close, "subscriber Close at cleanup") }) // closed below; here for an early failure
 	ch := subscribeWM(t, s1, topic)
 	receiveWM(t, ch, waitShort, "first subscriber") // never acked
 	if err := closeWithin(s1.Close); err != nil {
@@ -457,7 +458,7 @@ func (s *wmSuite) testHandedBack(t *testing.T) {
 	}
 	s1, err := s.h.NewSubscriber(t, cfg)
 	require.NoError(t, err, "NewSubscriber(%+v)", cfg)
-	t.Cleanup(func() { _ = s1.Close() }) // closed below; here for an early failure
+	t.Cleanup(func() { _ = testkit.CloseWithin(t, waitLong, s1.Close, "subscriber Close at cleanup") }) // closed below; here for an early failure
 	// The first message is neither acked nor nacked.
 	receiveWM(t, subscribeWM(t, s1, topic), waitShort, "first subscriber")
 	s.bytes.waitHeld(t, topic, cfg.Group, 2)

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/testkit"
 )
 
 // testGoexit has a handler call runtime.Goexit (what t.FailNow and
@@ -277,7 +278,7 @@ func (s *byteSuite) watchDead(t *testing.T, dlTopic string) *deadWatch {
 		t.Fatalf("NewSubscriber: %v", err)
 	}
 	t.Cleanup(func() {
-		assert.NoError(t, sub.Close(), "subscriber Close at cleanup")
+		assert.NoError(t, testkit.CloseWithin(t, waitLong, sub.Close, "subscriber Close at cleanup"), "subscriber Close at cleanup")
 	})
 	ch := subscribeWM(t, sub, dlTopic)
 	go func() {
@@ -301,8 +302,8 @@ func runRouter(t *testing.T, sub message.Subscriber, topic string, h message.NoP
 	done := make(chan error, 1)
 	go func() { done <- router.Run(context.Background()) }()
 	t.Cleanup(func() {
-		assert.NoError(t, router.Close(), "router Close")
-		assert.NoError(t, <-done, "router Run")
+		assert.NoError(t, router.Close(), "router Close") // bounded by its CloseTimeout
+		assert.NoError(t, testkit.Receive(t, done, waitShort, "router Run's return after Close"), "router Run")
 	})
 	select {
 	case <-router.Running():

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/testkit"
 )
 
 // TestInspector runs the conformance rows of [relay.Inspector] against the
@@ -332,7 +333,7 @@ func (s *inspectSuite) testRedrive(t *testing.T) {
 		wantMD = map[string]string{"tenant": "acme"}
 		p, err := s.h.NewPublisher(t, DefaultConfig())
 		require.NoError(t, err)
-		t.Cleanup(func() { _ = p.Close() })
+		t.Cleanup(func() { _ = testkit.CloseWithin(t, waitLong, p.Close, "publisher Close at cleanup") })
 		m := message.NewMessage(watermill.NewUUID(), []byte("fix me"))
 		m.Metadata.Set("tenant", "acme")
 		require.NoError(t, p.Publish(topic, m))
@@ -353,7 +354,7 @@ func (s *inspectSuite) testRedrive(t *testing.T) {
 	if s.h.NewSubscriber != nil {
 		sub, err := s.h.NewSubscriber(t, DefaultConfig())
 		require.NoError(t, err)
-		t.Cleanup(func() { _ = sub.Close() })
+		t.Cleanup(func() { _ = testkit.CloseWithin(t, waitLong, sub.Close, "subscriber Close at cleanup") })
 		wmIn, err = sub.Subscribe(t.Context(), topic)
 		require.NoError(t, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/testkit"
 )
 
 // middlewareCase is one combination of Watermill middleware and relay's own
@@ -173,12 +174,12 @@ func (s *wmSuite) testMiddlewareCase(t *testing.T, c middlewareCase) {
 	done := make(chan error, 1)
 	go func() { done <- router.Run(context.Background()) }()
 	t.Cleanup(func() {
-		_ = router.Close()
-		if err := <-done; err != nil {
+		_ = router.Close() // bounded by its CloseTimeout
+		if err := testkit.Receive(t, done, waitShort, "router Run's return after Close"); err != nil {
 			t.Errorf("router.Run: %v", err)
 		}
 	})
-	<-router.Running()
+	testkit.Closed(t, router.Running(), waitShort, "the router's Running channel")
 
 	pub := s.publisher(t, DefaultConfig())
 	publishWM(t, pub, topic, message.NewMessage(watermill.NewUUID(), []byte("fail")))
@@ -232,7 +233,9 @@ func newCounter(t *testing.T, ch <-chan *message.Message) *counter {
 			c.mu.Unlock()
 		}
 	}()
-	t.Cleanup(func() { <-stopped })
+	// The subscription's channel closes as t's context ends, before the
+	// cleanups run.
+	t.Cleanup(func() { testkit.Closed(t, stopped, waitShort, "the counted subscription's channel") })
 	return c
 }
 

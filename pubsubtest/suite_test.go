@@ -213,6 +213,16 @@ func ignore(err, target error) error {
 	return err
 }
 
+// childTimeout bounds a child process of TestSuiteFailsBrokenBrokers or
+// TestSuiteFailsBrokenWatermill: a sub-test that hangs there (a defect the
+// suite's own bounds miss) ends it with go test's goroutine dump, which the
+// parent shows, instead of the default ten minutes. childKill is the
+// parent's bound on a child that does not even end so.
+const (
+	childTimeout = 4 * time.Minute
+	childKill    = childTimeout + 30*time.Second
+)
+
 // brokenEnv names, in a child process, the defect TestBrokenBroker injects.
 const brokenEnv = "PUBSUBTEST_DEFECT"
 
@@ -232,11 +242,16 @@ func TestSuiteFailsBrokenBrokers(t *testing.T) {
 				t.Parallel()
 			}
 			sub := strings.ReplaceAll(d.subtest, " ", "_")
-			cmd := exec.CommandContext(t.Context(), os.Args[0],
+			ctx, cancel := context.WithTimeout(t.Context(), childKill)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, os.Args[0],
 				"-test.run=^TestBrokenBroker$/^"+regexp.QuoteMeta(sub)+"$",
-				"-test.count=1", "-test.short", "-test.v")
+				"-test.count=1", "-test.short", "-test.v", "-test.timeout="+childTimeout.String())
 			cmd.Env = append(os.Environ(), brokenEnv+"="+d.name)
 			out, err := cmd.CombinedOutput()
+			if ctx.Err() != nil {
+				t.Fatalf("the child process did not end within %v; output:\n%s", childKill, out)
+			}
 			var exit *exec.ExitError
 			if !errors.As(err, &exit) {
 				t.Fatalf("the suite passed a broker that %s (err %v); output:\n%s", d.name, err, out)
@@ -517,11 +532,14 @@ func TestSuiteFailsBrokenWatermill(t *testing.T) {
 		t.Run(d.name, func(t *testing.T) {
 			t.Parallel() // each waits out its sub-test's bounds in a child process
 			sub := strings.ReplaceAll(d.subtest, " ", "_")
-			cmd := exec.CommandContext(t.Context(), os.Args[0],
+			ctx, cancel := context.WithTimeout(t.Context(), childKill)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, os.Args[0],
 				"-test.run=^TestBrokenWatermill$/^"+regexp.QuoteMeta(sub)+"$",
-				"-test.count=1", "-test.short", "-test.v")
+				"-test.count=1", "-test.short", "-test.v", "-test.timeout="+childTimeout.String())
 			cmd.Env = append(os.Environ(), wmBrokenEnv+"="+d.name)
 			out, err := cmd.CombinedOutput()
+			require.NoError(t, ctx.Err(), "the child process did not end within %v; output:\n%s", childKill, out)
 			var exit *exec.ExitError
 			require.ErrorAs(t, err, &exit, "the suite passed a Watermill face that %s; output:\n%s", d.name, out)
 			assert.Contains(t, string(out), "--- FAIL: TestBrokenWatermill/"+sub, "the child's output names another failure")

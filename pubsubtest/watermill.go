@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/testkit"
 )
 
 // WatermillSuiteLeaks returns the goleak options for the TestMain of a
@@ -158,7 +159,9 @@ func (s *wmSuite) publisher(t *testing.T, cfg Config) message.Publisher {
 	p, err := s.h.NewPublisher(t, cfg)
 	require.NoError(t, err, "NewPublisher(%+v)", cfg)
 	require.NotNil(t, p, "NewPublisher(%+v) returned a nil publisher and no error", cfg)
-	t.Cleanup(func() { assert.NoError(t, p.Close(), "publisher Close at cleanup") })
+	t.Cleanup(func() {
+		assert.NoError(t, testkit.CloseWithin(t, waitLong, p.Close, "publisher Close at cleanup"), "publisher Close at cleanup")
+	})
 	return p
 }
 
@@ -167,7 +170,9 @@ func (s *wmSuite) subscriber(t *testing.T, cfg Config) message.Subscriber {
 	sub, err := s.h.NewSubscriber(t, cfg)
 	require.NoError(t, err, "NewSubscriber(%+v)", cfg)
 	require.NotNil(t, sub, "NewSubscriber(%+v) returned a nil subscriber and no error", cfg)
-	t.Cleanup(func() { assert.NoError(t, sub.Close(), "subscriber Close at cleanup") })
+	t.Cleanup(func() {
+		assert.NoError(t, testkit.CloseWithin(t, waitLong, sub.Close, "subscriber Close at cleanup"), "subscriber Close at cleanup")
+	})
 	return sub
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/go-relay/relay/internal/testkit"
 	"github.com/go-relay/relay/internal/testkit/redistest"
 	"github.com/go-relay/relay/redisstreams"
 )
@@ -46,7 +47,8 @@ func TestEntriesOfDeadConsumerAreClaimed(t *testing.T) {
 			rc.Close() // the process "dies": no more acks, no more idle refreshes
 			t.Cleanup(func() {
 				close(release)
-				b.Close() // its acks fail on the closed client and are logged
+				// Its acks fail on the closed client and are logged.
+				_ = testkit.CloseWithin(t, waitClose, b.Close, "Close of the broker cut off from Redis")
 			})
 		}},
 	} {

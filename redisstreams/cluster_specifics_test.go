@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/go-relay/relay/internal/testkit"
 	"github.com/go-relay/relay/internal/testkit/faulttest"
 	"github.com/go-relay/relay/internal/testkit/redistest"
 	"github.com/go-relay/relay/redisstreams"
@@ -34,7 +35,7 @@ func TestClusterPipelineAcrossMasters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { b.Close() })
+	t.Cleanup(func() { _ = testkit.CloseWithin(t, waitClose, b.Close, "broker Close at cleanup") })
 	masters := map[int]bool{}
 	for _, topic := range acrossMasters {
 		m, err := c.MasterOf(topic)
@@ -106,7 +107,7 @@ func TestClusterBlockingReadersDoNotHoldThePool(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	if err := b.Close(); err != nil {
+	if err := testkit.CloseWithin(t, waitClose, b.Close, "Close with %d reads blocking", subs); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d > 2*time.Second {
@@ -135,7 +136,7 @@ func TestClusterIdleConsumerCleanup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { b.Close() })
+	t.Cleanup(func() { _ = testkit.CloseWithin(t, waitClose, b.Close, "broker Close at cleanup") })
 	for _, topic := range acrossMasters {
 		if err := b.Subscribe(topic, func([]byte) error { return nil }); err != nil {
 			t.Fatal(err)

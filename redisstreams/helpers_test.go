@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/go-relay/relay/internal/testkit"
 	"github.com/go-relay/relay/internal/testkit/redistest"
 	"github.com/go-relay/relay/redisstreams"
 )
@@ -41,6 +42,12 @@ func fast(extra ...redisstreams.Option) []redisstreams.Option {
 	}, extra...)
 }
 
+// waitClose bounds a Close that waits for handlers which have returned, or
+// were released: a working Close takes about the block timeout, or its
+// documented second against a hung server. A Close that waits for ever fails
+// the test instead of hanging it.
+const waitClose = 15 * time.Second
+
 // broker returns a broker on rc, closed at the end of the test.
 func broker(t *testing.T, rc redis.UniversalClient, opts ...redisstreams.Option) *redisstreams.Broker {
 	t.Helper()
@@ -49,7 +56,7 @@ func broker(t *testing.T, rc redis.UniversalClient, opts ...redisstreams.Option)
 		t.Fatalf("NewBroker: %v", err)
 	}
 	t.Cleanup(func() {
-		if err := b.Close(); err != nil {
+		if err := testkit.CloseWithin(t, waitClose, b.Close, "broker Close at cleanup"); err != nil {
 			t.Errorf("Close: %v", err)
 		}
 	})

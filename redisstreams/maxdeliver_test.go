@@ -12,6 +12,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/testkit"
 	"github.com/go-relay/relay/redisstreams"
 )
 
@@ -141,7 +142,7 @@ func TestCloseHandsBackEntriesReadAhead(t *testing.T) {
 		t.Fatal("handler not started")
 	}
 	time.AfterFunc(100*time.Millisecond, func() { close(release) })
-	if err := b.Close(); err != nil {
+	if err := testkit.CloseWithin(t, waitClose, b.Close, "Close once the handler was released"); err != nil {
 		t.Fatal(err)
 	}
 	p, err := e.rc.XPendingExt(ctx(t), &redis.XPendingExtArgs{Stream: topic, Group: redisstreams.DefaultGroup,

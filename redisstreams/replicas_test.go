@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/testkit"
 	"github.com/go-relay/relay/internal/testkit/faulttest"
 	"github.com/go-relay/relay/internal/testkit/redistest"
 	"github.com/go-relay/relay/redisstreams"
@@ -77,7 +78,7 @@ func TestClusterReplicaAcks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { b.Close() })
+	t.Cleanup(func() { _ = testkit.CloseWithin(t, waitClose, b.Close, "broker Close at cleanup") })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// Topics whose keys hash to every master: "a" 15495, "b" 3300, "c" 7365.
@@ -144,7 +145,7 @@ func TestClusterReplicaAcksDelayed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { b.Close() })
+	t.Cleanup(func() { _ = testkit.CloseWithin(t, waitClose, b.Close, "broker Close at cleanup") })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	got := make(chan string, 10)
@@ -220,7 +221,7 @@ func TestClusterInspectorRedriveReplicaAcks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { b.Close() })
+	t.Cleanup(func() { _ = testkit.CloseWithin(t, waitClose, b.Close, "broker Close at cleanup") })
 	if err := b.Subscribe("a", func([]byte) error { return relay.ErrPermanent }); err != nil {
 		t.Fatal(err)
 	}

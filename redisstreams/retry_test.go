@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/go-relay/relay/internal/testkit"
 	"github.com/go-relay/relay/redisstreams"
 )
 
@@ -54,7 +55,7 @@ func TestEntryRemovedDuringBackoffIsLogged(t *testing.T) {
 				t.Fatalf("XRANGE = %v, %v; want one entry", msgs, err)
 			}
 			id := msgs[0].ID
-			<-failed
+			testkit.Receive(t, failed, 10*time.Second, "the failing handler's call")
 			if err := tc.remove(ctx(t), e.rc, topic, id, "c1"); err != nil {
 				t.Fatal(err)
 			}

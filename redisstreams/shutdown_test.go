@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/testkit"
 	"github.com/go-relay/relay/internal/testkit/redistest"
 	"github.com/go-relay/relay/redisstreams"
 )
@@ -33,7 +34,11 @@ func TestShutdownStopsWaitingForBlockedHandler(t *testing.T) {
 	var once sync.Once
 	var returned sync.WaitGroup
 	returned.Add(1)
-	t.Cleanup(func() { close(release); returned.Wait() })
+	t.Cleanup(func() {
+		close(release)
+		// Bounded: when the handler was never called, nothing marks it returned.
+		testkit.Wait(t, &returned, waitClose, "the released handler's return")
+	})
 	if err := b.Subscribe(topic, func([]byte) error {
 		once.Do(func() { close(started); <-release; returned.Done() })
 		return nil
@@ -68,7 +73,7 @@ func TestShutdownStopsWaitingForBlockedHandler(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, "the abandoned entry was not claimed by another consumer",
 		func() bool { return rec.count("m") == 1 })
-	if err := b.Close(); err != nil {
+	if err := testkit.CloseWithin(t, waitClose, b.Close, "Close after Shutdown gave up on the handler"); err != nil {
 		t.Errorf("Close after Shutdown: %v", err)
 	}
 }
@@ -111,7 +116,7 @@ func TestCloseWithDefaultBlockTimeoutIsPrompt(t *testing.T) {
 		return err == nil && strings.Count(list, "cmd=xreadgroup") >= 3
 	})
 	start := time.Now()
-	if err := b.Close(); err != nil {
+	if err := testkit.CloseWithin(t, waitClose, b.Close, "Close of three idle subscriptions"); err != nil {
 		t.Fatal(err)
 	}
 	if took := time.Since(start); took > 500*time.Millisecond {
@@ -161,7 +166,7 @@ func TestCloseAgainstHungRedisIsBounded(t *testing.T) {
 	})
 	close(release) // its XACK hangs
 	start := time.Now()
-	if err := b.Close(); err != nil {
+	if err := testkit.CloseWithin(t, waitClose, b.Close, "Close against a hung Redis"); err != nil {
 		t.Fatal(err)
 	}
 	if took := time.Since(start); took > 4*time.Second {
@@ -197,7 +202,7 @@ func TestCloseIsPromptAndLeavesClientOpen(t *testing.T) {
 	eventually(t, 5*time.Second, "handler not started", running.Load)
 
 	start := time.Now()
-	if err := b.Close(); err != nil {
+	if err := testkit.CloseWithin(t, waitClose, b.Close, "Close with a handler running"); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
 	took := time.Since(start)

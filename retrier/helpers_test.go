@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -114,6 +115,11 @@ type plainRetrier struct{ *syncBroker }
 
 func (plainRetrier) HandlesRetries() bool { return false }
 
+// waitClose bounds a Close that waits for handlers which have returned, or
+// were released, so that a Close that waits for ever fails the test instead
+// of hanging it: it returns at once when the retrier works.
+const waitClose = 5 * time.Second
+
 var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // newRetrier wraps inner with short backoffs and a quiet logger, and closes it
@@ -126,7 +132,7 @@ func newRetrier(t *testing.T, inner relay.Broker, opts ...Option) relay.Broker {
 		t.Fatalf("New: %v", err)
 	}
 	t.Cleanup(func() {
-		if err := b.Close(); err != nil {
+		if err := testkit.CloseWithin(t, waitClose, b.Close, "retrier Close at cleanup"); err != nil {
 			t.Errorf("Close: %v", err)
 		}
 	})
@@ -166,7 +172,7 @@ func mustNew(t *testing.T, inner relay.Broker) relay.Broker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = b.Close() })
+	t.Cleanup(func() { _ = testkit.CloseWithin(t, waitClose, b.Close, "retrier Close at cleanup") })
 	return b
 }
 

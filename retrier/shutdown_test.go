@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/testkit"
 	"github.com/go-relay/relay/memory"
 )
 
@@ -30,7 +31,7 @@ func closeWhileBlocked(t *testing.T, inner *syncBroker, b relay.Broker, blocked 
 	}()
 	eventually(t, 5*time.Second, "the delivery to block", blocked)
 	start := time.Now()
-	if err := b.Close(); err != nil {
+	if err := testkit.CloseWithin(t, waitClose, b.Close, "Close while the delivery is blocked"); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
 	took := time.Since(start)
@@ -103,6 +104,8 @@ func TestCloseWaitsForRunningHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	started, release := make(chan struct{}), make(chan struct{})
+	unblock := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(unblock) // even after a failure
 	subscribe(t, b, "orders", func([]byte) error { close(started); <-release; return nil })
 	published := make(chan struct{})
 	go func() {
@@ -111,19 +114,19 @@ func TestCloseWaitsForRunningHandler(t *testing.T) {
 			t.Errorf("Publish: %v", err)
 		}
 	}()
-	<-started
-	closed := make(chan error)
+	testkit.Receive(t, started, waitClose, "handler call")
+	closed := make(chan error, 1)
 	go func() { closed <- b.Close() }()
 	select {
 	case <-closed:
 		t.Fatal("Close returned while a handler was running")
 	case <-time.After(50 * time.Millisecond):
 	}
-	close(release)
-	if err := <-closed; err != nil {
+	unblock()
+	if err := testkit.Receive(t, closed, waitClose, "Close once the handler was released"); err != nil {
 		t.Fatal(err)
 	}
-	<-published
+	testkit.Closed(t, published, waitClose, "Publish once the handler was released")
 	if res := inner.handlerResults(); len(res) != 1 || res[0] != nil {
 		t.Errorf("wrapped handler returned %v, want [nil]", res)
 	}
@@ -190,7 +193,7 @@ func TestCloseIsIdempotentAndConcurrent(t *testing.T) {
 			}
 		})
 	}
-	wg.Wait()
+	testkit.Wait(t, &wg, waitClose, "8 concurrent Close calls")
 	if err := b.Close(); err != nil {
 		t.Errorf("Close again: %v", err)
 	}

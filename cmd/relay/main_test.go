@@ -82,7 +82,7 @@ func natsEnv(t *testing.T) env {
 			}
 			b, err := natsjs.NewBroker(js, o...)
 			require.NoError(t, err)
-			t.Cleanup(func() { _ = b.Close() })
+			t.Cleanup(func() { _ = testkit.CloseWithin(t, exitWait, b.Close, "broker Close at cleanup") })
 			return b
 		},
 		consumers: func(t *testing.T, topic string) int {
@@ -108,7 +108,7 @@ func redisEnv(t *testing.T) env {
 			}
 			b, err := redisstreams.NewBroker(rc, o...)
 			require.NoError(t, err)
-			t.Cleanup(func() { _ = b.Close() })
+			t.Cleanup(func() { _ = testkit.CloseWithin(t, exitWait, b.Close, "broker Close at cleanup") })
 			return b
 		},
 		consumers: func(t *testing.T, topic string) int {
@@ -145,6 +145,9 @@ type result struct {
 	code           int
 	stdout, stderr string
 }
+
+// exitWait bounds how long a command takes to exit once signalled.
+const exitWait = 20 * time.Second
 
 func relayCmd(t *testing.T, e env, args ...string) result {
 	t.Helper()
@@ -414,10 +417,11 @@ func TestStatsWatchRefreshesUntilCtrlC(t *testing.T) {
 	var out testkit.Buffer
 	cmd.Stdout = &out
 	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill() }) // a test that fails early leaves no process behind
 	require.Eventually(t, func() bool { return strings.Count(out.String(), "every 100ms") >= 3 }, 20*time.Second, 20*time.Millisecond,
 		"three refreshes; output: %s", out.String())
 	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
-	require.NoError(t, cmd.Wait(), "--watch ends with status 0 on Ctrl-C")
+	require.NoError(t, testkit.WaitExit(t, cmd, exitWait, "stats --watch after Ctrl-C"), "--watch ends with status 0 on Ctrl-C")
 	assert.Contains(t, out.String(), topic)
 }
 
@@ -519,7 +523,7 @@ func runUntil(t *testing.T, e env, args []string, done int, sig syscall.Signal) 
 		t.Fatalf("not %d done within a minute; stderr: %s", done, all.String())
 	}
 	require.NoError(t, cmd.Process.Signal(sig))
-	err = cmd.Wait()
+	err = testkit.WaitExit(t, cmd, exitWait, "relay %v after %v", args, sig)
 	code := cmd.ProcessState.ExitCode()
 	if err != nil && code == 0 {
 		t.Fatalf("wait: %v", err)
@@ -543,6 +547,7 @@ func TestTailPrintsMessagesAndLeavesNoConsumer(t *testing.T) {
 		var errOut bytes.Buffer
 		cmd.Stderr = &errOut
 		require.NoError(t, cmd.Start())
+		t.Cleanup(func() { _ = cmd.Process.Kill() }) // a test that fails early leaves no process behind
 		lines := make(chan string, 64)
 		go func() {
 			sc := bufio.NewScanner(out)
@@ -567,13 +572,19 @@ func TestTailPrintsMessagesAndLeavesNoConsumer(t *testing.T) {
 		assert.Contains(t, first, "probe-")
 		assert.NotContains(t, first, "before", "tail starts at the end of the topic")
 		require.NoError(t, b.Publish(t.Context(), topic, []byte("after the probe")))
-		for l := range lines {
-			if strings.Contains(l, "after the probe") {
-				break
+		deadline = time.After(20 * time.Second)
+		for printed := false; !printed; {
+			select {
+			case l, open := <-lines:
+				printed = !open || strings.Contains(l, "after the probe")
+			case <-deadline:
+				_ = cmd.Process.Kill()
+				t.Fatal("tail did not print the message published after the probe within 20s")
 			}
 		}
 		require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
-		require.NoError(t, cmd.Wait(), "tail ends with status 0 on Ctrl-C; stderr: %s", errOut.String())
+		err = testkit.WaitExit(t, cmd, exitWait, "tail after Ctrl-C")
+		require.NoError(t, err, "tail ends with status 0 on Ctrl-C; stderr: %s", errOut.String())
 		require.Eventually(t, func() bool { return e.consumers(t, topic) == before }, 10*time.Second, 50*time.Millisecond,
 			"tail left a consumer behind")
 	})
@@ -673,7 +684,7 @@ func clusterEnv(t *testing.T) env {
 			}
 			b, err := redisstreams.NewBroker(rc, o...)
 			require.NoError(t, err)
-			t.Cleanup(func() { _ = b.Close() })
+			t.Cleanup(func() { _ = testkit.CloseWithin(t, exitWait, b.Close, "broker Close at cleanup") })
 			return b
 		},
 	}
@@ -727,7 +738,7 @@ func TestDeadLettersBehindSentinelAreListed(t *testing.T) {
 	s := redistest.StartSentinel(t, srv)
 	b, err := redisstreams.NewBroker(redistest.Client(t, srv), redisstreams.WithLogger(quiet))
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = b.Close() })
+	t.Cleanup(func() { _ = testkit.CloseWithin(t, exitWait, b.Close, "broker Close at cleanup") })
 	e := env{name: "redis-sentinel", flag: []string{"--redis-sentinel", s.URL()}}
 	topic := pubsubtest.NewTopic(t)
 	require.NoError(t, b.Subscribe(topic, func(p []byte) error { return relay.Permanent(fmt.Errorf("refused %s", p)) }))

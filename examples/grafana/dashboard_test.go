@@ -22,6 +22,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/go-relay/relay"
+	"github.com/go-relay/relay/internal/testkit"
 	"github.com/go-relay/relay/memory"
 )
 
@@ -85,7 +86,9 @@ func exported(t *testing.T) map[string]map[string]bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	// Bounded: a handler blocked on a full done (a delivery more than the
+	// three expected) would keep Close waiting for ever.
+	t.Cleanup(func() { _ = testkit.CloseWithin(t, 10*time.Second, b.Close, "broker Close at cleanup") })
 	done := make(chan struct{}, 3)
 	var failed atomic.Bool // handlers run concurrently
 	if err := b.Subscribe("orders", func(p []byte) error {

@@ -202,7 +202,8 @@ func TestMetricsAddrServesPrometheus(t *testing.T) {
 		body = string(b)
 		time.Sleep(5 * time.Millisecond)
 	}
-	if err := <-done; err != nil {
+	// run ends by itself within cfg.timeout; the bound adds the Close.
+	if err := testkit.Receive(t, done, cfg.timeout+30*time.Second, "the end of run"); err != nil {
 		t.Fatalf("run: %v", err)
 	}
 	if !strings.Contains(body, "relay_delivery_outcomes") {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/internal/lifecycle"
+	"github.com/go-relay/relay/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -65,7 +66,7 @@ func TestShutdownStopsEverySubscriptionInParallel(t *testing.T) {
 	}
 	close(a.release)
 	close(b.release)
-	if err := <-done; err != nil {
+	if err := testkit.Receive(t, done, wait, "Shutdown's return once both subscriptions were released"); err != nil {
 		t.Errorf("Shutdown = %v, want nil", err)
 	}
 	select {
@@ -92,8 +93,10 @@ func TestShutdownWaitsForSubscribeCallsSettingUp(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- r.Shutdown(context.Background(), nil, nil) }()
-	for !r.Closed() {
-		runtime.Gosched()
+	for deadline := time.Now().Add(wait); !r.Closed(); runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the registry is not closed %v after Shutdown began", wait)
+		}
 	}
 	late := newSub()
 	if err := r.Add(late); !errors.Is(err, relay.ErrClosed) {
@@ -105,7 +108,7 @@ func TestShutdownWaitsForSubscribeCallsSettingUp(t *testing.T) {
 	default:
 	}
 	leave()
-	if err := <-done; err != nil {
+	if err := testkit.Receive(t, done, wait, "Shutdown's return once the Subscribe setting up left"); err != nil {
 		t.Errorf("Shutdown = %v, want nil", err)
 	}
 }
@@ -126,7 +129,9 @@ func TestShutdownWithDeadlineAbandonsAndLaterCallWaitsAgain(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("the running subscription was not abandoned")
 	}
-	if err := r.Shutdown(context.Background(), nil, nil); err != nil {
+	var err error
+	testkit.Within(t, wait, func() { err = r.Shutdown(context.Background(), nil, nil) }, "later Shutdown of an abandoned subscription")
+	if err != nil {
 		t.Errorf("later Shutdown = %v, want nil once the subscription stopped", err)
 	}
 }
@@ -161,7 +166,7 @@ func TestGoReplacesALoopEndedByGoexit(t *testing.T) {
 			runtime.Goexit()
 		}
 	})
-	wg.Wait()
+	testkit.Wait(t, &wg, wait, "the loop ended by Goexit twice, then by a return")
 	if n := runs.Load(); n != 3 {
 		t.Errorf("loop ran %d times, want 3 (two Goexits, then a return)", n)
 	}

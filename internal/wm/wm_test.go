@@ -10,6 +10,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/go-relay/relay/internal/delivery"
+	"github.com/go-relay/relay/internal/testkit"
 	"github.com/go-relay/relay/internal/wm"
 )
 
@@ -32,7 +33,7 @@ func subscribe(t *testing.T) (<-chan *message.Message, wm.Process) {
 	}
 	t.Cleanup(func() {
 		close(closing)
-		wg.Wait()
+		testkit.Wait(t, &wg, wait, "the subscription's goroutines after closing")
 	})
 	return out, process
 }
