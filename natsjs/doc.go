@@ -142,9 +142,13 @@
 // Lateness is the server's: nats-server v2.15.2 sets its scheduler timer no
 // sooner than 250 ms ahead (server/scheduler.go), so a schedule due within
 // 250 ms of the scheduler's last run, or of its own publish, comes up to
-// about 250 ms late; a lone schedule due later fires within milliseconds.
-// Never early (measured with 200 messages due one every 5 ms on an idle
-// 2-core machine: p50 131 ms, p99 253 ms).
+// about 250 ms late. Never early. Measured by the benchmark program's
+// delayed cases (BENCHMARKS.md) on an idle 2-core machine, embedded
+// nats-server v2.15.2: 200 messages due one every 5 ms, p50 127 ms, p99
+// 251 ms; 20 due one every 400 ms (each firing alone), p50 110 ms, p99
+// 223 ms. So on NATS a delayed message may come up to a quarter second
+// after its due time, where memory and redisstreams deliver within a few
+// milliseconds.
 // Order follows due times for messages due a second or more apart; the
 // schedules due when the scheduler runs fire in the order of its timing wheel,
 // so messages due within a few hundred milliseconds of each other may be
