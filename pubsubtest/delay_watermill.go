@@ -323,7 +323,7 @@ func (s *wmSuite) testDelayedUntilBurst(t *testing.T) {
 					batch = append(batch, delayedMessage(p, at))
 				}
 				if err := pub.Publish(topic, batch...); err != nil {
-					errs <- fmt.Errorf("Publish of messages %d to %d: %w", i, i+len(batch)-1, err)
+					errs <- fmt.Errorf("publish of messages %d to %d: %w", i, i+len(batch)-1, err)
 					return
 				}
 			}
