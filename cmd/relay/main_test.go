@@ -502,13 +502,14 @@ func runUntil(t *testing.T, e env, args []string, done int, sig syscall.Signal) 
 	pipe, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-	var all strings.Builder
-	seen := make(chan struct{})
+	var all testkit.Buffer // read by the failure messages while the scanner writes
+	seen, scanned := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(pipe)
 		once := sync.OnceFunc(func() { close(seen) })
 		for sc.Scan() {
-			all.WriteString(sc.Text() + "\n")
+			_, _ = all.Write([]byte(sc.Text() + "\n"))
 			var n, total int
 			if _, err := fmt.Sscanf(sc.Text(), "redrive: %d/%d", &n, &total); err == nil && n >= done {
 				once()
@@ -528,6 +529,7 @@ func runUntil(t *testing.T, e env, args []string, done int, sig syscall.Signal) 
 	if err != nil && code == 0 {
 		t.Fatalf("wait: %v", err)
 	}
+	testkit.Closed(t, scanned, exitWait, "the scan of relay's stderr after it exited")
 	return code, all.String()
 }
 
@@ -544,7 +546,7 @@ func TestTailPrintsMessagesAndLeavesNoConsumer(t *testing.T) {
 		cmd.Env = append(os.Environ(), "NATS_URL=", "REDIS_URL=")
 		out, err := cmd.StdoutPipe()
 		require.NoError(t, err)
-		var errOut bytes.Buffer
+		var errOut testkit.Buffer // read by a failure message while the process writes
 		cmd.Stderr = &errOut
 		require.NoError(t, cmd.Start())
 		t.Cleanup(func() { _ = cmd.Process.Kill() }) // a test that fails early leaves no process behind
