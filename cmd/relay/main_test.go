@@ -524,12 +524,14 @@ func runUntil(t *testing.T, e env, args []string, done int, sig syscall.Signal) 
 		t.Fatalf("not %d done within a minute; stderr: %s", done, all.String())
 	}
 	require.NoError(t, cmd.Process.Signal(sig))
+	// The whole of stderr is read before Wait, which closes the pipe and
+	// would drop what is left in it (the closing summary line).
+	testkit.Closed(t, scanned, exitWait, "the end of relay's stderr after %v (it did not exit)", sig)
 	err = testkit.WaitExit(t, cmd, exitWait, "relay %v after %v", args, sig)
 	code := cmd.ProcessState.ExitCode()
 	if err != nil && code == 0 {
 		t.Fatalf("wait: %v", err)
 	}
-	testkit.Closed(t, scanned, exitWait, "the scan of relay's stderr after it exited")
 	return code, all.String()
 }
 
