@@ -288,19 +288,7 @@ func table(t *testing.T, out string) []map[string]string {
 
 func TestDeadLettersAreListedShownRedrivenAndPurged(t *testing.T) {
 	eachBackend(t, func(t *testing.T, e env) {
-		topic := pubsubtest.NewTopic(t)
-		b := e.broker(t)
-		var heal atomic.Bool
-		got := make(chan string, 16)
-		require.NoError(t, b.Subscribe(topic, func(p []byte) error {
-			if heal.Load() {
-				got <- string(p)
-				return nil
-			}
-			return fmt.Errorf("no customer for %s: %w", p, relay.ErrPermanent)
-		}))
-		publishN(t, b, topic, "invoice", 3)
-		require.Eventually(t, func() bool { return deadCount(t, e, topic) == 3 }, 20*time.Second, 20*time.Millisecond)
+		topic, heal, got := threeDeadInvoices(t, e)
 
 		r := relayCmd(t, e, "dead", "ls", topic)
 		require.Equal(t, 0, r.code, r.stderr)
@@ -699,19 +687,7 @@ func clusterEnv(t *testing.T) env {
 // masters its keys are on.
 func TestDeadLettersOnARedisClusterAreRedriven(t *testing.T) {
 	e := clusterEnv(t)
-	topic := pubsubtest.NewTopic(t)
-	b := e.broker(t)
-	var heal atomic.Bool
-	got := make(chan string, 16)
-	require.NoError(t, b.Subscribe(topic, func(p []byte) error {
-		if heal.Load() {
-			got <- string(p)
-			return nil
-		}
-		return fmt.Errorf("no customer for %s: %w", p, relay.ErrPermanent)
-	}))
-	publishN(t, b, topic, "invoice", 3)
-	require.Eventually(t, func() bool { return deadCount(t, e, topic) == 3 }, 20*time.Second, 20*time.Millisecond)
+	topic, heal, got := threeDeadInvoices(t, e)
 
 	r := relayCmd(t, e, "stats", topic, "--json")
 	require.Equal(t, 0, r.code, r.stderr)
@@ -819,4 +795,23 @@ func TestConsumerDeleteOnlyWhenNothingIsPending(t *testing.T) {
 		r = relayCmd(t, e, "consumer", "delete", topic, "billing")
 		assert.Equal(t, 2, r.code, "two arguments: %s", r.stderr)
 	})
+}
+
+// threeDeadInvoices subscribes to a new topic a handler that refuses every
+// invoice for good until heal is set, then sends what it handles to got,
+// and waits until the topic has the three dead letters of its invoices.
+func threeDeadInvoices(t *testing.T, e env) (topic string, heal *atomic.Bool, got chan string) {
+	t.Helper()
+	topic, heal, got = pubsubtest.NewTopic(t), new(atomic.Bool), make(chan string, 16)
+	b := e.broker(t)
+	require.NoError(t, b.Subscribe(topic, func(p []byte) error {
+		if heal.Load() {
+			got <- string(p)
+			return nil
+		}
+		return fmt.Errorf("no customer for %s: %w", p, relay.ErrPermanent)
+	}))
+	publishN(t, b, topic, "invoice", 3)
+	require.Eventually(t, func() bool { return deadCount(t, e, topic) == 3 }, 20*time.Second, 20*time.Millisecond)
+	return topic, heal, got
 }
