@@ -39,6 +39,22 @@ func benchTopic(b *testing.B, name string) string {
 	return natstest.Topic(b, name)
 }
 
+// benchBrokers returns a publishing and a subscribing broker, each on a
+// connection of its own to one new embedded server, closed at cleanup.
+func benchBrokers(b *testing.B) (pub, sub *natsjs.Broker) {
+	b.Helper()
+	s := natstest.Start(b)
+	for _, br := range []**natsjs.Broker{&pub, &sub} {
+		_, js := benchJS(b, s)
+		var err error
+		if *br, err = natsjs.NewBroker(js); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = (*br).Close() })
+	}
+	return pub, sub
+}
+
 // publishN runs b.N calls of publish from publishers goroutines.
 func publishN(b *testing.B, publishers int, publish func(ctx context.Context) error) {
 	b.Helper()
@@ -93,19 +109,7 @@ func BenchmarkPublish(b *testing.B) {
 // running subscription of the byte face and waits until every one is
 // handled and the consumer has nothing left to acknowledge.
 func BenchmarkPublishConsume(b *testing.B) {
-	s := natstest.Start(b)
-	_, pubJS := benchJS(b, s)
-	_, subJS := benchJS(b, s)
-	pub, err := natsjs.NewBroker(pubJS)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = pub.Close() })
-	sub, err := natsjs.NewBroker(subJS)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = sub.Close() })
+	pub, sub := benchBrokers(b)
 	topic := benchTopic(b, "e2e")
 	var handled atomic.Int64
 	done := make(chan struct{})
@@ -381,19 +385,7 @@ func BenchmarkRawPublish(b *testing.B) {
 //	go test -run '^$' -bench BenchmarkLatency -benchtime 2000x -count 5 ./natsjs
 func BenchmarkLatency(b *testing.B) {
 	b.Run("relay", func(b *testing.B) {
-		s := natstest.Start(b)
-		_, pubJS := benchJS(b, s)
-		_, subJS := benchJS(b, s)
-		pub, err := natsjs.NewBroker(pubJS)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = pub.Close() })
-		sub, err := natsjs.NewBroker(subJS)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = sub.Close() })
+		pub, sub := benchBrokers(b)
 		topic := benchTopic(b, "lat")
 		testkit.Latency(b, benchPayloadSize, func(handle func([]byte)) error {
 			return sub.Subscribe(topic, func(p []byte) error { handle(p); return nil })

@@ -89,23 +89,32 @@ func BenchmarkRawPublish(b *testing.B) {
 	}
 }
 
+// benchBrokers returns a new topic on a new redis-server and a publishing
+// and a subscribing broker, each on a client of its own, closed at cleanup
+// before the topic's stream is deleted.
+func benchBrokers(b *testing.B, name string) (topic string, pub, sub *redisstreams.Broker) {
+	b.Helper()
+	s := redistest.Start(b)
+	pc, sc := benchClient(b, s), benchClient(b, s)
+	topic = benchStream(b, s, pc, name) // deleted after Close
+	for _, br := range []struct {
+		b  **redisstreams.Broker
+		rc *redis.Client
+	}{{&pub, pc}, {&sub, sc}} {
+		var err error
+		if *br.b, err = redisstreams.NewBroker(br.rc); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = (*br.b).Close() })
+	}
+	return topic, pub, sub
+}
+
 // BenchmarkPublishConsume publishes b.N messages from 16 goroutines to a
 // running subscription of the byte face and waits until every one is
 // handled.
 func BenchmarkPublishConsume(b *testing.B) {
-	s := redistest.Start(b)
-	pc, sc := benchClient(b, s), benchClient(b, s)
-	topic := benchStream(b, s, pc, "e2e") // deleted after Close
-	pub, err := redisstreams.NewBroker(pc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = pub.Close() })
-	sub, err := redisstreams.NewBroker(sc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = sub.Close() })
+	topic, pub, sub := benchBrokers(b, "e2e")
 	handled, done := counter(b.N)
 	if err := sub.Subscribe(topic, func([]byte) error { handled(); return nil }); err != nil {
 		b.Fatal(err)
@@ -166,19 +175,7 @@ func wait(b *testing.B, done <-chan struct{}) {
 // metrics p50-µs and p99-µs are what to compare.
 func BenchmarkLatency(b *testing.B) {
 	b.Run("relay", func(b *testing.B) {
-		s := redistest.Start(b)
-		pc, sc := benchClient(b, s), benchClient(b, s)
-		topic := benchStream(b, s, pc, "lat") // deleted after Close
-		pub, err := redisstreams.NewBroker(pc)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = pub.Close() })
-		sub, err := redisstreams.NewBroker(sc)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = sub.Close() })
+		topic, pub, sub := benchBrokers(b, "lat")
 		testkit.Latency(b, benchPayloadSize, func(handle func([]byte)) error {
 			return sub.Subscribe(topic, func(p []byte) error { handle(p); return nil })
 		}, func(ctx context.Context, p []byte) error { return pub.Publish(ctx, topic, p) })
