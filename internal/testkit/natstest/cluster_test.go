@@ -18,24 +18,7 @@ func TestClusterStreamSurvivesLeaderStop(t *testing.T) {
 	if got := len(c.URLs()); got != 3 {
 		t.Fatalf("URLs: %d, want 3", got)
 	}
-	js, err := jetstream.New(natstest.ConnectCluster(t, c))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: "ORDERS", Subjects: []string{"orders"}, Storage: jetstream.FileStorage, Replicas: 3,
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.Publish(ctx, "orders", []byte("before")); err != nil {
-		t.Fatal(err)
-	}
-	leader := c.WaitStreamLeader("ORDERS", 10*time.Second)
-	if leader < 0 {
-		t.Fatal("no stream leader")
-	}
+	ctx, js, leader := ordersStream(t, c)
 	c.StopNode(leader)
 	next := c.WaitStreamLeader("ORDERS", 30*time.Second)
 	if next < 0 || next == leader {
@@ -75,24 +58,7 @@ func TestClusterStreamSurvivesLeaderStop(t *testing.T) {
 // proxies again, with every message.
 func TestClusterCutPartitionsLeader(t *testing.T) {
 	c := natstest.StartCluster(t, 3, natstest.WithLinkProxies())
-	js, err := jetstream.New(natstest.ConnectCluster(t, c))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: "ORDERS", Subjects: []string{"orders"}, Storage: jetstream.FileStorage, Replicas: 3,
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.Publish(ctx, "orders", []byte("before")); err != nil {
-		t.Fatal(err)
-	}
-	leader := c.WaitStreamLeader("ORDERS", 10*time.Second)
-	if leader < 0 {
-		t.Fatal("no stream leader")
-	}
+	ctx, _, leader := ordersStream(t, c)
 	c.Cut(leader)
 	start := time.Now()
 	next := -1
@@ -161,4 +127,30 @@ func TestClusterCutPartitionsLeader(t *testing.T) {
 	if info.State.Msgs != 2 {
 		t.Errorf("stream holds %d messages, want 2 (info from %s)", info.State.Msgs, info.Cluster.Leader)
 	}
+}
+
+// ordersStream creates the R3 stream ORDERS (subject "orders") on c with one
+// message stored, and returns a context bounding the test (a minute), the
+// JetStream client and the stream's leader.
+func ordersStream(t *testing.T, c *natstest.Cluster) (context.Context, jetstream.JetStream, int) {
+	t.Helper()
+	js, err := jetstream.New(natstest.ConnectCluster(t, c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: "ORDERS", Subjects: []string{"orders"}, Storage: jetstream.FileStorage, Replicas: 3,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "orders", []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	leader := c.WaitStreamLeader("ORDERS", 10*time.Second)
+	if leader < 0 {
+		t.Fatal("no stream leader")
+	}
+	return ctx, js, leader
 }
