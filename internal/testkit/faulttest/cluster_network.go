@@ -50,18 +50,8 @@ func RunClusterNetworkCut(t *testing.T, b ClusterBackend) {
 		return br
 	}
 	l := NewLedger()
-	pub := via()
-	defer closeBroker(t, pub)
-	cons := via()
-	defer closeBroker(t, cons)
-	consume(t, cons, topic, l)
-
-	ld := startLoad(pub, topic, l, 2, 10*time.Millisecond, 2*time.Second)
-	defer ld.halt()
-	time.Sleep(time.Second)
-	if drained(l, 30*time.Second) < 0 {
-		t.Fatal("no steady state before the cut: messages not consumed within 30 s")
-	}
+	ld, stop := steadyLoad(t, via, topic, l, "the cut")
+	defer stop()
 	if p.Conns() == 0 {
 		t.Fatalf("no client connection goes through the proxy in front of %s", node)
 	}

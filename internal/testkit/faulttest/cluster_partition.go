@@ -99,18 +99,8 @@ func runClusterPartition(t *testing.T, b ClusterBackend, ofLeader bool) {
 		return br
 	}
 	l := NewLedger()
-	pub := at()
-	defer closeBroker(t, pub)
-	cons := at()
-	defer closeBroker(t, cons)
-	consume(t, cons, topic, l)
-
-	ld := startLoad(pub, topic, l, 2, 10*time.Millisecond, 2*time.Second)
-	defer ld.halt()
-	time.Sleep(time.Second)
-	if drained(l, 30*time.Second) < 0 {
-		t.Fatal("no steady state before the cut: messages not consumed within 30 s")
-	}
+	ld, stop := steadyLoad(t, at, topic, l, "the cut")
+	defer stop()
 	before := b.Partition.Leader(topic, "")
 
 	t0 := time.Now()

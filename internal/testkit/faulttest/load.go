@@ -21,6 +21,30 @@ type load struct {
 // startLoad starts workers publishers on br, each publishing, bounded by
 // perCall, and pausing pause between publishes. Publish errors are expected
 // during faults and only counted.
+// steadyLoad opens a publishing and a consuming broker with open, consumes
+// topic into l, starts the network cases' load (two publishers, a pause of
+// 10 ms between calls, 2 s per call) and waits for a steady state: everything
+// published in the first second consumed (within 30 s), else it fails t,
+// naming what the state was wanted before. stop halts the load, then closes
+// the consumer and the publisher.
+func steadyLoad(t testing.TB, open func() relay.Broker, topic string, l *Ledger, before string) (ld *load, stop func()) {
+	t.Helper()
+	pub, cons := open(), open()
+	consume(t, cons, topic, l)
+	ld = startLoad(pub, topic, l, 2, 10*time.Millisecond, 2*time.Second)
+	stop = func() {
+		ld.halt()
+		closeBroker(t, cons)
+		closeBroker(t, pub)
+	}
+	time.Sleep(time.Second)
+	if drained(l, 30*time.Second) < 0 {
+		stop()
+		t.Fatalf("no steady state before %s: messages not consumed within 30 s", before)
+	}
+	return ld, stop
+}
+
 func startLoad(br relay.Broker, topic string, l *Ledger, workers int, pause, perCall time.Duration) *load {
 	ld := &load{stop: make(chan struct{})}
 	for range workers {

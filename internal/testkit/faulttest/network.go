@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-relay/relay"
 	"github.com/go-relay/relay/pubsubtest"
 )
 
@@ -92,18 +93,8 @@ func runNetwork(t *testing.T, b Backend, f networkFault, length time.Duration) {
 		Concurrency: 8, AckWait: time.Second}
 	l := NewLedger()
 
-	pub := newBroker(t, b, p.Addr(), cfg)
-	defer closeBroker(t, pub)
-	cons := newBroker(t, b, p.Addr(), cfg)
-	defer closeBroker(t, cons)
-	consume(t, cons, topic, l)
-
-	ld := startLoad(pub, topic, l, 2, 10*time.Millisecond, 2*time.Second)
-	defer ld.halt()
-	time.Sleep(time.Second)
-	if drained(l, 30*time.Second) < 0 {
-		t.Fatal("no steady state before the fault: messages not consumed within 30 s")
-	}
+	ld, stop := steadyLoad(t, func() relay.Broker { return newBroker(t, b, p.Addr(), cfg) }, topic, l, "the fault")
+	defer stop()
 
 	a0, c0, cpu0, t0 := p.Accepted(), p.Chunks(), cpuTime(), time.Now()
 	f.start(p)
