@@ -22,6 +22,7 @@ import (
 	"github.com/go-relay/relay/internal/testkit"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -95,22 +96,29 @@ func natsEnv(t *testing.T) env {
 	}
 }
 
+// redisBroker makes the test brokers of a Redis env over rc: quick
+// backoffs, max deliver 2, quiet, closed at cleanup; opts are
+// redisstreams.Options.
+func redisBroker(rc redis.UniversalClient) func(t *testing.T, opts ...any) relay.Broker {
+	return func(t *testing.T, opts ...any) relay.Broker {
+		o := []redisstreams.Option{redisstreams.WithBackoff(10*time.Millisecond, 20*time.Millisecond), redisstreams.WithMaxDeliver(2), redisstreams.WithLogger(quiet)}
+		for _, x := range opts {
+			o = append(o, x.(redisstreams.Option))
+		}
+		b, err := redisstreams.NewBroker(rc, o...)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = testkit.CloseWithin(t, exitWait, b.Close, "broker Close at cleanup") })
+		return b
+	}
+}
+
 func redisEnv(t *testing.T) env {
 	srv := redistest.Start(t)
 	rc := redistest.Client(t, srv)
 	return env{
-		name: "redis",
-		flag: []string{"--redis", srv.URL()},
-		broker: func(t *testing.T, opts ...any) relay.Broker {
-			o := []redisstreams.Option{redisstreams.WithBackoff(10*time.Millisecond, 20*time.Millisecond), redisstreams.WithMaxDeliver(2), redisstreams.WithLogger(quiet)}
-			for _, x := range opts {
-				o = append(o, x.(redisstreams.Option))
-			}
-			b, err := redisstreams.NewBroker(rc, o...)
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = testkit.CloseWithin(t, exitWait, b.Close, "broker Close at cleanup") })
-			return b
-		},
+		name:   "redis",
+		flag:   []string{"--redis", srv.URL()},
+		broker: redisBroker(rc),
 		consumers: func(t *testing.T, topic string) int {
 			groups, err := rc.XInfoGroups(t.Context(), topic).Result()
 			require.NoError(t, err)
@@ -667,18 +675,9 @@ func clusterEnv(t *testing.T) env {
 		u += map[bool]string{true: "?", false: "&"}[i == 0] + "addr=" + a
 	}
 	return env{
-		name: "redis-cluster",
-		flag: []string{"--redis-cluster", u},
-		broker: func(t *testing.T, opts ...any) relay.Broker {
-			o := []redisstreams.Option{redisstreams.WithBackoff(10*time.Millisecond, 20*time.Millisecond), redisstreams.WithMaxDeliver(2), redisstreams.WithLogger(quiet)}
-			for _, x := range opts {
-				o = append(o, x.(redisstreams.Option))
-			}
-			b, err := redisstreams.NewBroker(rc, o...)
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = testkit.CloseWithin(t, exitWait, b.Close, "broker Close at cleanup") })
-			return b
-		},
+		name:   "redis-cluster",
+		flag:   []string{"--redis-cluster", u},
+		broker: redisBroker(rc),
 	}
 }
 
