@@ -101,16 +101,7 @@ func TestClusterReplicaAcks(t *testing.T) {
 		}
 	}
 
-	replicas, err := c.ReplicasOf("a")
-	if err != nil || len(replicas) == 0 {
-		t.Fatalf("replicas of the master of a: %v, %v", replicas, err)
-	}
-	for _, r := range replicas {
-		if err := c.Node(r).Pause(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Node(r).Resume() })
-	}
+	pauseReplicas(t, c, "a")
 	start := time.Now()
 	err = b.Publish(ctx, "a", []byte("unreplicated"))
 	if !errors.Is(err, redisstreams.ErrNotReplicated) {
@@ -157,16 +148,7 @@ func TestClusterReplicaAcksDelayed(t *testing.T) {
 		t.Fatalf("PublishAt with the replica up: %v", err)
 	}
 
-	replicas, err := c.ReplicasOf("a")
-	if err != nil || len(replicas) == 0 {
-		t.Fatalf("replicas of the master of a: %v, %v", replicas, err)
-	}
-	for _, r := range replicas {
-		if err := c.Node(r).Pause(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Node(r).Resume() })
-	}
+	pauseReplicas(t, c, "a")
 	err = b.PublishAt(ctx, "a", []byte("unreplicated"), time.Now().Add(time.Hour))
 	if !errors.Is(err, redisstreams.ErrNotReplicated) {
 		t.Fatalf("PublishAt with the replica paused: %v, want ErrNotReplicated", err)
@@ -248,16 +230,7 @@ func TestClusterInspectorRedriveReplicaAcks(t *testing.T) {
 	slices.SortFunc(dls, func(a, b relay.DeadLetter) int { return strings.Compare(string(a.Payload), string(b.Payload)) })
 	before := xlen(t, rc, "a")
 
-	replicas, err := c.ReplicasOf("a")
-	if err != nil || len(replicas) == 0 {
-		t.Fatalf("replicas of the master of a: %v, %v", replicas, err)
-	}
-	for _, r := range replicas {
-		if err := c.Node(r).Pause(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Node(r).Resume() })
-	}
+	replicas := pauseReplicas(t, c, "a")
 	err = in.Redrive(ctx(t), dls[0], "")
 	if !errors.Is(err, redisstreams.ErrNotReplicated) {
 		t.Fatalf("redrive with the replica paused: %v, want ErrNotReplicated", err)
@@ -282,4 +255,21 @@ func TestClusterInspectorRedriveReplicaAcks(t *testing.T) {
 	if n := xlen(t, rc, "a"); n != before+2 {
 		t.Errorf("entries on a = %d, want %d", n, before+2)
 	}
+}
+
+// pauseReplicas pauses (SIGSTOP) every replica of the master of key's slot,
+// resumed at cleanup, and returns them.
+func pauseReplicas(t *testing.T, c *redistest.Cluster, key string) []int {
+	t.Helper()
+	replicas, err := c.ReplicasOf(key)
+	if err != nil || len(replicas) == 0 {
+		t.Fatalf("replicas of the master of %s: %v, %v", key, replicas, err)
+	}
+	for _, r := range replicas {
+		if err := c.Node(r).Pause(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Node(r).Resume() })
+	}
+	return replicas
 }
