@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"time"
 )
 
@@ -51,9 +52,10 @@ func SmokeConfig() Config {
 }
 
 // Run runs every selected case on every implementation, cfg.Runs times,
-// interleaving implementations so that drift of the machine spreads evenly,
-// then writes the report to cfg.Out. It returns the results and the errors of
-// the runs that failed (the report shows what succeeded).
+// interleaving implementations, in an order that turns by one each run, so
+// that drift of the machine spreads evenly, then writes the report to
+// cfg.Out. It returns the results and the errors of the runs that failed
+// (the report shows what succeeded).
 func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	log := cfg.Log
 	if log == nil {
@@ -65,8 +67,13 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	var errs []error
 	for _, cas := range AllCases {
 		for _, p := range cellsOf(cfg, cas) {
+			impls := Impls()
 			for run := 1; run <= cfg.Runs; run++ {
-				for _, impl := range Impls() {
+				for k := range impls {
+					// Each run starts one implementation later, so that none
+					// always follows the same one (and pays for its garbage
+					// or the server's work it left behind).
+					impl := impls[(k+run-1)%len(impls)]
 					if cfg.Cases != nil && !cfg.Cases.MatchString(impl.Name()+"/"+cas) {
 						continue
 					}
@@ -77,6 +84,8 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 					if cas == CaseScaling {
 						label = ScalingCell(p.Publishers, p.Payload)
 					}
+					// What earlier runs left to collect is not this run's.
+					runtime.GC()
 					res, err := RunCase(ctx, env, impl, cas, p)
 					switch {
 					case errors.Is(err, ErrNotApplicable):
