@@ -195,6 +195,33 @@ func BenchmarkLatency(b *testing.B) {
 			return nil
 		}, func(ctx context.Context, p []byte) error { return pc.XAdd(ctx, rawEntry(topic, p)).Err() })
 	})
+	// raw-workers is raw with the hand-off the contract's concurrency
+	// needs: the reader passes each entry to one of DefaultConcurrency
+	// worker goroutines, as relay does, instead of running the handler
+	// itself. Its p50 beside raw's is what that hand-off costs.
+	b.Run("raw-workers", func(b *testing.B) {
+		s := redistest.Start(b)
+		pc, sc := benchClient(b, s), benchClient(b, s)
+		topic := benchStream(b, s, pc, "rawlatw")
+		ctx, cancel := context.WithCancel(context.Background())
+		var reader, workers sync.WaitGroup
+		queue := make(chan []byte, redisstreams.DefaultConcurrency+redisstreams.DefaultPrefetch)
+		b.Cleanup(func() { cancel(); reader.Wait(); close(queue); workers.Wait() })
+		testkit.Latency(b, benchPayloadSize, func(handle func([]byte)) error {
+			if err := sc.XGroupCreateMkStream(ctx, topic, "raw", "0").Err(); err != nil {
+				return err
+			}
+			for range redisstreams.DefaultConcurrency {
+				workers.Go(func() {
+					for p := range queue {
+						handle(p)
+					}
+				})
+			}
+			reader.Go(func() { rawConsume(ctx, b, sc, topic, func(p []byte) { queue <- p }) })
+			return nil
+		}, func(ctx context.Context, p []byte) error { return pc.XAdd(ctx, rawEntry(topic, p)).Err() })
+	})
 }
 
 // rawConsume reads topic as group "raw" until ctx is done, calling handle
