@@ -268,15 +268,19 @@ func rawStream(b *testing.B, js jetstream.JetStream, topic string) jetstream.Str
 // read with Consume, each message acked (Ack, no confirmation) by the
 // callback, with relay's two headers, with the UUID alone (as watermill-nats
 // publishes: no de-duplication by the stream) and without any, to show what
-// the headers the wire format requires cost end to end.
+// the headers the wire format requires cost end to end; and with relay's
+// headers and a pool of DefaultConcurrency workers that the callback hands
+// each message to, to show what that hand-off costs.
 func BenchmarkRawPublishConsume(b *testing.B) {
 	for _, bc := range []struct {
 		name    string
 		headers int
+		workers int // 0: the callback handles and acks inline
 	}{
-		{"headers=relay", 2},
-		{"headers=uuid", 1},
-		{"headers=none", 0},
+		{"headers=relay", 2, 0},
+		{"headers=relay/workers", 2, natsjs.DefaultConcurrency},
+		{"headers=uuid", 1, 0},
+		{"headers=none", 0, 0},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			s := natstest.Start(b)
@@ -296,12 +300,41 @@ func BenchmarkRawPublishConsume(b *testing.B) {
 			var handled atomic.Int64
 			done := make(chan struct{})
 			n := int64(b.N)
-			cc, err := cons.Consume(func(m jetstream.Msg) {
+			handle := func(m jetstream.Msg) {
 				_ = m.Ack() // a lost ack is redelivered
 				if handled.Add(1) == n {
 					close(done)
 				}
-			})
+			}
+			consume := handle
+			if bc.workers > 0 {
+				// The hand-off the contract's concurrency needs: the
+				// callback passes each message to one of the workers, as
+				// relay's fetch loop does, instead of handling it itself.
+				queue := make(chan jetstream.Msg, bc.workers+natsjs.DefaultPrefetch)
+				stop := make(chan struct{})
+				var workers sync.WaitGroup
+				for range bc.workers {
+					workers.Go(func() {
+						for {
+							select {
+							case m := <-queue:
+								handle(m)
+							case <-stop:
+								return
+							}
+						}
+					})
+				}
+				b.Cleanup(func() { close(stop); workers.Wait() })
+				consume = func(m jetstream.Msg) {
+					select {
+					case queue <- m:
+					case <-stop:
+					}
+				}
+			}
+			cc, err := cons.Consume(consume)
 			if err != nil {
 				b.Fatal(err)
 			}
