@@ -52,9 +52,8 @@ func SmokeConfig() Config {
 }
 
 // Run runs every selected case on every implementation, cfg.Runs times,
-// interleaving implementations, in an order that turns by one each run, so
-// that drift of the machine spreads evenly, then writes the report to
-// cfg.Out. It returns the results and the errors of the runs that failed
+// interleaving implementations (see runOrder) so that drift of the machine
+// spreads evenly, then writes the report to cfg.Out. It returns the results and the errors of the runs that failed
 // (the report shows what succeeded).
 func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	log := cfg.Log
@@ -67,13 +66,8 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	var errs []error
 	for _, cas := range AllCases {
 		for _, p := range cellsOf(cfg, cas) {
-			impls := Impls()
 			for run := 1; run <= cfg.Runs; run++ {
-				for k := range impls {
-					// Each run starts one implementation later, so that none
-					// always follows the same one (and pays for its garbage
-					// or the server's work it left behind).
-					impl := impls[(k+run-1)%len(impls)]
+				for _, impl := range runOrder(Impls(), run) {
 					if cfg.Cases != nil && !cfg.Cases.MatchString(impl.Name()+"/"+cas) {
 						continue
 					}
@@ -107,6 +101,27 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		}
 	}
 	return results, errors.Join(errs...)
+}
+
+// runOrder returns impls in the order of run number run (from 1): the
+// systems in table order, the faces of each turned by run-1, so that across
+// runs each face of a system runs first, and after each other face, about as
+// often. With a fixed order the first face of each system always followed
+// the other system's runs and paid for what they left behind.
+func runOrder(impls []Impl, run int) []Impl {
+	out := make([]Impl, 0, len(impls))
+	for start := 0; start < len(impls); {
+		end := start + 1
+		for end < len(impls) && impls[end].System == impls[start].System {
+			end++
+		}
+		faces := impls[start:end]
+		for k := range faces {
+			out = append(out, faces[(k+run-1)%len(faces)])
+		}
+		start = end
+	}
+	return out
 }
 
 // cellsOf returns the parameters of each run of cas: one, but for the
