@@ -238,6 +238,36 @@ func (s *wmSuite) testPayloadMutation(t *testing.T) {
 	}
 }
 
+// testPublisherReuse: once a Watermill Publish of a batch returned, the
+// caller may overwrite its payloads; every message is delivered as published,
+// an empty payload and payloads of different lengths among them, and a
+// handler that appends to its payload changes no other message of the batch.
+func (s *wmSuite) testPublisherReuse(t *testing.T) {
+	topic := NewTopic(t)
+	src := subscribeWM(t, s.subscriber(t, DefaultConfig()), topic)
+	want := map[string]bool{"": true, "a": true, "bb": true, "ccc": true, "dddd": true}
+	var msgs []*message.Message
+	for p := range want {
+		msgs = append(msgs, message.NewMessage(watermill.NewUUID(), []byte(p)))
+	}
+	publishWM(t, s.publisher(t, DefaultConfig()), topic, msgs...)
+	for _, m := range msgs {
+		for i := range m.Payload {
+			m.Payload[i] = 'X'
+		}
+	}
+	for range len(msgs) {
+		m := receiveWM(t, src, waitShort, "message of the batch on "+topic)
+		got := string(m.Payload)
+		_ = append(m.Payload, "appended by the handler"...)
+		m.Ack()
+		if !want[got] {
+			t.Errorf("delivered %q, which is no payload of the batch as published, or was delivered twice", got)
+		}
+		delete(want, got)
+	}
+}
+
 // deadLetter is a message read from a dead-letter topic; metadata is nil
 // when it was read on the byte face.
 type deadLetter struct {

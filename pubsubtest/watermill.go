@@ -131,6 +131,7 @@ func TestWatermill(t *testing.T, h Harness) {
 		{"a router handler that calls runtime.Goexit is nacked and the subscription keeps consuming", s.testGoexit},
 		{"a router handler's error whose Error method panics is dead-lettered without a crash", s.testErrorMethodPanics},
 		{"a handler that changes msg.Payload leaves redeliveries and the dead letter intact", s.testPayloadMutation},
+		{"a publisher that reuses its payloads after a batch Publish returns changes no stored message", s.testPublisherReuse},
 		{"an invalid topic is rejected by Publish and Subscribe", s.testInvalidTopic},
 		{"errors of Publish and Subscribe name the backend, the operation and the topic", s.testErrorShape},
 		{"Publish returns promptly with the message context's error", s.testPublishContext},
