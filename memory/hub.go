@@ -117,6 +117,12 @@ func (t *topic) publish(ctx context.Context, closing <-chan struct{}, msgs ...de
 // all of msgs (the lock is released only while waiting for room). It
 // returns how many of msgs it stored, in order, and the error that stopped it.
 func (t *topic) publishEach(closing <-chan struct{}, msgs []delivery.Message, ctxOf func(i int) context.Context) (int, error) {
+	// A run's entries are one allocation: the array lives until the last
+	// of them is dropped, as the run's payload buffer does (Publisher.Publish).
+	var run []entry
+	if len(msgs) > 1 {
+		run = make([]entry, len(msgs))
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := time.Now().UnixNano()
@@ -147,7 +153,13 @@ func (t *topic) publishEach(closing <-chan struct{}, msgs []delivery.Message, ct
 			}
 			now = time.Now().UnixNano()
 		}
-		t.storeAt(m, now)
+		var e *entry
+		if run != nil {
+			e = &run[i]
+		} else {
+			e = new(entry)
+		}
+		t.storeAt(e, m, now)
 	}
 	return len(msgs), nil
 }
@@ -183,12 +195,13 @@ type entry struct {
 
 // store appends m to the topic and hands it to every group.
 func (t *topic) store(m delivery.Message) {
-	t.storeAt(m, time.Now().UnixNano())
+	t.storeAt(new(entry), m, time.Now().UnixNano())
 }
 
-// storeAt is store with at, in Unix nanoseconds, as the time stored.
-func (t *topic) storeAt(m delivery.Message, at int64) {
-	e := &entry{msg: m, seq: t.nextSeq, at: at, unacked: len(t.groups), prev: t.tail}
+// storeAt is store into the new entry e, with at, in Unix nanoseconds, as
+// the time stored.
+func (t *topic) storeAt(e *entry, m delivery.Message, at int64) {
+	*e = entry{msg: m, seq: t.nextSeq, at: at, unacked: len(t.groups), prev: t.tail}
 	t.nextSeq++
 	if t.tail == nil {
 		t.head = e
