@@ -190,6 +190,27 @@ func markdown(cfg Config, s summary) string {
 		}
 	}
 
+	w("\nEvery throughput case, allocations and bytes per message (whole process):\n\n")
+	w("| system | face |")
+	for _, c := range ThroughputCases {
+		w(" %s allocs | %s B |", c, c)
+	}
+	w("\n|---|---|%s\n", strings.Repeat("---:|---:|", len(ThroughputCases)))
+	for _, sys := range Systems {
+		for _, f := range Faces {
+			var row strings.Builder
+			found := false
+			for _, c := range ThroughputCases {
+				r, ok := s.get(sys, f, c)
+				found = found || ok
+				fmt.Fprintf(&row, " %s | %s |", dec(r.Allocs, ok), bytesNum(r.AllocBytes, ok))
+			}
+			if found {
+				w("| %s | %s |%s\n", sys, f, row.String())
+			}
+		}
+	}
+
 	w("\n## Peak RSS, memory backend (%d messages end to end, in a child process)\n\n", cfg.RSSN)
 	w("| face | peak RSS | ÷ peer | throughput (msg/s) |\n|---|---:|---:|---:|\n")
 	peer, okP := s.get("memory", FacePeer, CasePeakRSS)
@@ -246,6 +267,19 @@ func moduleVersions() []string {
 		}
 	}
 	return out
+}
+
+// ReadResults reads the results.json of an earlier run.
+func ReadResults(path string) ([]Result, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var results []Result
+	if err := json.Unmarshal(data, &results); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return results, nil
 }
 
 func writeJSON(path string, results []Result) error {

@@ -96,7 +96,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		}
 	}
 	if cfg.Out != "" {
-		if err := writeReport(cfg, results); err != nil {
+		if err := WriteReport(cfg, results); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -157,7 +157,10 @@ func describe(r Result) string {
 	return fmt.Sprintf("%.0f msg/s, %.1f allocs/msg, %.0f B/msg", r.Rate(), r.Allocs, r.AllocBytes)
 }
 
-func writeReport(cfg Config, results []Result) error {
+// WriteReport writes table.md, chart.png, scaling.png and results.json of
+// results to cfg.Out; cfg's sizes (N, Runs, Payload, Scale, RSSN) are those
+// the report's text states.
+func WriteReport(cfg Config, results []Result) error {
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -44,6 +45,7 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	cases := flag.String("cases", "", "regexp over system/face/case, e.g. 'redis/' or '/(end-to-end|latency)$'")
 	flag.StringVar(&cfg.Out, "out", "", "directory for table.md, chart.png and results.json (none: print only)")
+	from := flag.String("from", "", "write the report of an earlier run's results.json to -out instead of running (give the run's -n, -runs and sizes)")
 	flag.Parse()
 
 	var err error
@@ -83,6 +85,23 @@ func main() {
 			pprof.StopCPUProfile()
 			f.Close()
 		}()
+	}
+
+	if *from != "" {
+		results, err := benchmarks.ReadResults(*from)
+		if err == nil && cfg.Out == "" {
+			err = errors.New("-from needs -out")
+		}
+		if err == nil {
+			err = benchmarks.WriteReport(cfg, results)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "relaybench:", err)
+			exit = 1
+			return
+		}
+		fmt.Fprintf(os.Stderr, "wrote %s/table.md, chart.png, results.json\n", cfg.Out)
+		return
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
