@@ -269,7 +269,9 @@ func moduleVersions() []string {
 	return out
 }
 
-// ReadResults reads the results.json of an earlier run.
+// ReadResults reads the results.json that an earlier run (or [WriteReport])
+// wrote at path. It returns the error of reading the file, or an error
+// naming path when its content is not a JSON list of results.
 func ReadResults(path string) ([]Result, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -53,8 +53,8 @@ func SmokeConfig() Config {
 
 // Run runs every selected case on every implementation, cfg.Runs times,
 // interleaving implementations (see runOrder) so that drift of the machine
-// spreads evenly, then writes the report to cfg.Out. It returns the results and the errors of the runs that failed
-// (the report shows what succeeded).
+// spreads evenly, then writes the report to cfg.Out. It returns the results
+// and the errors of the runs that failed (the report shows what succeeded).
 func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	log := cfg.Log
 	if log == nil {
@@ -158,8 +158,10 @@ func describe(r Result) string {
 }
 
 // WriteReport writes table.md, chart.png, scaling.png and results.json of
-// results to cfg.Out; cfg's sizes (N, Runs, Payload, Scale, RSSN) are those
-// the report's text states.
+// results to the directory cfg.Out, creating it and replacing those files;
+// cfg's sizes (N, Runs, Payload, Scale, RSSN) are what the report's text
+// states, not checked against results. It returns the first error of creating
+// the directory or writing a file.
 func WriteReport(cfg Config, results []Result) error {
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return err
